@@ -1,0 +1,14 @@
+"""tkprefix: shared-prefix attention for LLM decoding (Hydragen and ChunkAttention) in ThunderKittens on the H100.
+
+Every op takes `backend="auto" | "tk" | "torch"`: `torch` is exact PyTorch that runs anywhere and is the reference
+the TK kernels are tested against; `auto` picks the TK kernels on an H100 with the extension built.
+"""
+from .cache import ChunkKVCache, ChunkPlan
+from .chunk_attention import chunk_attention
+from .hydragen import decode_attention, hydragen_attention_nopad, merge_states, prefix_attention
+
+__all__ = [
+    "ChunkKVCache", "ChunkPlan", "chunk_attention", "decode_attention", "hydragen_attention_nopad",
+    "merge_states", "prefix_attention",
+]
+__version__ = "0.1.0"

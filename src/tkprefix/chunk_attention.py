@@ -1,0 +1,71 @@
+"""ChunkAttention decode over a `ChunkKVCache`: chunk-first over shared chunks, then sequence-first with an LSE merge."""
+from __future__ import annotations
+
+import torch
+
+from . import reference
+from .backend import resolve_backend
+from .cache import ChunkKVCache, ChunkPlan
+from .validation import check_dim, check_gqa, check_tensor
+
+
+def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto") -> torch.Tensor:
+    """One decode step: q (n_seqs, Hq, D) in `cache.seq_ids` order (Hq a multiple of cache.n_heads) → o, same shape.
+
+    >>> cache = ChunkKVCache(2, 16, chunk_size=4, dtype=torch.float32, capacity_chunks=8)
+    >>> for tail in ([7], [8, 9]):
+    ...     _ = cache.add_seq([1, 2, 3, 4] + tail, torch.randn(4 + len(tail), 2, 16), torch.randn(4 + len(tail), 2, 16))
+    >>> chunk_attention(torch.randn(2, 4, 16), cache, backend="torch").shape
+    torch.Size([2, 4, 16])
+    """
+    if not isinstance(cache, ChunkKVCache):
+        raise TypeError(f"cache must be a ChunkKVCache, got {type(cache).__name__}")
+    check_tensor("q", q, ndim=3)
+    check_dim("q", q, 0, len(cache.seq_ids), "n_seqs, as len(cache.seq_ids)")
+    check_dim("q", q, 2, cache.d_head, "head_dim, as cache.d_head")
+    check_gqa(q.shape[1], cache.n_heads, "q", "cache")
+    if q.dtype != cache.dtype:
+        raise TypeError(f"q must have the cache's dtype {cache.dtype}, got {q.dtype}")
+    if q.device != cache.device:
+        raise ValueError(f"q must be on the cache's device {cache.device}, got {q.device}")
+    if q.shape[0] == 0:
+        return q.clone()
+    if resolve_backend(backend, q) == "tk":
+        from . import tk_chunk
+
+        return tk_chunk.chunk_attention(q, cache)
+    return two_phase_torch(q, cache.k_pool, cache.v_pool, cache.plan())
+
+
+def chunk_first_torch(q, k_pool, v_pool, plan: ChunkPlan):
+    """Partials (n_partial_rows, Hq, D) fp32 and LSE (n_partial_rows, Hq): each shared chunk against its row range."""
+    acc = reference.acc_dtype(q.dtype)
+    partial_o = q.new_empty((plan.n_partial_rows, *q.shape[1:]), dtype=acc)
+    partial_lse = q.new_empty((plan.n_partial_rows, q.shape[1]), dtype=acc)
+    h = plan.host
+    for i, chunk in enumerate(h["shared_chunk"]):
+        start, end, offset = h["shared_row_start"][i], h["shared_row_end"][i], h["shared_partial_offset"][i]
+        k, v = k_pool[chunk].transpose(0, 1)[None], v_pool[chunk].transpose(0, 1)[None]  # (1, C, H, D)
+        stacked = q[start:end].to(acc)[None]  # all sharing sequences' queries as one (1, rows, Hq, D) matrix
+        o, lse = reference.attention_with_lse(stacked, k, v)
+        partial_o[offset : offset + end - start] = o[0]
+        partial_lse[offset : offset + end - start] = lse[0]
+    return partial_o, partial_lse
+
+
+def two_phase_torch(q, k_pool, v_pool, plan: ChunkPlan):
+    partial_o, partial_lse = chunk_first_torch(q, k_pool, v_pool, plan)
+    acc = reference.acc_dtype(q.dtype)
+    h, out = plan.host, torch.empty_like(q)
+    for row in range(plan.n_seqs):
+        lo, hi = h["seq_private_offset"][row], h["seq_private_offset"][row + 1]
+        chunks, lens = h["private_chunk"][lo:hi], h["private_len"][lo:hi]
+        none = [k_pool.new_empty((0, *k_pool.shape[1:2], k_pool.shape[3]))]  # a sequence may have no private chunk
+        k = torch.cat([k_pool[c, :, :n].transpose(0, 1) for c, n in zip(chunks, lens)] or none)
+        v = torch.cat([v_pool[c, :, :n].transpose(0, 1) for c, n in zip(chunks, lens)] or none)
+        o, lse = reference.attention_with_lse(q[row : row + 1, None].to(acc), k[None], v[None])
+        o, lse = o[0, 0], lse[0, 0]  # (Hq, D), (Hq,)
+        for p in h["seq_partial_index"][h["seq_partial_offset"][row] : h["seq_partial_offset"][row + 1]]:
+            o, lse = reference.merge_states(o, lse, partial_o[p], partial_lse[p])
+        out[row] = o.to(q.dtype)
+    return out

@@ -1,0 +1,37 @@
+"""`tkprefix <command>`: each command lives in its own module exposing `main(argv) -> int`."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "build": ("tkprefix.build", "build the TK extension ahead of time"),
+    "check": ("tkprefix.bench.check", "GPU correctness suite → CSV"),
+    "bench": ("tkprefix.bench.cli_bench", "benchmark sweeps → CSV"),
+    "record": ("tkprefix.bench.record", "copy a finished live run into data/h100"),
+    "env": ("tkprefix.provenance", "provenance JSON (GPU, driver, CUDA, torch, TK commit)"),
+    "doctor": ("tkprefix.doctor", "diagnose the known build and environment failures"),
+    "plan-cost": ("tkprefix.plan_cost", "time building the ChunkAttention plan on the host"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: tkprefix <command> [args]", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"tkprefix: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

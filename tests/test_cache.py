@@ -1,0 +1,125 @@
+"""ChunkKVCache invariants under random add / append / fork / remove sequences, checked against a plain model."""
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tkprefix import ChunkKVCache
+
+CHUNK, HEADS, DIM = 4, 2, 3
+
+
+def kv_for(tokens):
+    """K/V as a function of the token prefix, so equal prefixes carry equal K and V (as in a real model)."""
+    out = torch.empty(len(tokens), HEADS, DIM)
+    for i in range(len(tokens)):
+        gen = torch.Generator().manual_seed(hash(tuple(tokens[: i + 1])) % 2**31)
+        out[i] = torch.randn(HEADS, DIM, generator=gen)
+    return out
+
+
+def check_invariants(cache, model):
+    """model: seq_id → token list. Everything the cache reports must follow from it."""
+    assert sorted(cache.seq_ids) == sorted(model)
+    refcounts = cache.chunk_refcounts()
+    allocated = set(refcounts)
+    assert len(allocated) + cache.free_chunks == cache.capacity_chunks, "leaked or double-freed chunk"
+    assert allocated.isdisjoint(cache._free) and len(set(cache._free)) == len(cache._free)
+    uses = {}
+    for s in model:
+        assert cache.tokens(s) == model[s]
+        k, v = cache.gather_kv(s)
+        assert torch.equal(k, kv_for(model[s])) and torch.equal(v, 2 * kv_for(model[s]))
+        for node in cache._paths[s]:
+            uses[node.chunk] = uses.get(node.chunk, 0) + 1
+    assert uses == refcounts, "reference counts differ from the sequences' paths"
+    order = cache.seq_ids
+    row = {s: r for r, s in enumerate(order)}
+    for node in cache._nodes():
+        rows = sorted(row[s] for s in node.seqs)
+        assert rows == list(range(rows[0], rows[-1] + 1)), "sharing sequences are not contiguous (depth-first order)"
+        if len(node.seqs) > 1:
+            assert len(node.tokens) == CHUNK, "a partial chunk is shared"
+            prefixes = {tuple(cache.tokens(s)[: len(cache._ancestors(node)) * CHUNK]) for s in node.seqs}
+            assert len(prefixes) == 1, "a shared chunk is shared by sequences with different tokens"
+    plan = cache.plan()  # builds, and its own assertions hold
+    assert plan.n_seqs == len(model)
+    stats = cache.stats()
+    assert stats["logical_tokens"] == sum(len(t) for t in model.values())
+    assert stats["physical_tokens"] == sum(len(n.tokens) for n in cache._nodes())
+
+
+operations = st.lists(
+    st.tuples(st.sampled_from(["add", "append", "fork", "remove"]), st.integers(0, 10**6),
+              st.lists(st.integers(0, 2), min_size=1, max_size=14)),
+    max_size=25,
+)
+
+
+@given(ops=operations, capacity=st.integers(4, 40))
+def test_cache_invariants_under_random_operations(ops, capacity):
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=capacity)
+    model: dict[int, list[int]] = {}
+    for op, pick, tokens in ops:
+        live = sorted(model)
+        target = live[pick % len(live)] if live else None
+        before = (dict(cache.chunk_refcounts()), cache.free_chunks, cache.seq_ids)
+        try:
+            if op == "add":
+                model[cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))] = list(tokens)
+            elif op == "append" and target is not None:
+                new = model[target] + [tokens[0]]
+                kv = kv_for(new)[-1]
+                cache.append_token(target, tokens[0], kv, 2 * kv)
+                model[target] = new
+            elif op == "fork" and target is not None:
+                model[cache.fork(target)] = list(model[target])
+            elif op == "remove" and target is not None:
+                cache.remove_seq(target)
+                del model[target]
+        except RuntimeError as exc:
+            assert "ChunkKVCache is full" in str(exc)
+            assert (cache.chunk_refcounts(), cache.free_chunks, cache.seq_ids) == before, "overflow changed the cache"
+        check_invariants(cache, model)
+
+
+def test_full_matching_chunks_are_shared_and_partial_ones_are_not():
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=32)
+    a = list(range(10))  # two full chunks + a partial of 2
+    for tokens in (a, a, a[:8] + [77], a[:5]):
+        cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))
+    stats = cache.stats()
+    # chunks: [0..3] shared by 3 seqs, [4..7] by 3, partial [8,9] ×2 (private copies), [77], [4] partial
+    assert stats["shared_chunks"] == 2
+    assert stats["physical_tokens"] == 8 + 2 + 2 + 1 + 1
+    assert cache.plan().n_shared == 2
+
+
+def test_remove_frees_only_unused_chunks():
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=8)
+    tokens = list(range(9))
+    a = cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))
+    b = cache.fork(a)
+    assert cache.free_chunks == 8 - 4  # 2 shared full chunks + 2 private partials
+    cache.remove_seq(a)
+    assert cache.free_chunks == 8 - 3
+    cache.remove_seq(b)
+    assert cache.free_chunks == 8 and cache.seq_ids == []
+
+
+def test_overflow_is_a_clear_error_and_leaves_the_cache_unchanged():
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=3)
+    tokens = list(range(8))
+    cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))
+    with pytest.raises(RuntimeError, match="needs 2 free chunks, 1 of capacity_chunks=3"):
+        cache.add_seq([9] * 8, kv_for([9] * 8), kv_for([9] * 8))
+    assert cache.free_chunks == 1 and len(cache.seq_ids) == 1
+
+
+def test_plan_is_cached_until_the_tree_changes():
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=8)
+    a = cache.add_seq([1, 2, 3], kv_for([1, 2, 3]), kv_for([1, 2, 3]))
+    plan = cache.plan()
+    assert cache.plan() is plan
+    cache.append_token(a, 4, kv_for([1, 2, 3, 4])[-1], kv_for([1, 2, 3, 4])[-1])
+    assert cache.plan() is not plan

@@ -1,0 +1,109 @@
+"""hydragen_attention_nopad and its primitives (torch backend) against the float64 oracle."""
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oracle import hydragen_oracle, rel_err
+from tkprefix import decode_attention, hydragen_attention_nopad, merge_states, prefix_attention
+
+TOLERANCE = {torch.float64: 1e-10, torch.bfloat16: 2e-2, torch.float16: 5e-3, torch.float32: 1e-5}
+
+
+@st.composite
+def hydragen_cases(draw):
+    batch = draw(st.integers(1, 6))
+    kv_heads = draw(st.integers(1, 2))
+    group = draw(st.sampled_from([1, 2, 4]))
+    n_queries = draw(st.integers(1, 3))
+    causal = draw(st.booleans())
+    unique_len = draw(st.integers(n_queries if causal else 0, 70))
+    divisors = [d for d in range(1, batch + 1) if batch % d == 0]
+    levels = draw(st.lists(st.tuples(st.sampled_from(divisors), st.integers(1, 130)), max_size=3))
+    lens = None if causal else draw(st.lists(st.integers(0, unique_len), min_size=batch, max_size=batch))
+    return dict(batch=batch, kv_heads=kv_heads, q_heads=kv_heads * group, n_queries=n_queries,
+                unique_len=unique_len, levels=levels, seq_len=lens, head_dim=draw(st.sampled_from([8, 16, 64])),
+                seed=draw(st.integers(0, 2**31 - 1)))
+
+
+def make_inputs(case, dtype):
+    gen = torch.Generator().manual_seed(case["seed"])
+    rand = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)  # noqa: E731
+    b, h, hkv, d = case["batch"], case["q_heads"], case["kv_heads"], case["head_dim"]
+    q = rand(b, case["n_queries"], h, d)
+    k, v = rand(b, case["unique_len"], hkv, d), rand(b, case["unique_len"], hkv, d)
+    shared_ks = [rand(rows, length, hkv, d) for rows, length in case["levels"]]
+    shared_vs = [rand(rows, length, hkv, d) for rows, length in case["levels"]]
+    seq_len = None if case["seq_len"] is None else torch.tensor(case["seq_len"])
+    return q, k, v, shared_ks, shared_vs, seq_len
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@given(case=hydragen_cases())
+def test_hydragen_equals_naive_attention(case, dtype):
+    q, k, v, shared_ks, shared_vs, seq_len = make_inputs(case, dtype)
+    out = hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len, backend="torch")
+    ref = hydragen_oracle(q, k, v, shared_ks, shared_vs, seq_len)
+    assert out.dtype == dtype and out.shape == q.shape
+    if ref.norm() == 0:  # every query saw no key at all: the only right answer is zeros
+        assert torch.count_nonzero(out) == 0
+    else:
+        assert rel_err(out, ref) <= TOLERANCE[dtype]
+
+
+def test_query_with_no_keys_gives_zero_and_minus_inf():
+    q, k = torch.randn(2, 1, 4, 16, dtype=torch.float64), torch.randn(2, 5, 4, 16, dtype=torch.float64)
+    o, lse = decode_attention(q, k, k, torch.tensor([0, 3]), backend="torch")
+    assert torch.all(o[0] == 0) and torch.all(lse[0] == float("-inf")) and torch.all(torch.isfinite(lse[1]))
+
+
+def test_prefix_attention_stacks_queries_of_each_prefix_row():
+    q = torch.randn(6, 2, 4, 16, dtype=torch.float64)
+    k, v = torch.randn(3, 45, 2, 16, dtype=torch.float64), torch.randn(3, 45, 2, 16, dtype=torch.float64)
+    o, lse = prefix_attention(q, k, v, backend="torch")
+    empty = torch.empty(6, 0, 2, 16, dtype=torch.float64)
+    ref = hydragen_oracle(q, empty, empty, [k], [v], torch.zeros(6, dtype=torch.long))
+    assert rel_err(o, ref) <= 1e-12
+    assert lse.dtype == torch.float64 and lse.shape == (6, 2, 4)
+
+
+def test_lse_is_natural_log_of_the_softmax_denominator():
+    q, k = torch.randn(1, 1, 1, 8, dtype=torch.float64), torch.randn(1, 7, 1, 8, dtype=torch.float64)
+    _, lse = prefix_attention(q, k, k, backend="torch")
+    expected = torch.logsumexp(k[0, :, 0] @ q[0, 0, 0] / 8**0.5, dim=0)
+    assert torch.allclose(lse[0, 0, 0], expected, rtol=0, atol=1e-12)
+
+
+def test_lse_dtype_is_float32_for_half_inputs():
+    q, k = torch.randn(2, 1, 2, 16).bfloat16(), torch.randn(1, 9, 2, 16).bfloat16()
+    o, lse = prefix_attention(q, k, k, backend="torch")
+    assert o.dtype == torch.bfloat16 and lse.dtype == torch.float32
+
+
+def split_states(n_keys, splits, seed):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, 1, 3, 16, generator=gen, dtype=torch.float64)
+    k = torch.randn(1, n_keys, 3, 16, generator=gen, dtype=torch.float64)
+    v = torch.randn(1, n_keys, 3, 16, generator=gen, dtype=torch.float64)
+    bounds = [0, *splits, n_keys]
+    parts = [prefix_attention(q, k[:, a:b], v[:, a:b], backend="torch") for a, b in zip(bounds, bounds[1:])]
+    return parts, prefix_attention(q, k, v, backend="torch")
+
+
+@given(n=st.integers(3, 80), seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_merge_is_associative_and_exact(n, seed, data):
+    a, b = sorted(data.draw(st.lists(st.integers(1, n - 1), min_size=2, max_size=2, unique=True)))
+    (x, y, z), (o_full, lse_full) = split_states(n, [a, b], seed)
+    left = merge_states(*merge_states(*x, *y, backend="torch"), *z, backend="torch")
+    right = merge_states(*x, *merge_states(*y, *z, backend="torch"), backend="torch")
+    for o, lse in (left, right):
+        assert rel_err(o, o_full) <= 1e-12 and torch.allclose(lse, lse_full, atol=1e-12, rtol=0)
+
+
+def test_merge_identity_and_empty_states():
+    (x,), _ = split_states(10, [], 3)
+    empty = (torch.zeros_like(x[0]), torch.full_like(x[1], float("-inf")))
+    for o, lse in (merge_states(*x, *empty, backend="torch"), merge_states(*empty, *x, backend="torch")):
+        assert torch.equal(o, x[0]) and torch.equal(lse, x[1])
+    o, lse = merge_states(*empty, *empty, backend="torch")
+    assert torch.all(o == 0) and torch.all(lse == float("-inf")) and not torch.isnan(o).any()
