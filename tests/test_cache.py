@@ -42,7 +42,9 @@ def check_invariants(cache, model):
             assert len(node.tokens) == CHUNK, "a partial chunk is shared"
             prefixes = {tuple(cache.tokens(s)[: len(cache._ancestors(node)) * CHUNK]) for s in node.seqs}
             assert len(prefixes) == 1, "a shared chunk is shared by sequences with different tokens"
-    plan = cache.plan()  # builds, and its own assertions hold
+    plan = cache.plan()  # builds (or updates in place), and its own assertions hold
+    assert plan.host == cache._build_plan().host, "the in-place plan update differs from a rebuild"
+    assert all(getattr(plan, name).tolist() == values for name, values in plan.host.items() if name != "row_of_seq")
     assert plan.n_seqs == len(model)
     stats = cache.stats()
     assert stats["logical_tokens"] == sum(len(t) for t in model.values())
@@ -118,8 +120,23 @@ def test_overflow_is_a_clear_error_and_leaves_the_cache_unchanged():
 
 def test_plan_is_cached_until_the_tree_changes():
     cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=8)
-    a = cache.add_seq([1, 2, 3], kv_for([1, 2, 3]), kv_for([1, 2, 3]))
+    a = cache.add_seq([1, 2, 3, 4], kv_for([1, 2, 3, 4]), kv_for([1, 2, 3, 4]))
     plan = cache.plan()
     assert cache.plan() is plan
-    cache.append_token(a, 4, kv_for([1, 2, 3, 4])[-1], kv_for([1, 2, 3, 4])[-1])
+    cache.append_token(a, 5, kv_for([1, 2, 3, 4, 5])[-1], kv_for([1, 2, 3, 4, 5])[-1])  # opens a new chunk
     assert cache.plan() is not plan
+
+
+def test_append_into_a_partial_chunk_updates_the_plan_in_place():
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=8)
+    a = cache.add_seq([1, 2, 3, 4, 5], kv_for([1, 2, 3, 4, 5]), kv_for([1, 2, 3, 4, 5]))
+    b = cache.add_seq([1, 2, 3, 4, 6], kv_for([1, 2, 3, 4, 6]), kv_for([1, 2, 3, 4, 6]))
+    plan = cache.plan()
+    lens = plan.private_len
+    cache.append_token(b, 9, kv_for([1, 2, 3, 4, 6, 9])[-1], kv_for([1, 2, 3, 4, 6, 9])[-1])
+    assert cache.plan() is plan and plan.private_len is lens  # same tensors: a captured CUDA graph stays valid
+    assert plan.private_len.tolist() == [1, 2]
+    fresh = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=8)
+    for seq in (a, b):
+        fresh.add_seq(cache.tokens(seq), *cache.gather_kv(seq))
+    assert fresh.plan().host == plan.host

@@ -80,6 +80,7 @@ class ChunkKVCache:
         self._paths: dict[int, list[_Node]] = {}
         self._next_id = itertools.count()
         self._plan: ChunkPlan | None = None
+        self._lens_dirty = False
         self._order: list[int] | None = None
 
     # ---- queries -------------------------------------------------------------------------------------------
@@ -170,12 +171,13 @@ class ChunkKVCache:
             self.k_pool[last.chunk, :, len(last.tokens)] = k
             self.v_pool[last.chunk, :, len(last.tokens)] = v
             last.tokens.append(token)
+            self._grew(seq_id)  # the tree's shape is unchanged: only one private length moves
         else:
             self._reserve(1)
             node = self._new_node(last, [token], k[None], v[None])
             node.seqs.add(seq_id)
             path.append(node)
-        self._changed()
+            self._changed()
 
     def fork(self, seq_id: int) -> int:
         """A new sequence with the same tokens: shares every full chunk, copies the partial last chunk."""
@@ -209,8 +211,14 @@ class ChunkKVCache:
 
     # ---- the plan the kernels consume ----------------------------------------------------------------------
     def plan(self) -> ChunkPlan:
+        """The decode plan; rebuilt when the tree changes. A token appended into a partial chunk only bumps that
+        chunk's length, copied in place into `private_len`, so the plan's tensors keep their addresses (CUDA graphs)."""
         if self._plan is None:
             self._plan = self._build_plan()
+            self._lens_dirty = False
+        elif self._lens_dirty:
+            self._plan.private_len.copy_(torch.tensor(self._plan.host["private_len"], dtype=torch.int32))
+            self._lens_dirty = False
         return self._plan
 
     def _build_plan(self) -> ChunkPlan:
@@ -239,12 +247,13 @@ class ChunkKVCache:
             private_offset.append(len(private_chunk))
         partial_seq_offset = [0] + list(itertools.accumulate(len(p) for p in seq_partials))
         host = {
-            "shared_chunk": shared_chunk, "shared_row_start": row_start, "shared_row_end": row_end,
+            "row_of_seq": row, "shared_chunk": shared_chunk, "shared_row_start": row_start, "shared_row_end": row_end,
             "shared_partial_offset": partial_offset, "seq_private_offset": private_offset,
             "private_chunk": private_chunk, "private_len": private_len,
             "seq_partial_offset": partial_seq_offset, "seq_partial_index": [i for p in seq_partials for i in p],
         }
-        tensors = {name: torch.tensor(values, dtype=torch.int32, device=self.device) for name, values in host.items()}
+        tensors = {name: torch.tensor(values, dtype=torch.int32, device=self.device)
+                   for name, values in host.items() if name != "row_of_seq"}
         return ChunkPlan(
             **tensors, n_seqs=len(order), n_shared=len(shared_chunk), n_partial_rows=partial_offset[-1],
             max_private_chunks=max((b - a for a, b in zip(private_offset, private_offset[1:])), default=0),
@@ -289,6 +298,13 @@ class ChunkKVCache:
 
     def _changed(self) -> None:
         self._plan, self._order = None, None
+
+    def _grew(self, seq_id: int) -> None:
+        if self._plan is not None:
+            row = self._plan.host["row_of_seq"][seq_id]
+            last_private = self._plan.host["seq_private_offset"][row + 1] - 1
+            self._plan.host["private_len"][last_private] += 1
+            self._lens_dirty = True
 
     def _check_tokens(self, name: str, tokens) -> list[int]:
         if isinstance(tokens, torch.Tensor):
