@@ -140,3 +140,24 @@ def test_append_into_a_partial_chunk_updates_the_plan_in_place():
     for seq in (a, b):
         fresh.add_seq(cache.tokens(seq), *cache.gather_kv(seq))
     assert fresh.plan().host == plan.host
+
+
+@given(lengths=st.lists(st.integers(1, 9), min_size=1, max_size=6), steps=st.integers(1, 6))
+def test_append_tokens_equals_one_append_per_sequence(lengths, steps):
+    one, many = (ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=64) for _ in range(2))
+    model = {}
+    for n, length in enumerate(lengths):
+        tokens = [0] * 4 + [n + 1] * (length - 1)  # every sequence shares the first full chunk
+        for cache in (one, many):
+            seq = cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))
+        model[seq] = tokens
+    for step in range(steps):
+        ids = sorted(model)
+        for seq in ids:
+            model[seq] = model[seq] + [step]
+        kv = torch.stack([kv_for(model[s])[-1] for s in ids])
+        for seq, k in zip(ids, kv):
+            one.append_token(seq, step, k, 2 * k)
+        many.append_tokens(ids, [step] * len(ids), kv, 2 * kv)
+        check_invariants(many, model)
+        assert many.plan().host == one.plan().host

@@ -179,6 +179,34 @@ class ChunkKVCache:
             path.append(node)
             self._changed()
 
+    def append_tokens(self, seq_ids, tokens, k: torch.Tensor, v: torch.Tensor) -> None:
+        """One decode step for many sequences at once: k, v (len(seq_ids), H, D); one pool write for all of them."""
+        seq_ids, tokens = list(seq_ids), self._check_tokens("tokens", tokens)
+        if len(set(seq_ids)) != len(seq_ids) or len(tokens) != len(seq_ids):
+            raise ValueError(f"seq_ids must be distinct and match tokens one to one, got {len(seq_ids)} ids and "
+                             f"{len(tokens)} tokens")
+        self._check_kv(k, v, len(seq_ids))
+        paths = [self._path(s) for s in seq_ids]
+        opening = [len(p[-1].tokens) == self.chunk_size for p in paths]
+        self._reserve(sum(opening))
+        chunks, positions = [], []
+        for seq_id, path, token, new_chunk in zip(seq_ids, paths, tokens, opening):
+            if new_chunk:
+                node = _Node(chunk=self._free.pop(), tokens=[], parent=path[-1], seqs={seq_id})
+                path[-1].children.append(node)
+                path.append(node)
+            chunks.append(path[-1].chunk)
+            positions.append(len(path[-1].tokens))
+            path[-1].tokens.append(token)
+        index = (torch.tensor(chunks, device=self.device), slice(None), torch.tensor(positions, device=self.device))
+        self.k_pool[index] = k
+        self.v_pool[index] = v
+        if any(opening):
+            self._changed()
+        else:
+            for seq_id in seq_ids:
+                self._grew(seq_id)
+
     def fork(self, seq_id: int) -> int:
         """A new sequence with the same tokens: shares every full chunk, copies the partial last chunk."""
         path = self._path(seq_id)
