@@ -1,0 +1,111 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # End-to-end decode
+#
+# Reads `e2e.csv` (configuration 6 of BENCHMARKS.md: a Llama-shaped model with random weights, shared prompt,
+# new tokens decoded with each attention implementation) and writes `figures/e2e.{pdf,png}`, `tables/e2e.tex` and
+# `macros_e2e.tex`. Throughput is the CSV's tokens/s column where it has one; otherwise batch / median step time.
+
+# %% tags=["parameters"]
+data_dir = "../results/replay"
+out_dir = "../paper/generated"
+mode = "replay"
+
+# %%
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path.cwd()))
+import tkpaper as tp  # noqa: E402
+
+data_dir, out_dir = Path(data_dir), Path(out_dir)
+macros = tp.Macros("notebooks/e2e.py")
+path = tp.e2e_file(data_dir)
+e2e = tp.read_csv(path) if path else None
+print("end-to-end CSV:", path, "absent" if e2e is None else f"{len(e2e)} rows")
+
+# %%
+THROUGHPUT_COLUMNS = ("tokens_per_s", "tok_per_s", "tokens_s", "throughput_tok_s")
+
+
+def throughput(df: pd.DataFrame) -> tuple[pd.Series, str]:
+    """(tokens/s per row, how it was obtained)."""
+    for c in THROUGHPUT_COLUMNS:
+        if c in df.columns:
+            return pd.to_numeric(df[c], errors="coerce"), f"column {c}"
+    return pd.to_numeric(df["batch"]) / (pd.to_numeric(df["median_us"]) * 1e-6), "batch / median_us (one token per sequence per step)"
+
+
+if e2e is not None:
+    ok = tp.ok_rows(e2e) if "median_us" in e2e.columns else e2e[e2e["status"].astype(str).str.strip() == "ok"].copy()
+    ok["label"] = ok.apply(tp.impl_label, axis=1)
+    ok["tok_s"], how = throughput(ok)
+    print("throughput from", how)
+    ok[["label", "batch", "tok_s"]]
+
+# %%
+if e2e is None:
+    tp.write_text(out_dir / "tables" / "e2e.tex", tp.not_recorded_table("End-to-end decode (e2e.csv)"))
+    fig = tp.not_recorded_figure("End-to-end decode throughput", "e2e.csv absent")
+    for m in ("EtoeSpeedupMax", "EtoeBestImpl", "EtoeBatches", "EtoeBaseline", "EtoeHow"):
+        macros.add(m, tp.NOT_RECORDED)
+else:
+    batches = sorted(ok["batch"].unique())
+    impls = sorted(ok["label"].unique(), key=lambda s: (not tp.is_ours(s), s))
+    base = next((i for i in impls if i.startswith("sdpa_naive")), None) or next((i for i in impls if not tp.is_ours(i)), None)
+    rows, speedups = [], []
+    for b in batches:
+        g = ok[ok["batch"] == b].set_index("label")["tok_s"]
+        for impl in impls:
+            if impl not in g:
+                continue
+            sp = g[impl] / g[base] if base in g else float("nan")
+            rows.append([b, impl, tp.fmt(g[impl], 4), tp.fmt(sp) if base else tp.NOT_RECORDED])
+            if tp.is_ours(impl):
+                speedups.append((sp, impl, b))
+    others = e2e[e2e["status"].astype(str).str.strip() != "ok"]
+    note = f"tokens/s from {how}; speedup against {base}." + (
+        f" Not ok: {', '.join(f'{r.impl} (batch {r.batch}): {r.status}' for r in others.itertuples())}." if len(others) else "")
+    tp.write_text(out_dir / "tables" / "e2e.tex",
+                  tp.tabular(["batch", "attention", "tokens/s", f"vs {base}"], rows, align="rlrr", caption_note=note))
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    width = 0.8 / max(len(impls), 1)
+    for k, impl in enumerate(impls):
+        g = ok[ok["label"] == impl].set_index("batch")["tok_s"].reindex(batches)
+        ax.bar([i + k * width for i in range(len(batches))], g.values, width, label=impl)
+    ax.set_xticks([i + width * (len(impls) - 1) / 2 for i in range(len(batches))], [f"batch {b}" for b in batches])
+    ax.set_ylabel("tokens / s")
+    ax.set_title(f"end-to-end decode ({mode})", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+
+    valid = [s for s in speedups if s[0] == s[0]]
+    best = max(valid) if valid else None
+    macros.add("EtoeSpeedupMax", tp.fmt(best[0]) if best else tp.NOT_RECORDED)
+    macros.add("EtoeBestImpl", best[1] if best else tp.NOT_RECORDED)
+    macros.add("EtoeBatches", ", ".join(str(b) for b in batches))
+    macros.add("EtoeBaseline", base or tp.NOT_RECORDED)
+    macros.add("EtoeHow", how)
+
+tp.save_figure(fig, out_dir, "e2e")
+macros.write(out_dir / "macros_e2e.tex")
+print((out_dir / "macros_e2e.tex").read_text())

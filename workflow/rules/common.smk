@@ -1,0 +1,72 @@
+# Helper functions of the pipeline (no rules here: `snakemake --lint` wants them apart).
+import os
+import shutil
+import sys
+import subprocess
+from pathlib import Path
+
+
+def live_capable():
+    """(ok, reason): an sm_90 GPU is visible and ThunderKittens is found at $THUNDERKITTENS_ROOT."""
+    tk_root = os.environ.get("THUNDERKITTENS_ROOT", "")
+    if not tk_root or not Path(tk_root, "include", "kittens.cuh").is_file():
+        return False, f"THUNDERKITTENS_ROOT={tk_root!r} has no include/kittens.cuh"
+    if shutil.which("nvidia-smi") is None:
+        return False, "nvidia-smi not found (no NVIDIA driver)"
+    query = ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"]
+    try:
+        out = subprocess.run(query, capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, f"nvidia-smi failed: {exc}"
+    gpus = [line.split(",") for line in out.strip().splitlines() if line.strip()]
+    if not any(len(g) == 2 and g[1].strip() == "9.0" for g in gpus):
+        return False, f"no sm_90 GPU among {[g[0].strip() for g in gpus]}"
+    return True, f"sm_90 GPU {gpus[0][0].strip()} and TK at {tk_root}"
+
+
+def resolve_mode(requested):
+    """config mode (auto | live | replay) -> live | replay; auto decides by live_capable()."""
+    if requested not in ("auto", "live", "replay"):
+        raise ValueError(f"config 'mode' must be auto, live or replay, got {requested!r}")
+    if requested != "auto":
+        return requested
+    ok, reason = live_capable()
+    mode = "live" if ok else "replay"
+    print(f"tkprefix pipeline: mode=auto -> {mode} ({reason})", file=sys.stderr)
+    return mode
+
+
+def list_sweeps(sweeps_dir, selected):
+    """Names of the sweep configurations: the stems of sweeps_dir/*.yaml, or the selected subset."""
+    found = sorted(p.stem for p in Path(sweeps_dir).glob("*.yaml"))
+    if not selected:
+        return found
+    missing = [s for s in selected if s not in found]
+    if missing:
+        raise ValueError(f"config 'sweeps' names {missing}, not found in {sweeps_dir}/ (have {found})")
+    return list(selected)
+
+
+def recorded_files(wildcards):
+    """Every file of the recorded run, as ancient() inputs: replay never re-runs because of their timestamps."""
+    root = Path(config["recorded_dir"])
+    files = sorted(p for p in root.glob("*") if p.is_file() and p.suffix in (".csv", ".json"))
+    return [ancient(str(p)) for p in files]
+
+
+def data_inputs(wildcards):
+    """What the notebooks read: the live run's files, or the replay manifest."""
+    if MODE == "live":
+        return [f"{DATA}/provenance.json", f"{DATA}/check.csv"] + [f"{DATA}/bench_{s}.csv" for s in SWEEPS]
+    return [f"{DATA}/manifest.json"]
+
+
+def sweep_file(wildcards):
+    """The YAML definition of one sweep configuration."""
+    return str(Path(config["sweeps_dir"], f"{wildcards.sweep}.yaml"))
+
+
+def nb_params():
+    """Parameters of every notebook rule: absolute paths, since papermill runs the kernel in notebooks/."""
+    return {"data": os.path.abspath(DATA), "gen": os.path.abspath(GEN), "mode": MODE,
+            "cwd": os.path.abspath("notebooks")}

@@ -1,0 +1,84 @@
+# Notebooks: jupytext (.py percent, committed) -> .ipynb -> papermill execution -> figures, tables, macros.
+# Each notebook reads whatever CSVs the run has and writes "not recorded" where one is missing.
+
+GEN = "paper/generated"
+NB_SHELL = (
+    "(jupytext --to ipynb --output {output.src} {input.nb} && "
+    "papermill --kernel python3 --cwd {params.cwd} {output.src} {output.ipynb} "
+    "-p data_dir {params.data} -p out_dir {params.gen} -p mode {params.mode}) > {log} 2>&1"
+)
+
+
+rule notebook_correctness:
+    input:
+        nb="notebooks/correctness.py",
+        lib="notebooks/tkpaper.py",
+        data=data_inputs,
+    output:
+        src="results/notebooks/src/correctness.ipynb",
+        ipynb="results/notebooks/correctness.ipynb",
+        macros=f"{GEN}/macros_correctness.tex",
+        table=f"{GEN}/tables/correctness.tex",
+        pdf=f"{GEN}/figures/correctness.pdf",
+        png=report(f"{GEN}/figures/correctness.png", category="Correctness"),
+    log:
+        "results/logs/notebooks/correctness.log",
+    benchmark:
+        "results/benchmarks/notebooks/correctness.tsv"
+    params:
+        **nb_params(),
+    conda:
+        "../envs/tkprefix.yaml"
+    shell:
+        NB_SHELL
+
+
+rule notebook_performance:
+    input:
+        nb="notebooks/performance.py",
+        lib="notebooks/tkpaper.py",
+        data=data_inputs,
+    output:
+        src="results/notebooks/src/performance.ipynb",
+        ipynb="results/notebooks/performance.ipynb",
+        macros=f"{GEN}/macros_performance.tex",
+        summary=f"{GEN}/tables/perf_summary.tex",
+        detail=f"{GEN}/tables/perf_detail.tex",
+        pdf=f"{GEN}/figures/perf_latency.pdf",
+        png=report(f"{GEN}/figures/perf_latency.png", category="Performance"),
+        roof_pdf=f"{GEN}/figures/perf_roofline.pdf",
+        roof_png=report(f"{GEN}/figures/perf_roofline.png", category="Performance"),
+    log:
+        "results/logs/notebooks/performance.log",
+    benchmark:
+        "results/benchmarks/notebooks/performance.tsv"
+    params:
+        **nb_params(),
+    conda:
+        "../envs/tkprefix.yaml"
+    shell:
+        NB_SHELL
+
+
+rule notebook_e2e:
+    input:
+        nb="notebooks/e2e.py",
+        lib="notebooks/tkpaper.py",
+        data=data_inputs,
+    output:
+        src="results/notebooks/src/e2e.ipynb",
+        ipynb="results/notebooks/e2e.ipynb",
+        macros=f"{GEN}/macros_e2e.tex",
+        table=f"{GEN}/tables/e2e.tex",
+        pdf=f"{GEN}/figures/e2e.pdf",
+        png=report(f"{GEN}/figures/e2e.png", category="End-to-end decode"),
+    log:
+        "results/logs/notebooks/e2e.log",
+    benchmark:
+        "results/benchmarks/notebooks/e2e.tsv"
+    params:
+        **nb_params(),
+    conda:
+        "../envs/tkprefix.yaml"
+    shell:
+        NB_SHELL

@@ -1,0 +1,97 @@
+"""paper/generated/macros.tex (provenance + every notebook's macros) and tables/repro.tex (claim -> command -> time).
+
+Times come from Snakemake's benchmark files of this run (benchmarks/**.tsv); a GPU stage that did not run here
+(replay) says so instead of a number.
+"""
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+_lib = snakemake.params.lib if "snakemake" in globals() else Path(__file__).resolve().parents[2] / "notebooks"  # noqa: F821
+sys.path.insert(0, str(_lib))
+import tkpaper as tp  # noqa: E402
+
+
+def stage_time(bench_dir: Path, rel: str, mode: str) -> str:
+    """Wall time of one rule of this run, from its benchmark TSV."""
+    path = bench_dir / rel
+    if path.is_file():
+        df = pd.read_csv(path, sep="\t")
+        if len(df) and "s" in df.columns:
+            return f"{float(df['s'].iloc[0]):.1f} s (this run)"
+    if rel.startswith("live/") and mode == "replay":
+        return "GPU stage: not run in replay mode"
+    return tp.NOT_RECORDED
+
+
+def provenance_macros(macros: tp.Macros, data_dir: Path, mode: str) -> None:
+    prov = tp.flatten(tp.read_json(data_dir / "provenance.json"))
+    manifest = tp.read_json(data_dir / "manifest.json")
+    fields = {
+        "ProvGPU": ("gpu_name", "gpu.name", "name", "gpu"),
+        "ProvDriver": ("driver", "driver_version", "gpu.driver"),
+        "ProvCudaRuntime": ("cuda_runtime", "torch_cuda", "cuda", "cuda_version"),
+        "ProvNvcc": ("nvcc", "nvcc_version"),
+        "ProvTorch": ("torch", "torch_version"),
+        "ProvTKCommit": ("tk_commit", "thunderkittens_commit", "thunderkittens"),
+        "ProvGitCommit": ("git_commit", "project_commit", "commit"),
+        "ProvDate": ("timestamp", "date", "created_utc", "utc"),
+    }
+    for name, keys in fields.items():
+        value = tp.find_key(prov, *keys)
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value)
+        if name.endswith("Commit") and isinstance(value, str) and len(value) > 12:
+            value = value[:12]
+        macros.add(name, value if value is not None else tp.NOT_RECORDED)
+    macros.add("PipelineMode", mode)
+    if mode == "replay":
+        n = len(manifest.get("files", []))
+        source = manifest.get("source_dir", "data/h100")
+        macros.add("DataSource", f"the recorded run in {source} ({n} files, sha256 in results/replay/manifest.json)"
+                   if n else f"{tp.NOT_RECORDED} ({source} holds no recorded run yet)")
+    else:
+        macros.add("DataSource", f"this live run ({data_dir})")
+
+
+def repro_table(bench_dir: Path, data_dir: Path, sweeps: list[str], mode: str) -> str:
+    sweeps = sorted(set(sweeps) | set(tp.bench_files(data_dir)))
+    live = "snakemake --cores 8 --resources gpu=1 --config mode=live"
+    rows = [
+        ["TK kernels match the float64 reference", "Tab. correctness, Fig. correctness",
+         f"{live} -- results/live/check.csv", stage_time(bench_dir, "live/check.tsv", mode)],
+        ["TK extension builds (sm_90a)", "-", f"{live} -- results/live/build.done",
+         stage_time(bench_dir, "live/build.tsv", mode)],
+    ]
+    for s in sweeps:
+        rows.append([f"Performance vs peers: {s}", "Fig. latency, Tab. summary/detail",
+                     f"{live} -- results/live/bench_{s}.csv", stage_time(bench_dir, f"live/bench_{s}.tsv", mode)])
+    for nb, what in (("correctness", "Tab./Fig. correctness"), ("performance", "Figs. latency, roofline; Tabs."),
+                     ("e2e", "Fig./Tab. end-to-end")):
+        rows.append([f"Figures and tables from the data ({nb})", what,
+                     f"snakemake --cores 2 --config mode={mode} -- results/notebooks/{nb}.ipynb",
+                     stage_time(bench_dir, f"notebooks/{nb}.tsv", mode)])
+    rows.append(["Recorded run copied with checksums", "all", "snakemake --cores 2 --config mode=replay -- "
+                 "results/replay/manifest.json", stage_time(bench_dir, "replay/replay.tsv", mode)])
+    return tp.tabular(["claim", "figure / table", "command", "time"], rows, align="p{3.6cm}p{3cm}p{6.2cm}p{2.6cm}")
+
+
+def main(parts, data_dir, mode, bench_dir, sweeps, out_macros, out_repro):
+    data_dir, bench_dir = Path(data_dir), Path(bench_dir)
+    macros = tp.Macros("workflow/scripts/macros.py")
+    provenance_macros(macros, data_dir, mode)
+    text = "".join(Path(p).read_text() for p in parts)
+    macros.write(out_macros)
+    with open(out_macros, "a") as f:
+        f.write(text)
+    tp.write_text(out_repro, repro_table(bench_dir, data_dir, sweeps, mode))
+    print(Path(out_macros).read_text())
+
+
+if "snakemake" in globals():
+    with open(snakemake.log[0], "w") as log:  # noqa: F821 (injected by Snakemake's script directive)
+        sys.stdout = sys.stderr = log
+        main(snakemake.input.parts, snakemake.params.data, snakemake.params.mode,  # noqa: F821
+             snakemake.params.benchmarks, snakemake.params.sweeps,  # noqa: F821
+             snakemake.output.macros, snakemake.output.repro)  # noqa: F821
