@@ -1,0 +1,154 @@
+// kernels/binding.cpp -- the torch extension module: tensors -> pointers/strides, checks, launcher calls.
+//
+// Needs only torch/extension.h (no CUDA headers): it compiles with a CPU build of torch. Streams come from Python as
+// integers (torch.cuda.current_stream().cuda_stream), so every op is CUDA-graph capturable.
+//
+// Sections: [helpers] [hydragen] [module]. The chunk_attn family registers its ops from its own file,
+// kernels/chunk_attn/binding_chunk.cpp, through `void register_chunk_ops(pybind11::module_&)`; it is declared weak
+// below, so this module also links (without chunk ops) when that family is not compiled in.
+#include <torch/extension.h>
+#include <stdexcept>
+#include <string>
+#include <vector>
+#include "launch.h"
+
+namespace py = pybind11;
+
+void register_chunk_ops(py::module_ &m) __attribute__((weak));
+
+namespace {
+
+// ============================================================================================ [helpers]
+void raise_if(const char *err) {
+    if (err) throw std::runtime_error(std::string("tkprefix kernel: ") + err);
+}
+
+int dtype_code(const at::Tensor &t, const char *name) {
+    if (t.scalar_type() == at::kBFloat16) return TKP_BF16;
+    if (t.scalar_type() == at::kHalf) return TKP_FP16;
+    if (t.scalar_type() == at::kFloat) return TKP_FP32;
+    throw std::invalid_argument(std::string(name) + ": dtype must be bfloat16, float16 or float32, got " +
+                                std::string(c10::toString(t.scalar_type())));
+}
+
+void check_cuda(const at::Tensor &t, const char *name, const at::Tensor &ref) {
+    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+    TORCH_CHECK(t.device() == ref.device(), name, " must be on the same device as q (", ref.device(), "), got ", t.device());
+}
+
+void check_bhsd(const at::Tensor &t, const char *name, int64_t D) {
+    TORCH_CHECK(t.dim() == 4, name, " must be 4-D (batch, tokens, heads, head_dim), got ", t.dim(), "-D");
+    TORCH_CHECK(t.size(3) == D, name, ": head_dim must be ", D, ", got ", t.size(3));
+    TORCH_CHECK(t.stride(3) == 1, name, ": the head_dim stride must be 1");
+}
+
+// Output slots: o is (B, Nq, Hq, D) [one slot] or (S, B, Nq, Hq, D) [S slots], contiguous; lse likewise without D.
+tkp_out make_out(const at::Tensor &o, const at::Tensor &lse, const at::Tensor &q, int64_t n_splits) {
+    check_cuda(o, "o", q);
+    check_cuda(lse, "lse", q);
+    TORCH_CHECK(o.is_contiguous() && lse.is_contiguous(), "o and lse must be contiguous");
+    TORCH_CHECK(lse.scalar_type() == at::kFloat, "lse must be float32");
+    const bool slotted = o.dim() == 5;
+    TORCH_CHECK(o.dim() == (slotted ? 5 : 4) && lse.dim() == o.dim() - 1, "o/lse: expected (S,)B,Nq,Hq(,D) shapes");
+    const int64_t slots = slotted ? o.size(0) : 1;
+    TORCH_CHECK(slots >= n_splits, "o/lse: ", n_splits, " splits need as many slots, got ", slots);
+    for (int i = 0; i < 4; i++) TORCH_CHECK(o.size(o.dim() - 4 + i) == q.size(i), "o: shape must match q (B, Nq, Hq, D)");
+    const int od = dtype_code(o, "o");
+    TORCH_CHECK(od == TKP_FP32 || o.scalar_type() == q.scalar_type(), "o: dtype must be float32 or q's dtype");
+    tkp_out out;
+    out.o = o.data_ptr();
+    out.lse = lse.data_ptr<float>();
+    out.o_dtype = od;
+    out.o_slot_stride = slotted ? o.stride(0) : 0;
+    out.lse_slot_stride = slotted ? lse.stride(0) : 0;
+    return out;
+}
+
+// ============================================================================================ [hydragen]
+void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &o,
+                      const at::Tensor &lse, int64_t n_splits, int64_t stream) {
+    TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
+    const int64_t D = q.size(-1);
+    check_bhsd(q, "q", D); check_bhsd(k, "k", D); check_bhsd(v, "v", D);
+    check_cuda(k, "k", q); check_cuda(v, "v", q);
+    TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(), "q, k, v must share a dtype");
+    TORCH_CHECK(k.sizes() == v.sizes(), "k and v must have the same shape");
+    const tkp_out out = make_out(o, lse, q, n_splits);
+    raise_if(tkp_prefix_attention(dtype_code(q, "q"), (int)D,
+                                  q.data_ptr(), q.stride(0), q.stride(1), q.stride(2),
+                                  k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
+                                  v.data_ptr(), v.stride(0), v.stride(1), v.stride(2),
+                                  (int)q.size(0), (int)q.size(1), (int)q.size(2), (int)k.size(0), (int)k.size(1),
+                                  (int)k.size(2), (int)n_splits, out, reinterpret_cast<void *>(stream)));
+}
+
+void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                      const c10::optional<at::Tensor> &seq_len, const at::Tensor &o, const at::Tensor &lse,
+                      int64_t n_splits, int64_t split_keys, int64_t stream) {
+    TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
+    const int64_t D = q.size(-1);
+    check_bhsd(q, "q", D); check_bhsd(k, "k", D); check_bhsd(v, "v", D);
+    check_cuda(k, "k", q); check_cuda(v, "v", q);
+    TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(), "q, k, v must share a dtype");
+    TORCH_CHECK(k.sizes() == v.sizes(), "k and v must have the same shape");
+    TORCH_CHECK(k.size(0) == q.size(0), "k: batch must match q's");
+    const int32_t *sl = nullptr;
+    if (seq_len.has_value()) {
+        check_cuda(*seq_len, "seq_len", q);
+        TORCH_CHECK(seq_len->scalar_type() == at::kInt && seq_len->dim() == 1 && seq_len->size(0) == q.size(0) &&
+                        seq_len->is_contiguous(), "seq_len must be a contiguous int32 tensor of shape (B,)");
+        sl = seq_len->data_ptr<int32_t>();
+    }
+    const tkp_out out = make_out(o, lse, q, n_splits);
+    raise_if(tkp_decode_attention(dtype_code(q, "q"), (int)D,
+                                  q.data_ptr(), q.stride(0), q.stride(1), q.stride(2),
+                                  k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
+                                  v.data_ptr(), v.stride(0), v.stride(1), v.stride(2), sl,
+                                  (int)q.size(0), (int)q.size(1), (int)q.size(2), (int)k.size(1), (int)k.size(2),
+                                  (int)n_splits, (int)split_keys, out, reinterpret_cast<void *>(stream)));
+}
+
+// segments: list of (o, lse) where o is (rows..., D) [1 slot] or (S, rows..., D) [S slots] and lse drops D.
+void merge_slots(const std::vector<std::pair<at::Tensor, at::Tensor>> &segments, const at::Tensor &o_out,
+                 const at::Tensor &lse_out, int64_t stream) {
+    TORCH_CHECK(o_out.is_cuda() && o_out.is_contiguous() && lse_out.is_contiguous(), "o_out/lse_out: contiguous CUDA tensors");
+    TORCH_CHECK(lse_out.scalar_type() == at::kFloat, "lse_out must be float32");
+    TORCH_CHECK(!segments.empty() && segments.size() <= TKP_MAX_SEGMENTS, "merge: 1..", TKP_MAX_SEGMENTS, " segments");
+    const int64_t D = o_out.size(-1);
+    const int64_t rows = lse_out.numel();
+    TORCH_CHECK(o_out.numel() == rows * D, "o_out must hold lse_out.numel() rows of head_dim");
+    std::vector<tkp_segment> segs;
+    for (const auto &[o, lse] : segments) {
+        check_cuda(o, "merge o", o_out); check_cuda(lse, "merge lse", o_out);
+        TORCH_CHECK(o.is_contiguous() && lse.is_contiguous(), "merge inputs must be contiguous");
+        TORCH_CHECK(lse.scalar_type() == at::kFloat, "merge lse must be float32");
+        const bool slotted = o.dim() == o_out.dim() + 1;
+        TORCH_CHECK(o.dim() == (slotted ? o_out.dim() + 1 : o_out.dim()) && lse.dim() == o.dim() - 1,
+                    "merge: each o is o_out's shape with an optional leading slot dim; lse drops head_dim");
+        const int64_t slots = slotted ? o.size(0) : 1;
+        TORCH_CHECK(o.numel() == slots * rows * D && lse.numel() == slots * rows, "merge: input sizes must match o_out");
+        tkp_segment s;
+        s.o = o.data_ptr(); s.lse = lse.data_ptr<float>(); s.n_slots = (int)slots; s.o_dtype = dtype_code(o, "merge o");
+        s.o_slot_stride = rows * D; s.lse_slot_stride = rows;
+        segs.push_back(s);
+    }
+    raise_if(tkp_merge_slots(dtype_code(o_out, "o_out"), (int)D, rows, segs.data(), (int)segs.size(), o_out.data_ptr(),
+                             lse_out.data_ptr<float>(), reinterpret_cast<void *>(stream)));
+}
+
+}  // namespace
+
+// ============================================================================================ [module]
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    m.doc() = "tkprefix ThunderKittens kernels (H100): Hydragen prefix/decode/merge, ChunkAttention";
+    m.def("prefix_attention", &prefix_attention, "Hydragen prefix attention into o/lse slots",
+          py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("lse"), py::arg("n_splits"), py::arg("stream"));
+    m.def("decode_attention", &decode_attention, "per-sequence decode attention into o/lse slots",
+          py::arg("q"), py::arg("k"), py::arg("v"), py::arg("seq_len"), py::arg("o"), py::arg("lse"),
+          py::arg("n_splits"), py::arg("split_keys"), py::arg("stream"));
+    m.def("merge_slots", &merge_slots, "exact LSE merge of partial (o, lse) slots",
+          py::arg("segments"), py::arg("o_out"), py::arg("lse_out"), py::arg("stream"));
+    m.def("num_sms", &tkp_num_sms, "multiprocessor count of the current device");
+    m.attr("has_chunk_ops") = py::bool_(register_chunk_ops != nullptr);
+    if (register_chunk_ops != nullptr) register_chunk_ops(m);
+}

@@ -1,0 +1,343 @@
+// kernels/hydragen/prefix.cu -- Hydragen's prefix attention in ThunderKittens (TMA + wgmma, H100).
+//
+// For one (prefix row bp, kv-head h) the queries of every sequence that uses prefix bp, every query position and every
+// q-head of kv-head h are stacked into one matrix of M = (B/Bp)*Nq*(Hq/Hkv) rows and attended, non-causally, against
+// the P keys of that prefix: a matrix-matrix product instead of B matrix-vector products.
+//
+//   grid   = (ceil(M/192) * Bp * Hkv, n_splits)          blockIdx.y splits the key range (merged later by LSE)
+//   block  = 3 consumer warpgroups (64 query rows each) + 1 producer warpgroup (TMA loads of 128-key K/V tiles)
+//
+// Differences from TK's mha_h100 forward, on purpose:
+//   * any M and P: query rows past M are zero-filled and never stored; keys past P come zero-filled from TMA and their
+//     scores are set to -inf; every output row is written.
+//   * K/V are read in place from the (Bp, P, Hkv, D) cache through 5-D tensor maps with the cache's own strides (no
+//     per-step transpose); query rows are gathered by address (q may have any Hq/Hkv ratio, any strides).
+//   * LSE is the natural-log log-sum-exp (TK's kernel stores -sqrt(D)*LSE).
+//   * the output is either the final o (input dtype) or, when the key range is split, fp32 partial slots.
+#include "kittens.cuh"
+#include <cuda.h>
+#include "../launch.h"
+#include "../common/tkp_common.cuh"
+
+using namespace kittens;
+
+namespace tkp {
+namespace prefix {
+
+constexpr int CONSUMER_WARPGROUPS = 3;
+constexpr int NUM_WARPGROUPS      = CONSUMER_WARPGROUPS + 1;         // + the producer
+constexpr int NUM_THREADS         = NUM_WARPGROUPS * WARPGROUP_THREADS;
+constexpr int Q_ROWS              = 64;                              // query rows per consumer warpgroup (wgmma M)
+constexpr int BLOCK_ROWS          = CONSUMER_WARPGROUPS * Q_ROWS;    // query rows per block
+constexpr int KV_ROWS             = 128;                             // keys per pipeline stage
+template<int D> constexpr int STAGES = (D == 64) ? 4 : 2;
+
+template<typename T, int D> struct layout {
+    using q_tile     = st<T, Q_ROWS, D>;                  // one consumer warpgroup's queries
+    using kv_tile    = st<T, KV_ROWS, D>;                 // 128 keys (or values)
+    using lse_vec    = col_vec<st_fl<Q_ROWS, D>>;         // per-row LSE, staged for the scattered store
+    using att_tile   = rt_fl<16, KV_ROWS>;                // one warp's 16 rows x 128 scores
+    using att_mma    = rt<T, 16, KV_ROWS>;                // the same, as the A operand of P @ V
+    using o_tile     = rt_fl<16, D>;                      // one warp's 16 output rows
+    using row_vec    = col_vec<att_tile>;                 // per-row running max / sum
+    static constexpr size_t smem_bytes =
+        1024 /* alignment slack */ + CONSUMER_WARPGROUPS * sizeof(q_tile) + 2 * STAGES<D> * sizeof(kv_tile) +
+        CONSUMER_WARPGROUPS * 1024 /* lse vectors, each 1024-aligned */;
+};
+
+struct globals {
+    CUtensorMap k_map, v_map;     // 5-D: (64 elements, key, D/64 column chunks, kv-head, prefix row)
+    const void *q;                // (B, Nq, Hq, D) by strides
+    int64_t q_sb, q_sn, q_sh;
+    tkp_out out;
+    int Nq, Hq, Hkv, P;
+    int G;                        // sequences per prefix row, B / Bp
+    int R;                        // q-heads per kv-head, Hq / Hkv
+    int M;                        // stacked query rows per (prefix row, kv-head), G*Nq*R
+    int m_blocks;                 // ceil(M / BLOCK_ROWS)
+    int n_tiles;                  // ceil(P / KV_ROWS)
+    int tiles_per_split;
+};
+
+// Stacked row m of (prefix row bp, kv-head h) -> sequence b, position n, q-head hq.
+struct row_coord { int b, n, hq; };
+__device__ __forceinline__ row_coord stacked_row(const globals &g, int bp, int h, int m) {
+    const int bn = m / g.R, r = m - bn * g.R;
+    const int bl = bn / g.Nq, n = bn - bl * g.Nq;
+    return {bp * g.G + bl, n, h * g.R + r};
+}
+__device__ __forceinline__ int64_t out_row(const globals &g, row_coord c) {
+    return ((int64_t)c.b * g.Nq + c.n) * g.Hq + c.hq;
+}
+
+// TMA load of one 128-key tile of (prefix row bp, kv-head h), starting at key `key0`, through our own tensor map.
+template<typename ST>
+__device__ __forceinline__ void load_kv_tile(ST &dst, const CUtensorMap *map, int key0, int h, int bp, semaphore &bar) {
+    const uint64_t map_ptr = reinterpret_cast<uint64_t>(map);
+    const uint32_t bar_ptr = static_cast<uint32_t>(__cvta_generic_to_shared(&bar));
+    const uint32_t dst_ptr = static_cast<uint32_t>(__cvta_generic_to_shared(&dst));
+    asm volatile(
+        "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+        " [%0], [%1, {%3, %4, %5, %6, %7}], [%2];"
+        :
+        : "r"(dst_ptr), "l"(map_ptr), "r"(bar_ptr), "n"(0), "r"(key0), "r"(0), "r"(h), "r"(bp)
+        : "memory");
+}
+
+// Gather one consumer warpgroup's 64 query rows into its swizzled tile (16-byte loads); rows past M become zeros.
+template<typename T, int D>
+__device__ __forceinline__ void gather_q(typename layout<T, D>::q_tile &dst, const globals &g, int bp, int h, int row0) {
+    using q_tile = typename layout<T, D>::q_tile;
+    constexpr int ELEMS_PER_LOAD = 16 / sizeof(T);
+    constexpr int LOADS_PER_ROW  = D / ELEMS_PER_LOAD;
+    constexpr int LOADS          = Q_ROWS * LOADS_PER_ROW / WARPGROUP_THREADS;
+    const uint32_t dst_ptr = static_cast<uint32_t>(__cvta_generic_to_shared(&dst.data[0]));
+    const T *q = static_cast<const T *>(g.q);
+    #pragma unroll
+    for (int i = 0; i < LOADS; i++) {
+        const int idx = i * WARPGROUP_THREADS + warpgroup::laneid();
+        const int row = idx / LOADS_PER_ROW, col = (idx % LOADS_PER_ROW) * ELEMS_PER_LOAD;
+        float4 val = {0.f, 0.f, 0.f, 0.f};
+        if (row0 + row < g.M) {
+            const row_coord c = stacked_row(g, bp, h, row0 + row);
+            val = *reinterpret_cast<const float4 *>(q + c.b * g.q_sb + c.n * g.q_sn + c.hq * g.q_sh + col);
+        }
+        move<float4>::sts(q_tile::idx(dst_ptr, {row, col}), val);
+    }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");   // generic-proxy writes -> wgmma reads
+}
+
+// Store one warp's 16 rows of o (fp32 registers) to their scattered output rows, as U (the input dtype or float).
+template<typename U, int D>
+__device__ __forceinline__ void store_o(const rt_fl<16, D> &o, const globals &g, int bp, int h, int row0, U *base) {
+    using U2 = typename base_types::packing<U>::packed_type;
+    const int lane = laneid();
+    #pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const int m = row0 + warpgroup::warpid() * 16 + lane / 4 + 8 * half;
+        if (m >= g.M) continue;
+        U *dst = base + out_row(g, stacked_row(g, bp, h, m)) * D;
+        #pragma unroll
+        for (int j = 0; j < rt_fl<16, D>::width; j++) {
+            const int col = j * 16 + 2 * (lane % 4);
+            *reinterpret_cast<U2 *>(dst + col)     = base_types::convertor<U2, float2>::convert(o.tiles[0][j].data[half]);
+            *reinterpret_cast<U2 *>(dst + col + 8) = base_types::convertor<U2, float2>::convert(o.tiles[0][j].data[half + 2]);
+        }
+    }
+}
+
+template<typename T, int D>
+__global__ __launch_bounds__(NUM_THREADS, 1)
+void prefix_kernel(const __grid_constant__ globals g) {
+    using L = layout<T, D>;
+    constexpr int S = STAGES<D>;
+    constexpr float SCALE = softmax_scale_log2<D>();   // 1/sqrt(D) * log2(e): scores in base 2
+
+    extern __shared__ int __shm[];
+    tma_swizzle_allocator al((int *)&__shm[0]);
+    typename L::q_tile  (&q_smem)[CONSUMER_WARPGROUPS]   = al.allocate<typename L::q_tile, CONSUMER_WARPGROUPS>();
+    typename L::kv_tile (&k_smem)[S]                     = al.allocate<typename L::kv_tile, S>();
+    typename L::kv_tile (&v_smem)[S]                     = al.allocate<typename L::kv_tile, S>();
+    typename L::lse_vec (&lse_smem)[CONSUMER_WARPGROUPS] = al.allocate<typename L::lse_vec, CONSUMER_WARPGROUPS>();
+    __shared__ semaphore k_arrived[S], v_arrived[S], compute_done[S];
+
+    // ---- which work item: (query row block, prefix row, kv-head, key split)
+    const int m_block    = blockIdx.x % g.m_blocks;
+    const int group      = blockIdx.x / g.m_blocks;
+    const int bp         = group / g.Hkv, h = group % g.Hkv;
+    const int split      = blockIdx.y;
+    const int tile_begin = split * g.tiles_per_split;
+    const int n_iters    = min(g.tiles_per_split, g.n_tiles - tile_begin);   // >= 1 (the host makes no empty split)
+    const int wg         = warpgroup::groupid();
+
+    if (threadIdx.x == 0) {
+        #pragma unroll
+        for (int s = 0; s < S; s++) {
+            init_semaphore(k_arrived[s], 0, 1);
+            init_semaphore(v_arrived[s], 0, 1);
+            init_semaphore(compute_done[s], CONSUMER_WARPGROUPS, 0);
+        }
+    }
+    __syncthreads();
+
+    if (wg == NUM_WARPGROUPS - 1) {
+        // ================================================================ producer: K/V tiles through TMA
+        warpgroup::decrease_registers<32>();
+        if (warpgroup::laneid() == 0) {
+            for (int it = 0; it < n_iters; it++) {
+                const int s = it % S;
+                if (it >= S) wait(compute_done[s], (it / S - 1) % 2);   // stage free again?
+                const int key0 = (tile_begin + it) * KV_ROWS;
+                tma::expect_bytes(k_arrived[s], sizeof(typename L::kv_tile));
+                load_kv_tile(k_smem[s], &g.k_map, key0, h, bp, k_arrived[s]);
+                tma::expect_bytes(v_arrived[s], sizeof(typename L::kv_tile));
+                load_kv_tile(v_smem[s], &g.v_map, key0, h, bp, v_arrived[s]);
+            }
+        }
+    } else {
+        // ================================================================ consumers: online softmax with wgmma
+        warpgroup::increase_registers<160>();
+        const int row0 = m_block * BLOCK_ROWS + wg * Q_ROWS;   // first stacked row of this warpgroup
+        const bool active = row0 < g.M;                        // an idle warpgroup only keeps the pipeline turning
+
+        typename L::att_tile att;
+        typename L::att_mma  att_mma;
+        typename L::o_tile   o_reg;
+        typename L::row_vec  max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled;
+        warp::neg_infty(max_vec);
+        warp::zero(norm_vec);
+        warp::zero(o_reg);
+
+        if (active) {
+            gather_q<T, D>(q_smem[wg], g, bp, h, row0);
+            warpgroup::sync(wg + 1);
+        }
+
+        for (int it = 0; it < n_iters; it++) {
+            const int s = it % S, phase = (it / S) % 2;
+            wait(k_arrived[s], phase);
+            if (active) {
+                // S = Q K^T
+                warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
+                warp::mul(max_vec_last_scaled, max_vec, SCALE);
+                warpgroup::mma_async_wait();
+                // keys past P (zero-filled by TMA) get -inf
+                const int valid = g.P - (tile_begin + it) * KV_ROWS;
+                if (valid < KV_ROWS) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
+                // online softmax, base 2
+                warp::row_max(max_vec, att, max_vec);
+                warp::mul(att, att, SCALE);
+                warp::mul(max_vec_scaled, max_vec, SCALE);
+                warp::sub_row(att, att, max_vec_scaled);
+                warp::exp2(att, att);
+                warp::sub(max_vec_last_scaled, max_vec_last_scaled, max_vec_scaled);
+                warp::exp2(max_vec_last_scaled, max_vec_last_scaled);
+                warp::mul(norm_vec, norm_vec, max_vec_last_scaled);
+                warp::row_sum(norm_vec, att, norm_vec);
+                warp::copy(att_mma, att);
+                warp::mul_row(o_reg, o_reg, max_vec_last_scaled);
+                // O += P V
+                wait(v_arrived[s], phase);
+                warpgroup::mma_AB(o_reg, att_mma, v_smem[s]);
+                warpgroup::mma_async_wait();
+            }
+            if (warpgroup::laneid() == 0) arrive(compute_done[s], 1);
+        }
+
+        if (active) {
+            // o = O / l ; lse = ln(l) + m * ln 2   (m in base 2, already scaled)
+            warp::div_row(o_reg, o_reg, norm_vec);
+            warp::log(norm_vec, norm_vec);
+            const float ln2 = LN2;   // a local: TK's ops take references
+            warp::mul(max_vec_scaled, max_vec_scaled, ln2);
+            warp::add(norm_vec, norm_vec, max_vec_scaled);
+            warpgroup::store(lse_smem[wg], norm_vec);
+
+            const bool partial = g.out.o_dtype == TKP_FP32;
+            if (partial) store_o<float, D>(o_reg, g, bp, h, row0, static_cast<float *>(g.out.o) + split * g.out.o_slot_stride);
+            else         store_o<T, D>(o_reg, g, bp, h, row0, static_cast<T *>(g.out.o) + split * g.out.o_slot_stride);
+
+            warpgroup::sync(wg + 1);
+            float *lse = g.out.lse + split * g.out.lse_slot_stride;
+            for (int i = warpgroup::laneid(); i < Q_ROWS; i += WARPGROUP_THREADS) {
+                if (row0 + i < g.M) lse[out_row(g, stacked_row(g, bp, h, row0 + i))] = lse_smem[wg].data[i];
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------- host side
+template<typename T> constexpr CUtensorMapDataType tma_format() {
+    return std::is_same_v<T, bf16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+}
+
+// 5-D map over a (Bp, P, Hkv, D) cache with strides in elements (D stride 1): box = 128 keys x D of one (bp, h).
+template<typename T, int D>
+const char *make_kv_map(CUtensorMap *map, const void *base, int Bp, int P, int Hkv, int64_t sb, int64_t sp, int64_t sh) {
+    constexpr int SWIZZLE_ELEMS = 128 / sizeof(T);                   // 128-byte swizzle: 64 bf16/fp16 per chunk
+    const uint64_t es = sizeof(T);
+    uint64_t shape[5]   = {SWIZZLE_ELEMS, (uint64_t)P, D / SWIZZLE_ELEMS, (uint64_t)Hkv, (uint64_t)Bp};
+    uint64_t stride[4]  = {sp * es, 128, sh * es, sb * es};          // bytes, for dims 1..4
+    uint32_t box[5]     = {SWIZZLE_ELEMS, KV_ROWS, D / SWIZZLE_ELEMS, 1, 1};
+    uint32_t estride[5] = {1, 1, 1, 1, 1};
+    if ((reinterpret_cast<uintptr_t>(base) & 15) != 0) return arg_error("prefix k/v: base pointer must be 16-byte aligned");
+    for (int i = 0; i < 4; i++)
+        if (stride[i] % 16 != 0 || stride[i] >= (1ull << 40))
+            return arg_error("prefix k/v: strides (batch, token, head) must be multiples of 16 bytes and < 2^40");
+    CUresult r = cuTensorMapEncodeTiled(map, tma_format<T>(), 5, const_cast<void *>(base), shape, stride, box, estride,
+                                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        const char *msg = nullptr;
+        cuGetErrorString(r, &msg);
+        static thread_local char buf[256];
+        snprintf(buf, sizeof(buf), "prefix k/v: cuTensorMapEncodeTiled failed: %s", msg ? msg : "unknown error");
+        return buf;
+    }
+    return nullptr;
+}
+
+template<typename T, int D>
+const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
+                   const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
+                   const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
+                   int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, tkp_out out, cudaStream_t stream) {
+    using L = layout<T, D>;
+    globals g{};
+    if (const char *e = make_kv_map<T, D>(&g.k_map, k, Bp, P, Hkv, k_sb, k_sp, k_sh)) return e;
+    if (const char *e = make_kv_map<T, D>(&g.v_map, v, Bp, P, Hkv, v_sb, v_sp, v_sh)) return e;
+    g.q = q; g.q_sb = q_sb; g.q_sn = q_sn; g.q_sh = q_sh;
+    g.out = out;
+    g.Nq = Nq; g.Hq = Hq; g.Hkv = Hkv; g.P = P;
+    g.G = B / Bp; g.R = Hq / Hkv;
+    const int64_t M = (int64_t)g.G * Nq * g.R;
+    if (M >= (1ll << 31) / 2) return arg_error("prefix: too many stacked query rows (B/Bp * Nq * Hq/Hkv)");
+    g.M = (int)M;
+    g.m_blocks = (g.M + BLOCK_ROWS - 1) / BLOCK_ROWS;
+    g.n_tiles = (P + KV_ROWS - 1) / KV_ROWS;
+    g.tiles_per_split = (g.n_tiles + n_splits - 1) / n_splits;
+    if ((int64_t)(g.tiles_per_split) * (n_splits - 1) >= g.n_tiles)
+        return arg_error("prefix: n_splits leaves an empty split (need n_splits == ceil(n_tiles / ceil(n_tiles / n_splits)))");
+    const int64_t blocks_x = (int64_t)g.m_blocks * Bp * Hkv;
+    if (blocks_x >= (1ll << 31) || n_splits > 65535) return arg_error("prefix: grid too large");
+
+    static bool attribute_set = false;   // per instantiation
+    if (!attribute_set) {
+        TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
+        attribute_set = true;
+    }
+    dim3 grid((unsigned)blocks_x, (unsigned)n_splits);
+    prefix_kernel<T, D><<<grid, NUM_THREADS, L::smem_bytes, stream>>>(g);
+    return launch_error("tkp prefix_kernel launch");
+}
+
+}  // namespace prefix
+}  // namespace tkp
+
+extern "C" const char *tkp_prefix_attention(int dtype, int D,
+                                            const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
+                                            const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
+                                            const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
+                                            int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits,
+                                            tkp_out out, void *stream) {
+    using namespace tkp;
+    if (B <= 0 || Nq <= 0 || Hq <= 0 || Bp <= 0 || Hkv <= 0) return arg_error("prefix: B, Nq, Hq, Bp, Hkv must be positive");
+    if (B % Bp != 0) return arg_error("prefix: the prefix batch Bp must divide the batch B");
+    if (Hq % Hkv != 0) return arg_error("prefix: Hkv must divide Hq");
+    if (P <= 0) return arg_error("prefix: P must be >= 1 (an empty prefix is handled by the caller)");
+    const int n_tiles = (P + prefix::KV_ROWS - 1) / prefix::KV_ROWS;
+    if (n_splits < 1 || n_splits > n_tiles) return arg_error("prefix: n_splits must be in [1, ceil(P/128)]");
+    if (n_splits > 1 && out.o_dtype != TKP_FP32) return arg_error("prefix: split key ranges need fp32 partial output slots");
+    if (q_sb % 8 || q_sn % 8 || q_sh % 8 || (reinterpret_cast<uintptr_t>(q) & 15))
+        return arg_error("prefix: q must be 16-byte aligned with strides that are multiples of 8 elements");
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+#define TKP_PREFIX_CASE(TT, DD)                                                                                   \
+    return prefix::launch<TT, DD>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
+                                  Hkv, n_splits, out, s)
+    if (dtype == TKP_BF16 && D == 64)  TKP_PREFIX_CASE(kittens::bf16, 64);
+    if (dtype == TKP_BF16 && D == 128) TKP_PREFIX_CASE(kittens::bf16, 128);
+    if (dtype == TKP_FP16 && D == 64)  TKP_PREFIX_CASE(half, 64);
+    if (dtype == TKP_FP16 && D == 128) TKP_PREFIX_CASE(half, 128);
+#undef TKP_PREFIX_CASE
+    return arg_error("prefix: unsupported dtype/head_dim (bf16 or fp16, D 64 or 128)");
+}

@@ -1,0 +1,221 @@
+"""Build and load the ThunderKittens extension from ``kernels/``.
+
+The extension is compiled just in time with :func:`torch.utils.cpp_extension.load` (ninja, cached in a build
+directory) the first time a ``backend="tk"`` op runs, or ahead of time with ``tkprefix build``.
+
+Sources: ``kernels/binding.cpp`` plus every ``*.cu`` / ``*.cpp`` of each kernel family folder (``kernels/hydragen``,
+``kernels/chunk_attn``, ...). Each family is its own translation unit(s), so ninja compiles them in parallel; the
+chunk family's ops are registered from its own ``binding_chunk.cpp`` (see ``kernels/binding.cpp``).
+
+Environment:
+    THUNDERKITTENS_ROOT   TK checkout (default: ``<repo>/third_party/ThunderKittens``), pinned commit
+                          0b55588d2769dde0c7a9a606ffc015b0ca7a9551
+    TKPREFIX_KERNELS_DIR  the ``kernels/`` folder (default: the repository's)
+    TKPREFIX_BUILD_DIR    where the build is cached (default: ``<repo>/build/tk_ext``, else ``~/.cache/tkprefix``)
+    TKPREFIX_FAMILIES     comma-separated families to compile (default: all folders with sources)
+
+Example::
+
+    >>> from tkprefix import build
+    >>> ok, reason = build.is_available()
+    >>> ext = build.load_extension() if ok else None      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+TK_COMMIT = "0b55588d2769dde0c7a9a606ffc015b0ca7a9551"
+_REPO = Path(__file__).resolve().parents[2]
+
+CUDA_FLAGS = [
+    "-std=c++20",
+    "-O3",
+    "--use_fast_math",
+    "--expt-extended-lambda",
+    "--expt-relaxed-constexpr",
+    "-DKITTENS_HOPPER",
+    # torch adds -gencode=arch=compute_90a,code=sm_90a from TORCH_CUDA_ARCH_LIST=9.0a (not -arch=sm_90a: under
+    # CUDA 13, ptxas then also runs a plain sm_90 pass that rejects wgmma).
+    "-Xptxas=-warn-spills",
+]
+CXX_FLAGS = ["-std=c++20", "-O2"]
+
+_loaded: dict[tuple[str, ...], object] = {}
+
+
+def kernels_dir() -> Path:
+    return Path(os.environ.get("TKPREFIX_KERNELS_DIR", _REPO / "kernels"))
+
+
+def tk_root() -> Path | None:
+    env = os.environ.get("THUNDERKITTENS_ROOT")
+    if env:
+        return Path(env)
+    default = _REPO / "third_party" / "ThunderKittens"
+    return default if default.exists() else None
+
+
+def _build_root() -> Path:
+    env = os.environ.get("TKPREFIX_BUILD_DIR")
+    if env:
+        return Path(env)
+    repo_build = _REPO / "build" / "tk_ext"
+    try:
+        repo_build.mkdir(parents=True, exist_ok=True)
+        if os.access(repo_build, os.W_OK):
+            return repo_build
+    except OSError:
+        pass
+    return Path.home() / ".cache" / "tkprefix" / "tk_ext"
+
+
+def available_families() -> list[str]:
+    kd = kernels_dir()
+    if not kd.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in kd.iterdir()
+        if p.is_dir() and p.name != "common" and (any(p.glob("*.cu")) or any(p.glob("*.cpp")))
+    )
+
+
+def _families(families) -> tuple[str, ...]:
+    if families is None:
+        env = os.environ.get("TKPREFIX_FAMILIES")
+        families = [f for f in env.split(",") if f] if env else available_families()
+    fams = tuple(sorted(set(families)))
+    unknown = [f for f in fams if f not in available_families()]
+    if unknown:
+        raise ValueError(f"families: unknown kernel families {unknown}; have {available_families()}")
+    return fams
+
+
+def _sources(fams: tuple[str, ...]) -> list[str]:
+    kd = kernels_dir()
+    srcs = [kd / "binding.cpp"]
+    for f in fams:
+        srcs += sorted((kd / f).glob("*.cu")) + sorted((kd / f).glob("*.cpp"))
+    return [str(s) for s in srcs]
+
+
+def _header_hash(fams: tuple[str, ...]) -> str:
+    """Hash of every header the sources include: torch's JIT hashes only the listed sources, so a header edit
+    would otherwise reuse a stale build."""
+    kd = kernels_dir()
+    h = hashlib.sha256()
+    headers = [kd / "launch.h", *sorted((kd / "common").glob("*"))]
+    for f in fams:
+        headers += sorted((kd / f).glob("*.h")) + sorted((kd / f).glob("*.cuh"))
+    for p in headers:
+        if p.is_file():
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_prerequisites() -> str | None:
+    """None when the extension can be built here, else the reason (with the fix)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return "PyTorch is not installed: pip install torch (a CUDA build)"
+    if torch.version.cuda is None:
+        return (f"this PyTorch ({torch.__version__}) is a CPU build: install a CUDA build of torch "
+                "(the TK extension needs CUDA); backend='torch' works everywhere")
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible: the TK kernels need an H100 (sm_90); use backend='torch'"
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) != (9, 0):
+        name = torch.cuda.get_device_name()
+        return (f"GPU {name} is sm_{major}{minor}: the TK kernels use wgmma/TMA and need an sm_90 GPU (H100/H200); "
+                "use backend='torch'")
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    nvcc = shutil.which("nvcc") or (CUDA_HOME and str(Path(CUDA_HOME) / "bin" / "nvcc"))
+    if not nvcc or not Path(nvcc).exists():
+        return "nvcc not found: install the CUDA toolkit and put nvcc on PATH (or set CUDA_HOME)"
+    root = tk_root()
+    if root is None or not (root / "include" / "kittens.cuh").is_file():
+        return ("ThunderKittens not found: clone https://github.com/HazyResearch/ThunderKittens at commit "
+                f"{TK_COMMIT} and export THUNDERKITTENS_ROOT=<that checkout>")
+    if not (kernels_dir() / "binding.cpp").is_file():
+        return f"kernel sources not found at {kernels_dir()}: set TKPREFIX_KERNELS_DIR to the repository's kernels/"
+    return None
+
+
+def is_available() -> tuple[bool, str]:
+    """(True, "") when the TK backend can run here (H100 + CUDA torch + nvcc + TK), else (False, reason)."""
+    reason = check_prerequisites()
+    return (reason is None, reason or "")
+
+
+def load_extension(families=None, verbose: bool = False):
+    """Build (first time) and import the extension; later calls return the cached module.
+
+    families: kernel families to compile (default: all, or $TKPREFIX_FAMILIES). Raises RuntimeError naming the fix
+    when TK, nvcc or an sm_90 GPU is missing.
+    """
+    fams = _families(families)
+    if fams in _loaded:
+        return _loaded[fams]
+    reason = check_prerequisites()
+    if reason is not None:
+        raise RuntimeError(f"cannot build the tkprefix TK extension: {reason}")
+    from torch.utils import cpp_extension
+
+    os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0a"
+    os.environ.setdefault("MAX_JOBS", str(max(1, os.cpu_count() or 1)))
+    root = tk_root()
+    name = "tkprefix_ext_" + "_".join(fams) if fams else "tkprefix_ext_none"
+    build_dir = _build_root() / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    hdr = _header_hash(fams)
+    t0 = time.perf_counter()
+    try:
+        mod = cpp_extension.load(
+            name=name,
+            sources=_sources(fams),
+            extra_cflags=CXX_FLAGS + [f"-DTKP_HEADER_HASH={hdr}"],
+            extra_cuda_cflags=CUDA_FLAGS + [f"-DTKP_HEADER_HASH={hdr}"],
+            extra_include_paths=[str(root / "include"), str(root / "prototype"), str(kernels_dir())],
+            extra_ldflags=["-lcuda"],  # TK calls the driver API (cuTensorMapEncodeTiled, cuGetErrorString)
+            build_directory=str(build_dir),
+            verbose=verbose,
+        )
+    except Exception as e:  # surface the fix, keep the compiler output in the chain
+        raise RuntimeError(
+            f"building the tkprefix TK extension failed ({type(e).__name__}); build dir {build_dir}. "
+            "Check THUNDERKITTENS_ROOT points at TK commit " + TK_COMMIT + " and that nvcc matches torch's CUDA "
+            "(`tkprefix doctor`). Re-run with `tkprefix build --verbose` for the compiler output."
+        ) from e
+    mod.build_seconds = time.perf_counter() - t0
+    _loaded[fams] = mod
+    return mod
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="tkprefix build", description="build the TK extension ahead of time")
+    ap.add_argument("--families", default=None, help="comma-separated kernel families (default: all)")
+    ap.add_argument("--verbose", action="store_true", help="show the compiler commands and output")
+    args = ap.parse_args(argv)
+    fams = [f for f in args.families.split(",") if f] if args.families else None
+    ok, reason = is_available()
+    if not ok:
+        print(f"tkprefix build: {reason}", file=sys.stderr)
+        return 2
+    mod = load_extension(fams, verbose=args.verbose)
+    print(f"built {mod.__name__} from {kernels_dir()} in {mod.build_seconds:.1f} s "
+          f"(chunk ops: {bool(getattr(mod, 'has_chunk_ops', False))}); module file {mod.__file__}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

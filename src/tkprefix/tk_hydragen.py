@@ -1,0 +1,333 @@
+"""Hydragen on the ThunderKittens kernels (``backend="tk"``).
+
+Layouts follow upstream Hydragen, ``(batch, tokens, heads, head_dim)``; scale ``1/sqrt(D)``; GQA: q-head ``h`` uses
+kv-head ``h // (Hq // Hkv)``; LSE is float32, natural log, shape ``(B, Nq, Hq)``; an empty key set gives ``o = 0``,
+``lse = -inf``. Inputs: bfloat16 or float16 CUDA tensors on an H100, head_dim 64 or 128.
+
+Three kernels (``kernels/hydragen/``):
+
+* ``prefix``  -- TK TMA + wgmma: the ``(B/Bp)*Nq*(Hq/Hkv)`` queries that share one (prefix row, kv-head) are stacked
+  into one matrix and attend non-causally to the prefix, read in place from its ``(Bp, P, Hkv, D)`` cache; the key
+  range is split over blocks when there are too few rows to fill the 132 SMs.
+* ``decode``  -- the unique part: per-sequence attention, memory-bound, split-KV for long caches.
+* ``merge``   -- exact LSE merge of fp32 partial slots (key splits, prefix levels, the unique part) in one pass.
+
+No function here synchronises with the host or allocates outside torch's caching allocator, so a decode step made
+of them can be captured in a CUDA graph (pass ``seq_len`` as an int32 CUDA tensor, and ``out=`` buffers if you want
+fixed outputs).
+
+Example (on an H100)::
+
+    >>> import torch, tkprefix.tk_hydragen as tkh                                   # doctest: +SKIP
+    >>> B, Hq, Hkv, D = 32, 32, 8, 128                                               # doctest: +SKIP
+    >>> q = torch.randn(B, 1, Hq, D, device="cuda", dtype=torch.bfloat16)            # doctest: +SKIP
+    >>> pk = torch.randn(1, 4096, Hkv, D, device="cuda", dtype=torch.bfloat16)       # one shared prefix
+    >>> uk = torch.randn(B, 512, Hkv, D, device="cuda", dtype=torch.bfloat16)        # unique caches
+    >>> o = tkh.hydragen_attention_nopad(q, uk, uk, [pk], [pk])                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+from . import build
+
+__all__ = ["prefix_attention", "decode_attention", "merge_states", "hydragen_attention_nopad",
+           "prefix_splits", "decode_splits"]
+
+PREFIX_BLOCK_ROWS = 192   # query rows per prefix block (3 consumer warpgroups x 64)
+PREFIX_TILE_KEYS = 128    # keys per prefix pipeline stage
+DECODE_TILE_KEYS = 64     # keys per decode tile
+DECODE_WARPS = 4
+
+
+def _ext():
+    return build.load_extension()
+
+
+@lru_cache(maxsize=None)
+def _num_sms(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def _stream(t: torch.Tensor) -> int:
+    return torch.cuda.current_stream(t.device).cuda_stream
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+def _check_qkv(q, k, v, *, kv_name: str = "k"):
+    for name, t in (("q", q), (kv_name, k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name}: expected 4-D (batch, tokens, heads, head_dim), got shape {tuple(t.shape)}")
+        if not t.is_cuda:
+            raise ValueError(f"{name}: the tk backend needs CUDA tensors, got device {t.device}")
+        if t.dtype not in (torch.bfloat16, torch.float16):
+            raise TypeError(f"{name}: the tk backend takes bfloat16 or float16, got {t.dtype}")
+        if t.device != q.device:
+            raise ValueError(f"{name}: must be on q's device {q.device}, got {t.device}")
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name}: dtype {t.dtype} differs from q's {q.dtype}")
+    D = q.shape[-1]
+    if D not in (64, 128):
+        raise ValueError(f"q: head_dim must be 64 or 128 for the tk backend, got {D}")
+    if k.shape != v.shape:
+        raise ValueError(f"{kv_name}/v: shapes differ: {tuple(k.shape)} vs {tuple(v.shape)}")
+    if k.shape[-1] != D:
+        raise ValueError(f"{kv_name}: head_dim {k.shape[-1]} differs from q's {D}")
+    Hq, Hkv = q.shape[2], k.shape[2]
+    if Hkv == 0 or Hq % Hkv != 0:
+        raise ValueError(f"{kv_name}: kv heads ({Hkv}) must divide q heads ({Hq})")
+
+
+def _prep(t: torch.Tensor) -> torch.Tensor:
+    """Last dim contiguous and 16-byte aligned rows (a no-op for the usual contiguous (B, N, H, D) tensors)."""
+    if t.stride(-1) != 1 or any(s % 8 for s in t.stride()[:-1]) or t.data_ptr() % 16:
+        t = t.contiguous()
+    return t
+
+
+def _outputs(q, out, name):
+    B, Nq, Hq, D = q.shape
+    if out is None:
+        return (torch.empty(B, Nq, Hq, D, device=q.device, dtype=q.dtype),
+                torch.empty(B, Nq, Hq, device=q.device, dtype=torch.float32))
+    o, lse = out
+    if o.shape != q.shape or o.dtype != q.dtype or not o.is_contiguous() or o.device != q.device:
+        raise ValueError(f"{name}: out[0] must be a contiguous {q.dtype} tensor of shape {tuple(q.shape)} on {q.device}")
+    if lse.shape != (B, Nq, Hq) or lse.dtype != torch.float32 or not lse.is_contiguous() or lse.device != q.device:
+        raise ValueError(f"{name}: out[1] must be a contiguous float32 tensor of shape {(B, Nq, Hq)} on {q.device}")
+    return o, lse
+
+
+# ---------------------------------------------------------------------------------------------------- split plans
+def prefix_splits(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0, D: int = 128) -> int:
+    """Key splits for the prefix kernel: the number that minimises (waves x tiles per block + pipeline fill) plus
+    the cost of merging the fp32 partials, in units of one 128-key tile step (~2.8 us on an H100 at full rate).
+
+    rows: stacked query rows per (prefix row, kv-head); groups: Bp * Hkv; rows_total: B * Nq * Hq (for the merge).
+    """
+    n_tiles = max(1, math.ceil(P / PREFIX_TILE_KEYS))
+    base = math.ceil(rows / PREFIX_BLOCK_ROWS) * groups
+    best, best_cost = 1, None
+    for s in range(1, min(n_tiles, 64) + 1):
+        tps = math.ceil(n_tiles / s)
+        s_eff = math.ceil(n_tiles / tps)
+        if s_eff != s:
+            continue
+        waves = math.ceil(base * s / n_sm)
+        cost = waves * (tps + 1.5)
+        if s > 1:  # fp32 partials written, read back, output written, at ~2.5 TB/s, in tile steps of 2.8 us
+            merge_bytes = rows_total * D * (4 * s + 4 * s + 2)
+            cost += merge_bytes / 2.5e12 / 2.8e-6
+        if best_cost is None or cost < best_cost * 0.97:
+            best, best_cost = s, cost
+    return best
+
+
+def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
+    """(n_splits, split_keys) for the decode kernel: enough blocks for ~4 per SM, at least 2 tiles per split."""
+    n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
+    want = max(1, math.ceil(4 * n_sm / max(blocks, 1)))
+    s = max(1, min(want, n_tiles // 2 if n_tiles >= 2 else 1))
+    tps = math.ceil(n_tiles / s)
+    return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS
+
+
+def _decode_blocks(B, Nq, Hq, Hkv):
+    rows = Nq * (Hq // Hkv)
+    rpw = 1 if rows <= 4 else 2 if rows <= 8 else 4 if rows <= 16 else 8
+    return math.ceil(rows / (DECODE_WARPS * rpw)) * B * Hkv
+
+
+# ---------------------------------------------------------------------------------------------------- launches into slots
+def _prefix_into(ext, q, k, v, o_slots, lse_slots, n_splits):
+    ext.prefix_attention(q, k, v, o_slots, lse_slots, n_splits, _stream(q))
+
+
+def _plan_prefix(q, k, n_splits):
+    B, Nq, Hq, D = q.shape
+    Bp, P, Hkv, _ = k.shape
+    if n_splits is None:
+        rows = (B // Bp) * Nq * (Hq // Hkv)
+        n_splits = prefix_splits(rows, Bp * Hkv, P, _num_sms(q.device.index or 0), B * Nq * Hq, D)
+    n_tiles = math.ceil(P / PREFIX_TILE_KEYS)
+    if not 1 <= n_splits <= n_tiles:
+        raise ValueError(f"n_splits: must be in [1, {n_tiles}] for a prefix of {P} keys, got {n_splits}")
+    tps = math.ceil(n_tiles / n_splits)
+    return math.ceil(n_tiles / tps)
+
+
+def _plan_decode(q, k, n_splits):
+    B, Nq, Hq, D = q.shape
+    S, Hkv = k.shape[1], k.shape[2]
+    auto_s, auto_keys = decode_splits(_decode_blocks(B, Nq, Hq, Hkv), S, _num_sms(q.device.index or 0))
+    if n_splits is None:
+        return auto_s, auto_keys
+    n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
+    if not 1 <= n_splits <= n_tiles:
+        raise ValueError(f"n_splits: must be in [1, {n_tiles}] for {S} keys, got {n_splits}")
+    tps = math.ceil(n_tiles / n_splits)
+    return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS
+
+
+def _seq_len_arg(seq_len, q):
+    if seq_len is None:
+        return None
+    if not isinstance(seq_len, torch.Tensor):
+        raise TypeError(f"seq_len: expected an int tensor of shape ({q.shape[0]},) or None, got {type(seq_len).__name__}")
+    if seq_len.dim() != 1 or seq_len.shape[0] != q.shape[0]:
+        raise ValueError(f"seq_len: expected shape ({q.shape[0]},), got {tuple(seq_len.shape)}")
+    if seq_len.dtype not in (torch.int32, torch.int64, torch.int16, torch.uint8):
+        raise TypeError(f"seq_len: expected an integer tensor, got {seq_len.dtype}")
+    if seq_len.dtype != torch.int32 or seq_len.device != q.device or not seq_len.is_contiguous():
+        seq_len = seq_len.to(device=q.device, dtype=torch.int32).contiguous()
+    return seq_len
+
+
+# ---------------------------------------------------------------------------------------------------- public API
+def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_splits: int | None = None,
+                     out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-causal attention of every query to a shared prefix.
+
+    q: (B, Nq, Hq, D); k, v: (Bp, P, Hkv, D) with Bp | B -- sequence b uses prefix row b // (B // Bp).
+    Returns o (B, Nq, Hq, D) in q's dtype and lse (B, Nq, Hq) float32 (natural log). P == 0 gives o = 0, lse = -inf.
+    n_splits: key-range splits (default: chosen to fill the GPU); out: optional preallocated (o, lse).
+    """
+    _check_qkv(q, k, v)
+    B, Nq, Hq, D = q.shape
+    Bp, P = k.shape[0], k.shape[1]
+    if Bp == 0 or B % Bp != 0:
+        raise ValueError(f"k: prefix batch ({Bp}) must divide the batch of q ({B})")
+    o, lse = _outputs(q, out, "prefix_attention")
+    if B == 0 or Nq == 0:
+        return o, lse
+    if P == 0:
+        o.zero_()
+        lse.fill_(-math.inf)
+        return o, lse
+    q, k, v = _prep(q), _prep(k), _prep(v)
+    ext = _ext()
+    s = _plan_prefix(q, k, n_splits)
+    if s == 1:
+        _prefix_into(ext, q, k, v, o, lse, 1)
+    else:
+        ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
+        ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
+        _prefix_into(ext, q, k, v, ws_o, ws_lse, s)
+        ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
+    return o, lse
+
+
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len: torch.Tensor | None = None, *,
+                     n_splits: int | None = None,
+                     out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence attention over the unique caches.
+
+    q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D). seq_len None: causal, bottom-right aligned (query j sees keys
+    0 .. S-Nq+j); seq_len (B,) ints: every query of sequence b sees keys 0 .. seq_len[b]-1 (0 allowed: empty,
+    o = 0, lse = -inf; values are clamped to [0, S]). Returns (o, lse) like prefix_attention.
+    """
+    _check_qkv(q, k, v)
+    B, Nq, Hq, D = q.shape
+    if k.shape[0] != B:
+        raise ValueError(f"k: batch ({k.shape[0]}) must equal q's ({B})")
+    seq_len = _seq_len_arg(seq_len, q)
+    o, lse = _outputs(q, out, "decode_attention")
+    if B == 0 or Nq == 0:
+        return o, lse
+    q, k, v = _prep(q), _prep(k), _prep(v)
+    ext = _ext()
+    s, split_keys = _plan_decode(q, k, n_splits)
+    if s == 1:
+        ext.decode_attention(q, k, v, seq_len, o, lse, 1, split_keys, _stream(q))
+    else:
+        ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
+        ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
+        ext.decode_attention(q, k, v, seq_len, ws_o, ws_lse, s, split_keys, _stream(q))
+        ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
+    return o, lse
+
+
+def merge_states(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
+                 lse_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact merge of two attention states over disjoint key sets: lse = logaddexp(lse_a, lse_b),
+    o = o_a * exp(lse_a - lse) + o_b * exp(lse_b - lse); -inf safe (an empty side is the identity).
+
+    o_a, o_b: (..., D) of one dtype (bf16, fp16 or fp32), lse_a, lse_b: (...) float32. Returns (o, lse).
+    """
+    for name, t in (("o_a", o_a), ("lse_a", lse_a), ("o_b", o_b), ("lse_b", lse_b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        if not t.is_cuda:
+            raise ValueError(f"{name}: the tk backend needs CUDA tensors, got device {t.device}")
+    if o_a.shape != o_b.shape or o_a.dtype != o_b.dtype:
+        raise ValueError(f"o_b: shape/dtype {tuple(o_b.shape)}/{o_b.dtype} differ from o_a's {tuple(o_a.shape)}/{o_a.dtype}")
+    if o_a.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise TypeError(f"o_a: dtype must be bfloat16, float16 or float32, got {o_a.dtype}")
+    if o_a.shape[-1] not in (64, 128):
+        raise ValueError(f"o_a: head_dim must be 64 or 128 for the tk backend, got {o_a.shape[-1]}")
+    for name, t in (("lse_a", lse_a), ("lse_b", lse_b)):
+        if t.shape != o_a.shape[:-1] or t.dtype != torch.float32:
+            raise ValueError(f"{name}: expected float32 of shape {tuple(o_a.shape[:-1])}, got {t.dtype} {tuple(t.shape)}")
+    o = torch.empty_like(o_a, memory_format=torch.contiguous_format)
+    lse = torch.empty(o_a.shape[:-1], device=o_a.device, dtype=torch.float32)
+    if o.numel() == 0:
+        return o, lse
+    _ext().merge_slots([(o_a.contiguous(), lse_a.contiguous()), (o_b.contiguous(), lse_b.contiguous())], o, lse,
+                       _stream(o_a))
+    return o, lse
+
+
+def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared_ks, shared_vs,
+                             seq_len: torch.Tensor | None = None, *, return_lse: bool = False,
+                             prefix_n_splits: int | None = None, decode_n_splits: int | None = None,
+                             out: torch.Tensor | None = None):
+    """Hydragen attention (upstream's signature): shared prefix levels, then the unique part, merged by LSE.
+
+    q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D) unique caches with seq_len (B,) used lengths (None: causal, see
+    decode_attention); shared_ks[i], shared_vs[i]: (B_i, P_i, Hkv, D) with B_i | B (sequence b uses row
+    b // (B // B_i)). Every level writes fp32 partial slots into one workspace that a single merge kernel reduces,
+    so no intermediate is rounded to bf16. Returns o (B, Nq, Hq, D) (and lse if return_lse).
+    """
+    if len(shared_ks) != len(shared_vs):
+        raise ValueError(f"shared_vs: {len(shared_vs)} levels but shared_ks has {len(shared_ks)}")
+    _check_qkv(q, k, v)
+    B, Nq, Hq, D = q.shape
+    if k.shape[0] != B:
+        raise ValueError(f"k: batch ({k.shape[0]}) must equal q's ({B})")
+    levels = []
+    for i, (sk, sv) in enumerate(zip(shared_ks, shared_vs)):
+        _check_qkv(q, sk, sv, kv_name=f"shared_ks[{i}]")
+        if sk.shape[0] == 0 or B % sk.shape[0] != 0:
+            raise ValueError(f"shared_ks[{i}]: prefix batch ({sk.shape[0]}) must divide the batch of q ({B})")
+        if sk.shape[2] != k.shape[2]:
+            raise ValueError(f"shared_ks[{i}]: kv heads ({sk.shape[2]}) differ from k's ({k.shape[2]})")
+        if sk.shape[1] > 0:
+            levels.append((_prep(sk), _prep(sv)))
+    seq_len = _seq_len_arg(seq_len, q)
+    if out is not None and (out.shape != q.shape or out.dtype != q.dtype or not out.is_contiguous()):
+        raise ValueError(f"out: must be a contiguous {q.dtype} tensor of shape {tuple(q.shape)}")
+    o = out if out is not None else torch.empty_like(q, memory_format=torch.contiguous_format)
+    lse = torch.empty(B, Nq, Hq, device=q.device, dtype=torch.float32)
+    if B == 0 or Nq == 0:
+        return (o, lse) if return_lse else o
+    q, k, v = _prep(q), _prep(k), _prep(v)
+    ext = _ext()
+    plans = [_plan_prefix(q, sk, prefix_n_splits) for sk, _ in levels]
+    d_splits, d_keys = _plan_decode(q, k, decode_n_splits)
+    total = sum(plans) + d_splits
+    ws_o = torch.empty((total, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
+    ws_lse = torch.empty((total, B, Nq, Hq), device=q.device, dtype=torch.float32)
+    stream = _stream(q)
+    slot = 0
+    for (sk, sv), s in zip(levels, plans):
+        ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, stream)
+        slot += s
+    ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, stream)
+    ext.merge_slots([(ws_o, ws_lse)], o, lse, stream)
+    return (o, lse) if return_lse else o
