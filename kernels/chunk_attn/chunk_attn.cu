@@ -1,0 +1,332 @@
+// ChunkAttention decode kernels in ThunderKittens (H100, wgmma + TMA).
+//
+// One attention template serves both phases of ChunkAttention (Ye et al. 2024):
+//   chunk-first    : an item = the stacked query rows (sequences x q-heads of one kv-head) of a shared chunk's
+//                    contiguous row range, against a group of shared chunks with that same range;
+//   sequence-first : an item = one sequence's q-heads of one kv-head against a segment of its private chunks.
+// Both read K and V in place from the chunk pool (capacity, kv_heads, chunk_size, d_head): one (chunk, head) is one
+// contiguous chunk_size x d_head block, i.e. one TMA tile. Each item writes a partial (o, lse) in fp32; a merge kernel
+// combines the partials of every sequence by the LSE rule and writes o in the input dtype.
+//
+// Block layout: `NC` consumer warpgroups (64 query rows each) + one producer warp that streams the item's K/V chunks
+// through a ring of `STAGES` shared-memory stages. Query rows are gathered (16-byte loads) into a swizzled shared tile
+// because the rows of an item are not one rectangular box in q. A partial last chunk (len < chunk_size) is masked:
+// scores of keys >= len become -inf, and the stale V rows >= len are zeroed in shared memory (P = 0 times a NaN left in
+// the pool would still be NaN).
+#include "kittens.cuh"
+#include "launch_chunk.h"
+
+#include <cstdio>
+#include <cstring>
+#include <cmath>
+
+using namespace kittens;
+
+namespace tkprefix_chunk {
+
+constexpr int ROWS_PER_CONSUMER = 64;  // one wgmma M tile per consumer warpgroup
+
+template<int D> struct softmax_consts {
+    // scores are scaled by 1/sqrt(D) * log2(e) so that exp2 can be used; natural-log LSE is recovered with ln(2).
+    static constexpr float scale_log2 = 1.44269504088896340736f / (D == 64 ? 8.0f : 11.31370849898476039f);
+};
+
+template<typename T, int D, int CS, int NC> struct attend_layout {
+    static_assert(D == 64 || D == 128, "d_head must be 64 or 128");
+    static_assert(CS == 64, "chunk_size 64 is the instantiated tile");
+    static_assert(NC == 1 || NC == 2, "1 or 2 consumer warpgroups");
+    using q_tile    = st<T, ROWS_PER_CONSUMER, D>;
+    using kv_tile   = st<T, CS, D>;
+    using kv_gl     = gl<T, -1, -1, -1, -1, kv_tile>;
+    using att_fl    = rt_fl<16, CS>;           // per warp: 16 query rows x CS keys
+    using att_mma   = rt<T, 16, CS>;
+    using o_fl      = rt_fl<16, D>;
+    using row_vec   = typename att_fl::col_vec;  // one value per query row
+    // Stages: two blocks per SM when NC == 1 (sequence-first items are many and small), one when NC == 2.
+    static constexpr int STAGES   = (NC == 1) ? (D == 128 ? 2 : 4) : (D == 128 ? 4 : 6);
+    static constexpr int PRODUCER_WARP = NC * WARPGROUP_WARPS;
+    static constexpr int THREADS  = (NC * WARPGROUP_WARPS + 1) * WARP_THREADS;
+    static constexpr int MIN_BLOCKS = (NC == 1) ? 2 : 1;
+    static constexpr size_t SMEM  = NC * sizeof(q_tile) + 2 * STAGES * sizeof(kv_tile) + 1024;  // + swizzle alignment
+
+    struct globals {
+        kv_gl k, v;                  // pool views (capacity, kv_heads, CS, D)
+        const T *q;                  // (n_seqs, hq, D)
+        const int32_t *items;        // (n_items, TKP_CHUNK_ITEM_INTS)
+        const int32_t *cf_chunks;    // chunk ids of kind-0 items (full chunks)
+        const int32_t *priv_chunks;  // chunk ids of kind-1 items (the plan's private_chunk) ...
+        const int32_t *priv_lens;    // ... and their valid lengths (the plan's private_len, read live)
+        float *part_o;               // (n_partial_rows, hq, D)
+        float *part_lse;             // (n_partial_rows, hq)
+        int hq, group;               // q-heads, q-heads per kv-head
+    };
+};
+
+__device__ static inline void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ static inline void named_sync(int id, int threads) { asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(threads) : "memory"); }
+
+template<typename T, int D, int CS, int NC>
+__global__ __launch_bounds__(attend_layout<T, D, CS, NC>::THREADS, attend_layout<T, D, CS, NC>::MIN_BLOCKS)
+void attend_kernel(const __grid_constant__ typename attend_layout<T, D, CS, NC>::globals g) {
+    using L = attend_layout<T, D, CS, NC>;
+    extern __shared__ int __shm[];
+    tma_swizzle_allocator al((int*)&__shm[0]);
+    typename L::q_tile  (&q_smem)[NC]       = al.allocate<typename L::q_tile, NC>();
+    typename L::kv_tile (&k_smem)[L::STAGES] = al.allocate<typename L::kv_tile, L::STAGES>();
+    typename L::kv_tile (&v_smem)[L::STAGES] = al.allocate<typename L::kv_tile, L::STAGES>();
+    __shared__ semaphore k_arrived[L::STAGES], v_arrived[L::STAGES], compute_done[L::STAGES];
+
+    const int32_t *item = g.items + (size_t)blockIdx.x * TKP_CHUNK_ITEM_INTS;
+    const int seq_begin = item[0], row_begin = item[1], n_rows = item[2];
+    const int chunk_begin = item[3], n_chunks = item[4], out_base = item[5];
+    const bool private_kind = item[6] != 0;
+    const int32_t *chunk_ids = private_kind ? g.priv_chunks : g.cf_chunks;
+    const int kv_head = blockIdx.y;
+    const int n_active = min(NC, (n_rows + ROWS_PER_CONSUMER - 1) / ROWS_PER_CONSUMER);  // consumers with rows
+    const int warpid = kittens::warpid(), wg = warpid / WARPGROUP_WARPS;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < L::STAGES; s++) {
+            init_semaphore(k_arrived[s], 0, 1);
+            init_semaphore(v_arrived[s], 0, 1);
+            init_semaphore(compute_done[s], n_active, 0);
+        }
+    }
+    __syncthreads();
+
+    if (warpid == L::PRODUCER_WARP) {
+        // ---- producer: stream the item's chunks through the stage ring ----
+        if (laneid() == 0) {
+            for (int i = 0; i < n_chunks; i++) {
+                const int s = i % L::STAGES;
+                if (i >= L::STAGES) wait(compute_done[s], ((i / L::STAGES) - 1) & 1);
+                const int chunk = chunk_ids[chunk_begin + i];
+                coord<typename L::kv_tile> idx = {chunk, kv_head, 0, 0};
+                tma::expect_bytes(k_arrived[s], sizeof(typename L::kv_tile));
+                tma::load_async(k_smem[s], g.k, idx, k_arrived[s]);
+                tma::expect_bytes(v_arrived[s], sizeof(typename L::kv_tile));
+                tma::load_async(v_smem[s], g.v, idx, v_arrived[s]);
+            }
+        }
+        return;
+    }
+    if (wg >= n_active) return;  // a consumer without rows (its arrivals are not counted)
+
+    // ---- consumer warpgroup `wg`: query rows row_begin + wg*64 .. +63 of the item ----
+    const int tid = threadIdx.x % WARPGROUP_THREADS;
+    const int tile_row0 = wg * ROWS_PER_CONSUMER;                       // first row of this tile within the item
+    {
+        constexpr int VECS_PER_ROW = D / 8;                              // 16-byte vectors per row
+        const uint32_t q_base = static_cast<uint32_t>(__cvta_generic_to_shared(&q_smem[wg].data[0]));
+        for (int v = tid; v < ROWS_PER_CONSUMER * VECS_PER_ROW; v += WARPGROUP_THREADS) {
+            const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
+            uint4 val = make_uint4(0, 0, 0, 0);                          // padding rows are zero
+            if (tile_row0 + r < n_rows) {
+                const int er  = row_begin + tile_row0 + r;               // row in the item's enumeration
+                const int seq = seq_begin + er / g.group;
+                const int qh  = kv_head * g.group + er % g.group;
+                val = *reinterpret_cast<const uint4*>(g.q + ((size_t)seq * g.hq + qh) * D + c);
+            }
+            const uint32_t dst = L::q_tile::idx(q_base, {r, c});
+            asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" :: "r"(dst), "r"(val.x), "r"(val.y), "r"(val.z), "r"(val.w) : "memory");
+        }
+        fence_async_shared();                                            // generic stores -> wgmma (async proxy)
+        named_sync(2 + wg, WARPGROUP_THREADS);
+    }
+
+    typename L::att_fl  att;
+    typename L::att_mma att_mma;
+    typename L::o_fl    o_reg;
+    typename L::row_vec max_vec, norm_vec, max_last_scaled, max_scaled;
+    warp::neg_infty(max_vec);
+    warp::zero(norm_vec);
+    warp::zero(o_reg);
+    constexpr float SCALE = softmax_consts<D>::scale_log2;
+
+    for (int i = 0; i < n_chunks; i++) {
+        const int s = i % L::STAGES, phase = (i / L::STAGES) & 1;
+        const int len = private_kind ? g.priv_lens[chunk_begin + i] : CS;
+
+        wait(k_arrived[s], phase);
+        warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
+        warp::mul(max_last_scaled, max_vec, SCALE);
+        warpgroup::mma_async_wait();
+        if (len < CS) warp::right_fill(att, att, len, base_types::constants<float>::neg_infty());
+
+        warp::row_max(max_vec, att, max_vec);
+        warp::mul(att, att, SCALE);
+        warp::mul(max_scaled, max_vec, SCALE);
+        warp::sub_row(att, att, max_scaled);
+        warp::exp2(att, att);
+        warp::sub(max_last_scaled, max_last_scaled, max_scaled);
+        warp::exp2(max_last_scaled, max_last_scaled);
+        warp::mul(norm_vec, norm_vec, max_last_scaled);
+        warp::row_sum(norm_vec, att, norm_vec);
+        warp::copy(att_mma, att);
+        warp::mul_row(o_reg, o_reg, max_last_scaled);
+
+        wait(v_arrived[s], phase);
+        if (len < CS) {
+            // Zero V rows len..CS-1 (stale pool memory): consumer 0 writes, every active consumer waits.
+            if (wg == 0) {
+                constexpr int VECS_PER_ROW = D / 8;
+                const uint32_t v_base = static_cast<uint32_t>(__cvta_generic_to_shared(&v_smem[s].data[0]));
+                for (int v = tid; v < (CS - len) * VECS_PER_ROW; v += WARPGROUP_THREADS) {
+                    const int r = len + v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
+                    const uint32_t dst = L::kv_tile::idx(v_base, {r, c});
+                    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" :: "r"(dst), "r"(0) : "memory");
+                }
+                fence_async_shared();
+            }
+            named_sync(1, n_active * WARPGROUP_THREADS);
+        }
+        warpgroup::mma_AB(o_reg, att_mma, v_smem[s]);
+        warpgroup::mma_async_wait();
+        if (warpgroup::laneid() == 0) arrive(compute_done[s], 1);
+    }
+
+    // ---- finish: o /= sum, lse = max*scale*ln2 + ln(sum); write this warp's 16 rows ----
+    warp::div_row(o_reg, o_reg, norm_vec);
+    warp::mul(max_scaled, max_scaled, 0.69314718055994530942f);
+    warp::log(norm_vec, norm_vec);
+    warp::add(norm_vec, norm_vec, max_scaled);
+
+    const int lane = laneid();
+    const int warp_row0 = tile_row0 + (warpid % WARPGROUP_WARPS) * 16;
+    #pragma unroll
+    for (int half_ = 0; half_ < 2; half_++) {                            // rows lane/4 and lane/4 + 8
+        const int r = warp_row0 + lane / 4 + 8 * half_;
+        if (r >= n_rows) continue;
+        const int er  = row_begin + r;
+        const int prow = out_base + er / g.group;
+        const int qh  = kv_head * g.group + er % g.group;
+        float *dst = g.part_o + ((size_t)prow * g.hq + qh) * D;
+        #pragma unroll
+        for (int j = 0; j < D / 16; j++) {
+            const int col = j * 16 + 2 * (lane % 4);
+            *reinterpret_cast<float2*>(dst + col)     = o_reg.tiles[0][j].data[0 + half_];
+            *reinterpret_cast<float2*>(dst + col + 8) = o_reg.tiles[0][j].data[2 + half_];
+        }
+        if (lane % 4 == 0) {
+            g.part_lse[(size_t)prow * g.hq + qh] = half_ == 0 ? norm_vec[0][0].x : norm_vec[0][0].y;
+        }
+    }
+}
+
+// ---- merge: one warp per (sequence, q-head) ----
+template<typename T> __device__ inline T to_out(float x);
+template<> __device__ inline bf16 to_out<bf16>(float x) { return __float2bfloat16(x); }
+template<> __device__ inline half to_out<half>(float x) { return __float2half(x); }
+
+template<typename T, int D>
+__global__ __launch_bounds__(128)
+void merge_kernel(const float *__restrict__ part_o, const float *__restrict__ part_lse,
+                  const int32_t *__restrict__ off, const int32_t *__restrict__ rows,
+                  T *__restrict__ o, float *__restrict__ lse_out, int hq) {
+    constexpr int PER_LANE = D / 32;
+    const int seq = blockIdx.x, qh = blockIdx.y * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (qh >= hq) return;
+    const int b = off[seq], e = off[seq + 1];
+    float m = -INFINITY;
+    for (int p = b; p < e; p++) m = fmaxf(m, part_lse[(size_t)rows[p] * hq + qh]);
+    float acc[PER_LANE];
+    #pragma unroll
+    for (int k = 0; k < PER_LANE; k++) acc[k] = 0.f;
+    float sum = 0.f;
+    if (m != -INFINITY) {
+        for (int p = b; p < e; p++) {
+            const size_t r = (size_t)rows[p] * hq + qh;
+            const float w = __expf(part_lse[r] - m);
+            sum += w;
+            const float *src = part_o + r * D + lane * PER_LANE;
+            #pragma unroll
+            for (int k = 0; k < PER_LANE; k++) acc[k] += w * src[k];
+        }
+    }
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    T *dst = o + ((size_t)seq * hq + qh) * D + lane * PER_LANE;
+    #pragma unroll
+    for (int k = 0; k < PER_LANE; k++) dst[k] = to_out<T>(acc[k] * inv);
+    if (lse_out != nullptr && lane == 0) lse_out[(size_t)seq * hq + qh] = sum > 0.f ? m + logf(sum) : -INFINITY;
+}
+
+// ---- host side ----
+static thread_local char g_error[512];
+static const char *check_cuda(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return nullptr;
+    std::snprintf(g_error, sizeof g_error, "%s: %s", what, cudaGetErrorString(e));
+    return g_error;
+}
+
+template<typename T, int D, int NC>
+static const char *launch_attend(const void *q, const void *k_pool, const void *v_pool, int cap, int hkv, int hq,
+                         const int32_t *items, int n_items, const int32_t *cf_chunks, const int32_t *priv_chunks,
+                         const int32_t *priv_lens, float *po, float *pl,
+                         cudaStream_t stream) {
+    using L = attend_layout<T, D, 64, NC>;
+    typename L::kv_gl kg{(T*)k_pool, (unsigned)cap, (unsigned)hkv, 64u, (unsigned)D};
+    typename L::kv_gl vg{(T*)v_pool, (unsigned)cap, (unsigned)hkv, 64u, (unsigned)D};
+    typename L::globals g{kg, vg, (const T*)q, items, cf_chunks, priv_chunks, priv_lens, po, pl, hq, hq / hkv};
+    auto kernel = attend_kernel<T, D, 64, NC>;
+    if (const char *err = check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::SMEM),
+                                     "cudaFuncSetAttribute(attend_kernel)")) return err;
+    dim3 grid(n_items, hkv);
+    kernel<<<grid, L::THREADS, L::SMEM, stream>>>(g);
+    return check_cuda(cudaGetLastError(), "attend_kernel launch");
+}
+
+template<typename T, int D>
+static const char *launch_merge(int n_seqs, int hq, const float *po, const float *pl, const int32_t *off, const int32_t *rows,
+                        void *o, float *lse, cudaStream_t stream) {
+    dim3 grid(n_seqs, (hq + 3) / 4);
+    merge_kernel<T, D><<<grid, 128, 0, stream>>>(po, pl, off, rows, (T*)o, lse, hq);
+    return check_cuda(cudaGetLastError(), "merge_kernel launch");
+}
+
+}  // namespace tkprefix_chunk
+
+using namespace tkprefix_chunk;
+
+extern "C" const char *tkp_chunk_attend(int dtype, int d_head, int chunk_size, int consumers,
+                                const void *q, const void *k_pool, const void *v_pool,
+                                int capacity_chunks, int n_kv_heads, int n_q_heads,
+                                const int32_t *items, int n_items, const int32_t *cf_chunks,
+                                const int32_t *priv_chunks, const int32_t *priv_lens, float *part_o, float *part_lse, void *stream) {
+    if (chunk_size != 64) return "tkp_chunk: chunk_size must be 64";
+    if (d_head != 64 && d_head != 128) return "tkp_chunk: d_head must be 64 or 128";
+    if (consumers != 1 && consumers != 2) return "tkp_chunk: consumers must be 1 or 2";
+    if (dtype != TKP_DTYPE_BF16 && dtype != TKP_DTYPE_FP16) return "tkp_chunk: dtype must be bf16 or fp16";
+    if (n_kv_heads <= 0 || n_q_heads <= 0 || n_q_heads % n_kv_heads != 0) return "tkp_chunk: n_q_heads must be a positive multiple of n_kv_heads";
+    if (n_kv_heads > 65535) return "tkp_chunk: n_kv_heads must be <= 65535";
+    if (capacity_chunks <= 0) return "tkp_chunk: capacity_chunks must be positive";
+    if (n_items < 0) return "tkp_chunk: n_items must be >= 0";
+    if (n_items == 0) return nullptr;
+    if (!q || !k_pool || !v_pool || !items || !part_o || !part_lse) return "tkp_chunk: null pointer argument";
+    cudaStream_t s = (cudaStream_t)stream;
+    const bool b = dtype == TKP_DTYPE_BF16;
+    #define TKP_ATTEND(TT, DD, NN) launch_attend<TT, DD, NN>(q, k_pool, v_pool, capacity_chunks, n_kv_heads, n_q_heads, items, n_items, cf_chunks, priv_chunks, priv_lens, part_o, part_lse, s)
+    if (d_head == 128) {
+        if (consumers == 1) return b ? TKP_ATTEND(bf16, 128, 1) : TKP_ATTEND(half, 128, 1);
+        return b ? TKP_ATTEND(bf16, 128, 2) : TKP_ATTEND(half, 128, 2);
+    }
+    if (consumers == 1) return b ? TKP_ATTEND(bf16, 64, 1) : TKP_ATTEND(half, 64, 1);
+    return b ? TKP_ATTEND(bf16, 64, 2) : TKP_ATTEND(half, 64, 2);
+    #undef TKP_ATTEND
+}
+
+extern "C" const char *tkp_chunk_merge(int dtype, int d_head, int n_seqs, int n_q_heads,
+                               const float *part_o, const float *part_lse,
+                               const int32_t *merge_offset, const int32_t *merge_rows,
+                               void *o, float *lse, void *stream) {
+    if (d_head != 64 && d_head != 128) return "tkp_chunk: d_head must be 64 or 128";
+    if (dtype != TKP_DTYPE_BF16 && dtype != TKP_DTYPE_FP16) return "tkp_chunk: dtype must be bf16 or fp16";
+    if (n_seqs < 0 || n_q_heads <= 0) return "tkp_chunk: n_seqs must be >= 0 and n_q_heads > 0";
+    if (n_seqs == 0) return nullptr;
+    if (!merge_offset || !o) return "tkp_chunk: null pointer argument";
+    cudaStream_t s = (cudaStream_t)stream;
+    const bool b = dtype == TKP_DTYPE_BF16;
+    if (d_head == 128) return b ? launch_merge<bf16, 128>(n_seqs, n_q_heads, part_o, part_lse, merge_offset, merge_rows, o, lse, s)
+                                : launch_merge<half, 128>(n_seqs, n_q_heads, part_o, part_lse, merge_offset, merge_rows, o, lse, s);
+    return b ? launch_merge<bf16, 64>(n_seqs, n_q_heads, part_o, part_lse, merge_offset, merge_rows, o, lse, s)
+             : launch_merge<half, 64>(n_seqs, n_q_heads, part_o, part_lse, merge_offset, merge_rows, o, lse, s);
+}

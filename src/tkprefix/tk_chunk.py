@@ -1,0 +1,335 @@
+"""`backend="tk"` ChunkAttention decode: ThunderKittens kernels over a `ChunkKVCache` (kernels/chunk_attn/).
+
+One decode step is two attend launches at most plus one merge, with no host sync:
+
+* **chunk-first** items: the shared chunks are grouped by their row range ``[shared_row_start, shared_row_end)``
+  (chunks with the same range are attended together with an online softmax, which is exact and saves writing one
+  fp32 partial per chunk); each group is cut into pieces of at most ``max_chunks`` chunks, and its stacked query rows
+  ``(end - start) * G`` (``G = Hq // n_heads``, GQA by row stacking) into tiles of 64 or 128 rows;
+* **sequence-first** items: each sequence's private chunks (ragged counts, partial last chunk through
+  ``private_len``), cut into pieces of at most ``max_chunks`` chunks so that long sequences spread over many blocks;
+* **merge**: every sequence combines its partial rows (one per chunk-first piece that covers it, one per
+  sequence-first piece) by the LSE rule and writes ``o`` in q's dtype. Every row is written.
+
+K and V are read in place from ``cache.k_pool`` / ``cache.v_pool`` ``(capacity_chunks, n_heads, chunk_size, d_head)``:
+one TMA tile per (chunk, kv-head). The work lists (:class:`ChunkWork`) are derived on the host from the
+:class:`~tkprefix.cache.ChunkPlan` once per plan object, i.e. only when the tree changes; a token appended in place
+changes only ``plan.private_len``, which the kernel reads live (so a captured CUDA graph stays valid).
+
+Example (needs an H100 and the built kernels)::
+
+    cache = ChunkKVCache(n_heads=8, d_head=128, chunk_size=64, dtype=torch.bfloat16, device="cuda")
+    ...  # add_seq / fork / append_token
+    q = torch.randn(len(cache.seq_ids), 32, 128, dtype=torch.bfloat16, device="cuda")
+    o = chunk_attention(q, cache)            # (n_seqs, 32, 128), q's dtype
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ITEM_INTS = 7  # [seq_begin, row_begin, n_rows, chunk_begin, n_chunks, out_base, kind]; see launch_chunk.h
+ROWS_PER_CONSUMER = 64
+CHUNK_SIZES = (64,)
+HEAD_DIMS = (64, 128)
+DTYPES = (torch.bfloat16, torch.float16)
+KIND_SHARED, KIND_PRIVATE = 0, 1
+
+
+# ------------------------------------------------------------------------------------------------ the work lists
+@dataclass
+class ChunkWork:
+    """Device work lists for one (plan, Hq). `items[nc]` runs with `nc` consumer warpgroups (rows <= 64·nc);
+    its first `n_chunk_first[nc]` rows are chunk-first items."""
+
+    items: dict  # nc -> int32 (n, ITEM_INTS) on the device
+    n_chunk_first: dict  # nc -> int
+    cf_chunks: torch.Tensor  # int32: chunk ids of the chunk-first items, grouped by row range
+    merge_offset: torch.Tensor  # int32 (n_seqs + 1,)
+    merge_rows: torch.Tensor  # int32
+    n_partial_rows: int
+    n_chunk_first_partial_rows: int
+    max_chunks: int
+    stats: dict
+
+
+def _split(total: np.ndarray, pieces: np.ndarray):
+    """For each entry i, `pieces[i]` near-equal parts of `total[i]`: (owner, begin, count) per part."""
+    owner = np.repeat(np.arange(len(total)), pieces)
+    first = np.repeat(np.cumsum(pieces) - pieces, pieces)
+    j = np.arange(len(owner)) - first
+    n, p = total[owner], pieces[owner]
+    begin = (j * n) // p
+    return owner, begin, ((j + 1) * n) // p - begin
+
+
+def build_work(plan, n_kv_heads: int, n_q_heads: int, device, n_sm: int = 132, max_chunks: int | None = None,
+               blocks_target: int | None = None) -> ChunkWork:
+    """Derive the kernels' work lists from a ChunkPlan (host lists only: no device sync).
+
+    max_chunks: most chunks one block attends (None: chosen so that about `blocks_target` blocks (default 4·n_sm)
+    share the step's chunk loads).
+    """
+    if n_q_heads % n_kv_heads:
+        raise ValueError(f"n_q_heads ({n_q_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
+    g = n_q_heads // n_kv_heads
+    h = plan.host
+    n_seqs = plan.n_seqs
+    sc = np.asarray(h["shared_chunk"], dtype=np.int64)
+    s0 = np.asarray(h["shared_row_start"], dtype=np.int64)
+    s1 = np.asarray(h["shared_row_end"], dtype=np.int64)
+    poff = np.asarray(h["seq_private_offset"], dtype=np.int64)
+    n_priv = np.diff(poff)
+
+    # chunk-first groups: shared chunks with one row range
+    order = np.lexsort((s1, s0)) if len(sc) else np.zeros(0, dtype=np.int64)
+    sc, s0, s1 = sc[order], s0[order], s1[order]
+    new_group = np.ones(len(sc), dtype=bool)
+    new_group[1:] = (s0[1:] != s0[:-1]) | (s1[1:] != s1[:-1])
+    gstart = np.flatnonzero(new_group)
+    gcount = np.diff(np.append(gstart, len(sc)))
+    grow0, gseqs = s0[gstart], (s1 - s0)[gstart]
+    grows = gseqs * g
+    gnc = np.where(grows <= ROWS_PER_CONSUMER, 1, 2)
+    gtiles = -(-grows // (ROWS_PER_CONSUMER * gnc))
+    ptiles = -(-np.full(n_seqs, g) // ROWS_PER_CONSUMER)  # row tiles of one sequence's q-heads
+
+    if max_chunks is None:
+        units = int((gcount * gtiles).sum() + (n_priv * ptiles).sum()) * n_kv_heads  # (chunk, tile, head) loads
+        target = blocks_target or 4 * n_sm
+        max_chunks = max(1, math.ceil(units / target))
+    if max_chunks < 1:
+        raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
+
+    rows_items = []  # (nc, kind, array (k, ITEM_INTS))
+    merge_seq, merge_prow = [], []
+    out = 0
+    # chunk-first pieces
+    gp = -(-gcount // max_chunks)
+    pg, pbeg, pcnt = _split(gcount, gp)
+    pout = out + np.cumsum(gseqs[pg]) - gseqs[pg]  # each piece owns (end - start) partial rows
+    out += int(gseqs[pg].sum())
+    n_cf_rows = out
+    if len(pg):
+        t_owner = np.repeat(np.arange(len(pg)), gtiles[pg])  # one item per (piece, row tile)
+        tidx = np.arange(len(t_owner)) - np.repeat(np.cumsum(gtiles[pg]) - gtiles[pg], gtiles[pg])
+        tile = ROWS_PER_CONSUMER * gnc[pg[t_owner]]
+        it = np.stack([grow0[pg[t_owner]], tidx * tile, np.minimum(tile, grows[pg[t_owner]] - tidx * tile),
+                       gstart[pg[t_owner]] + pbeg[t_owner], pcnt[t_owner], pout[t_owner],
+                       np.full(len(t_owner), KIND_SHARED)], axis=1)
+        nc_of = gnc[pg[t_owner]]
+        for nc in (1, 2):
+            rows_items.append((nc, KIND_SHARED, it[nc_of == nc]))
+        merge_seq.append(np.repeat(grow0[pg], gseqs[pg]) + (np.arange(n_cf_rows) - np.repeat(pout, gseqs[pg])))
+        merge_prow.append(np.arange(n_cf_rows))
+    # sequence-first pieces
+    sp = -(-n_priv // max_chunks)
+    ps, pbeg2, pcnt2 = _split(n_priv, sp)
+    prow = out + np.arange(len(ps))
+    out += len(ps)
+    if len(ps):
+        t_owner = np.repeat(np.arange(len(ps)), ptiles[ps])  # one item per (piece, row tile of the G q-heads)
+        tidx = np.arange(len(t_owner)) - np.repeat(np.cumsum(ptiles[ps]) - ptiles[ps], ptiles[ps])
+        it = np.stack([ps[t_owner], tidx * ROWS_PER_CONSUMER,
+                       np.minimum(ROWS_PER_CONSUMER, g - tidx * ROWS_PER_CONSUMER),
+                       poff[ps[t_owner]] + pbeg2[t_owner], pcnt2[t_owner], prow[t_owner],
+                       np.full(len(t_owner), KIND_PRIVATE)], axis=1)
+        it = it[np.argsort(-it[:, 4], kind="stable")]  # longest first
+        rows_items.append((1, KIND_PRIVATE, it))
+        merge_seq.append(ps)
+        merge_prow.append(prow)
+
+    items, n_cf = {}, {}
+    for nc in (1, 2):
+        cf = [a for n, k, a in rows_items if n == nc and k == KIND_SHARED]
+        pv = [a for n, k, a in rows_items if n == nc and k == KIND_PRIVATE]
+        cf = np.concatenate(cf) if cf else np.zeros((0, ITEM_INTS), dtype=np.int64)
+        if len(cf):
+            cf = cf[np.argsort(-cf[:, 4], kind="stable")]
+        allv = np.concatenate([cf] + pv) if pv else cf
+        items[nc] = torch.from_numpy(np.ascontiguousarray(allv, dtype=np.int32)).to(device)
+        n_cf[nc] = len(cf)
+    mseq = np.concatenate(merge_seq) if merge_seq else np.zeros(0, dtype=np.int64)
+    mrow = np.concatenate(merge_prow) if merge_prow else np.zeros(0, dtype=np.int64)
+    morder = np.argsort(mseq, kind="stable")
+    moff = np.zeros(n_seqs + 1, dtype=np.int64)
+    moff[1:] = np.cumsum(np.bincount(mseq, minlength=n_seqs))
+    i32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int32)).to(device)  # noqa: E731
+    stats = {"cf_groups": len(gstart), "cf_items": n_cf[1] + n_cf[2],
+             "sf_items": len(items[1]) - n_cf[1], "max_chunks": max_chunks,
+             "partial_rows": out, "blocks": (len(items[1]) + len(items[2])) * n_kv_heads}
+    return ChunkWork(items=items, n_chunk_first=n_cf, cf_chunks=i32(sc), merge_offset=i32(moff),
+                     merge_rows=i32(mrow[morder]), n_partial_rows=out, n_chunk_first_partial_rows=n_cf_rows,
+                     max_chunks=max_chunks, stats=stats)
+
+
+# ------------------------------------------------------------------------------------------------ the kernels
+class _CtypesOps:
+    """The launchers of launch_chunk.h through ctypes, from a shared library built by scripts/chunk/build_lib.sh.
+
+    Same call signatures as the pybind functions of binding_chunk.cpp (`register_chunk_ops`)."""
+
+    def __init__(self, path: str):
+        ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_GLOBAL)  # TK's host code calls the driver API
+        lib = ctypes.CDLL(path)
+        p, i = ctypes.c_void_p, ctypes.c_int
+        lib.tkp_chunk_attend.restype = ctypes.c_char_p
+        lib.tkp_chunk_attend.argtypes = [i, i, i, i, p, p, p, i, i, i, p, i, p, p, p, p, p, p]
+        lib.tkp_chunk_merge.restype = ctypes.c_char_p
+        lib.tkp_chunk_merge.argtypes = [i, i, i, i, p, p, p, p, p, p, p]
+        self.lib, self.path = lib, path
+
+    @staticmethod
+    def _ptr(t):
+        return t.data_ptr() if t is not None and t.numel() else None
+
+    def chunk_attend(self, q, k_pool, v_pool, items, cf_chunks, priv_chunks, priv_lens, part_o, part_lse,
+                     consumers, stream):
+        err = self.lib.tkp_chunk_attend(
+            _DTYPE_CODE[q.dtype], q.shape[2], k_pool.shape[2], consumers, q.data_ptr(), k_pool.data_ptr(),
+            v_pool.data_ptr(), k_pool.shape[0], k_pool.shape[1], q.shape[1], self._ptr(items), items.shape[0],
+            self._ptr(cf_chunks), self._ptr(priv_chunks), self._ptr(priv_lens), self._ptr(part_o),
+            self._ptr(part_lse), stream)
+        if err:
+            raise RuntimeError(err.decode())
+
+    def chunk_merge(self, part_o, part_lse, merge_offset, merge_rows, o, lse, stream):
+        err = self.lib.tkp_chunk_merge(
+            _DTYPE_CODE[o.dtype], o.shape[2], o.shape[0], o.shape[1], self._ptr(part_o), self._ptr(part_lse),
+            self._ptr(merge_offset), self._ptr(merge_rows), o.data_ptr(), self._ptr(lse), stream)
+        if err:
+            raise RuntimeError(err.decode())
+
+
+_DTYPE_CODE = {torch.bfloat16: 0, torch.float16: 1}
+_OPS = None
+
+
+def ops():
+    """The kernel entry points: the project extension if it has the chunk ops (tkprefix.build), else the ctypes
+    library named by $TKPREFIX_CHUNK_LIB (default build/chunk/libtkchunk.so under the repository)."""
+    global _OPS
+    if _OPS is not None:
+        return _OPS
+    try:
+        from . import build  # the lead's extension builder (kernels/binding.cpp calls register_chunk_ops)
+
+        ext = build.load() if hasattr(build, "load") else None
+        if ext is not None and hasattr(ext, "chunk_attend") and hasattr(ext, "chunk_merge"):
+            _OPS = ext
+            return _OPS
+    except Exception:  # noqa: BLE001 -- fall back to the standalone library below, or fail naming both
+        pass
+    path = os.environ.get("TKPREFIX_CHUNK_LIB") or str(Path(__file__).resolve().parents[2] / "build/chunk/libtkchunk.so")
+    if not os.path.exists(path):
+        raise RuntimeError(
+            "the ChunkAttention TK kernels are not built: build the tkprefix extension (`tkprefix build`) or run "
+            f"scripts/chunk/build_lib.sh to make {path} (or set TKPREFIX_CHUNK_LIB)")
+    torch.cuda.init()  # load torch's CUDA runtime first, so the library binds to the same libcudart
+    _OPS = _CtypesOps(path)
+    return _OPS
+
+
+# ------------------------------------------------------------------------------------------------ public API
+_WORK: dict = {}
+
+
+def plan_work(cache, n_q_heads: int, max_chunks: int | None = None) -> tuple:
+    """(plan, ChunkWork) for the cache's current plan; the work is rebuilt only when the plan object changes."""
+    plan = cache.plan()
+    key = (id(plan), n_q_heads, max_chunks)
+    hit = _WORK.get(key)
+    if hit is not None and hit[0]() is plan:
+        return plan, hit[1]
+    for k in [k for k, (ref, _) in _WORK.items() if ref() is None]:
+        del _WORK[k]
+    n_sm = torch.cuda.get_device_properties(cache.k_pool.device).multi_processor_count
+    work = build_work(plan, cache.n_heads, n_q_heads, cache.k_pool.device, n_sm=n_sm, max_chunks=max_chunks)
+    _WORK[key] = (weakref.ref(plan), work)
+    return plan, work
+
+
+def _check(q, cache):
+    if not isinstance(q, torch.Tensor):
+        raise TypeError(f"q must be a torch.Tensor, got {type(q).__name__}")
+    if not q.is_cuda:
+        raise ValueError(f"q must be a CUDA tensor for the TK ChunkAttention kernels, got device {q.device}")
+    if q.dtype not in DTYPES:
+        raise TypeError(f"q must be bfloat16 or float16 for the TK kernels, got {q.dtype}")
+    if q.dim() != 3:
+        raise ValueError(f"q must be (n_seqs, Hq, D), got shape {tuple(q.shape)}")
+    k_pool, v_pool = cache.k_pool, cache.v_pool
+    if k_pool.dtype != q.dtype or v_pool.dtype != q.dtype:
+        raise TypeError(f"q dtype {q.dtype} must match the cache's pool dtype {k_pool.dtype}")
+    if k_pool.device != q.device:
+        raise ValueError(f"q must be on the cache's device {k_pool.device}, got {q.device}")
+    if cache.chunk_size not in CHUNK_SIZES:
+        raise ValueError(f"cache.chunk_size must be one of {CHUNK_SIZES} for the TK kernels, got {cache.chunk_size}")
+    if q.shape[2] not in HEAD_DIMS or q.shape[2] != cache.d_head:
+        raise ValueError(f"q head_dim must equal cache.d_head and be one of {HEAD_DIMS}, got {q.shape[2]}")
+    if q.shape[1] % cache.n_heads:
+        raise ValueError(f"q heads ({q.shape[1]}) must be a multiple of the cache's n_heads ({cache.n_heads})")
+    if not (k_pool.is_contiguous() and v_pool.is_contiguous()):
+        raise ValueError("cache.k_pool and cache.v_pool must be contiguous")
+    for name, t in (("k_pool", k_pool), ("v_pool", v_pool)):
+        if t.data_ptr() % 16:
+            raise ValueError(f"cache.{name} must be 16-byte aligned (TMA)")
+
+
+def _launch_attend(q, cache, plan, work, part_o, part_lse, stream, chunk_first_only=False):
+    o = ops()
+    for nc in (1, 2):
+        items = work.items[nc]
+        if chunk_first_only:
+            items = items[: work.n_chunk_first[nc]]
+        if items.shape[0]:
+            o.chunk_attend(q, cache.k_pool, cache.v_pool, items, work.cf_chunks, plan.private_chunk,
+                           plan.private_len, part_o, part_lse, nc, stream)
+
+
+def chunk_attention(q: torch.Tensor, cache, return_lse: bool = False, max_chunks: int | None = None,
+                    poison: float | None = None):
+    """One decode step on the H100: q (n_seqs, Hq, D) in `cache.seq_ids` order → o (n_seqs, Hq, D) in q's dtype
+    (and lse (n_seqs, Hq) float32, natural log, if return_lse). Hq a multiple of cache.n_heads; D 64 or 128;
+    bf16 or fp16; chunk_size 64. No host sync; capturable in a CUDA graph while the tree keeps its shape.
+
+    max_chunks: most chunks one thread block attends (None: sized to the GPU). poison: tests only -- fill the
+    partial and output buffers with this value first, so that an unwritten row shows."""
+    _check(q, cache)
+    n_seqs = len(cache.seq_ids)
+    if q.shape[0] != n_seqs:
+        raise ValueError(f"q must have one row per sequence of the cache ({n_seqs}), got {q.shape[0]}")
+    q = q.contiguous()
+    plan, work = plan_work(cache, q.shape[1], max_chunks)
+    stream = torch.cuda.current_stream(q.device).cuda_stream
+    part_o = torch.empty((work.n_partial_rows, q.shape[1], q.shape[2]), dtype=torch.float32, device=q.device)
+    part_lse = torch.empty((work.n_partial_rows, q.shape[1]), dtype=torch.float32, device=q.device)
+    out = torch.empty_like(q)
+    lse = torch.empty(q.shape[:2], dtype=torch.float32, device=q.device) if return_lse else None
+    if poison is not None:
+        for t in (part_o, part_lse, out, lse):
+            if t is not None:
+                t.fill_(poison)
+    _launch_attend(q, cache, plan, work, part_o, part_lse, stream)
+    ops().chunk_merge(part_o, part_lse, work.merge_offset, work.merge_rows, out, lse, stream)
+    return (out, lse) if return_lse else out
+
+
+def chunk_first(q: torch.Tensor, cache, max_chunks: int | None = None):
+    """The chunk-first phase alone (for measurement): (part_o, part_lse, work); rows past
+    `work.n_chunk_first_partial_rows` are not written."""
+    _check(q, cache)
+    q = q.contiguous()
+    plan, work = plan_work(cache, q.shape[1], max_chunks)
+    stream = torch.cuda.current_stream(q.device).cuda_stream
+    part_o = torch.empty((work.n_partial_rows, q.shape[1], q.shape[2]), dtype=torch.float32, device=q.device)
+    part_lse = torch.empty((work.n_partial_rows, q.shape[1]), dtype=torch.float32, device=q.device)
+    _launch_attend(q, cache, plan, work, part_o, part_lse, stream, chunk_first_only=True)
+    return part_o, part_lse, work
