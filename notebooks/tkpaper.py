@@ -20,7 +20,7 @@ CASE_COLUMNS = ["batch", "q_heads", "kv_heads", "head_dim", "prefix", "suffix", 
 MEASURE_COLUMNS = {
     "config", "impl", "status", "graph", "median_us", "p20_us", "p80_us", "n", "rel_err", "unique_bytes", "flops",
     "roofline_us", "pct_roofline", "error", "reason", "note", "tflops", "tb_s", "gb_s", "bandwidth_gbs",
-    "tokens_per_s", "speedup", "timestamp", "git_commit", "gpu",
+    "tokens_per_s", "speedup", "timestamp", "git_commit", "gpu", "run_id", "median_step_us",
 }
 _DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
 
@@ -109,12 +109,14 @@ def impl_label(row: pd.Series) -> str:
 
 
 def case_columns(df: pd.DataFrame) -> list[str]:
-    """Columns that identify a case: the schema's shape columns plus config-specific integer columns."""
+    """Columns that identify a case: the schema's shape columns plus config-specific ones (levels, chunk_size, ...).
+
+    Columns entirely empty are left out (pandas cannot group on them usefully)."""
     cols = [c for c in CASE_COLUMNS if c in df.columns]
     for c in df.columns:
         if c in cols or c in MEASURE_COLUMNS or c.endswith(("_us", "_ms", "_s", "_err", "_pct")):
             continue
-        if pd.api.types.is_integer_dtype(df[c]):
+        if df[c].notna().any():
             cols.append(c)
     return cols
 
@@ -139,7 +141,13 @@ _TEX_ESCAPES = {
 }
 
 
+class Raw(str):
+    """A table cell or macro value that is already LaTeX (not escaped)."""
+
+
 def tex_escape(text: object) -> str:
+    if isinstance(text, Raw):
+        return str(text)
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
@@ -207,6 +215,11 @@ def fmt_err(x: object) -> str:
     except (TypeError, ValueError):
         return NOT_RECORDED
     return NOT_RECORDED if math.isnan(v) else f"{v:.1e}"
+
+
+def tt(text: object) -> Raw:
+    """Typewriter text (commands, file names), escaped; -- stays two hyphens."""
+    return Raw("\\texttt{" + tex_escape(text).replace("-", "-{}") + "}")
 
 
 def tabular(header: list[str], rows: list[list[object]], align: str | None = None, caption_note: str = "") -> str:

@@ -37,14 +37,21 @@ def resolve_mode(requested):
 
 
 def list_sweeps(sweeps_dir, selected):
-    """Names of the sweep configurations: the stems of sweeps_dir/*.yaml, or the selected subset."""
-    found = sorted(p.stem for p in Path(sweeps_dir).glob("*.yaml"))
+    """{name: kind} of the sweep configurations (sweeps_dir/*.yaml, or the selected subset); kind is the file's
+    `kind:` (attention | e2e), attention when absent."""
+    import yaml
+
+    found = {}
+    for p in sorted(Path(sweeps_dir).glob("*.yaml")):
+        with open(p) as f:
+            spec = yaml.safe_load(f) or {}
+        found[p.stem] = spec.get("kind", "attention") if isinstance(spec, dict) else "attention"
     if not selected:
         return found
     missing = [s for s in selected if s not in found]
     if missing:
-        raise ValueError(f"config 'sweeps' names {missing}, not found in {sweeps_dir}/ (have {found})")
-    return list(selected)
+        raise ValueError(f"config 'sweeps' names {missing}, not found in {sweeps_dir}/ (have {sorted(found)})")
+    return {s: found[s] for s in selected}
 
 
 def recorded_files(wildcards):
@@ -57,7 +64,8 @@ def recorded_files(wildcards):
 def data_inputs(wildcards):
     """What the notebooks read: the live run's files, or the replay manifest."""
     if MODE == "live":
-        return [f"{DATA}/provenance.json", f"{DATA}/check.csv"] + [f"{DATA}/bench_{s}.csv" for s in SWEEPS]
+        return ([f"{DATA}/provenance.json", f"{DATA}/check.csv"] + [f"{DATA}/bench_{s}.csv" for s in ATTENTION_SWEEPS]
+                + ([f"{DATA}/e2e.csv"] if E2E_SWEEPS else []))
     return [f"{DATA}/manifest.json"]
 
 

@@ -1,4 +1,6 @@
 # Live stages (H100 + ThunderKittens). `resources: gpu=1` with `--resources gpu=1` keeps GPU jobs from overlapping.
+# Each bench job writes into its own folder (results/live/jobs/<sweep>/, with that job's provenance.json and
+# measured ceilings), then its CSV is copied next to the others.
 
 
 rule env:
@@ -15,7 +17,7 @@ rule env:
     conda:
         "../envs/tkprefix.yaml"
     shell:
-        "{params.cli} env --out {output} > {log} 2>&1"
+        "{params.cli} env --output {output} > {log} 2>&1"
 
 
 rule build:
@@ -34,7 +36,7 @@ rule build:
     conda:
         "../envs/tkprefix.yaml"
     shell:
-        "{params.cli} build > {log} 2>&1"
+        "{params.cli} build --verbose > {log} 2>&1"
 
 
 rule check:
@@ -53,7 +55,7 @@ rule check:
     conda:
         "../envs/tkprefix.yaml"
     shell:
-        "{params.cli} check --out {output} > {log} 2>&1"
+        "{params.cli} check --out results/live > {log} 2>&1"
 
 
 rule bench:
@@ -68,10 +70,38 @@ rule bench:
         "results/benchmarks/live/bench_{sweep}.tsv"
     params:
         cli=config["cli"],
+        sweeps=lambda w, input: os.path.dirname(input.sweep),
+    wildcard_constraints:
+        sweep="|".join(ATTENTION_SWEEPS) or "no-attention-sweep",
     resources:
         gpu=1,
         runtime=config["gpu_runtime_min"],
     conda:
         "../envs/tkprefix.yaml"
     shell:
-        "{params.cli} bench --config {wildcards.sweep} --out {output} > {log} 2>&1"
+        "({params.cli} bench --sweeps {params.sweeps} --only {wildcards.sweep} --out results/live/jobs/{wildcards.sweep}"
+        " && cp results/live/jobs/{wildcards.sweep}/bench_{wildcards.sweep}.csv {output}) > {log} 2>&1"
+
+
+rule bench_e2e:
+    input:
+        sweeps=ancient(expand(f"{config['sweeps_dir']}/{{s}}.yaml", s=E2E_SWEEPS)),
+        checked=rules.check.output,
+    output:
+        "results/live/e2e.csv",
+    log:
+        "results/logs/live/bench_e2e.log",
+    benchmark:
+        "results/benchmarks/live/bench_e2e.tsv"
+    params:
+        cli=config["cli"],
+        sweeps=lambda w, input: os.path.dirname(input.sweeps[0]),
+        only=" ".join(E2E_SWEEPS),
+    resources:
+        gpu=1,
+        runtime=config["gpu_runtime_min"],
+    conda:
+        "../envs/tkprefix.yaml"
+    shell:
+        "({params.cli} bench --sweeps {params.sweeps} --only {params.only} --out results/live/jobs/e2e"
+        " && cp results/live/jobs/e2e/e2e.csv {output}) > {log} 2>&1"

@@ -60,21 +60,22 @@ def repro_table(bench_dir: Path, data_dir: Path, sweeps: list[str], mode: str) -
     live = "snakemake --cores 8 --resources gpu=1 --config mode=live"
     rows = [
         ["TK kernels match the float64 reference", "Tab. correctness, Fig. correctness",
-         f"{live} -- results/live/check.csv", stage_time(bench_dir, "live/check.tsv", mode)],
-        ["TK extension builds (sm_90a)", "-", f"{live} -- results/live/build.done",
+         tp.tt(f"{live} -- results/live/check.csv"), stage_time(bench_dir, "live/check.tsv", mode)],
+        ["TK extension builds (sm_90a)", "-", tp.tt(f"{live} -- results/live/build.done"),
          stage_time(bench_dir, "live/build.tsv", mode)],
     ]
     for s in sweeps:
         rows.append([f"Performance vs peers: {s}", "Fig. latency, Tab. summary/detail",
-                     f"{live} -- results/live/bench_{s}.csv", stage_time(bench_dir, f"live/bench_{s}.tsv", mode)])
+                     tp.tt(f"{live} -- results/live/bench_{s}.csv"), stage_time(bench_dir, f"live/bench_{s}.tsv", mode)])
     for nb, what in (("correctness", "Tab./Fig. correctness"), ("performance", "Figs. latency, roofline; Tabs."),
                      ("e2e", "Fig./Tab. end-to-end")):
         rows.append([f"Figures and tables from the data ({nb})", what,
-                     f"snakemake --cores 2 --config mode={mode} -- results/notebooks/{nb}.ipynb",
+                     tp.tt(f"snakemake --cores 2 --config mode={mode} -- results/notebooks/{nb}.ipynb"),
                      stage_time(bench_dir, f"notebooks/{nb}.tsv", mode)])
-    rows.append(["Recorded run copied with checksums", "all", "snakemake --cores 2 --config mode=replay -- "
-                 "results/replay/manifest.json", stage_time(bench_dir, "replay/replay.tsv", mode)])
-    return tp.tabular(["claim", "figure / table", "command", "time"], rows, align="p{3.6cm}p{3cm}p{6.2cm}p{2.6cm}")
+    rows.append(["Recorded run copied with checksums", "all", tp.tt("snakemake --cores 2 --config mode=replay -- "
+                 "results/replay/manifest.json"), stage_time(bench_dir, "replay/replay.tsv", mode)])
+    return tp.tabular(["claim", "figure / table", "command", "time"], rows, align=">{\\raggedright}p{3.4cm}>{\\raggedright}p{2.8cm}>{\\raggedright}p{6.4cm}"
+                                                                 ">{\\raggedright\\arraybackslash}p{2.6cm}")
 
 
 def main(parts, data_dir, mode, bench_dir, sweeps, out_macros, out_repro):
