@@ -1,0 +1,447 @@
+"""Configuration 6: end-to-end decode of a Llama-shaped model with random weights (no download).
+
+The model (sizes from the sweep file; default Llama-3-8B shapes: hidden 4096, 32 q-heads / 8 kv-heads of 128,
+SwiGLU 14336, vocab 128256, RoPE θ 5e5, RMSNorm) is built on the GPU from a seeded generator. A shared prompt of
+``prompt`` tokens is prefilled once (batch 1, causal SDPA) into per-layer prefix K/V; then ``batch`` sequences decode
+``new_tokens`` tokens each. Every attention implementation decodes the *same* token stream (drawn once from a seeded
+generator and fed step by step, i.e. teacher-forced), so all do identical work; the logits of the last step are
+compared with the ``sdpa_naive`` model's (rel_err).
+
+Measured per implementation: wall-clock time of the whole decode loop (``tokens_per_s = batch·new_tokens / time``,
+median over ``reps`` loops; host work such as FlashInfer's per-step ``plan`` included) and CUDA-event time of every
+step (median / p20 / p80 over all steps of all loops). Eager mode for every implementation (the naive cache grows
+by one token per step, so its step is not one static graph).
+
+Attention implementations (each owns its KV layout):
+
+* ``sdpa_naive``: a standard cache ``(B, Hkv, prompt+new, D)`` with the prompt copied into every sequence; SDPA.
+* ``sdpa_hydragen``: prompt K/V once ``(1, Hkv, P, D)`` + suffix cache; FlashAttention with LSE for both + merge.
+* ``flashinfer_cascade``: paged cache (page 16), prompt pages shared; two-level cascade, planned every step.
+* ``tk_hydragen`` / ``torch_hydragen``: ``tkprefix.hydragen_attention_nopad`` with ``seq_len`` (prompt once).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import schema, stats
+from .cases import Sweep
+from .peers import merge_lse, sdpa_with_lse
+
+__all__ = ["ModelConfig", "run_e2e"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    layers: int = 16
+    hidden: int = 4096
+    q_heads: int = 32
+    kv_heads: int = 8
+    head_dim: int = 128
+    intermediate: int = 14336
+    vocab: int = 128256
+    rope_theta: float = 500000.0
+    eps: float = 1e-5
+
+    @property
+    def layer_params(self) -> int:
+        h, d = self.hidden, self.head_dim
+        return h * (self.q_heads + 2 * self.kv_heads) * d + self.q_heads * d * h + 3 * h * self.intermediate
+
+    @property
+    def matmul_params(self) -> int:
+        """Weights every decode step multiplies (all layers + lm_head; the embedding is a gather)."""
+        return self.layers * self.layer_params + self.vocab * self.hidden
+
+
+class Model:
+    def __init__(self, cfg: ModelConfig, device: torch.device, seed: int = 0) -> None:
+        self.cfg = cfg
+        g = torch.Generator(device=device).manual_seed(seed)
+        bf = torch.bfloat16
+
+        def w(out_f: int, in_f: int) -> torch.Tensor:
+            t = torch.randn(out_f, in_f, generator=g, device=device, dtype=bf)
+            return t.mul_(1.0 / math.sqrt(in_f))
+
+        c = cfg
+        self.embed = torch.randn(c.vocab, c.hidden, generator=g, device=device, dtype=bf)
+        self.layers = []
+        for _ in range(c.layers):
+            self.layers.append(dict(
+                wqkv=w((c.q_heads + 2 * c.kv_heads) * c.head_dim, c.hidden),
+                wo=w(c.hidden, c.q_heads * c.head_dim),
+                wgu=w(2 * c.intermediate, c.hidden),
+                wd=w(c.hidden, c.intermediate),
+                n1=torch.ones(c.hidden, device=device, dtype=bf),
+                n2=torch.ones(c.hidden, device=device, dtype=bf)))
+        self.norm = torch.ones(c.hidden, device=device, dtype=bf)
+        self.lm_head = w(c.vocab, c.hidden)
+        inv = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, device=device, dtype=torch.float32) / c.head_dim))
+        self._inv_freq = inv
+
+    def rope_tables(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ang = torch.outer(torch.arange(n, device=self._inv_freq.device, dtype=torch.float32), self._inv_freq)
+        ang = torch.cat([ang, ang], dim=-1)
+        return ang.cos().to(torch.bfloat16), ang.sin().to(torch.bfloat16)
+
+    def rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.cfg.eps)).to(x.dtype) * w
+
+    @staticmethod
+    def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rot * sin
+
+    def _qkv(self, L: dict, x: torch.Tensor):
+        c = self.cfg
+        qkv = self.rms(x, L["n1"]) @ L["wqkv"].T
+        q, k, v = qkv.split([c.q_heads * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim], dim=-1)
+        return (q.unflatten(-1, (c.q_heads, c.head_dim)), k.unflatten(-1, (c.kv_heads, c.head_dim)),
+                v.unflatten(-1, (c.kv_heads, c.head_dim)))
+
+    def _mlp(self, L: dict, x: torch.Tensor) -> torch.Tensor:
+        gu = self.rms(x, L["n2"]) @ L["wgu"].T
+        gt, up = gu.chunk(2, dim=-1)
+        return (F.silu(gt) * up) @ L["wd"].T
+
+    @torch.no_grad()
+    def prefill(self, tokens: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Causal forward of the shared prompt (batch 1): per-layer (K, V) ``(P, Hkv, D)`` after RoPE."""
+        c = self.cfg
+        P = tokens.shape[0]
+        x = self.embed[tokens]
+        kv = []
+        for L in self.layers:
+            q, k, v = self._qkv(L, x)
+            q = self.rope(q, cos[:P, None], sin[:P, None])
+            k = self.rope(k, cos[:P, None], sin[:P, None])
+            kv.append((k.contiguous(), v.contiguous()))
+            o = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None],
+                                               v.transpose(0, 1)[None], is_causal=True, enable_gqa=True)
+            x = x + o[0].transpose(0, 1).reshape(P, -1) @ L["wo"].T
+            x = x + self._mlp(L, x)
+        return kv
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, pos: int, t: int, att: "Attention", cos: torch.Tensor,
+             sin: torch.Tensor) -> torch.Tensor:
+        """One decode step of every sequence: logits ``(B, vocab)``."""
+        B = tokens.shape[0]
+        x = self.embed[tokens]
+        cs, sn = cos[pos][None, None], sin[pos][None, None]
+        att.begin_step(t)
+        for i, L in enumerate(self.layers):
+            q, k, v = self._qkv(L, x)
+            q, k = self.rope(q, cs, sn), self.rope(k, cs, sn)
+            o = att.attend(i, q.contiguous(), k, v, t)
+            x = x + o.reshape(B, -1) @ L["wo"].T
+            x = x + self._mlp(L, x)
+        return self.rms(x, self.norm) @ self.lm_head.T
+
+
+class Attention:
+    """Per-implementation KV state across layers; ``attend`` appends (k, v) at step t and attends."""
+
+    def begin_step(self, t: int) -> None:
+        pass
+
+    def attend(self, layer: int, q, k, v, t: int) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class NaiveAttention(Attention):
+    def __init__(self, prefix_kv, B: int, T: int) -> None:
+        self.P = prefix_kv[0][0].shape[0]
+        self.caches = []
+        for pk, pv in prefix_kv:
+            P, Hkv, D = pk.shape
+            K = torch.empty(B, Hkv, P + T, D, dtype=pk.dtype, device=pk.device)
+            V = torch.empty_like(K)
+            K[:, :, :P].copy_(pk.permute(1, 0, 2)[None].expand(B, Hkv, P, D))
+            V[:, :, :P].copy_(pv.permute(1, 0, 2)[None].expand(B, Hkv, P, D))
+            self.caches.append((K, V))
+
+    def attend(self, layer, q, k, v, t):
+        K, V = self.caches[layer]
+        n = self.P + t
+        K[:, :, n] = k
+        V[:, :, n] = v
+        B, Hq, D = q.shape
+        Hkv = K.shape[1]
+        o = F.scaled_dot_product_attention(q.view(B, Hkv, Hq // Hkv, D), K[:, :, : n + 1], V[:, :, : n + 1])
+        return o.reshape(B, Hq, D)
+
+
+class SdpaHydragenAttention(Attention):
+    def __init__(self, prefix_kv, B: int, T: int) -> None:
+        self.prefix = [(pk.permute(1, 0, 2)[None].contiguous(), pv.permute(1, 0, 2)[None].contiguous())
+                       for pk, pv in prefix_kv]
+        P, Hkv, D = prefix_kv[0][0].shape
+        dev, dt = prefix_kv[0][0].device, prefix_kv[0][0].dtype
+        self.suffix = [(torch.empty(B, Hkv, T, D, dtype=dt, device=dev), torch.empty(B, Hkv, T, D, dtype=dt, device=dev))
+                       for _ in prefix_kv]
+
+    def attend(self, layer, q, k, v, t):
+        pk, pv = self.prefix[layer]
+        sk, sv = self.suffix[layer]
+        sk[:, :, t] = k
+        sv[:, :, t] = v
+        B, Hq, D = q.shape
+        Hkv = pk.shape[1]
+        g = Hq // Hkv
+        qg = q.view(B, Hkv, g, D)
+        qs = qg.permute(1, 0, 2, 3).reshape(1, Hkv, B * g, D)
+        o1, l1 = sdpa_with_lse(qs, pk, pv)
+        o1 = o1.reshape(Hkv, B, g, D).permute(1, 0, 2, 3)
+        l1 = l1.reshape(Hkv, B, g).permute(1, 0, 2)
+        o2, l2 = sdpa_with_lse(qg, sk[:, :, : t + 1], sv[:, :, : t + 1])
+        o, _ = merge_lse(o1, l1, o2, l2)
+        return o.to(q.dtype).reshape(B, Hq, D)
+
+
+class TkHydragenAttention(Attention):
+    def __init__(self, prefix_kv, B: int, T: int, backend: str) -> None:
+        import tkprefix
+
+        self.tk, self.backend = tkprefix, backend
+        self.prefix = [(pk[None], pv[None]) for pk, pv in prefix_kv]  # (1, P, Hkv, D)
+        P, Hkv, D = prefix_kv[0][0].shape
+        dev, dt = prefix_kv[0][0].device, prefix_kv[0][0].dtype
+        self.suffix = [(torch.empty(B, T, Hkv, D, dtype=dt, device=dev), torch.empty(B, T, Hkv, D, dtype=dt, device=dev))
+                       for _ in prefix_kv]
+        self.seq_len = torch.zeros(B, dtype=torch.int32, device=dev)
+
+    def begin_step(self, t):
+        self.seq_len.fill_(t + 1)
+
+    def attend(self, layer, q, k, v, t):
+        pk, pv = self.prefix[layer]
+        sk, sv = self.suffix[layer]
+        sk[:, t] = k
+        sv[:, t] = v
+        B, Hq, D = q.shape
+        o = self.tk.hydragen_attention_nopad(q.view(B, 1, Hq, D), sk, sv, [pk], [pv], seq_len=self.seq_len,
+                                             backend=self.backend)
+        return o.reshape(B, Hq, D)
+
+
+class FlashInferAttention(Attention):
+    page = 16
+
+    def __init__(self, prefix_kv, B: int, T: int, q_heads: int) -> None:
+        import flashinfer
+
+        P, Hkv, D = prefix_kv[0][0].shape
+        dev, dt = prefix_kv[0][0].device, prefix_kv[0][0].dtype
+        ps = self.page
+        self.B, self.Hq, self.Hkv, self.D, self.dt = B, q_heads, Hkv, D, dt
+        self.np_p = math.ceil(P / ps)
+        self.np_s = math.ceil(T / ps)
+        self.last_p = P - (self.np_p - 1) * ps
+        n = self.np_p + B * self.np_s
+        self.pools = []
+        for pk, pv in prefix_kv:
+            pool = torch.zeros(n, 2, ps, Hkv, D, dtype=dt, device=dev)
+            for j, src in ((0, pk), (1, pv)):
+                src = F.pad(src, (0, 0, 0, 0, 0, self.np_p * ps - P))
+                pool[: self.np_p, j].copy_(src.reshape(self.np_p, ps, Hkv, D))
+            self.pools.append(pool)
+        self.workspace = torch.empty(128 << 20, dtype=torch.uint8, device=dev)
+        self.w = flashinfer.MultiLevelCascadeAttentionWrapper(2, self.workspace, "NHD")
+        i32 = dict(dtype=torch.int32, device=dev)
+        self.i32 = i32
+        self.seq_base = self.np_p + torch.arange(B, **i32) * self.np_s
+        self.qo = [torch.tensor([0, B], **i32), torch.arange(B + 1, **i32)]
+        self.kvp0 = torch.tensor([0, self.np_p], **i32)
+        self.idx0 = torch.arange(self.np_p, **i32)
+        self.last0 = torch.tensor([self.last_p], **i32)
+        self.ar = torch.arange(B + 1, **i32)
+
+    def begin_step(self, t):
+        ps = self.page
+        used = t // ps + 1
+        idx1 = (self.seq_base[:, None] + torch.arange(used, **self.i32)[None]).reshape(-1)
+        last1 = torch.full((self.B,), t - (used - 1) * ps + 1, **self.i32)
+        self.w.plan(self.qo, [self.kvp0, self.ar * used], [self.idx0, idx1], [self.last0, last1], self.Hq, self.Hkv,
+                    self.D, ps, causal=False, q_data_type=self.dt, kv_data_type=self.dt)
+        self.slot_page = self.seq_base + t // ps
+        self.slot_off = t % ps
+
+    def attend(self, layer, q, k, v, t):
+        pool = self.pools[layer]
+        pool[self.slot_page, 0, self.slot_off] = k
+        pool[self.slot_page, 1, self.slot_off] = v
+        return self.w.run(q, pool)
+
+
+def _make_attention(name: str, prefix_kv, B: int, T: int, cfg: ModelConfig) -> Attention:
+    if name == "sdpa_naive":
+        return NaiveAttention(prefix_kv, B, T)
+    if name == "sdpa_hydragen":
+        return SdpaHydragenAttention(prefix_kv, B, T)
+    if name == "flashinfer_cascade":
+        return FlashInferAttention(prefix_kv, B, T, cfg.q_heads)
+    if name == "tk_hydragen":
+        return TkHydragenAttention(prefix_kv, B, T, "tk")
+    if name == "torch_hydragen":
+        return TkHydragenAttention(prefix_kv, B, T, "torch")
+    raise KeyError(name)
+
+
+E2E_IMPLS = ("sdpa_naive", "sdpa_hydragen", "flashinfer_cascade", "tk_hydragen", "torch_hydragen")
+E2E_UNSUPPORTED = {
+    "tk_chunk_attn": "not run end to end: ChunkKVCache.append_token is host-side Python per sequence and layer",
+    "chunk_attn_upstream": "not run end to end: microsoft/chunk-attention is not installed on the device",
+    "hydragen_upstream": "flash-attn not installed",
+}
+
+
+def _availability(name: str) -> str | None:
+    if name in E2E_UNSUPPORTED:
+        if name == "hydragen_upstream":
+            try:
+                import flash_attn  # noqa: F401
+            except Exception:
+                return E2E_UNSUPPORTED[name]
+            return "upstream Hydragen's model integration is not wired into this harness's model"
+        return E2E_UNSUPPORTED[name]
+    if name not in E2E_IMPLS:
+        return f"unknown e2e implementation {name!r}"
+    if name == "flashinfer_cascade":
+        try:
+            import flashinfer  # noqa: F401
+        except Exception as e:
+            return f"flashinfer not importable ({type(e).__name__}: {e})"
+    if name == "tk_hydragen":
+        from .peers import _tk_reason
+
+        try:
+            import tkprefix
+        except Exception as e:
+            return f"tkprefix not importable ({type(e).__name__}: {e})"
+        return _tk_reason(tkprefix)
+    return None
+
+
+def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: Callable[[str], None] = print,
+            skip_reason: str | None = None) -> list[dict[str, Any]]:
+    raw = sweep.raw
+    cfg = ModelConfig(**raw.get("model", {}))
+    P = int(raw.get("prompt", 4096))
+    T = int(raw.get("new_tokens", 128))
+    batches = [int(b) for b in raw.get("batch", [32, 128])]
+    reps = int(raw.get("reps", 2))
+    dev = torch.device("cuda")
+    rows: list[dict[str, Any]] = []
+    elem = 2
+
+    def base(B: int) -> dict[str, Any]:
+        kv_tok = cfg.kv_heads * cfg.head_dim * 2 * elem * cfg.layers
+        # per step: all matmul weights + the prompt KV once + the suffix KV (mean length T/2) + new K/V writes
+        ub = cfg.matmul_params * elem + P * kv_tok + B * (T / 2 + 1) * kv_tok
+        fl = 2 * cfg.matmul_params * B + cfg.layers * 4 * B * cfg.q_heads * (P + T / 2) * cfg.head_dim
+        return {"config": sweep.config, "batch": B, "q_heads": cfg.q_heads, "kv_heads": cfg.kv_heads,
+                "head_dim": cfg.head_dim, "prefix": P, "suffix": T, "dtype": "bfloat16", "graph": 0,
+                "unique_bytes": int(ub), "flops": int(fl),
+                "roofline_us": stats.roofline_us(ub, fl, ceilings["copy_bw_bytes_per_s"], ceilings["gemm_flops_per_s"]),
+                "layers": cfg.layers, "hidden": cfg.hidden, "new_tokens": T, "run_id": run_id, "note": ""}
+
+    def add(B: int, impl: str, status: str, **kw: Any) -> None:
+        r = base(B)
+        r.update(impl=impl, status=status, median_us=None, p20_us=None, p80_us=None, n=None, rel_err=None,
+                 pct_roofline=None, tokens_per_s=None, median_step_us=None)
+        r.update(kw)
+        rows.append(r)
+
+    if skip_reason:
+        for B in batches:
+            for name in sweep.impls:
+                add(B, name, schema.unavailable(skip_reason))
+        return rows
+
+    t0 = time.time()
+    model = Model(cfg, dev, seed=0)
+    cos, sin = model.rope_tables(P + T)
+    gen = torch.Generator(device=dev).manual_seed(1)
+    prompt = torch.randint(0, cfg.vocab, (P,), generator=gen, device=dev)
+    prefix_kv = model.prefill(prompt, cos, sin)
+    torch.cuda.synchronize()
+    log(f"[e2e] model ({cfg.layers} layers) + prefill of {P} tokens: {time.time() - t0:.1f} s")
+
+    for B in batches:
+        stream = torch.randint(0, cfg.vocab, (T, B), generator=gen, device=dev)  # the same tokens for every impl
+        ref_logits = None
+        results: dict[str, dict[str, Any]] = {}
+        for name in sweep.impls:
+            reason = _availability(name)
+            if reason:
+                add(B, name, schema.unavailable(reason))
+                continue
+            att = None
+            try:
+                att = _make_attention(name, prefix_kv, B, T, cfg)
+                for t in range(2):  # warm-up (JIT, handles); the timed loops rewrite these slots
+                    model.step(stream[t], P + t, t, att, cos, sin)
+                torch.cuda.synchronize()
+                walls, steps = [], []
+                logits = None
+                for _ in range(reps):
+                    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                          for _ in range(T)]
+                    torch.cuda.synchronize()
+                    w0 = time.perf_counter()
+                    for t in range(T):
+                        ev[t][0].record()
+                        logits = model.step(stream[t], P + t, t, att, cos, sin)
+                        ev[t][1].record()
+                    torch.cuda.synchronize()
+                    walls.append(time.perf_counter() - w0)
+                    steps += [a.elapsed_time(b) * 1e3 for a, b in ev]
+                last = logits.float()
+                if ref_logits is None:
+                    ref_logits = last.clone()
+                    err = 0.0 if name == "sdpa_naive" else None
+                else:
+                    err = float(torch.linalg.vector_norm(last - ref_logits) / torch.linalg.vector_norm(ref_logits))
+                if not bool(torch.isfinite(last).all()):
+                    add(B, name, schema.wrong("non-finite logits"))
+                    continue
+                q = stats.quantiles(steps)
+                wall = sorted(walls)[len(walls) // 2]
+                tps = B * T / wall
+                results[name] = dict(median_us=q.median, p20_us=q.p20, p80_us=q.p80, n=q.n, rel_err=err,
+                                     tokens_per_s=tps, median_step_us=q.median,
+                                     pct_roofline=stats.pct_of_roofline(base(B)["roofline_us"], q.median),
+                                     note=f"wall per loop (s): {', '.join(f'{x:.3f}' for x in walls)}; "
+                                          f"reference logits: {'self' if err == 0.0 else 'first ok impl'}")
+                if err is not None and err > 5e-2:
+                    add(B, name, schema.wrong(f"last-step logits rel_err {err:.3g} > 5e-2 vs the first ok impl"),
+                        rel_err=err)
+                    results.pop(name)
+                    continue
+                add(B, name, "ok", **results[name])
+                log(f"[e2e] B={B} {name}: {tps:,.0f} tok/s, step median {q.median:.0f} us, rel_err {err}")
+            except torch.cuda.OutOfMemoryError:
+                add(B, name, "oom")
+            except Exception as e:  # noqa: BLE001
+                log(f"[e2e] B={B} {name}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+                add(B, name, schema.wrong(f"{type(e).__name__}: {e}"))
+            finally:
+                del att
+                gc.collect()
+                torch.cuda.empty_cache()
+    del model, prefix_kv
+    gc.collect()
+    torch.cuda.empty_cache()
+    return rows

@@ -1,0 +1,448 @@
+"""Implementations under test, each behind one adapter interface.
+
+An adapter says whether it can run a case (:meth:`Impl.unavailable_reason`), estimates the extra device memory it
+needs (:meth:`Impl.extra_bytes`, so a predicted out-of-memory becomes an ``oom`` row without thrashing the allocator),
+and :meth:`Impl.prepare` builds its own data layout from the shared inputs (untimed: a serving system holds its KV cache
+in that layout already) and returns a :class:`Prepared` whose ``run()`` is the timed decode step.
+
+``run()`` returns the raw output; ``canonical(out)`` turns it into ``(B, Hq, D)`` in batch order outside the timed
+region. An adapter raises :class:`Unsupported` for shapes it does not handle (→ ``unavailable: <reason>``); any
+other exception becomes ``wrong: <error>`` and an out-of-memory error ``oom``.
+
+Peers (BENCHMARKS.md): ``sdpa_naive``, ``sdpa_hydragen``, ``flashinfer_cascade``, ``chunk_attn_upstream``,
+``hydragen_upstream``; ours: ``tk_hydragen``, ``tk_chunk_attn``; and ``torch_hydragen`` / ``torch_chunk_attn``
+(tkprefix's exact PyTorch backend: the harness's debugging reference, not a peer).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .cases import Case
+from .inputs import Inputs
+
+__all__ = ["Impl", "Prepared", "Unsupported", "REGISTRY", "get_impl"]
+
+
+class Unsupported(Exception):
+    """The implementation does not handle this case (becomes ``unavailable: <reason>``)."""
+
+
+@dataclass
+class Prepared:
+    run: Callable[[], Any]
+    canonical: Callable[[Any], torch.Tensor]
+    state: Any = None
+    graph_ok: bool = True
+    note: str = ""
+
+
+class Impl:
+    name = ""
+    graph_ok = True
+
+    def unavailable_reason(self, case: Case) -> str | None:
+        return None
+
+    def extra_bytes(self, case: Case) -> int:
+        return 0
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _elem(case: Case) -> int:
+    return torch.empty((), dtype=getattr(torch, case.dtype)).element_size()
+
+
+def _fold_q(q: torch.Tensor, kv_heads: int) -> torch.Tensor:
+    """q ``(B, 1, Hq, D)`` → ``(B, Hkv, g, D)``: the q-heads sharing a kv-head become query rows (GQA folding)."""
+    B, _, Hq, D = q.shape
+    return q.reshape(B, kv_heads, Hq // kv_heads, D)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Peer 1: SDPA with the prefix copied into every sequence's cache (no sharing)
+# --------------------------------------------------------------------------------------------------------------------
+class SdpaNaive(Impl):
+    """Every sequence holds its full KV (prefix copied) as ``(B, Hkv, N, D)``; one SDPA call (FlashAttention backend),
+    GQA folded into query rows."""
+
+    name = "sdpa_naive"
+
+    def extra_bytes(self, case: Case) -> int:
+        return case.naive_bytes
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        import torch.nn.functional as F
+
+        B, Hkv, D, N = case.batch, case.kv_heads, case.head_dim, case.total_keys
+        dt = inp.q.dtype
+        K = torch.empty(B, Hkv, N, D, dtype=dt, device=inp.q.device)
+        V = torch.empty_like(K)
+        off = 0
+        for sk, sv in zip(inp.shared_ks, inp.shared_vs):
+            rows, P = sk.shape[0], sk.shape[1]
+            per = B // rows
+            for src, dst in ((sk, K), (sv, V)):
+                dst.view(rows, per, Hkv, N, D)[:, :, :, off:off + P].copy_(
+                    src.permute(0, 2, 1, 3).unsqueeze(1).expand(rows, per, Hkv, P, D))
+            off += P
+        if case.suffix:
+            K[:, :, off:].copy_(inp.k.permute(0, 2, 1, 3))
+            V[:, :, off:].copy_(inp.v.permute(0, 2, 1, 3))
+        q = _fold_q(inp.q, Hkv)
+
+        def run() -> torch.Tensor:
+            return F.scaled_dot_product_attention(q, K, V)
+
+        return Prepared(run=run, canonical=lambda o: o.reshape(B, case.q_heads, D), state=(K, V, q))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Peer 2: the Hydragen decomposition in plain PyTorch (FlashAttention through SDPA's aten op, which returns the LSE)
+# --------------------------------------------------------------------------------------------------------------------
+def sdpa_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-causal attention with its natural-log LSE: q ``(N, H, M, D)``, k/v ``(N, H, L, D)`` →
+    o ``(N, H, M, D)``, lse ``(N, H, M)`` float32. Uses PyTorch's FlashAttention op (``F.scaled_dot_product_attention``
+    itself does not return the LSE)."""
+    if q.is_cuda:
+        out = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, False, False)
+    else:  # the CPU twin of the same op (used by the CPU tests of the harness)
+        out = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False)
+    return out[0], out[1]
+
+
+def merge_lse(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor, lse_b: torch.Tensor):
+    """Exact merge of two partial attentions over disjoint key sets (float32 LSE, natural log)."""
+    lse = torch.logaddexp(lse_a, lse_b)
+    w_a = torch.exp(lse_a - lse).unsqueeze(-1)
+    w_b = torch.exp(lse_b - lse).unsqueeze(-1)
+    return o_a.float() * w_a + o_b.float() * w_b, lse
+
+
+class SdpaHydragen(Impl):
+    """Hydragen in plain PyTorch: per shared level one FlashAttention call with the queries of all sequences sharing a
+    prefix stacked as rows (``(rows, Hkv, per·g, D)`` against ``(rows, Hkv, P, D)``), one call for the suffixes
+    (``(B, Hkv, g, D)`` against ``(B, Hkv, S, D)``), merged by LSE."""
+
+    name = "sdpa_hydragen"
+
+    def extra_bytes(self, case: Case) -> int:
+        return sum(r * n for r, n in case.levels) * case.kv_heads * case.head_dim * 2 * _elem(case)
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        B, Hq, Hkv, D, g = case.batch, case.q_heads, case.kv_heads, case.head_dim, case.group
+        # this peer's cache layout: (rows, Hkv, P, D) for prefixes; the suffix is read in place as a strided view
+        pk = [sk.permute(0, 2, 1, 3).contiguous() for sk in inp.shared_ks]
+        pv = [sv.permute(0, 2, 1, 3).contiguous() for sv in inp.shared_vs]
+        sk_ = inp.k.permute(0, 2, 1, 3)
+        sv_ = inp.v.permute(0, 2, 1, 3)
+        q = inp.q
+
+        def run() -> torch.Tensor:
+            o = lse = None
+            for k, v in zip(pk, pv):
+                rows = k.shape[0]
+                per = B // rows
+                # (B, 1, Hq, D) → (rows, per, Hkv, g, D) → (rows, Hkv, per·g, D)
+                qs = q.reshape(rows, per, Hkv, g, D).permute(0, 2, 1, 3, 4).reshape(rows, Hkv, per * g, D)
+                o_l, lse_l = sdpa_with_lse(qs, k, v)
+                o_l = o_l.reshape(rows, Hkv, per, g, D).permute(0, 2, 1, 3, 4).reshape(B, Hkv, g, D)
+                lse_l = lse_l.reshape(rows, Hkv, per, g).permute(0, 2, 1, 3).reshape(B, Hkv, g)
+                o, lse = (o_l, lse_l) if o is None else merge_lse(o, lse, o_l, lse_l)
+            if case.suffix:
+                o_s, lse_s = sdpa_with_lse(q.reshape(B, Hkv, g, D), sk_, sv_)
+                o, lse = (o_s, lse_s) if o is None else merge_lse(o, lse, o_s, lse_s)
+            return o.to(q.dtype)
+
+        return Prepared(run=run, canonical=lambda o: o.reshape(B, Hq, D), state=(pk, pv))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Peer 3: FlashInfer's multi-level cascade wrapper over a paged KV cache
+# --------------------------------------------------------------------------------------------------------------------
+class FlashInferCascade(Impl):
+    """``flashinfer.MultiLevelCascadeAttentionWrapper``: one level per shared prefix level (all sequences sharing a
+    prefix row form one query segment against that prefix's pages) plus the per-sequence suffix level, over one paged
+    cache ``(pages, 2, page_size, Hkv, D)`` (NHD). Planned once (untimed), CUDA-graph capturable."""
+
+    name = "flashinfer_cascade"
+    page_size = 16
+
+    def unavailable_reason(self, case: Case) -> str | None:
+        try:
+            importlib.import_module("flashinfer")
+        except Exception as e:  # ImportError or a broken install
+            return f"flashinfer not importable ({type(e).__name__}: {e})"
+        return None
+
+    def _pages(self, case: Case) -> int:
+        ps = self.page_size
+        return sum(r * math.ceil(n / ps) for r, n in case.levels) + case.batch * math.ceil(case.suffix / ps)
+
+    def extra_bytes(self, case: Case) -> int:
+        return self._pages(case) * 2 * self.page_size * case.kv_heads * case.head_dim * _elem(case) + (256 << 20)
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        import flashinfer
+
+        dev = inp.q.device
+        ps, B, Hkv, D = self.page_size, case.batch, case.kv_heads, case.head_dim
+        pool = torch.zeros(self._pages(case), 2, ps, Hkv, D, dtype=inp.q.dtype, device=dev)
+        i32 = dict(dtype=torch.int32, device=dev)
+        qo, kvp, idx, last = [], [], [], []
+        base = 0
+
+        def fill(src_k: torch.Tensor, src_v: torch.Tensor, rows: int, n: int) -> int:
+            npg = math.ceil(n / ps)
+            pad = npg * ps - n
+            for j, src in ((0, src_k), (1, src_v)):
+                if pad:
+                    src = torch.nn.functional.pad(src, (0, 0, 0, 0, 0, pad))
+                pool[base:base + rows * npg, j].copy_(src.reshape(rows * npg, ps, Hkv, D))
+            return npg
+
+        for sk, sv in zip(inp.shared_ks, inp.shared_vs):
+            rows, P = sk.shape[0], sk.shape[1]
+            npg = fill(sk, sv, rows, P)
+            qo.append(torch.arange(0, B + 1, B // rows, **i32))
+            kvp.append(torch.arange(rows + 1, **i32) * npg)
+            idx.append(torch.arange(base, base + rows * npg, **i32))
+            last.append(torch.full((rows,), P - (npg - 1) * ps, **i32))
+            base += rows * npg
+        if case.suffix:
+            npg = fill(inp.k, inp.v, B, case.suffix)
+            qo.append(torch.arange(B + 1, **i32))
+            kvp.append(torch.arange(B + 1, **i32) * npg)
+            idx.append(torch.arange(base, base + B * npg, **i32))
+            last.append(torch.full((B,), case.suffix - (npg - 1) * ps, **i32))
+            base += B * npg
+        workspace = torch.empty(128 << 20, dtype=torch.uint8, device=dev)
+        # CUDA-graph mode: the plan writes into these fixed buffers, so a captured run() stays valid
+        bufs = [[t.clone() for t in arr] for arr in (qo, kvp, idx, last)]
+        w = flashinfer.MultiLevelCascadeAttentionWrapper(
+            len(qo), workspace, "NHD", use_cuda_graph=True, qo_indptr_buf_arr=bufs[0],
+            paged_kv_indptr_buf_arr=bufs[1], paged_kv_indices_buf_arr=bufs[2], paged_kv_last_page_len_buf_arr=bufs[3])
+        w.plan(qo, kvp, idx, last, case.q_heads, Hkv, D, ps, causal=False,
+               q_data_type=inp.q.dtype, kv_data_type=inp.q.dtype)
+        if hasattr(w, "prewarm_paged_kv_stride_variant"):
+            try:
+                w.prewarm_paged_kv_stride_variant()
+            except Exception:
+                pass
+        q = inp.q.reshape(B, case.q_heads, D).contiguous()
+
+        def run() -> torch.Tensor:
+            return w.run(q, pool)
+
+        return Prepared(run=run, canonical=lambda o: o, state=(w, pool, workspace, bufs, q))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Peer 4: upstream ChunkAttention (microsoft/chunk-attention), if its extension is installed
+# --------------------------------------------------------------------------------------------------------------------
+def _tokens(case: Case, b: int) -> list[int]:
+    """Token ids of sequence b: each prefix row of each level has its own ids, every suffix token is unique."""
+    toks: list[int] = []
+    base = 0
+    for rows, n in case.levels:
+        row = b // (case.batch // rows)
+        toks.extend(range(base + row * n, base + (row + 1) * n))
+        base += rows * n
+    s0 = base + b * case.suffix
+    toks.extend(range(s0, s0 + case.suffix))
+    return toks
+
+
+class ChunkAttnUpstream(Impl):
+    """microsoft/chunk-attention's ``chunk_attn.Attention`` (fp16, its own prefix tree), forward(q) two-phase."""
+
+    name = "chunk_attn_upstream"
+
+    def unavailable_reason(self, case: Case) -> str | None:
+        try:
+            importlib.import_module("chunk_attn")
+        except Exception as e:
+            return (f"chunk_attn (microsoft/chunk-attention) not installed ({type(e).__name__}); its CMake build "
+                    "fetches pybind11/spdlog/gtest at configure time and the device has no network")
+        if case.group != 1:
+            return "upstream ChunkAttention supports no GQA (q_heads must equal kv_heads)"
+        if case.batch > 128:
+            return "upstream ChunkAttention supports batch <= 128"
+        return None
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        from chunk_attn import Attention  # type: ignore
+
+        from .inputs import full_kv
+
+        mem_mb = int(2 * sum(r * n for r, n in case.levels) * case.kv_heads * case.head_dim * 2 / 2**20
+                     + 2 * case.batch * (case.suffix + case.chunk_size) * case.kv_heads * case.head_dim * 2 / 2**20
+                     + 512)
+        attn = Attention(n_heads=case.kv_heads, d_head=case.head_dim, chunk_size=case.chunk_size,
+                         memory_mb=mem_mb, dtype=torch.float16, device=inp.q.device)
+        for b in range(case.batch):
+            k, v = full_kv(inp, b)
+            attn.add_seq(tokens=_tokens(case, b), k=k.half().contiguous(), v=v.half().contiguous())
+        q = inp.q.reshape(case.batch, case.q_heads, case.head_dim).half().contiguous()
+        return Prepared(run=lambda: attn.forward(q=q), canonical=lambda o: o.reshape(q.shape), state=(attn, q),
+                        note="fp16")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Peer 5: upstream Hydragen (ScalingIntelligence/hydragen), needs flash-attn
+# --------------------------------------------------------------------------------------------------------------------
+class HydragenUpstream(Impl):
+    name = "hydragen_upstream"
+
+    def unavailable_reason(self, case: Case) -> str | None:
+        try:
+            importlib.import_module("flash_attn")
+        except Exception:
+            return "flash-attn not installed"
+        try:
+            importlib.import_module("hydragen.attention")
+        except Exception as e:
+            return f"hydragen (ScalingIntelligence/hydragen) not installed ({type(e).__name__})"
+        return None
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        from hydragen.attention import hydragen_attention_nopad  # type: ignore
+
+        seq_len = torch.full((case.batch,), case.suffix, dtype=torch.int32, device=inp.q.device)
+
+        def run() -> torch.Tensor:
+            return hydragen_attention_nopad(inp.q, inp.k, inp.v, inp.shared_ks, inp.shared_vs, seq_len)
+
+        return Prepared(run=run, canonical=lambda o: o.reshape(case.batch, case.q_heads, case.head_dim))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Ours: tkprefix (backend "tk"), and its exact PyTorch backend for debugging the harness
+# --------------------------------------------------------------------------------------------------------------------
+def _tkprefix():
+    return importlib.import_module("tkprefix")
+
+
+class TkHydragen(Impl):
+    """``tkprefix.hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, backend=...)`` on the inputs as given."""
+
+    backend = "tk"
+
+    def __init__(self, name: str, backend: str) -> None:
+        self.name, self.backend = name, backend
+
+    def unavailable_reason(self, case: Case) -> str | None:
+        try:
+            tk = _tkprefix()
+            tk.hydragen_attention_nopad  # noqa: B018
+        except Exception as e:
+            return f"tkprefix.hydragen_attention_nopad not importable ({type(e).__name__}: {e})"
+        if self.backend == "tk":
+            return _tk_reason(tk)
+        return None
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        tk = _tkprefix()
+        # used lengths as a decode step passes them (upstream Hydragen's seq_len); also covers an empty suffix
+        seq_len = torch.full((case.batch,), case.suffix, dtype=torch.int32, device=inp.q.device)
+
+        def run() -> torch.Tensor:
+            return tk.hydragen_attention_nopad(inp.q, inp.k, inp.v, inp.shared_ks, inp.shared_vs, seq_len=seq_len,
+                                               backend=self.backend)
+
+        try:
+            run()
+        except (ValueError, TypeError, NotImplementedError) as e:  # a clear argument error: an unsupported shape
+            raise Unsupported(f"{type(e).__name__}: {e}") from e
+        return Prepared(run=run, canonical=lambda o: o.reshape(case.batch, case.q_heads, case.head_dim),
+                        graph_ok=self.backend == "tk")
+
+
+def _tk_reason(tk: Any) -> str | None:
+    """Why the TK backend cannot run here, or None."""
+    try:
+        backend = importlib.import_module("tkprefix.backend")
+        ok, reason = backend.tk_status()
+    except Exception as e:  # noqa: BLE001
+        return f"TK backend unavailable ({type(e).__name__}: {e})"
+    return None if ok else f"TK backend unavailable: {reason}"
+
+
+class TkChunkAttn(Impl):
+    """``tkprefix.chunk_attention(q, cache, backend=...)`` over a ``ChunkKVCache`` built from the case's tokens
+    (shared chunks found by the prefix tree); q is reordered to ``cache.seq_ids`` order outside the timed region."""
+
+    def __init__(self, name: str, backend: str, max_tokens: int = 40_000_000) -> None:
+        self.name, self.backend, self.max_tokens = name, backend, max_tokens
+
+    def unavailable_reason(self, case: Case) -> str | None:
+        try:
+            tk = _tkprefix()
+            tk.chunk_attention, tk.ChunkKVCache  # noqa: B018
+        except Exception as e:
+            return f"tkprefix.chunk_attention not importable ({type(e).__name__}: {e})"
+        if self.backend == "tk":
+            r = _tk_reason(tk)
+            if r:
+                return r
+        return None
+
+    def _chunks(self, case: Case) -> int:
+        c = case.chunk_size
+        # prefix chunks (a partial last chunk of a level is not shared and is counted per sequence) + suffix chunks
+        return (sum(r * math.ceil(n / c) for r, n in case.levels)
+                + case.batch * (math.ceil(case.total_keys / c) - case.prefix // c + len(case.levels) + 1))
+
+    def extra_bytes(self, case: Case) -> int:
+        return self._chunks(case) * case.kv_heads * case.chunk_size * case.head_dim * 2 * _elem(case)
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        from .inputs import full_kv
+
+        tk = _tkprefix()
+        cache = tk.ChunkKVCache(case.kv_heads, case.head_dim, chunk_size=case.chunk_size, dtype=inp.q.dtype,
+                                device=inp.q.device, capacity_chunks=self._chunks(case))
+        b_of = {}
+        for b in range(case.batch):
+            k, v = full_kv(inp, b)
+            b_of[cache.add_seq(_tokens(case, b), k, v)] = b
+        order = [b_of[s] for s in cache.seq_ids]
+        perm = torch.tensor(order, device=inp.q.device)
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(len(order), device=perm.device)
+        q = inp.q.reshape(case.batch, case.q_heads, case.head_dim)[perm].contiguous()
+        if hasattr(cache, "plan"):
+            cache.plan()  # untimed: the plan is rebuilt only when the tree changes
+
+        def run() -> torch.Tensor:
+            return tk.chunk_attention(q, cache, backend=self.backend)
+
+        try:
+            run()
+        except (ValueError, TypeError, NotImplementedError) as e:
+            raise Unsupported(f"{type(e).__name__}: {e}") from e
+        return Prepared(run=run, canonical=lambda o: o[inv], state=(cache, q), graph_ok=self.backend == "tk")
+
+
+REGISTRY: dict[str, Impl] = {
+    impl.name: impl
+    for impl in (
+        SdpaNaive(), SdpaHydragen(), FlashInferCascade(), ChunkAttnUpstream(), HydragenUpstream(),
+        TkHydragen("tk_hydragen", "tk"), TkChunkAttn("tk_chunk_attn", "tk"),
+        TkHydragen("torch_hydragen", "torch"), TkChunkAttn("torch_chunk_attn", "torch"),
+    )
+}
+
+
+def get_impl(name: str) -> Impl:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"impl: unknown implementation {name!r} (known: {sorted(REGISTRY)})") from None

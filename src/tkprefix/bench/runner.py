@@ -1,0 +1,180 @@
+"""Run one case: every implementation checked on the same inputs, then timed interleaved (eager and graph replay).
+
+Per case:
+
+1. fresh random inputs (seeded by the case index) and the float64 reference on a subsample of sequences;
+2. per implementation: unavailable → row with the reason; predicted out-of-memory → ``oom``; prepare its layout
+   (untimed); poison the allocator (the next output buffer of that size starts as NaN), run once, require every
+   output element finite (written) and ``rel_err`` within tolerance on the subsample, else ``wrong: <error>``;
+3. capture a CUDA graph of each correct implementation and check the replay's output the same way;
+4. time all correct (implementation, graph) runners interleaved with an L2 flush before each call; rows with median,
+   p20, p80, n and the roofline columns.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import traceback
+from typing import Any, Callable
+
+import torch
+
+from . import schema, stats
+from .cases import Case
+from .inputs import TOLERANCE, make_inputs, pick_rows, reference_rows, rel_err
+from .peers import Prepared, Unsupported, get_impl
+from .timing import L2Flusher, capture_graph, estimate_us, time_interleaved
+
+__all__ = ["run_case"]
+
+
+def _poison_allocator(numel: int, dtype: torch.dtype, device: torch.device) -> None:
+    """Leave a NaN-filled block of the output's size in PyTorch's caching allocator: an implementation that allocates
+    its output and leaves elements unwritten then shows NaN there (checked by :func:`_check`)."""
+    if dtype.is_floating_point:
+        t = torch.empty(numel, dtype=dtype, device=device)
+        t.fill_(float("nan"))
+        del t
+
+
+def _check(out: torch.Tensor, case: Case, rows: list[int], ref: torch.Tensor) -> tuple[float | None, str | None]:
+    """(rel_err, None) if correct, else (rel_err or None, error message)."""
+    want = (case.batch, case.q_heads, case.head_dim)
+    if tuple(out.shape) != want:
+        return None, f"output shape {tuple(out.shape)}, expected {want}"
+    finite = torch.isfinite(out)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        return None, f"{bad} of {out.numel()} output elements not finite (unwritten or NaN/inf)"
+    err = rel_err(out[rows], ref)
+    tol = TOLERANCE[case.dtype]
+    if not err <= tol:
+        return err, f"rel_err {err:.3g} > tol {tol:g} vs float64 reference on rows {rows}"
+    return err, None
+
+
+def _free() -> None:
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2Flusher, ceilings: dict[str, float],
+             *, seed: int = 0, reps: int = 30, min_reps: int = 10, time_budget_s: float = 2.0,
+             log: Callable[[str], None] = print, run_id: str = "",
+             skip: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """All rows of one case (one per implementation and graph mode)."""
+    dev = torch.device("cuda")
+    base = case.base_row()
+    base["run_id"] = run_id
+    roof = stats.roofline_us(case.unique_bytes, case.flops, ceilings["copy_bw_bytes_per_s"],
+                             ceilings["gemm_flops_per_s"])
+    base["roofline_us"] = roof
+    rows_out: list[dict[str, Any]] = []
+
+    def row(impl: str, graph: bool, status: str, **kw: Any) -> dict[str, Any]:
+        r = dict(base, impl=impl, graph=int(graph), status=status, median_us=None, p20_us=None, p80_us=None, n=None,
+                 rel_err=None, pct_roofline=None, note="")
+        r.update(kw)
+        rows_out.append(r)
+        return r
+
+    try:
+        inp = make_inputs(case, dev, seed=seed)
+    except torch.cuda.OutOfMemoryError:
+        for name in impls:
+            for g in graph_modes:
+                row(name, g, "oom", note="inputs do not fit")
+        _free()
+        return rows_out
+    check_rows = pick_rows(case.batch, 4, seed)
+    ref = reference_rows(case, inp, check_rows)
+    out_dtype = inp.q.dtype
+
+    prepared: dict[str, Prepared] = {}
+    errs: dict[str, float] = {}
+    runners: dict[tuple[str, bool], Callable[[], object]] = {}
+    graphs: list[Any] = []
+    for name in impls:
+        impl = get_impl(name)
+        reason = (skip or {}).get(name) or impl.unavailable_reason(case)
+        if reason:
+            for g in graph_modes:
+                row(name, g, schema.unavailable(reason))
+            continue
+        need = impl.extra_bytes(case)
+        free, _total = torch.cuda.mem_get_info()
+        if need > 0.9 * free:
+            for g in graph_modes:
+                row(name, g, "oom", note=f"needs {need / 1e9:.1f} GB, {free / 1e9:.1f} GB free (not attempted)")
+            continue
+        try:
+            p = impl.prepare(case, inp)
+            _poison_allocator(case.batch * case.q_heads * case.head_dim, out_dtype, dev)
+            out = p.canonical(p.run())
+            torch.cuda.synchronize()
+            err, msg = _check(out, case, check_rows, ref)
+            del out
+        except Unsupported as e:
+            for g in graph_modes:
+                row(name, g, schema.unavailable(f"unsupported case: {e}"))
+            _free()
+            continue
+        except torch.cuda.OutOfMemoryError:
+            for g in graph_modes:
+                row(name, g, "oom")
+            _free()
+            continue
+        except Exception as e:  # noqa: BLE001 - any failure of a peer is a row, never a crash
+            log(f"[{name}] {case.label()}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
+            for g in graph_modes:
+                row(name, g, schema.wrong(f"{type(e).__name__}: {e}"))
+            _free()
+            continue
+        if msg:
+            for g in graph_modes:
+                row(name, g, schema.wrong(msg), rel_err=err)
+            del p
+            _free()
+            continue
+        prepared[name] = p
+        errs[name] = err  # type: ignore[assignment]
+        for g in graph_modes:
+            if not g:
+                runners[(name, False)] = p.run
+                continue
+            if not p.graph_ok:
+                row(name, True, schema.unavailable("not graph-capturable (host-side work per call)"))
+                continue
+            try:
+                graph, gout = capture_graph(p.run)
+                graph.replay()
+                torch.cuda.synchronize()
+                gerr, gmsg = _check(p.canonical(gout), case, check_rows, ref)
+                if gmsg:
+                    row(name, True, schema.wrong("graph replay: " + gmsg), rel_err=gerr)
+                    continue
+                graphs.append((graph, gout))
+                runners[(name, True)] = graph.replay
+            except Exception as e:  # noqa: BLE001
+                row(name, True, schema.unavailable(f"CUDA graph capture failed: {type(e).__name__}: {e}"))
+                torch.cuda.synchronize()
+
+    if runners:
+        try:
+            est = sum(estimate_us(fn) + 90.0 for fn in runners.values())  # + ~90 µs for each 256 MiB flush
+            n = int(max(min_reps, min(reps, math.floor(time_budget_s * 1e6 / max(est, 1.0)))))
+            samples = time_interleaved(runners, n, flusher)
+            for (name, g), xs in samples.items():
+                q = stats.quantiles(xs)
+                row(name, g, "ok", median_us=q.median, p20_us=q.p20, p80_us=q.p80, n=q.n, rel_err=errs[name],
+                    pct_roofline=stats.pct_of_roofline(roof, q.median), note=prepared[name].note)
+        except Exception as e:  # noqa: BLE001
+            log(f"timing {case.label()}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
+            for (name, g) in runners:
+                row(name, g, schema.wrong(f"timing failed: {type(e).__name__}: {e}"))
+    del graphs, runners, prepared, inp, ref
+    _free()
+    order = {n: i for i, n in enumerate(impls)}
+    rows_out.sort(key=lambda r: (order.get(r["impl"], 99), r["graph"]))
+    return rows_out

@@ -1,0 +1,138 @@
+"""GPU timing: CUDA events, L2 flush between timed calls, CUDA-graph capture, interleaved runs, the two ceilings.
+
+Method (BENCHMARKS.md): warm up first; before every timed call write a >= 256 MB buffer so no input is served from
+L2 (50 MB on the H100); time each call alone between two CUDA events on the current stream; interleave the
+implementations (rep 0 of every implementation, then rep 1, ...) so clock or thermal drift hits all alike; report
+median, p20, p80 and n.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Hashable
+
+import torch
+
+from .stats import quantiles
+
+__all__ = ["L2Flusher", "capture_graph", "time_interleaved", "measure_ceilings", "estimate_us"]
+
+
+class L2Flusher:
+    """Writes a buffer of ``nbytes`` (default 256 MiB, > 5× the H100's 50 MB L2) to evict inputs from L2."""
+
+    def __init__(self, nbytes: int = 256 << 20, device: str | torch.device = "cuda") -> None:
+        if nbytes < 256 << 20:
+            raise ValueError(f"nbytes: the L2 flush must write at least 256 MiB, got {nbytes}")
+        self.buf = torch.empty(nbytes, dtype=torch.uint8, device=device)
+        self.value = 0
+
+    def flush(self) -> None:
+        self.value = (self.value + 1) % 251
+        self.buf.fill_(self.value)
+
+
+def capture_graph(fn: Callable[[], object]) -> tuple[torch.cuda.CUDAGraph, object]:
+    """Capture ``fn`` (after warm-up on a side stream, as PyTorch requires) into a CUDA graph.
+
+    Returns the graph and the output tensor(s) it writes on every replay."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out = fn()
+    torch.cuda.synchronize()
+    return g, out
+
+
+def estimate_us(fn: Callable[[], object], reps: int = 3) -> float:
+    """Rough per-call time (µs) after one warm-up call, no flush: used only to size the repetition count."""
+    fn()
+    torch.cuda.synchronize()
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for _ in range(reps):
+        fn()
+    b.record()
+    torch.cuda.synchronize()
+    return a.elapsed_time(b) * 1e3 / reps
+
+
+def time_interleaved(
+    runners: dict[Hashable, Callable[[], object]], n: int, flusher: L2Flusher, warmup: int = 2
+) -> dict[Hashable, list[float]]:
+    """Time every runner ``n`` times, interleaved, each call alone between CUDA events after an L2 flush.
+
+    Returns µs samples per runner key. The flush is outside the events; events of one call are recorded on the
+    current stream right around it, so the sample is the device time of that call (launch gaps included)."""
+    if n <= 0:
+        raise ValueError(f"n: need at least one repetition, got {n}")
+    keys = list(runners)
+    for _ in range(warmup):
+        for k in keys:
+            runners[k]()
+    torch.cuda.synchronize()
+    events = {k: [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+              for k in keys}
+    for i in range(n):
+        order = keys if i % 2 == 0 else keys[::-1]  # alternate the order so no runner always follows the flush
+        for k in order:
+            flusher.flush()
+            start, end = events[k][i]
+            start.record()
+            runners[k]()
+            end.record()
+    torch.cuda.synchronize()
+    return {k: [s.elapsed_time(e) * 1e3 for s, e in events[k]] for k in keys}
+
+
+def measure_ceilings(device: str | torch.device = "cuda", copy_bytes: int = 2 << 30, gemm_n: int = 8192,
+                     reps: int = 20) -> dict[str, float]:
+    """The two ceilings of the roofline, measured now on this GPU.
+
+    * copy bandwidth: ``dst.copy_(src)`` of ``copy_bytes`` (default 2 GiB), bytes read + written per second,
+    * bf16 GEMM rate: ``gemm_n``³ product of random bf16 matrices (cuBLAS through torch), FLOP/s.
+    Both are medians over ``reps`` timed calls after warm-up."""
+    t0 = time.time()
+    src = torch.randint(0, 255, (copy_bytes,), dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+
+    def one(fn: Callable[[], object]) -> list[float]:
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        out = []
+        for _ in range(reps):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            out.append(a.elapsed_time(b) * 1e-3)
+        return out
+
+    copy_s = quantiles(one(lambda: dst.copy_(src)))
+    del src, dst
+    a = torch.randn(gemm_n, gemm_n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(gemm_n, gemm_n, device=device, dtype=torch.bfloat16)
+    gemm_s = quantiles(one(lambda: a @ b))
+    del a, b
+    torch.cuda.empty_cache()
+    flops = 2.0 * gemm_n**3
+    return {
+        "copy_bytes": float(copy_bytes),
+        "copy_bw_bytes_per_s": 2.0 * copy_bytes / copy_s.median,
+        "copy_bw_p20": 2.0 * copy_bytes / copy_s.p80,
+        "copy_bw_p80": 2.0 * copy_bytes / copy_s.p20,
+        "gemm_n": float(gemm_n),
+        "gemm_flops_per_s": flops / gemm_s.median,
+        "gemm_flops_p20": flops / gemm_s.p80,
+        "gemm_flops_p80": flops / gemm_s.p20,
+        "reps": float(reps),
+        "seconds": time.time() - t0,
+    }
