@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One device call for the Hydragen kernels: build -> SASS check -> GPU tests -> benchmark -> compute-sanitizer.
+# Usage (device machine, repo root): bash scripts/device/run_hydragen.sh [steps...]   steps default: build sass test bench sanitize
+# Logs and CSVs go to $OUT (or ./out). Each step is time-limited so a hang cannot eat the whole call.
+set -uo pipefail
+OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
+export THUNDERKITTENS_ROOT=${THUNDERKITTENS_ROOT:-$PWD/third_party/ThunderKittens}
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+export TKPREFIX_FAMILIES=${TKPREFIX_FAMILIES:-hydragen}
+export TKPREFIX_BUILD_DIR=${TKPREFIX_BUILD_DIR:-/tmp/tkp_build}
+STEPS=${*:-build sass test bench sanitize}
+PY=python3
+for step in $STEPS; do
+  echo "=== $step $(date -u +%T)"
+  case $step in
+    env)   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; nvcc --version | tail -1
+           $PY -c "import torch;print(torch.__version__, torch.version.cuda)";;
+    build) timeout 300 $PY -m tkprefix.build --verbose > "$OUT/build.log" 2>&1; rc=$?
+           grep -E "ptxas info|spill|error|warning|built" "$OUT/build.log" | grep -v "^$" | tail -40; echo "build rc=$rc"
+           [ $rc -eq 0 ] || { tail -60 "$OUT/build.log"; exit 1; };;
+    sass)  so=$(ls $TKPREFIX_BUILD_DIR/*/*.so | head -1)
+           cuobjdump -sass "$so" > "$OUT/sass.txt" 2>&1
+           echo "HGMMA: $(grep -c HGMMA "$OUT/sass.txt")  UTMALDG: $(grep -c UTMALDG "$OUT/sass.txt")  LDL/STL: $(grep -c -E '\bLDL|\bSTL' "$OUT/sass.txt")"
+           gzip -f "$OUT/sass.txt";;
+    test)  timeout 400 $PY -m pytest tests/gpu/test_tk_hydragen.py -q -x --maxfail=5 -p no:cacheprovider ${PYTEST_ARGS:-} \
+              > "$OUT/pytest.log" 2>&1; echo "pytest rc=$?"; tail -25 "$OUT/pytest.log";;
+    bench) timeout 200 $PY scripts/device/bench_hydragen.py --out "$OUT" 2>&1 | tee "$OUT/bench.log";;
+    sanitize)
+           for tool in memcheck racecheck; do
+             timeout 150 compute-sanitizer --tool $tool --print-limit 20 $PY scripts/device/sanitize_small.py \
+               > "$OUT/sanitize_$tool.log" 2>&1; echo "$tool rc=$?"; tail -6 "$OUT/sanitize_$tool.log"
+           done;;
+  esac
+done
+echo "=== done $(date -u +%T)"

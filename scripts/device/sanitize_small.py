@@ -1,0 +1,42 @@
+"""Small cases of each Hydragen kernel, for compute-sanitizer (memcheck / racecheck).
+
+Usage: compute-sanitizer --tool memcheck python scripts/device/sanitize_small.py
+Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4), decode (causal + seq_len with an empty sequence,
+2 splits, GQA 4, 24 rows a block), merge. Prints the max error of each against a float64 reference.
+"""
+import math
+
+import torch
+
+from tkprefix import tk_hydragen as tkh
+
+
+def ref(q, keys, vals, vis):
+    R = q.shape[2] // keys.shape[2]
+    kk, vv = keys.double().repeat_interleave(R, 2), vals.double().repeat_interleave(R, 2)
+    s = torch.einsum("bnhd,bthd->bnht", q.double(), kk) / math.sqrt(q.shape[-1])
+    s = s.masked_fill(~vis[:, :, None, :], -math.inf)
+    p = torch.nan_to_num(torch.softmax(s, -1))
+    return torch.einsum("bnht,bthd->bnhd", p, vv)
+
+
+torch.manual_seed(1)
+dt = torch.bfloat16
+for D in (64, 128):
+    q = torch.randn(6, 1, 8, D, device="cuda", dtype=dt)
+    pk, pv = torch.randn(2, 300, 2, D, device="cuda", dtype=dt), torch.randn(2, 300, 2, D, device="cuda", dtype=dt)
+    o, lse = tkh.prefix_attention(q, pk, pv, n_splits=2)
+    r = ref(q, pk.repeat_interleave(3, 0), pv.repeat_interleave(3, 0), torch.ones(6, 1, 300, dtype=torch.bool, device="cuda"))
+    print(f"prefix D{D}: max err {(o.double() - r).abs().max().item():.3e}")
+    q = torch.randn(3, 3, 32, D, device="cuda", dtype=dt)
+    k, v = torch.randn(3, 150, 4, D, device="cuda", dtype=dt), torch.randn(3, 150, 4, D, device="cuda", dtype=dt)
+    for sl in (None, torch.tensor([0, 150, 77], device="cuda", dtype=torch.int32)):
+        o, lse = tkh.decode_attention(q, k, v, sl, n_splits=2)
+        t = torch.arange(150, device="cuda")
+        lim = (150 - 3 + 1 + torch.arange(3, device="cuda"))[None].expand(3, 3) if sl is None else sl.long()[:, None].expand(3, 3)
+        r = ref(q, k, v, t[None, None] < lim[..., None])
+        print(f"decode D{D} seq_len={'None' if sl is None else 'given'}: max err {(o.double() - r).abs().max().item():.3e}")
+    o2, l2 = tkh.merge_states(o, lse, o, lse)
+    print(f"merge D{D}: max err {(o2.double() - o.double()).abs().max().item():.3e}")
+torch.cuda.synchronize()
+print("sanitize_small done")

@@ -1,0 +1,300 @@
+"""TK Hydragen kernels (tkprefix.tk_hydragen) against a float64 reference on the same (rounded) inputs.
+
+Shapes are odd on purpose: lengths that are not multiples of the 64/128-key tiles, batch 1, query-row counts that
+leave partial 64-row tiles and 192-row blocks, GQA ratios 1/4/8, several prefix levels, empty unique parts
+(seq_len 0), forced key splits. Outputs are NaN-poisoned before every run (passed in through `out=`), so an
+unwritten row fails. Skipped with the reason where no H100 / TK is present.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+
+DTYPES = [torch.bfloat16, torch.float16]
+TOL = {torch.bfloat16: 1.2e-2, torch.float16: 4e-3}   # ||o - ref|| / ||ref||
+LSE_ATOL = 2e-3
+
+
+# ------------------------------------------------------------------------------------------------ reference
+def ref_attention(q, keys, values, visible):
+    """float64: q (B, Nq, Hq, D); keys/values (B, T, Hkv, D); visible (B, Nq, T) bool -> (o, lse)."""
+    q, keys, values = q.double(), keys.double(), values.double()
+    R = q.shape[2] // keys.shape[2]
+    keys = keys.repeat_interleave(R, dim=2)
+    values = values.repeat_interleave(R, dim=2)
+    s = torch.einsum("bnhd,bthd->bnht", q, keys) / math.sqrt(q.shape[-1])
+    s = s.masked_fill(~visible[:, :, None, :], -math.inf)
+    lse = torch.logsumexp(s, dim=-1)
+    p = torch.exp(s - lse[..., None].clamp_min(-1e300))
+    p = torch.nan_to_num(p, nan=0.0)
+    o = torch.einsum("bnht,bthd->bnhd", p, values)
+    o = torch.where(torch.isinf(lse)[..., None], torch.zeros_like(o), o)
+    return o, lse
+
+
+def visibility(B, Nq, S, seq_len, device):
+    t = torch.arange(S, device=device)
+    if seq_len is None:
+        lim = (S - Nq + 1 + torch.arange(Nq, device=device))[None, :].expand(B, Nq)
+    else:
+        lim = seq_len.to(device).long()[:, None].expand(B, Nq)
+    return t[None, None, :] < lim[..., None]
+
+
+def rel_err(out, ref):
+    return float((out.double() - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+def check(o, lse, o_ref, lse_ref, dtype, what):
+    assert not torch.isnan(o).any(), f"{what}: o has NaN (unwritten rows?)"
+    assert not torch.isnan(lse).any(), f"{what}: lse has NaN (unwritten rows?)"
+    err = rel_err(o, o_ref)
+    assert err < TOL[dtype], f"{what}: rel err {err:.2e} >= {TOL[dtype]}"
+    inf_ref = torch.isinf(lse_ref)
+    assert torch.equal(torch.isinf(lse), inf_ref), f"{what}: -inf LSE rows differ"
+    if (~inf_ref).any():
+        d = (lse.double() - lse_ref)[~inf_ref].abs().max().item()
+        assert d < LSE_ATOL, f"{what}: lse max abs err {d:.2e}"
+    if inf_ref.any():
+        assert (o[inf_ref] == 0).all(), f"{what}: empty rows must give o = 0"
+
+
+def rnd(*shape, dtype, scale=1.0):
+    return (torch.randn(*shape, device="cuda", dtype=torch.float32) * scale).to(dtype)
+
+
+def poisoned(q):
+    B, Nq, Hq, D = q.shape
+    return (torch.full_like(q, float("nan")),
+            torch.full((B, Nq, Hq), float("nan"), device=q.device, dtype=torch.float32))
+
+
+# ------------------------------------------------------------------------------------------------ prefix
+PREFIX_CASES = [  # (B, Bp, Nq, Hq, Hkv, P)
+    (1, 1, 1, 8, 8, 1),
+    (1, 1, 1, 32, 4, 77),
+    (4, 2, 3, 8, 2, 200),
+    (6, 1, 1, 32, 4, 777),
+    (5, 5, 2, 4, 4, 129),
+    (64, 1, 1, 32, 8, 1000),     # 256 stacked rows per kv-head: two 192-row blocks, the second partial
+    (3, 1, 5, 8, 1, 300),        # GQA 8, several query positions
+    (130, 1, 1, 8, 8, 64),
+    (400, 2, 1, 4, 4, 131),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("case", PREFIX_CASES, ids=lambda c: "B{}_Bp{}_N{}_H{}-{}_P{}".format(*c))
+@pytest.mark.parametrize("splits", ["auto", "one", "max"])
+def test_prefix_attention(requires_tk, dtype, D, case, splits):
+    from tkprefix import tk_hydragen as tkh
+
+    B, Bp, Nq, Hq, Hkv, P = case
+    q = rnd(B, Nq, Hq, D, dtype=dtype)
+    k = rnd(Bp, P, Hkv, D, dtype=dtype, scale=1.5)
+    v = rnd(Bp, P, Hkv, D, dtype=dtype)
+    n = {"auto": None, "one": 1, "max": math.ceil(P / 128)}[splits]
+    o, lse = tkh.prefix_attention(q, k, v, n_splits=n, out=poisoned(q))
+    G = B // Bp
+    o_ref, lse_ref = ref_attention(q, k.repeat_interleave(G, 0), v.repeat_interleave(G, 0),
+                                   torch.ones(B, Nq, P, dtype=torch.bool, device="cuda"))
+    check(o, lse, o_ref, lse_ref, dtype, f"prefix {case} splits={splits}")
+
+
+def test_prefix_strided_cache_read_in_place(requires_tk):
+    """K/V as views into a bigger cache (token stride != Hkv*D): read through the TMA strides, no copy."""
+    from tkprefix import tk_hydragen as tkh
+
+    dtype, D = torch.bfloat16, 128
+    big_k = rnd(2, 500, 4, D, dtype=dtype)
+    big_v = rnd(2, 500, 4, D, dtype=dtype)
+    k, v = big_k[:, 17:450, 1:3], big_v[:, 17:450, 1:3]     # (2, 433, 2, D), non-contiguous
+    q = rnd(6, 1, 8, D, dtype=dtype)
+    o, lse = tkh.prefix_attention(q, k, v, out=poisoned(q))
+    o_ref, lse_ref = ref_attention(q, k.repeat_interleave(3, 0), v.repeat_interleave(3, 0),
+                                   torch.ones(6, 1, 433, dtype=torch.bool, device="cuda"))
+    check(o, lse, o_ref, lse_ref, dtype, "strided prefix")
+
+
+def test_prefix_empty(requires_tk):
+    from tkprefix import tk_hydragen as tkh
+
+    q = rnd(3, 1, 8, 64, dtype=torch.bfloat16)
+    k = rnd(1, 0, 8, 64, dtype=torch.bfloat16)
+    o, lse = tkh.prefix_attention(q, k, k, out=poisoned(q))
+    assert (o == 0).all() and torch.isneginf(lse).all()
+
+
+# ------------------------------------------------------------------------------------------------ decode
+DECODE_CASES = [  # (B, Nq, Hq, Hkv, S)
+    (1, 1, 8, 8, 1),
+    (3, 1, 32, 4, 100),
+    (4, 2, 8, 8, 64),
+    (5, 1, 8, 1, 1000),
+    (2, 4, 32, 8, 200),          # 16 rows per (b, kv-head)
+    (2, 3, 32, 4, 130),          # 24 rows: 8 rows per warp
+    (1, 5, 64, 8, 77),           # 40 rows: two row groups
+    (8, 1, 16, 2, 4097),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("case", DECODE_CASES, ids=lambda c: "B{}_N{}_H{}-{}_S{}".format(*c))
+@pytest.mark.parametrize("mode", ["causal", "seq_len"])
+@pytest.mark.parametrize("splits", ["auto", "one", "max"])
+def test_decode_attention(requires_tk, dtype, D, case, mode, splits):
+    from tkprefix import tk_hydragen as tkh
+
+    B, Nq, Hq, Hkv, S = case
+    q = rnd(B, Nq, Hq, D, dtype=dtype)
+    k = rnd(B, S, Hkv, D, dtype=dtype, scale=1.5)
+    v = rnd(B, S, Hkv, D, dtype=dtype)
+    seq_len = None
+    if mode == "seq_len":
+        seq_len = torch.randint(0, S + 1, (B,), device="cuda", dtype=torch.int32)
+        seq_len[0] = 0 if B > 1 else S           # an empty sequence whenever there are two
+        if B > 2:
+            seq_len[1] = S
+    n = {"auto": None, "one": 1, "max": max(1, math.ceil(S / 64))}[splits]
+    o, lse = tkh.decode_attention(q, k, v, seq_len, n_splits=n, out=poisoned(q))
+    o_ref, lse_ref = ref_attention(q, k, v, visibility(B, Nq, S, seq_len, "cuda"))
+    check(o, lse, o_ref, lse_ref, dtype, f"decode {case} {mode} splits={splits}")
+
+
+def test_decode_empty_cache(requires_tk):
+    from tkprefix import tk_hydragen as tkh
+
+    q = rnd(3, 1, 8, 128, dtype=torch.bfloat16)
+    k = rnd(3, 0, 8, 128, dtype=torch.bfloat16)
+    o, lse = tkh.decode_attention(q, k, k, torch.zeros(3, dtype=torch.int32, device="cuda"), out=poisoned(q))
+    assert (o == 0).all() and torch.isneginf(lse).all()
+
+
+# ------------------------------------------------------------------------------------------------ merge
+@pytest.mark.parametrize("dtype", DTYPES + [torch.float32], ids=["bf16", "fp16", "fp32"])
+@pytest.mark.parametrize("D", [64, 128])
+def test_merge_states(requires_tk, dtype, D):
+    from tkprefix import tk_hydragen as tkh
+
+    shape = (5, 3, 7)
+    o_a, o_b = rnd(*shape, D, dtype=dtype), rnd(*shape, D, dtype=dtype)
+    lse_a = torch.randn(shape, device="cuda") * 3
+    lse_b = torch.randn(shape, device="cuda") * 3
+    lse_a[0, 0] = -math.inf                      # one side empty
+    lse_b[1, 1] = -math.inf
+    lse_a[2, 2] = lse_b[2, 2] = -math.inf        # both empty
+    o, lse = tkh.merge_states(o_a, lse_a, o_b, lse_b)
+    lse_ref = torch.logaddexp(lse_a.double(), lse_b.double())
+    wa = torch.nan_to_num(torch.exp(lse_a.double() - lse_ref))
+    wb = torch.nan_to_num(torch.exp(lse_b.double() - lse_ref))
+    o_ref = o_a.double() * wa[..., None] + o_b.double() * wb[..., None]
+    check(o, lse, o_ref, lse_ref, torch.bfloat16 if dtype == torch.float32 else dtype, "merge")
+
+
+# ------------------------------------------------------------------------------------------------ full Hydragen
+NOPAD_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, mode)
+    (4, 1, 8, 2, [(1, 300)], 50, "seq_len"),
+    (8, 1, 32, 8, [(1, 1000), (4, 130)], 64, "causal"),
+    (6, 2, 16, 16, [(1, 77), (2, 200), (6, 65)], 90, "seq_len"),
+    (3, 1, 8, 8, [], 129, "causal"),
+    (5, 1, 8, 1, [(1, 513)], 0, "seq_len"),      # empty unique part
+    (4, 1, 8, 8, [(1, 0), (2, 33)], 10, "seq_len"),   # an empty level
+    (1, 1, 32, 32, [(1, 4096)], 512, "seq_len"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("case", NOPAD_CASES, ids=lambda c: f"B{c[0]}_N{c[1]}_H{c[2]}-{c[3]}_L{len(c[4])}_S{c[5]}")
+def test_hydragen_attention_nopad(requires_tk, dtype, D, case):
+    import tkprefix
+    from tkprefix import tk_hydragen as tkh
+
+    B, Nq, Hq, Hkv, levels, S, mode = case
+    q = rnd(B, Nq, Hq, D, dtype=dtype)
+    k, v = rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
+    sks = [rnd(bp, p, Hkv, D, dtype=dtype, scale=1.3) for bp, p in levels]
+    svs = [rnd(bp, p, Hkv, D, dtype=dtype) for bp, p in levels]
+    seq_len = None
+    if mode == "seq_len":
+        seq_len = torch.randint(0, S + 1, (B,), device="cuda", dtype=torch.int32)
+        if B > 1:
+            seq_len[-1] = 0
+    out = torch.full_like(q, float("nan"))
+    o, lse = tkh.hydragen_attention_nopad(q, k, v, sks, svs, seq_len, return_lse=True, out=out)
+    assert o.data_ptr() == out.data_ptr()
+    keys = torch.cat([sk.repeat_interleave(B // sk.shape[0], 0) for sk in sks] + [k], dim=1)
+    vals = torch.cat([sv.repeat_interleave(B // sv.shape[0], 0) for sv in svs] + [v], dim=1)
+    P = sum(p for _, p in levels)
+    vis = torch.cat([torch.ones(B, Nq, P, dtype=torch.bool, device="cuda"), visibility(B, Nq, S, seq_len, "cuda")], -1)
+    o_ref, lse_ref = ref_attention(q, keys, vals, vis)
+    check(o, lse, o_ref, lse_ref, dtype, f"nopad {case}")
+    # the public dispatch gives the same result
+    o2 = tkprefix.hydragen_attention_nopad(q, k, v, sks, svs, seq_len, backend="tk")
+    assert rel_err(o2, o_ref) < TOL[dtype]
+
+
+def test_cuda_graph_capture_of_a_decode_step(requires_tk):
+    """The whole step (prefix + decode + merge) captured once and replayed on new inputs copied in place."""
+    from tkprefix import tk_hydragen as tkh
+
+    dtype, D, B, Hq, Hkv = torch.bfloat16, 128, 16, 32, 8
+    q = rnd(B, 1, Hq, D, dtype=dtype)
+    pk, pv = rnd(1, 1500, Hkv, D, dtype=dtype), rnd(1, 1500, Hkv, D, dtype=dtype)
+    k, v = rnd(B, 300, Hkv, D, dtype=dtype), rnd(B, 300, Hkv, D, dtype=dtype)
+    seq_len = torch.randint(1, 301, (B,), device="cuda", dtype=torch.int32)
+    out = torch.empty_like(q)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, out=out)   # warm-up outside the graph
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, out=out)
+    for _ in range(2):
+        q.copy_(rnd(B, 1, Hq, D, dtype=dtype))
+        k.copy_(rnd(B, 300, Hkv, D, dtype=dtype))
+        seq_len.copy_(torch.randint(0, 301, (B,), device="cuda", dtype=torch.int32))
+        out.fill_(float("nan"))
+        g.replay()
+        torch.cuda.synchronize()
+        keys = torch.cat([pk.expand(B, -1, -1, -1), k], 1)
+        vals = torch.cat([pv.expand(B, -1, -1, -1), v], 1)
+        vis = torch.cat([torch.ones(B, 1, 1500, dtype=torch.bool, device="cuda"),
+                         visibility(B, 1, 300, seq_len, "cuda")], -1)
+        o_ref, _ = ref_attention(q, keys, vals, vis)
+        assert not torch.isnan(out).any()
+        assert rel_err(out, o_ref) < TOL[dtype]
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_bad_inputs_name_the_argument(requires_tk):
+    from tkprefix import tk_hydragen as tkh
+
+    q = rnd(4, 1, 8, 128, dtype=torch.bfloat16)
+    k = rnd(2, 100, 2, 128, dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match="q"):
+        tkh.prefix_attention(q.float(), k, k)
+    with pytest.raises(ValueError, match="head_dim"):
+        tkh.prefix_attention(rnd(4, 1, 8, 96, dtype=torch.bfloat16), rnd(2, 100, 2, 96, dtype=torch.bfloat16),
+                             rnd(2, 100, 2, 96, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="k"):
+        tkh.prefix_attention(q, rnd(3, 100, 2, 128, dtype=torch.bfloat16), rnd(3, 100, 2, 128, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="kv heads"):
+        tkh.prefix_attention(q, rnd(2, 100, 3, 128, dtype=torch.bfloat16), rnd(2, 100, 3, 128, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="device"):
+        tkh.prefix_attention(q, k.cpu(), k.cpu())
+    with pytest.raises(ValueError, match="n_splits"):
+        tkh.prefix_attention(q, k, k, n_splits=2)          # 100 keys = one 128-key tile
+    with pytest.raises(ValueError, match="seq_len"):
+        tkh.decode_attention(q, rnd(4, 10, 2, 128, dtype=torch.bfloat16), rnd(4, 10, 2, 128, dtype=torch.bfloat16),
+                             torch.zeros(3, dtype=torch.int32, device="cuda"))
+    with pytest.raises(ValueError, match="shared_vs"):
+        tkh.hydragen_attention_nopad(q, k, k, [k], [])
