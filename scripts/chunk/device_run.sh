@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One device call of the ChunkAttention work: GPU tests, compute-sanitizer (memcheck, racecheck), benchmarks.
+# Usage on the H100 machine (repo root, build/chunk carried): bash scripts/chunk/device_run.sh OUTDIR [what...]
+# what: any of tests sanitize bench bench-quick (default: tests bench sanitize)
+set -uo pipefail
+OUT=${1:?outdir}; shift
+WHAT=${*:-tests bench sanitize}
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 TKPREFIX_CHUNK_LIB=$PWD/build/chunk/libtkchunk.so
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu --format=csv > "$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+for w in $WHAT; do
+  case $w in
+    tests)
+      timeout 150 python -m pytest -q -rs -s tests/gpu/test_tk_chunk.py -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | grep -v "^$" | tail -40 ;;
+    sanitize)
+      CS=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+      for tool in memcheck racecheck; do
+        echo "== $tool"
+        timeout 120 "$CS" --tool $tool --print-limit 20 python scripts/chunk/sanitize_case.py > "$OUT/$tool.log" 2>&1
+        echo "rc=$?" >> "$OUT/$tool.log"; tail -6 "$OUT/$tool.log"
+      done ;;
+    bench) timeout 240 python scripts/chunk/bench_chunk.py --out "$OUT" --reps 30 2>&1 | tee "$OUT/bench.log" | grep -v "^$" ;;
+    bench-quick) timeout 120 python scripts/chunk/bench_chunk.py --out "$OUT" --reps 20 --quick --only decode 2>&1 | tee "$OUT/bench.log" ;;
+  esac
+done
