@@ -7,6 +7,7 @@
 // kernels/chunk_attn/binding_chunk.cpp, through `void register_chunk_ops(pybind11::module_&)`; it is declared weak
 // below, so this module also links (without chunk ops) when that family is not compiled in.
 #include <torch/extension.h>
+#include <pybind11/stl.h>
 #include <stdexcept>
 #include <string>
 #include <vector>

@@ -16,19 +16,19 @@ for step in $STEPS; do
   case $step in
     env)   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; nvcc --version | tail -1
            $PY -c "import torch;print(torch.__version__, torch.version.cuda)";;
-    build) timeout 300 $PY -m tkprefix.build --verbose > "$OUT/build.log" 2>&1; rc=$?
+    build) timeout 240 $PY -m tkprefix.build --verbose > "$OUT/build.log" 2>&1; rc=$?
            grep -E "ptxas info|spill|error|warning|built" "$OUT/build.log" | grep -v "^$" | tail -40; echo "build rc=$rc"
            [ $rc -eq 0 ] || { tail -60 "$OUT/build.log"; exit 1; };;
     sass)  so=$(ls $TKPREFIX_BUILD_DIR/*/*.so | head -1)
            cuobjdump -sass "$so" > "$OUT/sass.txt" 2>&1
            echo "HGMMA: $(grep -c HGMMA "$OUT/sass.txt")  UTMALDG: $(grep -c UTMALDG "$OUT/sass.txt")  LDL/STL: $(grep -c -E '\bLDL|\bSTL' "$OUT/sass.txt")"
            gzip -f "$OUT/sass.txt";;
-    test)  timeout 400 $PY -m pytest tests/gpu/test_tk_hydragen.py -q -x --maxfail=5 -p no:cacheprovider ${PYTEST_ARGS:-} \
+    test)  timeout 150 $PY -m pytest tests/gpu/test_tk_hydragen.py -q -x --maxfail=5 -p no:cacheprovider ${PYTEST_ARGS:-} \
               > "$OUT/pytest.log" 2>&1; echo "pytest rc=$?"; tail -25 "$OUT/pytest.log";;
-    bench) timeout 200 $PY scripts/device/bench_hydragen.py --out "$OUT" 2>&1 | tee "$OUT/bench.log";;
+    bench) timeout 90 $PY scripts/device/bench_hydragen.py --out "$OUT" 2>&1 | tee "$OUT/bench.log";;
     sanitize)
            for tool in memcheck racecheck; do
-             timeout 150 compute-sanitizer --tool $tool --print-limit 20 $PY scripts/device/sanitize_small.py \
+             timeout 60 compute-sanitizer --tool $tool --print-limit 20 $PY scripts/device/sanitize_small.py \
                > "$OUT/sanitize_$tool.log" 2>&1; echo "$tool rc=$?"; tail -6 "$OUT/sanitize_$tool.log"
            done;;
   esac
