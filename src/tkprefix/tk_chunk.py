@@ -213,28 +213,37 @@ _OPS = None
 
 
 def ops():
-    """The kernel entry points: the project extension if it has the chunk ops (tkprefix.build), else the ctypes
-    library named by $TKPREFIX_CHUNK_LIB (default build/chunk/libtkchunk.so under the repository)."""
+    """The kernel entry points (`chunk_attend`, `chunk_merge`): the ctypes library named by $TKPREFIX_CHUNK_LIB if set;
+    else the project extension (tkprefix.build, which compiles kernels/chunk_attn with binding_chunk.cpp); else the
+    standalone library build/chunk/libtkchunk.so made by scripts/chunk/build_lib.sh."""
     global _OPS
     if _OPS is not None:
         return _OPS
+    default = Path(__file__).resolve().parents[2] / "build/chunk/libtkchunk.so"
+    env = os.environ.get("TKPREFIX_CHUNK_LIB")
+    if env:
+        if not os.path.exists(env):
+            raise RuntimeError(f"TKPREFIX_CHUNK_LIB={env} does not exist: run scripts/chunk/build_lib.sh")
+        torch.cuda.init()  # load torch's CUDA runtime first, so the library binds to the same libcudart
+        _OPS = _CtypesOps(env)
+        return _OPS
+    ext_error = None
     try:
-        from . import build  # the lead's extension builder (kernels/binding.cpp calls register_chunk_ops)
+        from . import build
 
-        ext = build.load() if hasattr(build, "load") else None
-        if ext is not None and hasattr(ext, "chunk_attend") and hasattr(ext, "chunk_merge"):
+        ext = build.load_extension()
+        if getattr(ext, "has_chunk_ops", False):
             _OPS = ext
             return _OPS
-    except Exception:  # noqa: BLE001 -- fall back to the standalone library below, or fail naming both
-        pass
-    path = os.environ.get("TKPREFIX_CHUNK_LIB") or str(Path(__file__).resolve().parents[2] / "build/chunk/libtkchunk.so")
-    if not os.path.exists(path):
-        raise RuntimeError(
-            "the ChunkAttention TK kernels are not built: build the tkprefix extension (`tkprefix build`) or run "
-            f"scripts/chunk/build_lib.sh to make {path} (or set TKPREFIX_CHUNK_LIB)")
-    torch.cuda.init()  # load torch's CUDA runtime first, so the library binds to the same libcudart
-    _OPS = _CtypesOps(path)
-    return _OPS
+        ext_error = "the tkprefix extension was built without the chunk_attn family"
+    except Exception as exc:  # noqa: BLE001 -- fall back to the standalone library, or fail naming both
+        ext_error = f"{type(exc).__name__}: {exc}"
+    if default.exists():
+        torch.cuda.init()
+        _OPS = _CtypesOps(str(default))
+        return _OPS
+    raise RuntimeError(f"the ChunkAttention TK kernels are unavailable: extension: {ext_error}; standalone library "
+                       f"{default} missing (scripts/chunk/build_lib.sh builds it)")
 
 
 # ------------------------------------------------------------------------------------------------ public API
