@@ -24,8 +24,11 @@ from typing import Any
 
 __all__ = ["collect", "main", "TK_PINNED_COMMIT"]
 
-# ThunderKittens commit the project is pinned to (ARCHITECTURE.md, Dockerfile).
-TK_PINNED_COMMIT = "0b55588d2769dde0c7a9a606ffc015b0ca7a9551"
+# ThunderKittens commit the project is pinned to (ARCHITECTURE.md, Dockerfile; tkprefix.build.TK_COMMIT).
+try:
+    from .build import TK_COMMIT as TK_PINNED_COMMIT
+except Exception:  # noqa: BLE001 - provenance must work even where the build module cannot be imported
+    TK_PINNED_COMMIT = "0b55588d2769dde0c7a9a606ffc015b0ca7a9551"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

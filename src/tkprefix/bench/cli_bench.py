@@ -25,26 +25,44 @@ from .cases import Sweep, load_sweeps
 DEFAULT_SWEEPS = Path(__file__).resolve().parents[3] / "config" / "sweeps"
 
 
-def _progress(total: int, desc: str):
-    try:
-        from tqdm import tqdm
+class _Progress:
+    """Progress over the cases: a live rich bar on a terminal; one line per case otherwise (logs of GPU jobs)."""
 
-        return tqdm(total=total, desc=desc, mininterval=2.0, file=sys.stderr, dynamic_ncols=True)
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        class _P:
-            n = 0
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.n, self.t0 = total, desc, 0, time.time()
+        self._rich = None
+        if sys.stderr.isatty():
+            try:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            def update(self, k: int = 1) -> None:
-                self.n += k
-                print(f"{desc}: {self.n}/{total}", file=sys.stderr)
+                self._rich = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TextColumn("{task.fields[label]}"), transient=False)
+                self._rich.start()
+                self._task = self._rich.add_task(desc, total=total, label="")
+            except ImportError:
+                self._rich = None
+        self.label = ""
 
-            def set_postfix_str(self, s: str) -> None:
-                pass
+    def set_postfix_str(self, label: str) -> None:
+        self.label = label
+        if self._rich is not None:
+            self._rich.update(self._task, label=label)
 
-            def close(self) -> None:
-                pass
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        if self._rich is not None:
+            self._rich.update(self._task, advance=k)
+        else:
+            print(f"[{self.desc}] {self.n}/{self.total} {time.time() - self.t0:6.0f}s {self.label}",
+                  file=sys.stderr, flush=True)
 
-        return _P()
+    def close(self) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+
+
+def _progress(total: int, desc: str) -> _Progress:
+    return _Progress(total, desc)
 
 
 def _trimmed_rows(sweep: Sweep, case_index: int, reason: str) -> list[dict[str, Any]]:

@@ -168,7 +168,8 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
             for (name, g), xs in samples.items():
                 q = stats.quantiles(xs)
                 row(name, g, "ok", median_us=q.median, p20_us=q.p20, p80_us=q.p80, n=q.n, rel_err=errs[name],
-                    pct_roofline=stats.pct_of_roofline(roof, q.median), note=prepared[name].note)
+                    pct_roofline=stats.pct_of_roofline(roof, q.median), note=prepared[name].note,
+                    tflops=case.flops / q.median / 1e6, gbps=case.unique_bytes / q.median / 1e3)
         except Exception as e:  # noqa: BLE001
             log(f"timing {case.label()}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
             for (name, g) in runners:

@@ -18,7 +18,8 @@ COMMON_COLUMNS: tuple[str, ...] = (
 )
 
 # Columns every attention benchmark CSV of this harness adds after the common ones.
-EXTRA_COLUMNS: tuple[str, ...] = ("levels", "chunk_size", "note")
+# tflops / gbps: achieved FLOP rate and unique-bytes bandwidth of an ok row (flops / median, unique_bytes / median).
+EXTRA_COLUMNS: tuple[str, ...] = ("levels", "chunk_size", "tflops", "gbps", "note")
 
 E2E_COLUMNS: tuple[str, ...] = (
     "config", "impl", "status", "batch", "q_heads", "kv_heads", "head_dim", "prefix", "suffix", "dtype", "graph",

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One GPU-machine call that produces a complete run in results/h100/ (and, under $OUT, results.tgz + the log):
+#   1. install carried wheels (.whl/: FlashInfer + apache-tvm-ffi, --no-deps) into /tmp/site, if present;
+#   2. build FlashInfer's JIT modules in the background (tkprefix.bench.fi_prewarm) while the TK extension builds;
+#   3. tkprefix check (GPU correctness suite -> check.csv);
+#   4. tkprefix bench (every sweep of config/sweeps -> bench_<config>.csv, e2e.csv, provenance.json).
+# Usage (repository root): TKPREFIX_GIT_COMMIT=<sha> bash scripts/bench/device_run.sh [deadline_s] [bench args...]
+# The deadline bounds the bench stage's wall time: cases past it become rows "unavailable: trimmed ..." (never gaps).
+set -uo pipefail
+DEADLINE=${1:-240}
+shift || true
+ROOT=$(pwd)
+RES=${TKPREFIX_RESULTS:-results/h100}
+OUTDIR=${OUT:-$ROOT/out}
+mkdir -p "$RES" "$OUTDIR"
+export PYTHONUNBUFFERED=1
+export THUNDERKITTENS_ROOT=${THUNDERKITTENS_ROOT:-$ROOT/third_party/ThunderKittens}
+T0=$(date +%s)
+stamp() { echo "[device_run] $(( $(date +%s) - T0 ))s $*"; }
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site || stamp "wheel install failed: peers from .whl will be reported unavailable"
+fi
+export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
+nvidia-smi > "$RES/nvidia-smi.log" 2>&1
+stamp "python $(python3 -c 'import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda)')"
+
+python3 -m tkprefix.bench.fi_prewarm > "$RES/fi_prewarm.log" 2>&1 &
+FI=$!
+stamp "building the TK extension (FlashInfer JIT prewarm in parallel, pid $FI)"
+python3 -m tkprefix.cli build --verbose > "$RES/build.log" 2>&1
+stamp "build rc=$? ($(tail -n 2 "$RES/build.log" | tr '\n' ' '))"
+wait $FI
+stamp "flashinfer prewarm: $(tail -n 1 "$RES/fi_prewarm.log")"
+
+python3 -m tkprefix.cli check --out "$RES" > "$RES/check.log" 2>&1
+stamp "check rc=$? $(tail -n 1 "$RES/check.log")"
+python3 -m tkprefix.cli bench --out "$RES" --deadline-s "$DEADLINE" "$@" 2>&1 | tee "$RES/bench.log"
+stamp "bench rc=${PIPESTATUS[0]}"
+tar czf "$OUTDIR/results.tgz" "$RES"
+cp "$RES/bench.log" "$OUTDIR/bench.log" 2>/dev/null
+stamp "done"
