@@ -431,11 +431,54 @@ class TkChunkAttn(Impl):
         return Prepared(run=run, canonical=lambda o: o[inv], state=(cache, q), graph_ok=self.backend == "tk")
 
 
+class TkChunkFirst(TkChunkAttn):
+    """The chunk-first phase alone (``tkprefix.tk_chunk.chunk_first``): every shared chunk against the stacked queries
+    of the sequences sharing it → fp32 partials + LSE. Only for cases without private tokens (configuration 4), where
+    the partials of a sequence are all chunk-first rows; they are merged on the host side of the check (outside the
+    timed region) by the LSE rule and compared with the float64 reference like every other output."""
+
+    def __init__(self) -> None:
+        super().__init__("tk_chunk_first", "tk")
+
+    def unavailable_reason(self, case: Case) -> str | None:
+        if case.suffix or case.prefix % case.chunk_size:
+            return "chunk-first alone is measured only where every token sits in a shared full chunk (suffix 0)"
+        try:
+            importlib.import_module("tkprefix.tk_chunk").chunk_first  # noqa: B018
+        except Exception as e:  # noqa: BLE001
+            return f"tkprefix.tk_chunk.chunk_first not importable ({type(e).__name__}: {e})"
+        return super().unavailable_reason(case)
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        tkc = importlib.import_module("tkprefix.tk_chunk")
+        base = super().prepare(case, inp)  # builds the cache, checks the full step runs
+        cache, q = base.state
+        inv = base.canonical
+
+        def run():
+            return tkc.chunk_first(q, cache)
+
+        def canonical(res) -> torch.Tensor:
+            part_o, part_lse, work = res
+            off = work.merge_offset.tolist()
+            rows = work.merge_rows.long()
+            outs = []
+            for s in range(case.batch):
+                r = rows[off[s]:off[s + 1]]
+                lse = part_lse[r]  # (k, Hq)
+                m = torch.logsumexp(lse, dim=0)
+                outs.append((torch.exp(lse - m)[..., None] * part_o[r]).sum(0))
+            return inv(torch.stack(outs))
+
+        return Prepared(run=run, canonical=canonical, state=(cache, q),
+                        note="chunk-first phase only (partials merged outside the timed region)")
+
+
 REGISTRY: dict[str, Impl] = {
     impl.name: impl
     for impl in (
         SdpaNaive(), SdpaHydragen(), FlashInferCascade(), ChunkAttnUpstream(), HydragenUpstream(),
-        TkHydragen("tk_hydragen", "tk"), TkChunkAttn("tk_chunk_attn", "tk"),
+        TkHydragen("tk_hydragen", "tk"), TkChunkAttn("tk_chunk_attn", "tk"), TkChunkFirst(),
         TkHydragen("torch_hydragen", "torch"), TkChunkAttn("torch_chunk_attn", "torch"),
     )
 }
