@@ -4,10 +4,11 @@
 #   2. build FlashInfer's JIT modules in the background (tkprefix.bench.fi_prewarm) while the TK extension builds;
 #   3. tkprefix check (GPU correctness suite -> check.csv);
 #   4. tkprefix bench (every sweep of config/sweeps -> bench_<config>.csv, e2e.csv, provenance.json).
-# Usage (repository root): TKPREFIX_GIT_COMMIT=<sha> bash scripts/bench/device_run.sh [deadline_s] [bench args...]
-# The deadline bounds the bench stage's wall time: cases past it become rows "unavailable: trimmed ..." (never gaps).
+# Usage (repository root): TKPREFIX_GIT_COMMIT=<sha> bash scripts/bench/device_run.sh [total_s] [bench args...]
+# total_s bounds the whole script (default 390 s); the bench stage gets what the build and check left, less a margin:
+# cases past its deadline become rows "unavailable: trimmed ..." (never gaps).
 set -uo pipefail
-DEADLINE=${1:-240}
+TOTAL=${1:-390}
 shift || true
 ROOT=$(pwd)
 RES=${TKPREFIX_RESULTS:-results/h100}
@@ -36,6 +37,8 @@ stamp "flashinfer prewarm: $(tail -n 1 "$RES/fi_prewarm.log")"
 
 python3 -m tkprefix.cli check --out "$RES" > "$RES/check.log" 2>&1
 stamp "check rc=$? $(tail -n 1 "$RES/check.log")"
+DEADLINE=$(( TOTAL - ($(date +%s) - T0) - 20 ))
+stamp "bench deadline ${DEADLINE}s"
 python3 -m tkprefix.cli bench --out "$RES" --deadline-s "$DEADLINE" "$@" 2>&1 | tee "$RES/bench.log"
 stamp "bench rc=${PIPESTATUS[0]}"
 tar czf "$OUTDIR/results.tgz" "$RES"

@@ -108,20 +108,19 @@ def measure_ceilings(device: str | torch.device = "cuda", copy_bytes: int = 2 <<
         torch.cuda.synchronize()
         out = []
         for _ in range(reps):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
             fn()
-            b.record()
-            b.synchronize()
-            out.append(a.elapsed_time(b) * 1e-3)
+            e1.record()
+            e1.synchronize()
+            out.append(e0.elapsed_time(e1) * 1e-3)
         return out
 
     copy_s = quantiles(one(lambda: dst.copy_(src)))
-    del src, dst
-    a = torch.randn(gemm_n, gemm_n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(gemm_n, gemm_n, device=device, dtype=torch.bfloat16)
-    gemm_s = quantiles(one(lambda: a @ b))
-    del a, b
+    mats = [torch.randn(gemm_n, gemm_n, device=device, dtype=torch.bfloat16) for _ in range(2)]
+    gemm_s = quantiles(one(lambda: mats[0] @ mats[1]))
+    src = dst = None
+    mats.clear()
     torch.cuda.empty_cache()
     flops = 2.0 * gemm_n**3
     return {
