@@ -5,8 +5,9 @@
 // double-buffered, read in place from the (B, S, Hkv, D) caches; each warp keeps the online-softmax state of its rows.
 //
 //   grid  = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
-//   block = 4 warps; warp w owns rows w, w+4, ... (ROWS_PER_WARP of them) of the Nq*R rows of one (b, kv-head)
-//   lane  : scores of keys lane and lane+32 of a tile; D/32 consecutive output features
+//   block = 4 warps over the same ROWS (<= 8) query rows of one (b, kv-head); warp w owns keys [16w, 16w+16) of
+//           every 64-key tile and keeps its own online-softmax state; the 4 states are merged through shared memory
+//   lane  : half the dot product of one key (2 lanes a key); D/32 consecutive output features for P V
 //
 // Key visibility: seq_len == nullptr -> query n sees keys 0 .. S-Nq+n (causal, bottom-right aligned);
 // otherwise every query of sequence b sees keys 0 .. seq_len[b]-1 (clamped to [0, S]; 0 = empty: o = 0, lse = -inf).
@@ -49,8 +50,8 @@ __device__ __forceinline__ void cp_async_16(uint32_t smem, const void *gmem, boo
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template<int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
-template<typename T, int D, int ROWS_PER_WARP> constexpr size_t smem_bytes() {
-    return 4 * TILE_KEYS * (D + PAD) * sizeof(T) + WARPS * ROWS_PER_WARP * D * sizeof(float);
+template<typename T, int D, int ROWS> constexpr size_t smem_bytes() {
+    return 4 * TILE_KEYS * (D + PAD) * sizeof(T) + ROWS * D * sizeof(float);
 }
 
 // N consecutive elements (N*sizeof(T) bytes, aligned) -> float
@@ -71,19 +72,25 @@ template<typename T> __device__ __forceinline__ void load8(const T *p, float (&x
     for (int i = 0; i < 8; i++) x[i] = to_float(e[i]);
 }
 
-template<typename T, int D, int ROWS_PER_WARP>
+template<typename T, int D, int ROWS>
 __global__ __launch_bounds__(THREADS)
 void decode_kernel(const __grid_constant__ globals g) {
-    constexpr int ROWS  = WARPS * ROWS_PER_WARP;     // query rows per block
-    constexpr int LD    = D + PAD;                   // smem row pitch (elements)
-    constexpr int DPL   = D / 32;                    // output features per lane
-    constexpr int CHUNKS_PER_ROW = D / 8;            // 16-byte chunks per key row
+    constexpr int LD             = D + PAD;                 // smem row pitch (elements)
+    constexpr int DPL            = D / 32;                  // output features per lane
+    constexpr int HALF           = D / 2;                   // features per lane in a score (2 lanes per key)
+    constexpr int CHUNKS_PER_ROW = D / 8;                   // 16-byte chunks per key row
+    constexpr int KEYS_PER_WARP  = TILE_KEYS / WARPS;       // 16: warp w owns keys [16w, 16w+16) of every tile
     constexpr float SCALE = softmax_scale_log2<D>();
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D, ROWS_PER_WARP>()
+    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D, ROWS>()
     auto k_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw);                                  // [2][64][LD]
     auto v_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw + 2 * TILE_KEYS * LD * sizeof(T)); // [2][64][LD]
     auto q_s = reinterpret_cast<float (*)[D]>(smem_raw + 4 * TILE_KEYS * LD * sizeof(T));        // [ROWS][D], base 2
+    // after the key loop the K buffers hold each warp's partial state for the cross-warp merge
+    auto o_part = reinterpret_cast<float (*)[ROWS][D]>(smem_raw);                                 // [WARPS][ROWS][D]
+    auto m_part = reinterpret_cast<float (*)[ROWS]>(smem_raw + WARPS * ROWS * D * sizeof(float)); // [WARPS][ROWS]
+    auto l_part = reinterpret_cast<float (*)[ROWS]>(smem_raw + WARPS * ROWS * (D + 1) * sizeof(float));
+    static_assert(WARPS * ROWS * (D + 2) * sizeof(float) <= 2 * TILE_KEYS * LD * sizeof(T), "merge scratch > K buffers");
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int rg = blockIdx.x % g.row_groups;
@@ -107,6 +114,7 @@ void decode_kernel(const __grid_constant__ globals g) {
     const T *vbase = static_cast<const T *>(g.v) + b * g.v_sb + h * g.v_sh;
     auto load_tile = [&](int t, int stage) {
         const int key0 = key_lo + t * TILE_KEYS;
+        #pragma unroll
         for (int c = threadIdx.x; c < TILE_KEYS * CHUNKS_PER_ROW; c += THREADS) {
             const int kr = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
             const int key = key0 + kr;
@@ -133,121 +141,141 @@ void decode_kernel(const __grid_constant__ globals g) {
         for (int i = 0; i < 8; i++) q_s[r][col + i] = x[i] * SCALE;
     }
 
-    // ---- per-row online softmax state (base 2)
-    float m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][DPL];
-    int limit[ROWS_PER_WARP];
+    // ---- this warp's online-softmax state of every row (base 2), over the keys it owns
+    float m[ROWS], l[ROWS], acc[ROWS][DPL];
+    int limit[ROWS];
     #pragma unroll
-    for (int j = 0; j < ROWS_PER_WARP; j++) {
-        m[j] = -INFINITY; l[j] = 0.f;
+    for (int r = 0; r < ROWS; r++) {
+        m[r] = -INFINITY; l[r] = 0.f;
         #pragma unroll
-        for (int d = 0; d < DPL; d++) acc[j][d] = 0.f;
-        const int row = row_base + warp + WARPS * j;
-        limit[j] = row < g.rows ? min(row_limit(row), key_hi) : 0;   // keys < limit are visible (and in this split)
+        for (int d = 0; d < DPL; d++) acc[r][d] = 0.f;
+        const int row = row_base + r;
+        limit[r] = row < g.rows ? min(row_limit(row), key_hi) : 0;   // keys < limit are visible (and in this split)
     }
+    const int my_key = warp * KEYS_PER_WARP + lane / 2;   // this lane's key within a tile
+    const int half   = lane % 2;                          // which half of the features it multiplies
 
     for (int t = 0; t < n_tiles; t++) {
         const int stage = t & 1;
         if (t + 1 < n_tiles) { load_tile(t + 1, stage ^ 1); cp_async_wait<1>(); }
         else                 { cp_async_wait<0>(); }
         __syncthreads();
-        const int key0 = key_lo + t * TILE_KEYS;
+        const int key = key_lo + t * TILE_KEYS + my_key;
 
-        // scores of keys lane and lane+32 for every row of this warp
-        float s0[ROWS_PER_WARP], s1[ROWS_PER_WARP];
+        // score of key `my_key` for every row: half the dot product per lane, the pair summed by one shuffle
+        float s[ROWS];
         #pragma unroll
-        for (int j = 0; j < ROWS_PER_WARP; j++) s0[j] = s1[j] = 0.f;
-        #pragma unroll 4
-        for (int c = 0; c < D; c += 8) {
-            float ka[8], kb[8];
-            load8(&k_s[stage][lane][c], ka);
-            load8(&k_s[stage][lane + 32][c], kb);
+        for (int r = 0; r < ROWS; r++) s[r] = 0.f;
+        #pragma unroll
+        for (int c = 0; c < HALF; c += 8) {
+            float kx[8];
+            load8(&k_s[stage][my_key][half * HALF + c], kx);
             #pragma unroll
-            for (int j = 0; j < ROWS_PER_WARP; j++) {
-                const float4 qa = *reinterpret_cast<const float4 *>(&q_s[warp + WARPS * j][c]);
-                const float4 qb = *reinterpret_cast<const float4 *>(&q_s[warp + WARPS * j][c + 4]);
-                s0[j] += qa.x * ka[0] + qa.y * ka[1] + qa.z * ka[2] + qa.w * ka[3] + qb.x * ka[4] + qb.y * ka[5] + qb.z * ka[6] + qb.w * ka[7];
-                s1[j] += qa.x * kb[0] + qa.y * kb[1] + qa.z * kb[2] + qa.w * kb[3] + qb.x * kb[4] + qb.y * kb[5] + qb.z * kb[6] + qb.w * kb[7];
+            for (int r = 0; r < ROWS; r++) {
+                const float4 qa = *reinterpret_cast<const float4 *>(&q_s[r][half * HALF + c]);
+                const float4 qb = *reinterpret_cast<const float4 *>(&q_s[r][half * HALF + c + 4]);
+                s[r] += qa.x * kx[0] + qa.y * kx[1] + qa.z * kx[2] + qa.w * kx[3] + qb.x * kx[4] + qb.y * kx[5] + qb.z * kx[6] + qb.w * kx[7];
             }
         }
 
-        // online softmax update; p0/p1 become the probabilities of keys lane / lane+32
+        // online softmax update; s becomes the probability of this lane's key
         #pragma unroll
-        for (int j = 0; j < ROWS_PER_WARP; j++) {
-            if (key0 + lane >= limit[j])      s0[j] = -INFINITY;
-            if (key0 + lane + 32 >= limit[j]) s1[j] = -INFINITY;
-            const float m_new = fmaxf(m[j], warp_max(fmaxf(s0[j], s1[j])));
-            if (m_new == -INFINITY) { s0[j] = s1[j] = 0.f; continue; }     // nothing visible yet (warp-uniform)
-            const float alpha = exp2f(m[j] - m_new);                       // m = -inf -> 0
-            s0[j] = exp2f(s0[j] - m_new);
-            s1[j] = exp2f(s1[j] - m_new);
-            l[j] = l[j] * alpha + warp_sum(s0[j] + s1[j]);
-            m[j] = m_new;
+        for (int r = 0; r < ROWS; r++) {
+            s[r] += __shfl_xor_sync(0xffffffffu, s[r], 1);
+            if (key >= limit[r]) s[r] = -INFINITY;
+            const float m_new = fmaxf(m[r], warp_max(s[r]));
+            if (m_new == -INFINITY) { s[r] = 0.f; continue; }          // nothing visible yet (warp-uniform)
+            const float alpha = exp2f(m[r] - m_new);                   // m = -inf -> 0
+            s[r] = exp2f(s[r] - m_new);
+            l[r] = l[r] * alpha + warp_sum(half == 0 ? s[r] : 0.f);    // each key counted once
+            m[r] = m_new;
             #pragma unroll
-            for (int d = 0; d < DPL; d++) acc[j][d] *= alpha;
+            for (int d = 0; d < DPL; d++) acc[r][d] *= alpha;
         }
 
-        // acc += P V : lane owns features [lane*DPL, lane*DPL + DPL)
-        #pragma unroll 8
-        for (int kk = 0; kk < TILE_KEYS; kk++) {
+        // acc += P V over this warp's 16 keys: lane owns features [lane*DPL, lane*DPL + DPL)
+        #pragma unroll
+        for (int kk = 0; kk < KEYS_PER_WARP; kk++) {
             float vv[DPL];
-            load_vec<T, DPL>(&v_s[stage][kk][lane * DPL], vv);
+            load_vec<T, DPL>(&v_s[stage][warp * KEYS_PER_WARP + kk][lane * DPL], vv);
             #pragma unroll
-            for (int j = 0; j < ROWS_PER_WARP; j++) {
-                const float p = __shfl_sync(0xffffffffu, kk < 32 ? s0[j] : s1[j], kk % 32);
+            for (int r = 0; r < ROWS; r++) {
+                const float p = __shfl_sync(0xffffffffu, s[r], 2 * kk);
                 #pragma unroll
-                for (int d = 0; d < DPL; d++) acc[j][d] += p * vv[d];
+                for (int d = 0; d < DPL; d++) acc[r][d] += p * vv[d];
             }
         }
         __syncthreads();   // the stage is overwritten by the load issued in the next iteration
     }
+    cp_async_wait<0>();
+    __syncthreads();
 
-    // ---- write o (final dtype, or fp32 partial slot) and lse
-    const bool partial = g.out.o_dtype == TKP_FP32;
+    // ---- merge the 4 warps' states (through the K buffers) and write o (final dtype or fp32 slot) and lse
     #pragma unroll
-    for (int j = 0; j < ROWS_PER_WARP; j++) {
-        const int row = row_base + warp + WARPS * j;
+    for (int r = 0; r < ROWS; r++) {
+        #pragma unroll
+        for (int d = 0; d < DPL; d++) o_part[warp][r][lane * DPL + d] = acc[r][d];
+        if (lane == 0) { m_part[warp][r] = m[r]; l_part[warp][r] = l[r]; }
+    }
+    __syncthreads();
+    const bool partial = g.out.o_dtype == TKP_FP32;
+    for (int r = warp; r < ROWS; r += WARPS) {
+        const int row = row_base + r;
         if (row >= g.rows) continue;
+        float m_all = -INFINITY;
+        #pragma unroll
+        for (int w = 0; w < WARPS; w++) m_all = fmaxf(m_all, m_part[w][r]);
+        float l_all = 0.f, o[DPL];
+        #pragma unroll
+        for (int d = 0; d < DPL; d++) o[d] = 0.f;
+        if (m_all != -INFINITY) {
+            #pragma unroll
+            for (int w = 0; w < WARPS; w++) {
+                const float sc = exp2f(m_part[w][r] - m_all);   // an empty warp (m = -inf) weighs 0
+                l_all += l_part[w][r] * sc;
+                #pragma unroll
+                for (int d = 0; d < DPL; d++) o[d] += o_part[w][r][lane * DPL + d] * sc;
+            }
+        }
+        const float inv = l_all > 0.f ? 1.f / l_all : 0.f;
         const int n = row / g.R, hq = h * g.R + row % g.R;
-        const int64_t r = ((int64_t)b * g.Nq + n) * g.Hq + hq;
-        const float inv = l[j] > 0.f ? 1.f / l[j] : 0.f;
+        const int64_t ro = ((int64_t)b * g.Nq + n) * g.Hq + hq;
         if (partial) {
-            float *o = static_cast<float *>(g.out.o) + split * g.out.o_slot_stride + r * D + lane * DPL;
+            float *op = static_cast<float *>(g.out.o) + split * g.out.o_slot_stride + ro * D + lane * DPL;
             #pragma unroll
-            for (int d = 0; d < DPL; d++) o[d] = acc[j][d] * inv;
+            for (int d = 0; d < DPL; d++) op[d] = o[d] * inv;
         } else {
-            T *o = static_cast<T *>(g.out.o) + split * g.out.o_slot_stride + r * D + lane * DPL;
+            T *op = static_cast<T *>(g.out.o) + split * g.out.o_slot_stride + ro * D + lane * DPL;
             #pragma unroll
-            for (int d = 0; d < DPL; d++) o[d] = from_float<T>(acc[j][d] * inv);
+            for (int d = 0; d < DPL; d++) op[d] = from_float<T>(o[d] * inv);
         }
-        if (lane == 0) {
-            g.out.lse[split * g.out.lse_slot_stride + r] = l[j] > 0.f ? (m[j] + __log2f(l[j])) * LN2 : -INFINITY;
-        }
+        if (lane == 0)
+            g.out.lse[split * g.out.lse_slot_stride + ro] = l_all > 0.f ? (m_all + __log2f(l_all)) * LN2 : -INFINITY;
     }
 }
 
-template<typename T, int D, int RPW>
+template<typename T, int D, int ROWS>
 const char *launch(const globals &g0, int n_splits, cudaStream_t stream) {
     globals g = g0;
-    constexpr int ROWS = WARPS * RPW;
     g.row_groups = (g.rows + ROWS - 1) / ROWS;
     const int64_t blocks_x = (int64_t)g.row_groups * g.B * g.Hkv;
     if (blocks_x >= (1ll << 31) || n_splits > 65535) return arg_error("decode: grid too large");
-    constexpr size_t SMEM = smem_bytes<T, D, RPW>();
+    constexpr size_t SMEM = smem_bytes<T, D, ROWS>();
     static bool attribute_set = false;   // per instantiation
     if (!attribute_set) {
-        TKP_TRY(cudaFuncSetAttribute(decode_kernel<T, D, RPW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
+        TKP_TRY(cudaFuncSetAttribute(decode_kernel<T, D, ROWS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
         attribute_set = true;
     }
-    decode_kernel<T, D, RPW><<<dim3((unsigned)blocks_x, (unsigned)n_splits), THREADS, SMEM, stream>>>(g);
+    decode_kernel<T, D, ROWS><<<dim3((unsigned)blocks_x, (unsigned)n_splits), THREADS, SMEM, stream>>>(g);
     return launch_error("tkp decode_kernel launch");
 }
 
 template<typename T, int D>
 const char *launch_rows(const globals &g, int n_splits, cudaStream_t stream) {
-    if (g.rows <= WARPS * 1) return launch<T, D, 1>(g, n_splits, stream);
-    if (g.rows <= WARPS * 2) return launch<T, D, 2>(g, n_splits, stream);
-    if (g.rows <= WARPS * 4) return launch<T, D, 4>(g, n_splits, stream);
-    return launch<T, D, 8>(g, n_splits, stream);
+    if (g.rows <= 1) return launch<T, D, 1>(g, n_splits, stream);
+    if (g.rows <= 2) return launch<T, D, 2>(g, n_splits, stream);
+    if (g.rows <= 4) return launch<T, D, 4>(g, n_splits, stream);
+    return launch<T, D, 8>(g, n_splits, stream);   // more rows: several row groups, each reading the keys again
 }
 
 }  // namespace decode

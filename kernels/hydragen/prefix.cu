@@ -4,8 +4,9 @@
 // q-head of kv-head h are stacked into one matrix of M = (B/Bp)*Nq*(Hq/Hkv) rows and attended, non-causally, against
 // the P keys of that prefix: a matrix-matrix product instead of B matrix-vector products.
 //
-//   grid   = (ceil(M/192) * Bp * Hkv, n_splits)          blockIdx.y splits the key range (merged later by LSE)
-//   block  = 3 consumer warpgroups (64 query rows each) + 1 producer warpgroup (TMA loads of 128-key K/V tiles)
+//   grid   = (ceil(M/(64*CW)) * Bp * Hkv, n_splits)      blockIdx.y splits the key range (merged later by LSE)
+//   block  = CW (2 or 3) consumer warpgroups (64 query rows each) + 1 producer warpgroup (TMA loads of 128-key K/V
+//            tiles); 3 as in TK's mha_h100, 2 where 128-row blocks fill the SMs in fuller waves
 //
 // Differences from TK's mha_h100 forward, on purpose:
 //   * any M and P: query rows past M are zero-filled and never stored; keys past P come zero-filled from TMA and their
@@ -24,15 +25,16 @@ using namespace kittens;
 namespace tkp {
 namespace prefix {
 
-constexpr int CONSUMER_WARPGROUPS = 3;
-constexpr int NUM_WARPGROUPS      = CONSUMER_WARPGROUPS + 1;         // + the producer
-constexpr int NUM_THREADS         = NUM_WARPGROUPS * WARPGROUP_THREADS;
-constexpr int Q_ROWS              = 64;                              // query rows per consumer warpgroup (wgmma M)
-constexpr int BLOCK_ROWS          = CONSUMER_WARPGROUPS * Q_ROWS;    // query rows per block
-constexpr int KV_ROWS             = 128;                             // keys per pipeline stage
+// CW = consumer warpgroups per block (3 like TK's mha_h100, or 2: 128-row blocks fill the 132 SMs in fewer,
+// fuller waves for some shapes; the host picks per shape).
+template<int CW> constexpr int NUM_THREADS = (CW + 1) * WARPGROUP_THREADS;   // + the producer warpgroup
+template<int CW> constexpr int CONSUMER_REGS = CW == 3 ? 160 : 240;         // (CW*regs + 32) * 128 <= 64K
+constexpr int Q_ROWS  = 64;                                                  // query rows per consumer warpgroup
+constexpr int KV_ROWS = 128;                                                 // keys per pipeline stage
 template<int D> constexpr int STAGES = (D == 64) ? 4 : 2;
 
-template<typename T, int D> struct layout {
+template<typename T, int D, int CW> struct layout {
+    static constexpr int BLOCK_ROWS = CW * Q_ROWS;        // query rows per block
     using q_tile     = st<T, Q_ROWS, D>;                  // one consumer warpgroup's queries
     using kv_tile    = st<T, KV_ROWS, D>;                 // 128 keys (or values)
     using lse_vec    = col_vec<st_fl<Q_ROWS, D>>;         // per-row LSE, staged for the scattered store
@@ -41,8 +43,8 @@ template<typename T, int D> struct layout {
     using o_tile     = rt_fl<16, D>;                      // one warp's 16 output rows
     using row_vec    = col_vec<att_tile>;                 // per-row running max / sum
     static constexpr size_t smem_bytes =
-        1024 /* alignment slack */ + CONSUMER_WARPGROUPS * sizeof(q_tile) + 2 * STAGES<D> * sizeof(kv_tile) +
-        CONSUMER_WARPGROUPS * 1024 /* lse vectors, each 1024-aligned */;
+        1024 /* alignment slack */ + CW * sizeof(q_tile) + 2 * STAGES<D> * sizeof(kv_tile) +
+        1024 /* the lse vectors, 1024-aligned */;
 };
 
 struct globals {
@@ -54,7 +56,7 @@ struct globals {
     int G;                        // sequences per prefix row, B / Bp
     int R;                        // q-heads per kv-head, Hq / Hkv
     int M;                        // stacked query rows per (prefix row, kv-head), G*Nq*R
-    int m_blocks;                 // ceil(M / BLOCK_ROWS)
+    int m_blocks;                 // ceil(M / (CW*64))
     int n_tiles;                  // ceil(P / KV_ROWS)
     int tiles_per_split;
 };
@@ -86,8 +88,8 @@ __device__ __forceinline__ void load_kv_tile(ST &dst, const CUtensorMap *map, in
 
 // Gather one consumer warpgroup's 64 query rows into its swizzled tile (16-byte loads); rows past M become zeros.
 template<typename T, int D>
-__device__ __forceinline__ void gather_q(typename layout<T, D>::q_tile &dst, const globals &g, int bp, int h, int row0) {
-    using q_tile = typename layout<T, D>::q_tile;
+__device__ __forceinline__ void gather_q(st<T, Q_ROWS, D> &dst, const globals &g, int bp, int h, int row0) {
+    using q_tile = st<T, Q_ROWS, D>;
     constexpr int ELEMS_PER_LOAD = 16 / sizeof(T);
     constexpr int LOADS_PER_ROW  = D / ELEMS_PER_LOAD;
     constexpr int LOADS          = Q_ROWS * LOADS_PER_ROW / WARPGROUP_THREADS;
@@ -126,10 +128,11 @@ __device__ __forceinline__ void store_o(const rt_fl<16, D> &o, const globals &g,
     }
 }
 
-template<typename T, int D>
-__global__ __launch_bounds__(NUM_THREADS, 1)
+template<typename T, int D, int CW>
+__global__ __launch_bounds__(NUM_THREADS<CW>, 1)
 void prefix_kernel(const __grid_constant__ globals g) {
-    using L = layout<T, D>;
+    using L = layout<T, D, CW>;
+    constexpr int CONSUMER_WARPGROUPS = CW, NUM_WARPGROUPS = CW + 1;
     constexpr int S = STAGES<D>;
     constexpr float SCALE = softmax_scale_log2<D>();   // 1/sqrt(D) * log2(e): scores in base 2
 
@@ -176,8 +179,8 @@ void prefix_kernel(const __grid_constant__ globals g) {
         }
     } else {
         // ================================================================ consumers: online softmax with wgmma
-        warpgroup::increase_registers<160>();
-        const int row0 = m_block * BLOCK_ROWS + wg * Q_ROWS;   // first stacked row of this warpgroup
+        warpgroup::increase_registers<CONSUMER_REGS<CW>>();
+        const int row0 = m_block * L::BLOCK_ROWS + wg * Q_ROWS;   // first stacked row of this warpgroup
         const bool active = row0 < g.M;                        // an idle warpgroup only keeps the pipeline turning
 
         typename L::att_tile att;
@@ -277,12 +280,12 @@ const char *make_kv_map(CUtensorMap *map, const void *base, int Bp, int P, int H
     return nullptr;
 }
 
-template<typename T, int D>
+template<typename T, int D, int CW>
 const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                    const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                    const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                    int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, tkp_out out, cudaStream_t stream) {
-    using L = layout<T, D>;
+    using L = layout<T, D, CW>;
     globals g{};
     if (const char *e = make_kv_map<T, D>(&g.k_map, k, Bp, P, Hkv, k_sb, k_sp, k_sh)) return e;
     if (const char *e = make_kv_map<T, D>(&g.v_map, v, Bp, P, Hkv, v_sb, v_sp, v_sh)) return e;
@@ -293,7 +296,7 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
     const int64_t M = (int64_t)g.G * Nq * g.R;
     if (M >= (1ll << 31) / 2) return arg_error("prefix: too many stacked query rows (B/Bp * Nq * Hq/Hkv)");
     g.M = (int)M;
-    g.m_blocks = (g.M + BLOCK_ROWS - 1) / BLOCK_ROWS;
+    g.m_blocks = (g.M + L::BLOCK_ROWS - 1) / L::BLOCK_ROWS;
     g.n_tiles = (P + KV_ROWS - 1) / KV_ROWS;
     g.tiles_per_split = (g.n_tiles + n_splits - 1) / n_splits;
     if ((int64_t)(g.tiles_per_split) * (n_splits - 1) >= g.n_tiles)
@@ -303,11 +306,11 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
 
     static bool attribute_set = false;   // per instantiation
     if (!attribute_set) {
-        TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
+        TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D, CW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
         attribute_set = true;
     }
     dim3 grid((unsigned)blocks_x, (unsigned)n_splits);
-    prefix_kernel<T, D><<<grid, NUM_THREADS, L::smem_bytes, stream>>>(g);
+    prefix_kernel<T, D, CW><<<grid, NUM_THREADS<CW>, L::smem_bytes, stream>>>(g);
     return launch_error("tkp prefix_kernel launch");
 }
 
@@ -319,7 +322,7 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
                                             const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                                             const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                                             int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits,
-                                            tkp_out out, void *stream) {
+                                            int consumer_warpgroups, tkp_out out, void *stream) {
     using namespace tkp;
     if (B <= 0 || Nq <= 0 || Hq <= 0 || Bp <= 0 || Hkv <= 0) return arg_error("prefix: B, Nq, Hq, Bp, Hkv must be positive");
     if (B % Bp != 0) return arg_error("prefix: the prefix batch Bp must divide the batch B");
@@ -328,12 +331,16 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
     const int n_tiles = (P + prefix::KV_ROWS - 1) / prefix::KV_ROWS;
     if (n_splits < 1 || n_splits > n_tiles) return arg_error("prefix: n_splits must be in [1, ceil(P/128)]");
     if (n_splits > 1 && out.o_dtype != TKP_FP32) return arg_error("prefix: split key ranges need fp32 partial output slots");
+    if (consumer_warpgroups != 2 && consumer_warpgroups != 3) return arg_error("prefix: consumer_warpgroups must be 2 or 3");
     if (q_sb % 8 || q_sn % 8 || q_sh % 8 || (reinterpret_cast<uintptr_t>(q) & 15))
         return arg_error("prefix: q must be 16-byte aligned with strides that are multiples of 8 elements");
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-#define TKP_PREFIX_CASE(TT, DD)                                                                                   \
-    return prefix::launch<TT, DD>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
-                                  Hkv, n_splits, out, s)
+#define TKP_PREFIX_CASE(TT, DD)                                                                               \
+    return consumer_warpgroups == 2                                                                               \
+        ? prefix::launch<TT, DD, 2>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
+                                    Hkv, n_splits, out, s)                                                        \
+        : prefix::launch<TT, DD, 3>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
+                                    Hkv, n_splits, out, s)
     if (dtype == TKP_BF16 && D == 64)  TKP_PREFIX_CASE(kittens::bf16, 64);
     if (dtype == TKP_BF16 && D == 128) TKP_PREFIX_CASE(kittens::bf16, 128);
     if (dtype == TKP_FP16 && D == 64)  TKP_PREFIX_CASE(half, 64);

@@ -107,26 +107,51 @@ def main(argv=None):
     rows.append(dict(what="ceiling_copy_TBps", median_us=bw / 1e12))
     rows.append(dict(what="ceiling_gemm_TFLOPs", median_us=gemm / 1e12))
 
-    # ---- 1. prefix kernel TFLOP/s
+    def record(what, res, **extra):
+        med, p20, p80 = res
+        rows.append(dict(what=what, median_us=med, p20_us=p20, p80_us=p80, n=args.n, **extra))
+        return med
+
+    # ---- 1. prefix kernel TFLOP/s (CUDA-graph replay: the kernel alone, no Python in the timed region)
     B, Hq, Hkv, D, P = 1024, 32, 8, 128, 2048
     q = torch.randn(B, 1, Hq, D, device="cuda", dtype=dt)
     pk = torch.randn(1, P, Hkv, D, device="cuda", dtype=dt)
     pv = torch.randn(1, P, Hkv, D, device="cuda", dtype=dt)
     sub = slice(0, 64)   # correctness on a subsample of sequences (the reference is float64)
-    o, _ = tkh.prefix_attention(q, pk, pv)
-    err = rel_err(o[sub], ref_full(q[sub], pk.expand(64, -1, -1, -1), pv.expand(64, -1, -1, -1)))
     flops = 4 * B * Hq * P * D
     out = (torch.empty_like(q), torch.empty(B, 1, Hq, device="cuda"))
-    auto = tkh.prefix_splits((B // 1) * (Hq // Hkv), Hkv, P, torch.cuda.get_device_properties(0).multi_processor_count,
-                             B * Hq, D)
-    for splits in sorted({auto, 1, 2, 4}):
-        med, p20, p80 = time_fn(lambda: tkh.prefix_attention(q, pk, pv, n_splits=splits, out=out), args.n)
-        tf = flops / (med * 1e-6) / 1e12
-        rows.append(dict(what=f"prefix_B{B}_P{P}_H{Hq}-{Hkv}_splits{splits}{'(auto)' if splits == auto else ''}",
-                         median_us=med, p20_us=p20, p80_us=p80, n=args.n, tflops=tf, rel_err=err))
-        print(f"prefix B{B} P{P} {Hq}/{Hkv} splits={splits}{' (auto)' if splits == auto else ''}: "
-              f"{med:.1f} us [{p20:.1f}, {p80:.1f}]  {tf:.0f} TFLOP/s  rel_err {err:.1e}")
-    del q, pk, pv, o, out
+    auto = tkh._plan_prefix(q, pk, None)
+    for cw, splits in [auto, (3, 1), (2, 1), (3, 2), (2, 2), (3, 3)]:
+        fn = lambda: tkh.prefix_attention(q, pk, pv, n_splits=splits, consumer_warpgroups=cw, out=out)
+        fn()
+        err = rel_err(out[0][sub], ref_full(q[sub], pk.expand(64, -1, -1, -1), pv.expand(64, -1, -1, -1)))
+        med = record(f"prefix_B{B}_P{P}_H{Hq}-{Hkv}_cw{cw}_splits{splits}{'_auto' if (cw, splits) == auto else ''}",
+                     time_fn(graphed(fn), args.n), rel_err=err)
+        rows[-1]["tflops"] = flops / (med * 1e-6) / 1e12
+        print(f"prefix B{B} P{P} {Hq}/{Hkv} cw={cw} splits={splits}{' (auto)' if (cw, splits) == auto else ''}: "
+              f"{med:.1f} us  {rows[-1]['tflops']:.0f} TFLOP/s  rel_err {err:.1e}")
+    med = record("prefix_gqa_eager_auto", time_fn(lambda: tkh.prefix_attention(q, pk, pv, out=out), args.n))
+    print(f"  eager (Python + launch in the timed region): {med:.1f} us")
+    del q, pk, pv, out
+
+    # ---- 1b. the same kernel on TK mha_h100's benchmark shape (B16 H16 N4096 D128 non-causal; Bp = B) vs SDPA
+    B, H, N = 16, 16, 4096
+    q = torch.randn(B, N, H, D, device="cuda", dtype=dt)
+    k = torch.randn(B, N, H, D, device="cuda", dtype=dt)
+    v = torch.randn(B, N, H, D, device="cuda", dtype=dt)
+    out = (torch.empty_like(q), torch.empty(B, N, H, device="cuda"))
+    flops = 4 * B * H * N * N * D
+    fn = lambda: tkh.prefix_attention(q, k, v, out=out)
+    fn()
+    qt, kt, vt = (x.transpose(1, 2).contiguous() for x in (q, k, v))
+    o_sdpa = F.scaled_dot_product_attention(qt, kt, vt).transpose(1, 2)
+    err = rel_err(out[0][:1, :256], ref_full(q[:1, :256], k[:1], v[:1]))
+    for name, f in (("tk_prefix", fn), ("sdpa", lambda: F.scaled_dot_product_attention(qt, kt, vt))):
+        med = record(f"mha_B{B}_H{H}_N{N}_{name}", time_fn(graphed(f), 20), rel_err=err if name == "tk_prefix" else None)
+        rows[-1]["tflops"] = flops / (med * 1e-6) / 1e12
+        print(f"mha B{B} H{H} N{N} D{D} {name}: {med:.1f} us  {rows[-1]['tflops']:.0f} TFLOP/s")
+    print(f"  tk vs sdpa rel diff {rel_err(out[0], o_sdpa.double()):.1e}, tk vs float64 (subsample) {err:.1e}")
+    del q, k, v, qt, kt, vt, out, o_sdpa
 
     # ---- 2. decode step
     B, Hq, Hkv, D, P, S = 32, 32, 32, 128, 4096, 512
@@ -152,24 +177,33 @@ def main(argv=None):
     err_naive = rel_err(naive().transpose(1, 2), ref)
     unique_bytes = 2 * P * Hkv * D * 2 + 2 * B * S * Hkv * D * 2 + 2 * B * Hq * D * 2
     roof = unique_bytes / bw * 1e6
+    prefix_bytes = 2 * P * Hkv * D * 2
+    suffix_bytes = 2 * B * S * Hkv * D * 2
     res = {}
     res["sdpa_naive"] = time_fn(naive, args.n)
-    res["tk_hydragen"] = time_fn(step, args.n)
+    res["sdpa_naive_graph"] = time_fn(graphed(naive), args.n)
+    res["tk_hydragen_eager"] = time_fn(step, args.n)
     res["tk_hydragen_graph"] = time_fn(graphed(step), args.n)
     o1 = (torch.empty_like(q), torch.empty(B, 1, Hq, device="cuda"))
-    res["part_prefix"] = time_fn(lambda: tkh.prefix_attention(q, pk, pv, out=o1), args.n)
+    for cw, sp in [tkh._plan_prefix(q, pk, None), (3, 4), (2, 8), (3, 8)]:
+        res[f"part_prefix_cw{cw}_s{sp}_graph"] = time_fn(graphed(
+            lambda: tkh.prefix_attention(q, pk, pv, n_splits=sp, consumer_warpgroups=cw, out=o1)), args.n)
     o2 = (torch.empty_like(q), torch.empty(B, 1, Hq, device="cuda"))
-    res["part_decode"] = time_fn(lambda: tkh.decode_attention(q, k, v, seq_len, out=o2), args.n)
-    res["part_merge"] = time_fn(lambda: tkh.merge_states(o1[0], o1[1], o2[0], o2[1]), args.n)
-    print(f"decode step B{B} P{P} S{S} {Hq}/{Hkv}: unique bytes {unique_bytes / 1e6:.0f} MB, roofline {roof:.1f} us; "
+    for sp in (1, 2, 4):
+        res[f"part_decode_s{sp}_graph"] = time_fn(graphed(
+            lambda: tkh.decode_attention(q, k, v, seq_len, n_splits=sp, out=o2)), args.n)
+    res["part_merge_graph"] = time_fn(graphed(lambda: tkh.merge_states(o1[0], o1[1], o2[0], o2[1])), args.n)
+    print(f"decode step B{B} P{P} S{S} {Hq}/{Hkv}: unique bytes {unique_bytes / 1e6:.0f} MB, roofline {roof:.1f} us "
+          f"(prefix {prefix_bytes / bw * 1e6:.1f} + suffix {suffix_bytes / bw * 1e6:.1f}); "
           f"rel_err tk {err:.1e} sdpa {err_naive:.1e}")
-    for name, (med, p20, p80) in res.items():
+    for name, r in res.items():
+        med = r[0]
         ratio = res["sdpa_naive"][0] / med
-        print(f"  {name:20s} {med:8.1f} us [{p20:.1f}, {p80:.1f}]  x{ratio:.2f} vs sdpa_naive  "
-              f"{med / roof:.2f}x roofline")
-        rows.append(dict(what=f"step_B{B}_P{P}_S{S}_{name}", median_us=med, p20_us=p20, p80_us=p80, n=args.n,
-                         roofline_us=roof, speedup_vs_sdpa_naive=ratio,
-                         rel_err=err_naive if name == "sdpa_naive" else err))
+        part_roof = (prefix_bytes if "prefix" in name else suffix_bytes if "decode" in name else unique_bytes) / bw * 1e6
+        print(f"  {name:28s} {med:8.1f} us [{r[1]:.1f}, {r[2]:.1f}]  x{ratio:.2f} vs sdpa_naive  "
+              f"{med / roof:.2f}x step roofline  {med / part_roof:.2f}x own-bytes roofline")
+        record(f"step_B{B}_P{P}_S{S}_{name}", r, roofline_us=roof, speedup_vs_sdpa_naive=ratio,
+               rel_err=err_naive if "sdpa" in name else err)
     path = os.path.join(args.out, "bench_hydragen.csv")
     keys = sorted({k for r in rows for k in r})
     with open(path, "w", newline="") as f:

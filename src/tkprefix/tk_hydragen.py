@@ -36,7 +36,7 @@ import torch
 from . import build
 
 __all__ = ["prefix_attention", "decode_attention", "merge_states", "hydragen_attention_nopad",
-           "prefix_splits", "decode_splits"]
+           "prefix_plan", "prefix_splits", "decode_splits"]
 
 PREFIX_BLOCK_ROWS = 192   # query rows per prefix block (3 consumer warpgroups x 64)
 PREFIX_TILE_KEYS = 128    # keys per prefix pipeline stage
@@ -44,8 +44,14 @@ DECODE_TILE_KEYS = 64     # keys per decode tile
 DECODE_WARPS = 4
 
 
+_EXT = None
+
+
 def _ext():
-    return build.load_extension()
+    global _EXT   # cached: this is on every call's path, and load_extension() globs the kernel folders
+    if _EXT is None:
+        _EXT = build.load_extension()
+    return _EXT
 
 
 @lru_cache(maxsize=None)
@@ -105,28 +111,40 @@ def _outputs(q, out, name):
 
 
 # ---------------------------------------------------------------------------------------------------- split plans
-def prefix_splits(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0, D: int = 128) -> int:
-    """Key splits for the prefix kernel: the number that minimises (waves x tiles per block + pipeline fill) plus
-    the cost of merging the fp32 partials, in units of one 128-key tile step (~2.8 us on an H100 at full rate).
+PREFIX_TILE_COST = {3: 1.0, 2: 0.74}   # relative time of one 128-key step of a 192- / 128-row block (compute-bound)
 
+
+def prefix_plan(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0, D: int = 128,
+                consumer_warpgroups: int | None = None, n_splits: int | None = None) -> tuple[int, int]:
+    """(consumer_warpgroups, n_splits) for the prefix kernel.
+
+    Minimises waves x (tiles per block x step cost + pipeline fill) plus the cost of merging fp32 partials, in units
+    of one 128-key step of a 192-row block (~2.8 us at full rate on an H100). Blocks hold 64*cw query rows (cw = 2
+    or 3 consumer warpgroups); splitting the key range multiplies the blocks when rows alone cannot fill the SMs.
     rows: stacked query rows per (prefix row, kv-head); groups: Bp * Hkv; rows_total: B * Nq * Hq (for the merge).
     """
     n_tiles = max(1, math.ceil(P / PREFIX_TILE_KEYS))
-    base = math.ceil(rows / PREFIX_BLOCK_ROWS) * groups
-    best, best_cost = 1, None
-    for s in range(1, min(n_tiles, 64) + 1):
-        tps = math.ceil(n_tiles / s)
-        s_eff = math.ceil(n_tiles / tps)
-        if s_eff != s:
-            continue
-        waves = math.ceil(base * s / n_sm)
-        cost = waves * (tps + 1.5)
-        if s > 1:  # fp32 partials written, read back, output written, at ~2.5 TB/s, in tile steps of 2.8 us
-            merge_bytes = rows_total * D * (4 * s + 4 * s + 2)
-            cost += merge_bytes / 2.5e12 / 2.8e-6
-        if best_cost is None or cost < best_cost * 0.97:
-            best, best_cost = s, cost
-    return best
+    cws = (consumer_warpgroups,) if consumer_warpgroups else (3, 2)
+    best, best_cost = None, None
+    for cw in cws:
+        base = math.ceil(rows / (64 * cw)) * groups
+        splits = (n_splits,) if n_splits else range(1, min(n_tiles, 64) + 1)
+        for s in splits:
+            tps = math.ceil(n_tiles / s)
+            if math.ceil(n_tiles / tps) != s:
+                continue
+            waves = math.ceil(base * s / n_sm)
+            cost = waves * (tps * PREFIX_TILE_COST[cw] + 1.5)
+            if s > 1:  # fp32 partials written and read back, the output written, at ~2.5 TB/s, in 2.8 us steps
+                cost += rows_total * D * (8 * s + 2) / 2.5e12 / 2.8e-6
+            if best_cost is None or cost < best_cost * 0.97:
+                best, best_cost = (cw, s), cost
+    return best if best is not None else (cws[0], n_splits or 1)
+
+
+def prefix_splits(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0, D: int = 128) -> int:
+    """The key-split count of prefix_plan (kept for callers that only want that)."""
+    return prefix_plan(rows, groups, P, n_sm, rows_total, D)[1]
 
 
 def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
@@ -140,26 +158,26 @@ def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
 
 def _decode_blocks(B, Nq, Hq, Hkv):
     rows = Nq * (Hq // Hkv)
-    rpw = 1 if rows <= 4 else 2 if rows <= 8 else 4 if rows <= 16 else 8
-    return math.ceil(rows / (DECODE_WARPS * rpw)) * B * Hkv
+    per_block = 1 if rows <= 1 else 2 if rows <= 2 else 4 if rows <= 4 else 8
+    return math.ceil(rows / per_block) * B * Hkv
 
 
 # ---------------------------------------------------------------------------------------------------- launches into slots
-def _prefix_into(ext, q, k, v, o_slots, lse_slots, n_splits):
-    ext.prefix_attention(q, k, v, o_slots, lse_slots, n_splits, _stream(q))
-
-
-def _plan_prefix(q, k, n_splits):
+def _plan_prefix(q, k, n_splits, consumer_warpgroups=None):
+    """(consumer_warpgroups, n_splits) with every split non-empty."""
     B, Nq, Hq, D = q.shape
     Bp, P, Hkv, _ = k.shape
-    if n_splits is None:
-        rows = (B // Bp) * Nq * (Hq // Hkv)
-        n_splits = prefix_splits(rows, Bp * Hkv, P, _num_sms(q.device.index or 0), B * Nq * Hq, D)
     n_tiles = math.ceil(P / PREFIX_TILE_KEYS)
-    if not 1 <= n_splits <= n_tiles:
+    if n_splits is not None and not 1 <= n_splits <= n_tiles:
         raise ValueError(f"n_splits: must be in [1, {n_tiles}] for a prefix of {P} keys, got {n_splits}")
-    tps = math.ceil(n_tiles / n_splits)
-    return math.ceil(n_tiles / tps)
+    if consumer_warpgroups not in (None, 2, 3):
+        raise ValueError(f"consumer_warpgroups: must be 2, 3 or None, got {consumer_warpgroups}")
+    if n_splits is not None:
+        tps = math.ceil(n_tiles / n_splits)
+        n_splits = math.ceil(n_tiles / tps)
+    rows = (B // Bp) * Nq * (Hq // Hkv)
+    return prefix_plan(rows, Bp * Hkv, P, _num_sms(q.device.index or 0), B * Nq * Hq, D,
+                       consumer_warpgroups, n_splits)
 
 
 def _plan_decode(q, k, n_splits):
@@ -191,12 +209,14 @@ def _seq_len_arg(seq_len, q):
 
 # ---------------------------------------------------------------------------------------------------- public API
 def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_splits: int | None = None,
+                     consumer_warpgroups: int | None = None,
                      out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-causal attention of every query to a shared prefix.
 
     q: (B, Nq, Hq, D); k, v: (Bp, P, Hkv, D) with Bp | B -- sequence b uses prefix row b // (B // Bp).
     Returns o (B, Nq, Hq, D) in q's dtype and lse (B, Nq, Hq) float32 (natural log). P == 0 gives o = 0, lse = -inf.
-    n_splits: key-range splits (default: chosen to fill the GPU); out: optional preallocated (o, lse).
+    n_splits: key-range splits, consumer_warpgroups: 2 or 3 (128- or 192-row blocks) -- both chosen by
+    prefix_plan by default; out: optional preallocated (o, lse).
     """
     _check_qkv(q, k, v)
     B, Nq, Hq, D = q.shape
@@ -212,13 +232,13 @@ def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_spl
         return o, lse
     q, k, v = _prep(q), _prep(k), _prep(v)
     ext = _ext()
-    s = _plan_prefix(q, k, n_splits)
+    cw, s = _plan_prefix(q, k, n_splits, consumer_warpgroups)
     if s == 1:
-        _prefix_into(ext, q, k, v, o, lse, 1)
+        ext.prefix_attention(q, k, v, o, lse, 1, cw, _stream(q))
     else:
         ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
         ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
-        _prefix_into(ext, q, k, v, ws_o, ws_lse, s)
+        ext.prefix_attention(q, k, v, ws_o, ws_lse, s, cw, _stream(q))
         ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
     return o, lse
 
@@ -320,13 +340,13 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     ext = _ext()
     plans = [_plan_prefix(q, sk, prefix_n_splits) for sk, _ in levels]
     d_splits, d_keys = _plan_decode(q, k, decode_n_splits)
-    total = sum(plans) + d_splits
+    total = sum(s for _, s in plans) + d_splits
     ws_o = torch.empty((total, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
     ws_lse = torch.empty((total, B, Nq, Hq), device=q.device, dtype=torch.float32)
     stream = _stream(q)
     slot = 0
-    for (sk, sv), s in zip(levels, plans):
-        ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, stream)
+    for (sk, sv), (cw, s) in zip(levels, plans):
+        ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, stream)
         slot += s
     ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, stream)
     ext.merge_slots([(ws_o, ws_lse)], o, lse, stream)

@@ -91,7 +91,8 @@ PREFIX_CASES = [  # (B, Bp, Nq, Hq, Hkv, P)
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("case", PREFIX_CASES, ids=lambda c: "B{}_Bp{}_N{}_H{}-{}_P{}".format(*c))
 @pytest.mark.parametrize("splits", ["auto", "one", "max"])
-def test_prefix_attention(requires_tk, dtype, D, case, splits):
+@pytest.mark.parametrize("cw", [None, 2, 3], ids=["cw_auto", "cw2", "cw3"])
+def test_prefix_attention(requires_tk, dtype, D, case, splits, cw):
     from tkprefix import tk_hydragen as tkh
 
     B, Bp, Nq, Hq, Hkv, P = case
@@ -99,11 +100,11 @@ def test_prefix_attention(requires_tk, dtype, D, case, splits):
     k = rnd(Bp, P, Hkv, D, dtype=dtype, scale=1.5)
     v = rnd(Bp, P, Hkv, D, dtype=dtype)
     n = {"auto": None, "one": 1, "max": math.ceil(P / 128)}[splits]
-    o, lse = tkh.prefix_attention(q, k, v, n_splits=n, out=poisoned(q))
+    o, lse = tkh.prefix_attention(q, k, v, n_splits=n, consumer_warpgroups=cw, out=poisoned(q))
     G = B // Bp
     o_ref, lse_ref = ref_attention(q, k.repeat_interleave(G, 0), v.repeat_interleave(G, 0),
                                    torch.ones(B, Nq, P, dtype=torch.bool, device="cuda"))
-    check(o, lse, o_ref, lse_ref, dtype, f"prefix {case} splits={splits}")
+    check(o, lse, o_ref, lse_ref, dtype, f"prefix {case} splits={splits} cw={cw}")
 
 
 def test_prefix_strided_cache_read_in_place(requires_tk):
