@@ -1,7 +1,8 @@
 // pybind11/torch binding of the ChunkAttention launchers (launch_chunk.h). Needs only torch/extension.h.
 // The lead's kernels/binding.cpp calls register_chunk_ops(m) from its PYBIND11_MODULE.
 //
-//   chunk_attend(q, k_pool, v_pool, items, cf_chunks, priv_chunks, priv_lens, part_o, part_lse, consumers, stream)
+//   chunk_attend(q, k_pool, v_pool, items, cf_chunks, priv_chunks, priv_lens, part_o, part_lse, consumers, stream,
+//                max_blocks=0) -> None
 //   chunk_merge(part_o, part_lse, merge_offset, merge_rows, o, lse, stream) -> None   (lse may be None)
 // Shapes and meaning: launch_chunk.h. `stream` is torch.cuda.current_stream().cuda_stream (an int), which keeps the
 // calls CUDA-graph capturable.
@@ -35,7 +36,7 @@ const int32_t *ids_ptr(const torch::Tensor &t, const char *name) {
 
 void chunk_attend(torch::Tensor q, torch::Tensor k_pool, torch::Tensor v_pool, torch::Tensor items,
                   torch::Tensor cf_chunks, torch::Tensor priv_chunks, torch::Tensor priv_lens, torch::Tensor part_o, torch::Tensor part_lse, int64_t consumers,
-                  int64_t stream) {
+                  int64_t stream, int64_t max_blocks) {
     check(q, "q", q.scalar_type(), 3);
     const int dt = dtype_code(q, "q");
     check(k_pool, "k_pool", q.scalar_type(), 4);
@@ -54,7 +55,8 @@ void chunk_attend(torch::Tensor q, torch::Tensor k_pool, torch::Tensor v_pool, t
                               v_pool.data_ptr(), (int)k_pool.size(0), (int)hkv, (int)hq, items.data_ptr<int32_t>(),
                               (int)items.size(0), ids_ptr(cf_chunks, "cf_chunks"),
                               ids_ptr(priv_chunks, "priv_chunks"), ids_ptr(priv_lens, "priv_lens"),
-                              part_o.data_ptr<float>(), part_lse.data_ptr<float>(), reinterpret_cast<void *>(stream)));
+                              part_o.data_ptr<float>(), part_lse.data_ptr<float>(), (int)max_blocks,
+                              reinterpret_cast<void *>(stream)));
 }
 
 void chunk_merge(torch::Tensor part_o, torch::Tensor part_lse, torch::Tensor merge_offset, torch::Tensor merge_rows,
@@ -84,7 +86,7 @@ void register_chunk_ops(pybind11::module_ &m) {
     m.def("chunk_attend", &chunk_attend, "ChunkAttention attend phase (chunk-first / sequence-first items)",
           pybind11::arg("q"), pybind11::arg("k_pool"), pybind11::arg("v_pool"), pybind11::arg("items"),
           pybind11::arg("cf_chunks"), pybind11::arg("priv_chunks"), pybind11::arg("priv_lens"), pybind11::arg("part_o"), pybind11::arg("part_lse"), pybind11::arg("consumers"),
-          pybind11::arg("stream"));
+          pybind11::arg("stream"), pybind11::arg("max_blocks") = 0);
     m.def("chunk_merge", &chunk_merge, "ChunkAttention LSE merge of partial rows into o",
           pybind11::arg("part_o"), pybind11::arg("part_lse"), pybind11::arg("merge_offset"),
           pybind11::arg("merge_rows"), pybind11::arg("o"), pybind11::arg("lse"), pybind11::arg("stream"));

@@ -59,6 +59,7 @@ template<typename T, int D, int CS, int NC> struct attend_layout {
         float *part_o;               // (n_partial_rows, hq, D)
         float *part_lse;             // (n_partial_rows, hq)
         int hq, group;               // q-heads, q-heads per kv-head
+        int hkv, n_items;            // kv-heads; items (work units = n_items * hkv)
     };
 };
 
@@ -68,6 +69,9 @@ __device__ static inline void named_sync(int id, int threads) { asm volatile("ba
 template<typename T, int D, int CS, int NC>
 __global__ __launch_bounds__(attend_layout<T, D, CS, NC>::THREADS, attend_layout<T, D, CS, NC>::MIN_BLOCKS)
 void attend_kernel(const __grid_constant__ typename attend_layout<T, D, CS, NC>::globals g) {
+    // Persistent: block b runs the work units u = b, b + gridDim.x, ... where unit u is (item u / hkv, kv-head u % hkv)
+    // (items come longest first, so striding deals them out evenly). The producer's stage ring runs on across units,
+    // so the next unit's chunks stream in while the consumers finish the current one.
     using L = attend_layout<T, D, CS, NC>;
     extern __shared__ int __shm[];
     tma_swizzle_allocator al((int*)&__shm[0]);
@@ -76,53 +80,74 @@ void attend_kernel(const __grid_constant__ typename attend_layout<T, D, CS, NC>:
     typename L::kv_tile (&v_smem)[L::STAGES] = al.allocate<typename L::kv_tile, L::STAGES>();
     __shared__ semaphore k_arrived[L::STAGES], v_arrived[L::STAGES], compute_done[L::STAGES];
 
-    const int32_t *item = g.items + (size_t)blockIdx.x * TKP_CHUNK_ITEM_INTS;
-    const int seq_begin = item[0], row_begin = item[1], n_rows = item[2];
-    const int chunk_begin = item[3], n_chunks = item[4], out_base = item[5];
-    const bool private_kind = item[6] != 0;
-    const int32_t *chunk_ids = private_kind ? g.priv_chunks : g.cf_chunks;
-    const int kv_head = blockIdx.y;
-    const int n_active = min(NC, (n_rows + ROWS_PER_CONSUMER - 1) / ROWS_PER_CONSUMER);  // consumers with rows
     const int warpid = kittens::warpid(), wg = warpid / WARPGROUP_WARPS;
+    const int n_units = g.n_items * g.hkv;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < L::STAGES; s++) {
             init_semaphore(k_arrived[s], 0, 1);
             init_semaphore(v_arrived[s], 0, 1);
-            init_semaphore(compute_done[s], n_active, 0);
+            init_semaphore(compute_done[s], NC, 0);  // every consumer warpgroup arrives once per chunk
         }
     }
     __syncthreads();
 
     if (warpid == L::PRODUCER_WARP) {
-        // ---- producer: stream the item's chunks through the stage ring ----
+        // ---- producer: stream every unit's chunks through the stage ring ----
         if (laneid() == 0) {
-            for (int i = 0; i < n_chunks; i++) {
-                const int s = i % L::STAGES;
-                if (i >= L::STAGES) wait(compute_done[s], ((i / L::STAGES) - 1) & 1);
-                const int chunk = chunk_ids[chunk_begin + i];
-                coord<typename L::kv_tile> idx = {chunk, kv_head, 0, 0};
-                tma::expect_bytes(k_arrived[s], sizeof(typename L::kv_tile));
-                tma::load_async(k_smem[s], g.k, idx, k_arrived[s]);
-                tma::expect_bytes(v_arrived[s], sizeof(typename L::kv_tile));
-                tma::load_async(v_smem[s], g.v, idx, v_arrived[s]);
+            int it = 0;  // chunks issued by this block so far
+            for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
+                const int32_t *item = g.items + (size_t)(u / g.hkv) * TKP_CHUNK_ITEM_INTS;
+                const int kv_head = u % g.hkv, chunk_begin = item[3], n_chunks = item[4];
+                const int32_t *chunk_ids = item[6] ? g.priv_chunks : g.cf_chunks;
+                for (int i = 0; i < n_chunks; i++, it++) {
+                    const int s = it % L::STAGES;
+                    if (it >= L::STAGES) wait(compute_done[s], ((it / L::STAGES) - 1) & 1);
+                    coord<typename L::kv_tile> idx = {chunk_ids[chunk_begin + i], kv_head, 0, 0};
+                    tma::expect_bytes(k_arrived[s], sizeof(typename L::kv_tile));
+                    tma::load_async(k_smem[s], g.k, idx, k_arrived[s]);
+                    tma::expect_bytes(v_arrived[s], sizeof(typename L::kv_tile));
+                    tma::load_async(v_smem[s], g.v, idx, v_arrived[s]);
+                }
             }
         }
         return;
     }
-    if (wg >= n_active) return;  // a consumer without rows (its arrivals are not counted)
 
-    // ---- consumer warpgroup `wg`: query rows row_begin + wg*64 .. +63 of the item ----
-    const int tid = threadIdx.x % WARPGROUP_THREADS;
-    const int tile_row0 = wg * ROWS_PER_CONSUMER;                       // first row of this tile within the item
-    {
-        constexpr int VECS_PER_ROW = D / 8;                              // 16-byte vectors per row
-        const uint32_t q_base = static_cast<uint32_t>(__cvta_generic_to_shared(&q_smem[wg].data[0]));
-        for (int v = tid; v < ROWS_PER_CONSUMER * VECS_PER_ROW; v += WARPGROUP_THREADS) {
+    // ---- consumer warpgroup `wg`: query rows row_begin + wg*64 .. +63 of each unit's item ----
+    const int tid = threadIdx.x % WARPGROUP_THREADS, lane = laneid();
+    const int tile_row0 = wg * ROWS_PER_CONSUMER;  // first row of this warpgroup's tile within an item
+    constexpr int VECS_PER_ROW = D / 8;            // 16-byte vectors per row
+    constexpr float SCALE = softmax_consts<D>::scale_log2;
+    const uint32_t q_base = static_cast<uint32_t>(__cvta_generic_to_shared(&q_smem[wg].data[0]));
+    bool first = true;
+    int it = 0;  // chunks consumed by this block so far (mirrors the producer's count)
+    for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
+        const int32_t *item = g.items + (size_t)(u / g.hkv) * TKP_CHUNK_ITEM_INTS;
+        const int kv_head = u % g.hkv;
+        const int seq_begin = item[0], row_begin = item[1], n_rows = item[2];
+        const int chunk_begin = item[3], n_chunks = item[4], out_base = item[5];
+        const bool private_kind = item[6] != 0;
+        const int n_active = min(NC, (n_rows + ROWS_PER_CONSUMER - 1) / ROWS_PER_CONSUMER);
+        const int my_rows = min(ROWS_PER_CONSUMER, n_rows - tile_row0);  // <= 0: no rows here
+
+        if (wg >= n_active) {  // no rows in this item: keep the ring's arrival count, touch nothing
+            for (int i = 0; i < n_chunks; i++, it++) {
+                const int s = it % L::STAGES;
+                wait(k_arrived[s], (it / L::STAGES) & 1);
+                wait(v_arrived[s], (it / L::STAGES) & 1);
+                if (warpgroup::laneid() == 0) arrive(compute_done[s], 1);
+            }
+            continue;
+        }
+
+        // gather the query rows (not one box in q: sequence-major, q-heads of this kv-head); rows past my_rows keep
+        // the previous item's finite values (zero before the first item): a padded row only affects its own output.
+        for (int v = tid; v < (first ? ROWS_PER_CONSUMER : my_rows) * VECS_PER_ROW; v += WARPGROUP_THREADS) {
             const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
-            uint4 val = make_uint4(0, 0, 0, 0);                          // padding rows are zero
-            if (tile_row0 + r < n_rows) {
-                const int er  = row_begin + tile_row0 + r;               // row in the item's enumeration
+            uint4 val = make_uint4(0, 0, 0, 0);
+            if (r < my_rows) {
+                const int er  = row_begin + tile_row0 + r;  // row in the item's enumeration
                 const int seq = seq_begin + er / g.group;
                 const int qh  = kv_head * g.group + er % g.group;
                 val = *reinterpret_cast<const uint4*>(g.q + ((size_t)seq * g.hq + qh) * D + c);
@@ -130,85 +155,83 @@ void attend_kernel(const __grid_constant__ typename attend_layout<T, D, CS, NC>:
             const uint32_t dst = L::q_tile::idx(q_base, {r, c});
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" :: "r"(dst), "r"(val.x), "r"(val.y), "r"(val.z), "r"(val.w) : "memory");
         }
-        fence_async_shared();                                            // generic stores -> wgmma (async proxy)
+        first = false;
+        fence_async_shared();  // generic stores -> wgmma (async proxy)
         named_sync(2 + wg, WARPGROUP_THREADS);
-    }
 
-    typename L::att_fl  att;
-    typename L::att_mma att_mma;
-    typename L::o_fl    o_reg;
-    typename L::row_vec max_vec, norm_vec, max_last_scaled, max_scaled;
-    warp::neg_infty(max_vec);
-    warp::zero(norm_vec);
-    warp::zero(o_reg);
-    constexpr float SCALE = softmax_consts<D>::scale_log2;
+        typename L::att_fl  att;
+        typename L::att_mma att_mma;
+        typename L::o_fl    o_reg;
+        typename L::row_vec max_vec, norm_vec, max_last_scaled, max_scaled;
+        warp::neg_infty(max_vec);
+        warp::zero(norm_vec);
+        warp::zero(o_reg);
 
-    for (int i = 0; i < n_chunks; i++) {
-        const int s = i % L::STAGES, phase = (i / L::STAGES) & 1;
-        const int len = private_kind ? g.priv_lens[chunk_begin + i] : CS;
+        for (int i = 0; i < n_chunks; i++, it++) {
+            const int s = it % L::STAGES, phase = (it / L::STAGES) & 1;
+            const int len = private_kind ? g.priv_lens[chunk_begin + i] : CS;
 
-        wait(k_arrived[s], phase);
-        warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
-        warp::mul(max_last_scaled, max_vec, SCALE);
-        warpgroup::mma_async_wait();
-        if (len < CS) warp::right_fill(att, att, len, base_types::constants<float>::neg_infty());
+            wait(k_arrived[s], phase);
+            warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
+            warp::mul(max_last_scaled, max_vec, SCALE);
+            warpgroup::mma_async_wait();
+            if (len < CS) warp::right_fill(att, att, len, base_types::constants<float>::neg_infty());
 
-        warp::row_max(max_vec, att, max_vec);
-        warp::mul(att, att, SCALE);
-        warp::mul(max_scaled, max_vec, SCALE);
-        warp::sub_row(att, att, max_scaled);
-        warp::exp2(att, att);
-        warp::sub(max_last_scaled, max_last_scaled, max_scaled);
-        warp::exp2(max_last_scaled, max_last_scaled);
-        warp::mul(norm_vec, norm_vec, max_last_scaled);
-        warp::row_sum(norm_vec, att, norm_vec);
-        warp::copy(att_mma, att);
-        warp::mul_row(o_reg, o_reg, max_last_scaled);
+            warp::row_max(max_vec, att, max_vec);
+            warp::mul(att, att, SCALE);
+            warp::mul(max_scaled, max_vec, SCALE);
+            warp::sub_row(att, att, max_scaled);
+            warp::exp2(att, att);
+            warp::sub(max_last_scaled, max_last_scaled, max_scaled);
+            warp::exp2(max_last_scaled, max_last_scaled);
+            warp::mul(norm_vec, norm_vec, max_last_scaled);
+            warp::row_sum(norm_vec, att, norm_vec);
+            warp::copy(att_mma, att);
+            warp::mul_row(o_reg, o_reg, max_last_scaled);
 
-        wait(v_arrived[s], phase);
-        if (len < CS) {
-            // Zero V rows len..CS-1 (stale pool memory): consumer 0 writes, every active consumer waits.
-            if (wg == 0) {
-                constexpr int VECS_PER_ROW = D / 8;
-                const uint32_t v_base = static_cast<uint32_t>(__cvta_generic_to_shared(&v_smem[s].data[0]));
-                for (int v = tid; v < (CS - len) * VECS_PER_ROW; v += WARPGROUP_THREADS) {
-                    const int r = len + v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
-                    const uint32_t dst = L::kv_tile::idx(v_base, {r, c});
-                    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" :: "r"(dst), "r"(0) : "memory");
+            wait(v_arrived[s], phase);
+            if (len < CS) {
+                // Zero V rows len..CS-1 (stale pool memory): consumer 0 writes, every active consumer waits.
+                if (wg == 0) {
+                    const uint32_t v_base = static_cast<uint32_t>(__cvta_generic_to_shared(&v_smem[s].data[0]));
+                    for (int v = tid; v < (CS - len) * VECS_PER_ROW; v += WARPGROUP_THREADS) {
+                        const int r = len + v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
+                        const uint32_t dst = L::kv_tile::idx(v_base, {r, c});
+                        asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" :: "r"(dst), "r"(0) : "memory");
+                    }
+                    fence_async_shared();
                 }
-                fence_async_shared();
+                named_sync(1, n_active * WARPGROUP_THREADS);
             }
-            named_sync(1, n_active * WARPGROUP_THREADS);
+            warpgroup::mma_AB(o_reg, att_mma, v_smem[s]);
+            warpgroup::mma_async_wait();
+            if (warpgroup::laneid() == 0) arrive(compute_done[s], 1);
         }
-        warpgroup::mma_AB(o_reg, att_mma, v_smem[s]);
-        warpgroup::mma_async_wait();
-        if (warpgroup::laneid() == 0) arrive(compute_done[s], 1);
-    }
 
-    // ---- finish: o /= sum, lse = max*scale*ln2 + ln(sum); write this warp's 16 rows ----
-    warp::div_row(o_reg, o_reg, norm_vec);
-    warp::mul(max_scaled, max_scaled, 0.69314718055994530942f);
-    warp::log(norm_vec, norm_vec);
-    warp::add(norm_vec, norm_vec, max_scaled);
+        // ---- finish: o /= sum, lse = max*scale*ln2 + ln(sum); write this warp's 16 rows ----
+        warp::div_row(o_reg, o_reg, norm_vec);
+        warp::mul(max_scaled, max_scaled, 0.69314718055994530942f);
+        warp::log(norm_vec, norm_vec);
+        warp::add(norm_vec, norm_vec, max_scaled);
 
-    const int lane = laneid();
-    const int warp_row0 = tile_row0 + (warpid % WARPGROUP_WARPS) * 16;
-    #pragma unroll
-    for (int half_ = 0; half_ < 2; half_++) {                            // rows lane/4 and lane/4 + 8
-        const int r = warp_row0 + lane / 4 + 8 * half_;
-        if (r >= n_rows) continue;
-        const int er  = row_begin + r;
-        const int prow = out_base + er / g.group;
-        const int qh  = kv_head * g.group + er % g.group;
-        float *dst = g.part_o + ((size_t)prow * g.hq + qh) * D;
+        const int warp_row0 = tile_row0 + (warpid % WARPGROUP_WARPS) * 16;
         #pragma unroll
-        for (int j = 0; j < D / 16; j++) {
-            const int col = j * 16 + 2 * (lane % 4);
-            *reinterpret_cast<float2*>(dst + col)     = o_reg.tiles[0][j].data[0 + half_];
-            *reinterpret_cast<float2*>(dst + col + 8) = o_reg.tiles[0][j].data[2 + half_];
-        }
-        if (lane % 4 == 0) {
-            g.part_lse[(size_t)prow * g.hq + qh] = half_ == 0 ? norm_vec[0][0].x : norm_vec[0][0].y;
+        for (int half_ = 0; half_ < 2; half_++) {  // rows lane/4 and lane/4 + 8
+            const int r = warp_row0 + lane / 4 + 8 * half_;
+            if (r >= n_rows) continue;
+            const int er   = row_begin + r;
+            const int prow = out_base + er / g.group;
+            const int qh   = kv_head * g.group + er % g.group;
+            float *dst = g.part_o + ((size_t)prow * g.hq + qh) * D;
+            #pragma unroll
+            for (int j = 0; j < D / 16; j++) {
+                const int col = j * 16 + 2 * (lane % 4);
+                *reinterpret_cast<float2*>(dst + col)     = o_reg.tiles[0][j].data[0 + half_];
+                *reinterpret_cast<float2*>(dst + col + 8) = o_reg.tiles[0][j].data[2 + half_];
+            }
+            if (lane % 4 == 0) {
+                g.part_lse[(size_t)prow * g.hq + qh] = half_ == 0 ? norm_vec[0][0].x : norm_vec[0][0].y;
+            }
         }
     }
 }
@@ -260,18 +283,33 @@ static const char *check_cuda(cudaError_t e, const char *what) {
 
 template<typename T, int D, int NC>
 static const char *launch_attend(const void *q, const void *k_pool, const void *v_pool, int cap, int hkv, int hq,
-                         const int32_t *items, int n_items, const int32_t *cf_chunks, const int32_t *priv_chunks,
-                         const int32_t *priv_lens, float *po, float *pl,
-                         cudaStream_t stream) {
+                                 const int32_t *items, int n_items, const int32_t *cf_chunks,
+                                 const int32_t *priv_chunks, const int32_t *priv_lens, float *po, float *pl,
+                                 int max_blocks, cudaStream_t stream) {
     using L = attend_layout<T, D, 64, NC>;
     typename L::kv_gl kg{(T*)k_pool, (unsigned)cap, (unsigned)hkv, 64u, (unsigned)D};
     typename L::kv_gl vg{(T*)v_pool, (unsigned)cap, (unsigned)hkv, 64u, (unsigned)D};
-    typename L::globals g{kg, vg, (const T*)q, items, cf_chunks, priv_chunks, priv_lens, po, pl, hq, hq / hkv};
+    typename L::globals g{kg, vg, (const T*)q, items, cf_chunks, priv_chunks, priv_lens, po, pl, hq, hq / hkv,
+                          hkv, n_items};
     auto kernel = attend_kernel<T, D, 64, NC>;
-    if (const char *err = check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::SMEM),
-                                     "cudaFuncSetAttribute(attend_kernel)")) return err;
-    dim3 grid(n_items, hkv);
-    kernel<<<grid, L::THREADS, L::SMEM, stream>>>(g);
+    static int resident = 0;  // blocks of this instantiation that fit on the whole GPU (computed once)
+    if (resident == 0) {
+        int dev = 0, sms = 0, per_sm = 0;
+        if (const char *err = check_cuda(cudaGetDevice(&dev), "cudaGetDevice")) return err;
+        if (const char *err = check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                              (int)L::SMEM), "cudaFuncSetAttribute(attend_kernel)")) return err;
+        if (const char *err = check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev),
+                                         "cudaDeviceGetAttribute")) return err;
+        if (const char *err = check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, L::THREADS, L::SMEM),
+                                         "cudaOccupancyMaxActiveBlocksPerMultiprocessor")) return err;
+        if (per_sm < 1) return "tkp_chunk: attend_kernel does not fit on an SM";
+        resident = sms * per_sm;
+    }
+    const long long units = (long long)n_items * hkv;
+    long long blocks = max_blocks > 0 ? (long long)max_blocks : (long long)resident;
+    if (blocks > units) blocks = units;
+    if (blocks > 0x7fffffffLL) blocks = 0x7fffffffLL;
+    kernel<<<dim3((unsigned)blocks), L::THREADS, L::SMEM, stream>>>(g);
     return check_cuda(cudaGetLastError(), "attend_kernel launch");
 }
 
@@ -291,20 +329,20 @@ extern "C" const char *tkp_chunk_attend(int dtype, int d_head, int chunk_size, i
                                 const void *q, const void *k_pool, const void *v_pool,
                                 int capacity_chunks, int n_kv_heads, int n_q_heads,
                                 const int32_t *items, int n_items, const int32_t *cf_chunks,
-                                const int32_t *priv_chunks, const int32_t *priv_lens, float *part_o, float *part_lse, void *stream) {
+                                const int32_t *priv_chunks, const int32_t *priv_lens, float *part_o,
+                                float *part_lse, int max_blocks, void *stream) {
     if (chunk_size != 64) return "tkp_chunk: chunk_size must be 64";
     if (d_head != 64 && d_head != 128) return "tkp_chunk: d_head must be 64 or 128";
     if (consumers != 1 && consumers != 2) return "tkp_chunk: consumers must be 1 or 2";
     if (dtype != TKP_DTYPE_BF16 && dtype != TKP_DTYPE_FP16) return "tkp_chunk: dtype must be bf16 or fp16";
     if (n_kv_heads <= 0 || n_q_heads <= 0 || n_q_heads % n_kv_heads != 0) return "tkp_chunk: n_q_heads must be a positive multiple of n_kv_heads";
-    if (n_kv_heads > 65535) return "tkp_chunk: n_kv_heads must be <= 65535";
     if (capacity_chunks <= 0) return "tkp_chunk: capacity_chunks must be positive";
     if (n_items < 0) return "tkp_chunk: n_items must be >= 0";
     if (n_items == 0) return nullptr;
     if (!q || !k_pool || !v_pool || !items || !part_o || !part_lse) return "tkp_chunk: null pointer argument";
     cudaStream_t s = (cudaStream_t)stream;
     const bool b = dtype == TKP_DTYPE_BF16;
-    #define TKP_ATTEND(TT, DD, NN) launch_attend<TT, DD, NN>(q, k_pool, v_pool, capacity_chunks, n_kv_heads, n_q_heads, items, n_items, cf_chunks, priv_chunks, priv_lens, part_o, part_lse, s)
+    #define TKP_ATTEND(TT, DD, NN) launch_attend<TT, DD, NN>(q, k_pool, v_pool, capacity_chunks, n_kv_heads, n_q_heads, items, n_items, cf_chunks, priv_chunks, priv_lens, part_o, part_lse, max_blocks, s)
     if (d_head == 128) {
         if (consumers == 1) return b ? TKP_ATTEND(bf16, 128, 1) : TKP_ATTEND(half, 128, 1);
         return b ? TKP_ATTEND(bf16, 128, 2) : TKP_ATTEND(half, 128, 2);

@@ -31,12 +31,14 @@ extern "C" {
 // Attention of each item's query rows against its chunks, read in place from the pool
 // k_pool, v_pool: (capacity_chunks, n_kv_heads, chunk_size, d_head) of dtype. q: (n_seqs, n_q_heads, d_head).
 // consumers: 1 (items of <= 64 rows) or 2 (items of <= 128 rows). chunk_size: 64. d_head: 64 or 128.
+// The grid is persistent: max_blocks <= 0 launches as many blocks as fit on the GPU at once (each then runs units
+// (item, kv-head) b, b + grid, ...; items should come longest first); max_blocks > 0 caps the grid there instead.
 const char *tkp_chunk_attend(int dtype, int d_head, int chunk_size, int consumers,
                              const void *q, const void *k_pool, const void *v_pool,
                              int capacity_chunks, int n_kv_heads, int n_q_heads,
                              const int32_t *items, int n_items, const int32_t *cf_chunks,
                              const int32_t *priv_chunks, const int32_t *priv_lens,
-                             float *part_o, float *part_lse, void *stream);
+                             float *part_o, float *part_lse, int max_blocks, void *stream);
 
 // o (n_seqs, n_q_heads, d_head) of dtype = LSE merge of each sequence's partial rows; lse (n_seqs, n_q_heads)
 // float32 if not null. A sequence with no partial rows gets o = 0, lse = -inf.

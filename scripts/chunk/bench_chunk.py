@@ -32,6 +32,21 @@ from tkprefix.bench.peers import SdpaHydragen, SdpaNaive, _tokens
 from tkprefix.bench.timing import L2Flusher, capture_graph, measure_ceilings, time_interleaved
 from tkprefix.cache import ChunkKVCache
 
+# the default path and the variants that show what each design choice is worth (same inputs, interleaved)
+TK_VARIANTS = {
+    "tk_chunk_attn": {},
+    "tk_chunk_attn[nc1_only]": {"wide_rows": 10**9},  # chunk-first rows in 64-row items only (K/V re-read via L2)
+    "tk_chunk_attn[non_persistent]": {"max_blocks": 10**9},  # one block per (item, kv-head)
+    "tk_chunk_attn[mc=4]": {"max_chunks": 4},
+    "tk_chunk_attn[mc=16]": {"max_chunks": 16},
+}
+
+CF_VARIANTS = {
+    "tk_chunk_first": {},
+    "tk_chunk_first[per_chunk]": {"max_chunks": 1},  # one partial per (shared chunk, row): the paper's layout
+    "tk_chunk_first[nc1_only]": {"wide_rows": 10**9},
+}
+
 COLUMNS = ["config", "impl", "status", "batch", "q_heads", "kv_heads", "head_dim", "prefix", "suffix", "dtype",
            "graph", "median_us", "p20_us", "p80_us", "n", "rel_err", "unique_bytes", "flops", "roofline_us",
            "pct_roofline", "tflops", "tb_per_s", "max_chunks", "blocks", "plan_us", "work_us", "levels"]
@@ -88,37 +103,36 @@ def bench_chunk_first(args, ceil, flusher, rows):
             cache, q, _ = build_cache(case, inp)
             plan_us, work_us = host_costs(cache, heads)
             runners, meta = {}, {}
-            for mc in (None, 1):
-                part_o, part_lse, work = tk_chunk.chunk_first(q, cache, max_chunks=mc)
-                # correctness of the phase: rows of the first piece vs float64 over its chunks
-                g, (po, pl) = capture_graph(lambda mc=mc: tk_chunk.chunk_first(q, cache, max_chunks=mc)[:2])
-                runners[mc] = g.replay
-                meta[mc] = (work, po, pl)
+            for name, kw in CF_VARIANTS.items():
+                part_o, part_lse, work = tk_chunk.chunk_first(q, cache, **kw)
+                g, (po, pl) = capture_graph(lambda kw=kw: tk_chunk.chunk_first(q, cache, **kw)[:2])
+                runners[name] = g.replay
+                meta[name] = (work, po, pl)
             samples = time_interleaved(runners, args.reps, flusher)
-            for mc in (None, 1):
-                work, po, pl = meta[mc]
+            for name in CF_VARIANTS:
+                work, po, pl = meta[name]
                 err = check_first_piece(q, cache, work, po, pl)
-                qs = stats.quantiles(samples[mc])
+                qs = stats.quantiles(samples[name])
                 flops = 4 * batch * heads * 256 * 64 * 128
                 kv_bytes = 256 * heads * 64 * 128 * 2 * 2
-                ubytes = kv_bytes + q.numel() * 2 + work.n_chunk_first_partial_rows * heads * (128 + 1) * 4
+                ubytes = kv_bytes + q.numel() * 2 + batch * heads * (128 + 1) * 4  # K/V once, q, one fp32 row out
                 roof = stats.roofline_us(ubytes, flops, ceil["copy_bw_bytes_per_s"], ceil["gemm_flops_per_s"])
-                rows.append(row(case, "tk_chunk_first" + ("" if mc is None else "_per_chunk"), True, qs,
+                rows.append(row(case, name, True, qs,
                                 rel_err=f"{err:.2e}", unique_bytes=ubytes, flops=flops, roofline_us=round(roof, 2),
                                 pct_roofline=round(100 * roof / qs.median, 1),
                                 tflops=round(flops / qs.median / 1e6, 1), tb_per_s=round(ubytes / qs.median / 1e6, 3),
-                                max_chunks=work.max_chunks, blocks=work.stats["blocks"], plan_us=round(plan_us),
+                                max_chunks=work.max_chunks, blocks=work.stats["units"], plan_us=round(plan_us),
                                 work_us=round(work_us)))
                 print_row(rows[-1])
-            del cache, inp, runners, meta
+            cache = inp = runners = meta = None  # free the GPU memory before the next case
             torch.cuda.empty_cache()
 
 
 def check_first_piece(q, cache, work, po, pl) -> float:
     """rel err of one chunk-first item's partial rows against float64 attention over the item's chunks."""
     for nc in (1, 2):
-        if work.n_chunk_first[nc]:
-            seq0, row0, n_rows, c0, n_c, out0, _ = work.items[nc][0].tolist()
+        if len(work.chunk_first_items[nc]):
+            seq0, row0, n_rows, c0, n_c, out0, _ = work.chunk_first_items[nc][0].tolist()
             break
     g = q.shape[1] // cache.n_heads
     ids = work.cf_chunks[c0 : c0 + n_c].long()
@@ -156,16 +170,17 @@ def bench_decode(args, ceil, flusher, rows):
         flops = stats.attention_flops(batch=case.batch, q_heads=case.q_heads, head_dim=case.head_dim,
                                       keys_per_query=case.total_keys)
         roof = stats.roofline_us(ubytes, flops, ceil["copy_bw_bytes_per_s"], ceil["gemm_flops_per_s"])
-        runners, errs, kinds = {}, {}, {}
-
-        def tk_run():
-            return tk_chunk.chunk_attention(q, cache)
-
-        o = tk_chunk.chunk_attention(q, cache, poison=float("nan"))
-        errs["tk_chunk_attn"] = rel_err(o[inv][check], ref)
-        runners[("tk_chunk_attn", False)] = tk_run
-        g, _ = capture_graph(tk_run)
-        runners[("tk_chunk_attn", True)] = g.replay
+        runners, errs, kinds, works = {}, {}, {}, {}
+        for name, kw in TK_VARIANTS.items():
+            if args.quick and name != "tk_chunk_attn":
+                continue
+            o = tk_chunk.chunk_attention(q, cache, poison=float("nan"), **kw)
+            errs[name] = rel_err(o[inv][check], ref)
+            works[name] = tk_chunk.plan_work(cache, case.q_heads, kw.get("max_chunks"), kw.get("wide_rows", 64))[1]
+            g, _ = capture_graph(lambda kw=kw: tk_chunk.chunk_attention(q, cache, **kw))
+            runners[(name, True)] = g.replay
+            if name == "tk_chunk_attn":
+                runners[(name, False)] = lambda: tk_chunk.chunk_attention(q, cache)
         for peer in (SdpaNaive(), SdpaHydragen()):
             try:
                 prep = peer.prepare(case, inp)
@@ -186,15 +201,15 @@ def bench_decode(args, ceil, flusher, rows):
             rows.append(row(case, name, graph, qs, rel_err=f"{errs[name]:.2e}", unique_bytes=ubytes, flops=flops,
                             roofline_us=round(roof, 2), pct_roofline=round(100 * roof / qs.median, 1),
                             tflops=round(flops / qs.median / 1e6, 2), tb_per_s=round(ubytes / qs.median / 1e6, 3),
-                            max_chunks=work.max_chunks if name.startswith("tk") else "",
-                            blocks=work.stats["blocks"] if name.startswith("tk") else "",
+                            max_chunks=works[name].max_chunks if name in works else "",
+                            blocks=works[name].stats["units"] if name in works else "",
                             plan_us=round(plan_us) if name.startswith("tk") else "",
                             work_us=round(work_us) if name.startswith("tk") else ""))
             print_row(rows[-1])
         for name, status in kinds.items():
             rows.append(row(case, name, False, None, status=status))
             print_row(rows[-1])
-        del cache, inp, runners, g
+        cache = inp = runners = None  # free the GPU memory before the next case
         torch.cuda.empty_cache()
 
 

@@ -46,11 +46,10 @@ KIND_SHARED, KIND_PRIVATE = 0, 1
 # ------------------------------------------------------------------------------------------------ the work lists
 @dataclass
 class ChunkWork:
-    """Device work lists for one (plan, Hq). `items[nc]` runs with `nc` consumer warpgroups (rows <= 64·nc);
-    its first `n_chunk_first[nc]` rows are chunk-first items."""
+    """Device work lists for one (plan, Hq). `items[nc]` runs with `nc` consumer warpgroups (rows <= 64·nc)."""
 
-    items: dict  # nc -> int32 (n, ITEM_INTS) on the device
-    n_chunk_first: dict  # nc -> int
+    items: dict  # nc -> int32 (n, ITEM_INTS) on the device, longest first (both phases)
+    chunk_first_items: dict  # nc -> the chunk-first items alone (to time that phase by itself)
     cf_chunks: torch.Tensor  # int32: chunk ids of the chunk-first items, grouped by row range
     merge_offset: torch.Tensor  # int32 (n_seqs + 1,)
     merge_rows: torch.Tensor  # int32
@@ -71,11 +70,13 @@ def _split(total: np.ndarray, pieces: np.ndarray):
 
 
 def build_work(plan, n_kv_heads: int, n_q_heads: int, device, n_sm: int = 132, max_chunks: int | None = None,
-               blocks_target: int | None = None) -> ChunkWork:
+               units_target: int | None = None, wide_rows: int = 64) -> ChunkWork:
     """Derive the kernels' work lists from a ChunkPlan (host lists only: no device sync).
 
-    max_chunks: most chunks one block attends (None: chosen so that about `blocks_target` blocks (default 4·n_sm)
-    share the step's chunk loads).
+    max_chunks: most chunks one work unit (item, kv-head) attends (None: chosen so that the step's chunk loads
+    split into about `units_target` units, default 8·n_sm, enough for the persistent grid to balance).
+    wide_rows: chunk-first row ranges of more than this many stacked rows use items of 128 rows (2 consumer
+    warpgroups sharing each K/V tile); others use items of 64 rows (1 consumer).
     """
     if n_q_heads % n_kv_heads:
         raise ValueError(f"n_q_heads ({n_q_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
@@ -97,13 +98,13 @@ def build_work(plan, n_kv_heads: int, n_q_heads: int, device, n_sm: int = 132, m
     gcount = np.diff(np.append(gstart, len(sc)))
     grow0, gseqs = s0[gstart], (s1 - s0)[gstart]
     grows = gseqs * g
-    gnc = np.where(grows <= ROWS_PER_CONSUMER, 1, 2)
+    gnc = np.where(grows <= max(wide_rows, ROWS_PER_CONSUMER), 1, 2)
     gtiles = -(-grows // (ROWS_PER_CONSUMER * gnc))
     ptiles = -(-np.full(n_seqs, g) // ROWS_PER_CONSUMER)  # row tiles of one sequence's q-heads
 
     if max_chunks is None:
         units = int((gcount * gtiles).sum() + (n_priv * ptiles).sum()) * n_kv_heads  # (chunk, tile, head) loads
-        target = blocks_target or 4 * n_sm
+        target = units_target or 8 * n_sm
         max_chunks = max(1, math.ceil(units / target))
     if max_chunks < 1:
         raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
@@ -141,32 +142,29 @@ def build_work(plan, n_kv_heads: int, n_q_heads: int, device, n_sm: int = 132, m
                        np.minimum(ROWS_PER_CONSUMER, g - tidx * ROWS_PER_CONSUMER),
                        poff[ps[t_owner]] + pbeg2[t_owner], pcnt2[t_owner], prow[t_owner],
                        np.full(len(t_owner), KIND_PRIVATE)], axis=1)
-        it = it[np.argsort(-it[:, 4], kind="stable")]  # longest first
         rows_items.append((1, KIND_PRIVATE, it))
         merge_seq.append(ps)
         merge_prow.append(prow)
 
-    items, n_cf = {}, {}
+    items, cf_items = {}, {}
+    to_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int32)).to(device)  # noqa: E731
+    empty = np.zeros((0, ITEM_INTS), dtype=np.int64)
     for nc in (1, 2):
-        cf = [a for n, k, a in rows_items if n == nc and k == KIND_SHARED]
-        pv = [a for n, k, a in rows_items if n == nc and k == KIND_PRIVATE]
-        cf = np.concatenate(cf) if cf else np.zeros((0, ITEM_INTS), dtype=np.int64)
-        if len(cf):
-            cf = cf[np.argsort(-cf[:, 4], kind="stable")]
-        allv = np.concatenate([cf] + pv) if pv else cf
-        items[nc] = torch.from_numpy(np.ascontiguousarray(allv, dtype=np.int32)).to(device)
-        n_cf[nc] = len(cf)
+        cf = np.concatenate([empty] + [a for n, k, a in rows_items if n == nc and k == KIND_SHARED])
+        allv = np.concatenate([cf] + [a for n, k, a in rows_items if n == nc and k == KIND_PRIVATE])
+        items[nc] = to_dev(allv[np.argsort(-allv[:, 4], kind="stable")])  # longest first (LPT over the grid)
+        cf_items[nc] = to_dev(cf[np.argsort(-cf[:, 4], kind="stable")])
     mseq = np.concatenate(merge_seq) if merge_seq else np.zeros(0, dtype=np.int64)
     mrow = np.concatenate(merge_prow) if merge_prow else np.zeros(0, dtype=np.int64)
     morder = np.argsort(mseq, kind="stable")
     moff = np.zeros(n_seqs + 1, dtype=np.int64)
     moff[1:] = np.cumsum(np.bincount(mseq, minlength=n_seqs))
-    i32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int32)).to(device)  # noqa: E731
-    stats = {"cf_groups": len(gstart), "cf_items": n_cf[1] + n_cf[2],
-             "sf_items": len(items[1]) - n_cf[1], "max_chunks": max_chunks,
-             "partial_rows": out, "blocks": (len(items[1]) + len(items[2])) * n_kv_heads}
-    return ChunkWork(items=items, n_chunk_first=n_cf, cf_chunks=i32(sc), merge_offset=i32(moff),
-                     merge_rows=i32(mrow[morder]), n_partial_rows=out, n_chunk_first_partial_rows=n_cf_rows,
+    n_cf = len(cf_items[1]) + len(cf_items[2])
+    stats = {"cf_groups": len(gstart), "cf_items": n_cf, "sf_items": len(items[1]) + len(items[2]) - n_cf,
+             "max_chunks": max_chunks, "partial_rows": out, "units": (len(items[1]) + len(items[2])) * n_kv_heads,
+             "units_nc2": len(items[2]) * n_kv_heads}
+    return ChunkWork(items=items, chunk_first_items=cf_items, cf_chunks=to_dev(sc), merge_offset=to_dev(moff),
+                     merge_rows=to_dev(mrow[morder]), n_partial_rows=out, n_chunk_first_partial_rows=n_cf_rows,
                      max_chunks=max_chunks, stats=stats)
 
 
@@ -181,7 +179,7 @@ class _CtypesOps:
         lib = ctypes.CDLL(path)
         p, i = ctypes.c_void_p, ctypes.c_int
         lib.tkp_chunk_attend.restype = ctypes.c_char_p
-        lib.tkp_chunk_attend.argtypes = [i, i, i, i, p, p, p, i, i, i, p, i, p, p, p, p, p, p]
+        lib.tkp_chunk_attend.argtypes = [i, i, i, i, p, p, p, i, i, i, p, i, p, p, p, p, p, i, p]
         lib.tkp_chunk_merge.restype = ctypes.c_char_p
         lib.tkp_chunk_merge.argtypes = [i, i, i, i, p, p, p, p, p, p, p]
         self.lib, self.path = lib, path
@@ -191,12 +189,12 @@ class _CtypesOps:
         return t.data_ptr() if t is not None and t.numel() else None
 
     def chunk_attend(self, q, k_pool, v_pool, items, cf_chunks, priv_chunks, priv_lens, part_o, part_lse,
-                     consumers, stream):
+                     consumers, stream, max_blocks=0):
         err = self.lib.tkp_chunk_attend(
             _DTYPE_CODE[q.dtype], q.shape[2], k_pool.shape[2], consumers, q.data_ptr(), k_pool.data_ptr(),
             v_pool.data_ptr(), k_pool.shape[0], k_pool.shape[1], q.shape[1], self._ptr(items), items.shape[0],
             self._ptr(cf_chunks), self._ptr(priv_chunks), self._ptr(priv_lens), self._ptr(part_o),
-            self._ptr(part_lse), stream)
+            self._ptr(part_lse), max_blocks, stream)
         if err:
             raise RuntimeError(err.decode())
 
@@ -250,17 +248,18 @@ def ops():
 _WORK: dict = {}
 
 
-def plan_work(cache, n_q_heads: int, max_chunks: int | None = None) -> tuple:
+def plan_work(cache, n_q_heads: int, max_chunks: int | None = None, wide_rows: int = 64) -> tuple:
     """(plan, ChunkWork) for the cache's current plan; the work is rebuilt only when the plan object changes."""
     plan = cache.plan()
-    key = (id(plan), n_q_heads, max_chunks)
+    key = (id(plan), n_q_heads, max_chunks, wide_rows)
     hit = _WORK.get(key)
     if hit is not None and hit[0]() is plan:
         return plan, hit[1]
     for k in [k for k, (ref, _) in _WORK.items() if ref() is None]:
         del _WORK[k]
     n_sm = torch.cuda.get_device_properties(cache.k_pool.device).multi_processor_count
-    work = build_work(plan, cache.n_heads, n_q_heads, cache.k_pool.device, n_sm=n_sm, max_chunks=max_chunks)
+    work = build_work(plan, cache.n_heads, n_q_heads, cache.k_pool.device, n_sm=n_sm, max_chunks=max_chunks,
+                      wide_rows=wide_rows)
     _WORK[key] = (weakref.ref(plan), work)
     return plan, work
 
@@ -292,31 +291,36 @@ def _check(q, cache):
             raise ValueError(f"cache.{name} must be 16-byte aligned (TMA)")
 
 
-def _launch_attend(q, cache, plan, work, part_o, part_lse, stream, chunk_first_only=False):
+def _aligned(q):
+    """Contiguous, 16-byte aligned q (the kernel gathers query rows with 16-byte loads)."""
+    q = q.contiguous()
+    return q if q.data_ptr() % 16 == 0 else q.clone()
+
+
+def _launch_attend(q, cache, plan, work, part_o, part_lse, stream, chunk_first_only=False, max_blocks=0):
     o = ops()
-    for nc in (1, 2):
-        items = work.items[nc]
-        if chunk_first_only:
-            items = items[: work.n_chunk_first[nc]]
+    for nc in (2, 1):
+        items = (work.chunk_first_items if chunk_first_only else work.items)[nc]
         if items.shape[0]:
             o.chunk_attend(q, cache.k_pool, cache.v_pool, items, work.cf_chunks, plan.private_chunk,
-                           plan.private_len, part_o, part_lse, nc, stream)
+                           plan.private_len, part_o, part_lse, nc, stream, max_blocks)
 
 
 def chunk_attention(q: torch.Tensor, cache, return_lse: bool = False, max_chunks: int | None = None,
-                    poison: float | None = None):
+                    poison: float | None = None, wide_rows: int = 64, max_blocks: int = 0):
     """One decode step on the H100: q (n_seqs, Hq, D) in `cache.seq_ids` order → o (n_seqs, Hq, D) in q's dtype
     (and lse (n_seqs, Hq) float32, natural log, if return_lse). Hq a multiple of cache.n_heads; D 64 or 128;
     bf16 or fp16; chunk_size 64. No host sync; capturable in a CUDA graph while the tree keeps its shape.
 
-    max_chunks: most chunks one thread block attends (None: sized to the GPU). poison: tests only -- fill the
-    partial and output buffers with this value first, so that an unwritten row shows."""
+    max_chunks, wide_rows: work split (see `build_work`); max_blocks: grid cap (0: persistent, as many blocks as
+    fit). poison: tests only -- fill the partial and output buffers with this value first, so that an unwritten
+    row shows."""
     _check(q, cache)
     n_seqs = len(cache.seq_ids)
     if q.shape[0] != n_seqs:
         raise ValueError(f"q must have one row per sequence of the cache ({n_seqs}), got {q.shape[0]}")
-    q = q.contiguous()
-    plan, work = plan_work(cache, q.shape[1], max_chunks)
+    q = _aligned(q)
+    plan, work = plan_work(cache, q.shape[1], max_chunks, wide_rows)
     stream = torch.cuda.current_stream(q.device).cuda_stream
     part_o = torch.empty((work.n_partial_rows, q.shape[1], q.shape[2]), dtype=torch.float32, device=q.device)
     part_lse = torch.empty((work.n_partial_rows, q.shape[1]), dtype=torch.float32, device=q.device)
@@ -326,19 +330,19 @@ def chunk_attention(q: torch.Tensor, cache, return_lse: bool = False, max_chunks
         for t in (part_o, part_lse, out, lse):
             if t is not None:
                 t.fill_(poison)
-    _launch_attend(q, cache, plan, work, part_o, part_lse, stream)
+    _launch_attend(q, cache, plan, work, part_o, part_lse, stream, max_blocks=max_blocks)
     ops().chunk_merge(part_o, part_lse, work.merge_offset, work.merge_rows, out, lse, stream)
     return (out, lse) if return_lse else out
 
 
-def chunk_first(q: torch.Tensor, cache, max_chunks: int | None = None):
+def chunk_first(q: torch.Tensor, cache, max_chunks: int | None = None, wide_rows: int = 64, max_blocks: int = 0):
     """The chunk-first phase alone (for measurement): (part_o, part_lse, work); rows past
     `work.n_chunk_first_partial_rows` are not written."""
     _check(q, cache)
-    q = q.contiguous()
-    plan, work = plan_work(cache, q.shape[1], max_chunks)
+    q = _aligned(q)
+    plan, work = plan_work(cache, q.shape[1], max_chunks, wide_rows)
     stream = torch.cuda.current_stream(q.device).cuda_stream
     part_o = torch.empty((work.n_partial_rows, q.shape[1], q.shape[2]), dtype=torch.float32, device=q.device)
     part_lse = torch.empty((work.n_partial_rows, q.shape[1]), dtype=torch.float32, device=q.device)
-    _launch_attend(q, cache, plan, work, part_o, part_lse, stream, chunk_first_only=True)
+    _launch_attend(q, cache, plan, work, part_o, part_lse, stream, chunk_first_only=True, max_blocks=max_blocks)
     return part_o, part_lse, work

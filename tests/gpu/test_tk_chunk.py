@@ -134,6 +134,8 @@ def emulate(q, cache, work, plan):
     pc, pl = plan.private_chunk.cpu().tolist(), plan.private_len.cpu().tolist()
     kp, vp = cache.k_pool.double().cpu(), cache.v_pool.double().cpu()
     for nc in (1, 2):
+        assert sorted(map(tuple, work.chunk_first_items[nc].tolist())) == sorted(
+            it for it in map(tuple, work.items[nc].tolist()) if it[6] == 0)
         for it in work.items[nc].cpu().tolist():
             seq0, row0, n_rows, c0, n_c, out0, kind = it
             assert 1 <= n_rows <= 64 * nc and n_c >= 1
@@ -171,8 +173,9 @@ def test_work_lists_cover_every_key_once(seed):
             world.step()
         q = torch.randn(len(world.cache.seq_ids), kv_heads * grp, 8, dtype=torch.float64)
         plan = world.cache.plan()
-        for max_chunks in (1, 2, 5, None):
-            work = tk_chunk.build_work(plan, kv_heads, kv_heads * grp, "cpu", n_sm=4, max_chunks=max_chunks)
+        for max_chunks, wide in ((1, 64), (2, 128), (5, 64), (None, 10**9)):
+            work = tk_chunk.build_work(plan, kv_heads, kv_heads * grp, "cpu", n_sm=4, max_chunks=max_chunks,
+                                       wide_rows=wide)
             o, lse = emulate(q, world.cache, work, plan)
             ref_o, ref_lse = world.oracle(q)
             assert rel_err(o, ref_o) < 1e-12
@@ -201,10 +204,9 @@ def gpu(fn):
 TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
 
 
-def run_checked(world, grp, poison=True, max_chunks=None):
+def run_checked(world, grp, poison=True, **kw):
     q = torch.randn(len(world.cache.seq_ids), world.kv_heads * grp, world.dim, device="cuda").to(world.dtype)
-    out = tk_chunk.chunk_attention(q, world.cache, return_lse=True, max_chunks=max_chunks,
-                                   poison=float("nan") if poison else None)
+    out = tk_chunk.chunk_attention(q, world.cache, return_lse=True, poison=float("nan") if poison else None, **kw)
     o, lse = out
     torch.cuda.synchronize()
     ref_o, ref_lse = world.oracle(q)
@@ -228,7 +230,8 @@ def test_random_trees_with_changes(seed, dim, dtype):
     errs = [run_checked(world, grp)]
     for _ in range(4):
         world.step()
-        errs.append(run_checked(world, grp, max_chunks=rng.choice([None, 1, 3])))
+        errs.append(run_checked(world, grp, max_chunks=rng.choice([None, 1, 3]), wide_rows=rng.choice([64, 128]),
+                                max_blocks=rng.choice([0, 0, 1, 7, 10**6])))
     print(f"seed={seed} d={dim} {dtype} heads={kv_heads}x{grp} seqs={len(world.truth)} max_rel_err={max(errs):.2e}")
 
 
@@ -243,6 +246,7 @@ def test_wide_shared_range_uses_two_consumers_and_many_row_tiles():
     plan, work = tk_chunk.plan_work(world.cache, 8)
     assert work.items[2].shape[0] > 0
     run_checked(world, 4)
+    run_checked(world, 4, max_blocks=3)  # few persistent blocks: many units each, the ring runs across items
 
 
 @gpu
