@@ -201,7 +201,9 @@ void attend_kernel(const __grid_constant__ typename attend_layout<T, D, CS, NC>:
                     }
                     fence_async_shared();
                 }
-                named_sync(1, n_active * WARPGROUP_THREADS);
+                // (a lone consumer uses its own barrier, so a barrier id never sees two thread counts at once)
+                if (n_active == 1) named_sync(2 + wg, WARPGROUP_THREADS);
+                else               named_sync(1, n_active * WARPGROUP_THREADS);
             }
             warpgroup::mma_AB(o_reg, att_mma, v_smem[s]);
             warpgroup::mma_async_wait();
