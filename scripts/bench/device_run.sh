@@ -37,7 +37,7 @@ stamp "flashinfer prewarm: $(tail -n 1 "$RES/fi_prewarm.log")"
 
 python3 -m tkprefix.cli check --out "$RES" > "$RES/check.log" 2>&1
 stamp "check rc=$? $(tail -n 1 "$RES/check.log")"
-DEADLINE=$(( TOTAL - ($(date +%s) - T0) - 20 ))
+DEADLINE=$(( TOTAL - ($(date +%s) - T0) - 30 ))
 stamp "bench deadline ${DEADLINE}s"
 python3 -m tkprefix.cli bench --out "$RES" --deadline-s "$DEADLINE" "$@" 2>&1 | tee "$RES/bench.log"
 stamp "bench rc=${PIPESTATUS[0]}"
