@@ -28,7 +28,11 @@ namespace prefix {
 // CW = consumer warpgroups per block (3 like TK's mha_h100, or 2: 128-row blocks fill the 132 SMs in fewer,
 // fuller waves for some shapes; the host picks per shape).
 template<int CW> constexpr int NUM_THREADS = (CW + 1) * WARPGROUP_THREADS;   // + the producer warpgroup
-template<int CW> constexpr int CONSUMER_REGS = CW == 3 ? 160 : 240;         // (CW*regs + 32) * 128 <= 64K
+// setmaxnreg only moves registers inside the block's allocation (NUM_THREADS x the compiled count, which
+// __launch_bounds__(.., 1) caps at 128 for CW=3 and 168 for CW=2): (CW*CONSUMER + PRODUCER) * 128 must fit in it, or
+// the consumers' increase waits forever. The launcher checks this against the compiled count.
+template<int CW> constexpr int CONSUMER_REGS = CW == 3 ? 160 : 240;
+constexpr int PRODUCER_REGS = 24;
 constexpr int Q_ROWS  = 64;                                                  // query rows per consumer warpgroup
 constexpr int KV_ROWS = 128;                                                 // keys per pipeline stage
 template<int D> constexpr int STAGES = (D == 64) ? 4 : 2;
@@ -165,7 +169,7 @@ void prefix_kernel(const __grid_constant__ globals g) {
 
     if (wg == NUM_WARPGROUPS - 1) {
         // ================================================================ producer: K/V tiles through TMA
-        warpgroup::decrease_registers<32>();
+        warpgroup::decrease_registers<PRODUCER_REGS>();
         if (warpgroup::laneid() == 0) {
             for (int it = 0; it < n_iters; it++) {
                 const int s = it % S;
@@ -307,6 +311,16 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
     static bool attribute_set = false;   // per instantiation
     if (!attribute_set) {
         TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D, CW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
+        cudaFuncAttributes attr;
+        TKP_TRY(cudaFuncGetAttributes(&attr, prefix_kernel<T, D, CW>));
+        const int pool = ((attr.numRegs + 7) / 8 * 8) * NUM_THREADS<CW>;
+        const int need = (CW * CONSUMER_REGS<CW> + PRODUCER_REGS) * WARPGROUP_THREADS;
+        if (need > pool) {
+            static thread_local char buf[200];
+            snprintf(buf, sizeof(buf), "prefix kernel (CW=%d) compiled to %d registers/thread: setmaxnreg needs %d of %d "
+                     "(it would hang); rebuild with the flags of build.py", CW, attr.numRegs, need, pool);
+            return buf;
+        }
         attribute_set = true;
     }
     dim3 grid((unsigned)blocks_x, (unsigned)n_splits);
