@@ -23,7 +23,7 @@ for step in $STEPS; do
            cuobjdump -sass "$so" > "$OUT/sass.txt" 2>&1
            echo "HGMMA: $(grep -c HGMMA "$OUT/sass.txt")  UTMALDG: $(grep -c UTMALDG "$OUT/sass.txt")  LDL/STL: $(grep -c -E '\bLDL|\bSTL' "$OUT/sass.txt")"
            gzip -f "$OUT/sass.txt";;
-    test)  timeout 150 $PY -m pytest tests/gpu/test_tk_hydragen.py -q --maxfail=25 -p no:cacheprovider ${PYTEST_ARGS:-} \
+    test)  timeout 150 $PY -m pytest tests/gpu/test_tk_hydragen.py -q --maxfail=25 --timeout=60 --timeout-method=thread -p no:cacheprovider ${PYTEST_ARGS:-} \
               > "$OUT/pytest.log" 2>&1; echo "pytest rc=$?"; tail -25 "$OUT/pytest.log";;
     bench) timeout 90 $PY scripts/device/bench_hydragen.py --out "$OUT" 2>&1 | tee "$OUT/bench.log";;
     sanitize)
