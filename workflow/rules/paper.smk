@@ -14,7 +14,7 @@ rule macros:
         data=DATA,
         mode=MODE,
         benchmarks="results/benchmarks",
-        sweeps=list(SWEEPS),
+        sweeps=SWEEPS,
         lib=f"{workflow.basedir}/notebooks",
     conda:
         "../envs/tkprefix.yaml"

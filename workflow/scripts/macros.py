@@ -3,6 +3,7 @@
 Times come from Snakemake's benchmark files of this run (benchmarks/**.tsv); a GPU stage that did not run here
 (replay) says so instead of a number.
 """
+import re
 import sys
 from pathlib import Path
 
@@ -25,26 +26,38 @@ def stage_time(bench_dir: Path, rel: str, mode: str) -> str:
     return tp.NOT_RECORDED
 
 
-def provenance_macros(macros: tp.Macros, data_dir: Path, mode: str) -> None:
+def provenance_macros(macros: tp.Macros, data_dir: Path, mode: str) -> dict:
+    """Provenance of the results (GPU, driver, CUDA, nvcc, torch, TK and project commits, ceilings) as macros."""
     prov = tp.flatten(tp.read_json(data_dir / "provenance.json"))
+    if tp.find_key(prov, "copy_bw_bytes_per_s") is None:  # live: the ceilings are in each bench job's provenance
+        for job in sorted(data_dir.glob("jobs/*/provenance.json")):
+            prov = {**tp.flatten(tp.read_json(job)), **prov}
+            break
     manifest = tp.read_json(data_dir / "manifest.json")
     fields = {
-        "ProvGPU": ("gpu_name", "gpu.name", "name", "gpu"),
-        "ProvDriver": ("driver", "driver_version", "gpu.driver"),
-        "ProvCudaRuntime": ("cuda_runtime", "torch_cuda", "cuda", "cuda_version"),
+        "ProvGPU": ("gpu.name", "gpu_name", "name"),
+        "ProvDriver": ("driver_version", "driver"),
+        "ProvCudaRuntime": ("cuda_runtime", "torch.cuda", "cuda_version"),
         "ProvNvcc": ("nvcc", "nvcc_version"),
-        "ProvTorch": ("torch", "torch_version"),
-        "ProvTKCommit": ("tk_commit", "thunderkittens_commit", "thunderkittens"),
-        "ProvGitCommit": ("git_commit", "project_commit", "commit"),
-        "ProvDate": ("timestamp", "date", "created_utc", "utc"),
+        "ProvTorch": ("torch.version", "torch_version", "torch"),
+        "ProvTKCommit": ("thunderkittens.commit", "tk_commit"),
+        "ProvGitCommit": ("project.commit", "git_commit"),
+        "ProvDate": ("started_utc", "collected_utc", "timestamp"),
     }
     for name, keys in fields.items():
         value = tp.find_key(prov, *keys)
         if isinstance(value, (list, tuple)):
             value = ", ".join(str(v) for v in value)
-        if name.endswith("Commit") and isinstance(value, str) and len(value) > 12:
+        if name.endswith("Commit") and isinstance(value, str) and re.fullmatch(r"[0-9a-f]{13,40}", value):
             value = value[:12]
+        if name == "ProvGitCommit" and tp.find_key(prov, "project.dirty") is True:
+            value = f"{value} (with uncommitted changes)"
         macros.add(name, value if value is not None else tp.NOT_RECORDED)
+    copy_bw, gemm = tp.find_key(prov, "copy_bw_bytes_per_s"), tp.find_key(prov, "gemm_flops_per_s")
+    macros.add("ProvCopyTBs", tp.fmt(float(copy_bw) / 1e12) if copy_bw is not None else tp.NOT_RECORDED)
+    macros.add("ProvGemmTflops", tp.fmt(float(gemm) / 1e12) if gemm is not None else tp.NOT_RECORDED)
+    wall = tp.find_key(prov, "wall_s")
+    macros.add("ProvBenchWallS", tp.fmt(float(wall)) if wall is not None else tp.NOT_RECORDED)
     macros.add("PipelineMode", mode)
     if mode == "replay":
         n = len(manifest.get("files", []))
@@ -53,10 +66,13 @@ def provenance_macros(macros: tp.Macros, data_dir: Path, mode: str) -> None:
                    if n else f"{tp.NOT_RECORDED} ({source} holds no recorded run yet)")
     else:
         macros.add("DataSource", f"this live run ({data_dir})")
+    return prov
 
 
-def repro_table(bench_dir: Path, data_dir: Path, sweeps: list[str], mode: str) -> str:
-    sweeps = sorted(set(sweeps) | set(tp.bench_files(data_dir)))
+def repro_table(bench_dir: Path, data_dir: Path, sweeps: dict, mode: str, prov: dict) -> str:
+    """Claim -> figure/table -> command -> time, one row per pipeline stage that makes a claim."""
+    e2e = sorted(s for s, kind in dict(sweeps).items() if kind == "e2e")
+    attention = sorted((set(dict(sweeps)) - set(e2e)) | set(tp.bench_files(data_dir)))
     live = "snakemake --cores 8 --resources gpu=1 --config mode=live"
     rows = [
         ["TK kernels match the float64 reference", "Tab. correctness, Fig. correctness",
@@ -64,9 +80,17 @@ def repro_table(bench_dir: Path, data_dir: Path, sweeps: list[str], mode: str) -
         ["TK extension builds (sm_90a)", "-", tp.tt(f"{live} -- results/live/build.done"),
          stage_time(bench_dir, "live/build.tsv", mode)],
     ]
-    for s in sweeps:
+    for s in attention:
         rows.append([f"Performance vs peers: {s}", "Fig. latency, Tab. summary/detail",
                      tp.tt(f"{live} -- results/live/bench_{s}.csv"), stage_time(bench_dir, f"live/bench_{s}.tsv", mode)])
+    if e2e:
+        rows.append([f"End-to-end decode ({', '.join(e2e)})", "Fig./Tab. end-to-end",
+                     tp.tt(f"{live} -- results/live/e2e.csv"), stage_time(bench_dir, "live/bench_e2e.tsv", mode)])
+    wall = tp.find_key(prov, "wall_s")
+    if mode == "replay" and wall is not None:
+        rows.append(["The recorded H100 run: every sweep above, one process", "all",
+                     tp.tt(f"tkprefix bench --out results/h100 (then tkprefix record)"),
+                     f"{float(wall):.0f} s (recorded run's wall_s)"])
     for nb, what in (("correctness", "Tab./Fig. correctness"), ("performance", "Figs. latency, roofline; Tabs."),
                      ("e2e", "Fig./Tab. end-to-end")):
         rows.append([f"Figures and tables from the data ({nb})", what,
@@ -81,12 +105,12 @@ def repro_table(bench_dir: Path, data_dir: Path, sweeps: list[str], mode: str) -
 def main(parts, data_dir, mode, bench_dir, sweeps, out_macros, out_repro):
     data_dir, bench_dir = Path(data_dir), Path(bench_dir)
     macros = tp.Macros("workflow/scripts/macros.py")
-    provenance_macros(macros, data_dir, mode)
+    prov = provenance_macros(macros, data_dir, mode)
     text = "".join(Path(p).read_text() for p in parts)
     macros.write(out_macros)
     with open(out_macros, "a") as f:
         f.write(text)
-    tp.write_text(out_repro, repro_table(bench_dir, data_dir, sweeps, mode))
+    tp.write_text(out_repro, repro_table(bench_dir, data_dir, sweeps, mode, prov))
     print(Path(out_macros).read_text())
 
 
