@@ -185,7 +185,10 @@ def _run_one(tk: Any, op: str, shape: dict, args: tuple, backend: str, device: t
 
 
 def run_check(backend: str = "tk", device: str = "cuda", dtype: str = "bfloat16", seed: int = 0,
-              log: Callable[[str], None] = print, big: bool = True) -> list[dict[str, Any]]:
+              log: Callable[[str], None] = print, big: bool = True, start: int = 0,
+              on_row: Callable[[dict[str, Any]], None] | None = None,
+              progress: Callable[[int, str], None] | None = None) -> list[dict[str, Any]]:
+    """Rows of the suite from case ``start`` on; on_row(row) after each, progress(index, label) before each."""
     dev = torch.device(device)
     dt = getattr(torch, dtype)
     rows: list[dict[str, Any]] = []
@@ -194,8 +197,13 @@ def run_check(backend: str = "tk", device: str = "cuda", dtype: str = "bfloat16"
     except Exception as e:  # noqa: BLE001
         return [{"op": "*", "status": schema.unavailable(f"tkprefix not importable: {e}"), "backend": backend,
                  "shape": "", "dtype": dtype}]
-    for op, shape, args in _cases(dev, dt, seed, big):
-        row = {"op": op, "backend": backend, "shape": " ".join(f"{k}={v}" for k, v in shape.items()), "dtype": dtype}
+    for idx, (op, shape, args) in enumerate(_cases(dev, dt, seed, big)):
+        if idx < start:
+            continue
+        row = {"op": op, "backend": backend, "shape": " ".join(f"{k}={v}" for k, v in shape.items()), "dtype": dtype,
+               "case_index": idx}
+        if progress:
+            progress(idx, f"{op} {row['shape']}")
         try:
             row.update(_run_one(tk, op, shape, args, backend, dev))
         except (ValueError, TypeError, NotImplementedError) as e:
@@ -204,7 +212,46 @@ def run_check(backend: str = "tk", device: str = "cuda", dtype: str = "bfloat16"
             log(f"[check] {op} {row['shape']}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
             row.update(status=schema.wrong(f"{type(e).__name__}: {e}"))
         rows.append(row)
+        if on_row:
+            on_row(row)
         log(f"[check] {op:26s} {row['shape']:60s} {row['status'][:60]} rel_err={row.get('rel_err')}")
+    return rows
+
+
+def _labels(dtype: str, seed: int) -> list[str]:
+    """Case labels without running anything (CPU tensors of the same shapes)."""
+    return [f"{op} " + " ".join(f"{k}={v}" for k, v in shape.items())
+            for op, shape, _ in _cases(torch.device("cpu"), getattr(torch, dtype), seed)]
+
+
+def _supervised(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    """The suite in child processes: a case that hangs (or poisons the CUDA context) becomes a wrong row."""
+    from .supervise import read_jsonl, supervise
+
+    rows_path, prog_path = out / ".check_rows.jsonl", out / ".check_progress.jsonl"
+    rows_path.unlink(missing_ok=True)
+    labels = _labels(args.dtype, args.seed)
+    extra: list[dict[str, Any]] = []
+    start = 0
+    while start < len(labels):
+        cmd = [sys.executable, "-m", "tkprefix.bench.check", "--child", "--start", str(start), "--rows",
+               str(rows_path), "--progress", str(prog_path), "--backend", args.backend, "--device", args.device,
+               "--dtype", args.dtype, "--seed", str(args.seed)]
+        rc, last = supervise(cmd, prog_path, args.hang_s)
+        if rc == 0:
+            break
+        i = int(last["case"]) if last else start
+        op, shape = labels[i].split(" ", 1)
+        why = (f"hang: no completion within {args.hang_s:.0f} s (process killed)" if rc is None
+               else f"process died (exit code {rc})")
+        print(f"[check] {labels[i]}: {why}", flush=True)
+        extra.append({"op": op, "backend": args.backend, "shape": shape, "dtype": args.dtype, "case_index": i,
+                      "status": schema.wrong(why), "all_written": None})
+        start = i + 1
+    rows = read_jsonl(rows_path) + extra
+    rows.sort(key=lambda r: int(r["case_index"]))
+    rows_path.unlink(missing_ok=True)
+    prog_path.unlink(missing_ok=True)
     return rows
 
 
@@ -215,17 +262,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtype", default="bfloat16", choices=sorted(TOL))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hang-s", type=float, default=15.0, help="a case with no completion this long is a hang")
+    ap.add_argument("--no-supervise", action="store_true", help="run in this process (no hang protection)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--rows", help=argparse.SUPPRESS)
+    ap.add_argument("--progress", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("tkprefix check: no CUDA GPU visible (use --backend torch --device cpu for the PyTorch path)",
               file=sys.stderr)
         return 2
-    rows = run_check(args.backend, args.device, args.dtype, args.seed)
+    if args.child:
+        from .supervise import Progress, append_jsonl
+
+        prog = Progress(args.progress)
+        run_check(args.backend, args.device, args.dtype, args.seed, start=args.start,
+                  on_row=lambda r: append_jsonl(args.rows, [r]),
+                  progress=lambda i, label: prog.step(case=i, stage=label))
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    schema.write_csv(out / "check.csv", rows, schema.CHECK_COLUMNS)
+    if args.no_supervise or not args.device.startswith("cuda"):
+        rows = run_check(args.backend, args.device, args.dtype, args.seed)
+    else:
+        rows = _supervised(args, out)
+    schema.write_csv(out / "check.csv", rows, schema.CHECK_COLUMNS + ("case_index",))
     bad = [r for r in rows if r["status"] != "ok"]
-    print(f"[check] {len(rows) - len(bad)} passed, {len(bad)} not ok -> {out / 'check.csv'}")
+    print(f"[check] {len(rows) - len(bad)} passed, {len(bad)} failed -> {out / 'check.csv'}")
     return 1 if any(r["status"].startswith("wrong") for r in rows) else 0
 
 

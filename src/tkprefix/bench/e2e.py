@@ -335,7 +335,11 @@ def _availability(name: str) -> str | None:
 
 
 def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: Callable[[str], None] = print,
-            skip_reason: str | None = None) -> list[dict[str, Any]]:
+            skip_reason: str | None = None, skip: dict[str, str] | None = None,
+            progress: Callable[[str | None, str], None] | None = None) -> list[dict[str, Any]]:
+    """Rows of configuration 6. skip: impl -> status (``wrong: ...``) or reason (→ unavailable) for impls not to run;
+    progress(impl, stage) before every step that runs device code (see supervise.py)."""
+    prog = progress or (lambda impl, stage: None)
     raw = sweep.raw
     cfg = ModelConfig(**raw.get("model", {}))
     P = int(raw.get("prompt", 4096))
@@ -371,6 +375,7 @@ def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: 
         return rows
 
     t0 = time.time()
+    prog(None, "model + prefill")
     model = Model(cfg, dev, seed=0)
     cos, sin = model.rope_tables(P + T)
     gen = torch.Generator(device=dev).manual_seed(1)
@@ -384,11 +389,12 @@ def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: 
         ref_logits = None
         results: dict[str, dict[str, Any]] = {}
         for name in sweep.impls:
-            reason = _availability(name)
+            reason = (skip or {}).get(name) or _availability(name)
             if reason:
-                add(B, name, schema.unavailable(reason))
+                add(B, name, reason if reason.startswith("wrong: ") else schema.unavailable(reason))
                 continue
             att = None
+            prog(name, f"batch {B}: setup + warm-up")
             try:
                 att = _make_attention(name, prefix_kv, B, T, cfg)
                 for t in range(2):  # warm-up (JIT, handles); the timed loops rewrite these slots
@@ -396,7 +402,8 @@ def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: 
                 torch.cuda.synchronize()
                 walls, steps = [], []
                 logits = None
-                for _ in range(reps):
+                for rep in range(reps):
+                    prog(name, f"batch {B}: timed decode loop {rep}")
                     ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                           for _ in range(T)]
                     torch.cuda.synchronize()
@@ -436,6 +443,10 @@ def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: 
                 add(B, name, "oom")
             except Exception as e:  # noqa: BLE001
                 log(f"[e2e] B={B} {name}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+                from .runner import FatalCudaError, is_fatal_cuda
+
+                if is_fatal_cuda(e):
+                    raise FatalCudaError(name, f"{type(e).__name__}: {e}") from e
                 add(B, name, schema.wrong(f"{type(e).__name__}: {e}"))
             finally:
                 del att

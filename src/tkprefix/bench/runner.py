@@ -26,7 +26,25 @@ from .inputs import TOLERANCE, make_inputs, pick_rows, reference_rows, rel_err
 from .peers import Prepared, Unsupported, get_impl
 from .timing import L2Flusher, capture_graph, estimate_us, time_interleaved
 
-__all__ = ["run_case"]
+__all__ = ["run_case", "FatalCudaError", "is_fatal_cuda"]
+
+
+class FatalCudaError(RuntimeError):
+    """A CUDA error that poisons the process's context (illegal address, launch failure): the rows written so far
+    stand, the process must exit and a fresh one continue (the supervisor in cli_bench does that)."""
+
+    def __init__(self, impl: str | None, message: str) -> None:
+        super().__init__(message)
+        self.impl = impl
+
+
+_FATAL = ("illegal memory access", "illegal instruction", "unspecified launch failure", "misaligned address",
+          "device-side assert", "an illegal", "CUDA error: unknown error", "uncorrectable")
+
+
+def is_fatal_cuda(e: BaseException) -> bool:
+    text = str(e)
+    return any(f in text for f in _FATAL)
 
 
 def _poison_allocator(numel: int, dtype: torch.dtype, device: torch.device) -> None:
@@ -62,8 +80,14 @@ def _free() -> None:
 def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2Flusher, ceilings: dict[str, float],
              *, seed: int = 0, reps: int = 30, min_reps: int = 10, time_budget_s: float = 2.0,
              log: Callable[[str], None] = print, run_id: str = "",
-             skip: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """All rows of one case (one per implementation and graph mode)."""
+             skip: dict[str, str] | None = None,
+             progress: Callable[[str | None, str], None] | None = None) -> list[dict[str, Any]]:
+    """All rows of one case (one per implementation and graph mode).
+
+    skip: impl -> reason; a reason starting with ``wrong:`` (e.g. a hang seen by the supervisor) is the row's status
+    as given, any other becomes ``unavailable: <reason>``. progress(impl, stage) is called before every step that
+    runs device code, so a supervisor can tell which implementation hung."""
+    prog = progress or (lambda impl, stage: None)
     dev = torch.device("cuda")
     base = case.base_row()
     base["run_id"] = run_id
@@ -79,6 +103,7 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
         rows_out.append(r)
         return r
 
+    prog(None, "inputs")
     try:
         inp = make_inputs(case, dev, seed=seed)
     except torch.cuda.OutOfMemoryError:
@@ -99,8 +124,9 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
         impl = get_impl(name)
         reason = (skip or {}).get(name) or impl.unavailable_reason(case)
         if reason:
+            status = reason if reason.startswith("wrong: ") else schema.unavailable(reason)
             for g in graph_modes:
-                row(name, g, schema.unavailable(reason))
+                row(name, g, status)
             continue
         need = impl.extra_bytes(case)
         free, _total = torch.cuda.mem_get_info()
@@ -108,6 +134,7 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
             for g in graph_modes:
                 row(name, g, "oom", note=f"needs {need / 1e9:.1f} GB, {free / 1e9:.1f} GB free (not attempted)")
             continue
+        prog(name, "prepare + correctness run")
         try:
             p = impl.prepare(case, inp)
             _poison_allocator(case.batch * case.q_heads * case.head_dim, out_dtype, dev)
@@ -127,6 +154,8 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
             continue
         except Exception as e:  # noqa: BLE001 - any failure of a peer is a row, never a crash
             log(f"[{name}] {case.label()}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
+            if is_fatal_cuda(e):
+                raise FatalCudaError(name, f"{type(e).__name__}: {e}") from e
             for g in graph_modes:
                 row(name, g, schema.wrong(f"{type(e).__name__}: {e}"))
             _free()
@@ -146,6 +175,7 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
             if not p.graph_ok:
                 row(name, True, schema.unavailable("not graph-capturable (host-side work per call)"))
                 continue
+            prog(name, "graph capture + replay check")
             try:
                 graph, gout = capture_graph(p.run)
                 graph.replay()
@@ -157,10 +187,13 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
                 graphs.append((graph, gout))
                 runners[(name, True)] = graph.replay
             except Exception as e:  # noqa: BLE001
+                if is_fatal_cuda(e):
+                    raise FatalCudaError(name, f"graph replay: {type(e).__name__}: {e}") from e
                 row(name, True, schema.unavailable(f"CUDA graph capture failed: {type(e).__name__}: {e}"))
                 torch.cuda.synchronize()
 
     if runners:
+        prog(None, "interleaved timing of " + ", ".join(f"{n}{'/graph' if g else ''}" for n, g in runners))
         try:
             est = sum(estimate_us(fn) + 90.0 for fn in runners.values())  # + ~90 µs for each 256 MiB flush
             n = int(max(min_reps, min(reps, math.floor(time_budget_s * 1e6 / max(est, 1.0)))))
@@ -172,6 +205,8 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
                     tflops=case.flops / q.median / 1e6, gbps=case.unique_bytes / q.median / 1e3)
         except Exception as e:  # noqa: BLE001
             log(f"timing {case.label()}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
+            if is_fatal_cuda(e):
+                raise FatalCudaError(None, f"timing: {type(e).__name__}: {e}") from e
             for (name, g) in runners:
                 row(name, g, schema.wrong(f"timing failed: {type(e).__name__}: {e}"))
     del graphs, runners, prepared, inp, ref
