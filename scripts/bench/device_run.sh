@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One GPU-machine call that produces a complete run in results/h100/ (and, under $OUT, results.tgz + the log):
 #   1. install carried wheels (.whl/: FlashInfer + apache-tvm-ffi, --no-deps) into /tmp/site, if present;
-#   2. build FlashInfer's JIT modules in the background (tkprefix.bench.fi_prewarm) while the TK extension builds;
-#   3. tkprefix check (GPU correctness suite -> check.csv);
+#   2. build FlashInfer's JIT modules in the background (tkprefix.bench.fi_prewarm) while the TK extension builds
+#      and 3. tkprefix check runs (GPU correctness suite -> check.csv);
 #   4. tkprefix bench (every sweep of config/sweeps -> bench_<config>.csv, e2e.csv, provenance.json).
 # Usage (repository root): TKPREFIX_GIT_COMMIT=<sha> bash scripts/bench/device_run.sh [total_s] [bench args...]
 # total_s bounds the whole script (default 390 s); the bench stage gets what the build and check left, less a margin:
@@ -32,15 +32,15 @@ FI=$!
 stamp "building the TK extension (FlashInfer JIT prewarm in parallel, pid $FI)"
 python3 -m tkprefix.cli build --verbose > "$RES/build.log" 2>&1
 stamp "build rc=$? ($(tail -n 2 "$RES/build.log" | tr '\n' ' '))"
-wait $FI
-stamp "flashinfer prewarm: $(tail -n 1 "$RES/fi_prewarm.log")"
-
 python3 -m tkprefix.cli check --out "$RES" > "$RES/check.log" 2>&1
 stamp "check rc=$? $(tail -n 1 "$RES/check.log")"
+wait $FI
+stamp "flashinfer prewarm: $(tail -n 1 "$RES/fi_prewarm.log")"
 DEADLINE=$(( TOTAL - ($(date +%s) - T0) - 30 ))
 stamp "bench deadline ${DEADLINE}s"
 python3 -m tkprefix.cli bench --out "$RES" --deadline-s "$DEADLINE" "$@" 2>&1 | tee "$RES/bench.log"
 stamp "bench rc=${PIPESTATUS[0]}"
 tar czf "$OUTDIR/results.tgz" "$RES"
 cp "$RES/bench.log" "$OUTDIR/bench.log" 2>/dev/null
+cp "$RES/check.log" "$OUTDIR/check.log" 2>/dev/null
 stamp "done"
