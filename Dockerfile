@@ -1,0 +1,80 @@
+# tkprefix: the full artifact (TK kernels, peers, pipeline, paper) in one image.
+#   docker build -t tkprefix .
+#   docker run --rm --gpus all --network none -v "$PWD/out:/out" tkprefix            # live on an H100 (auto)
+#   docker run --rm --network none -v "$PWD/out:/out" tkprefix mode=replay           # any machine: paper from data/h100
+# The pipeline runs offline: everything it needs (torch, TK, peers, TeX) is installed here at build time.
+FROM nvidia/cuda:12.6.3-devel-ubuntu22.04@sha256:d49bb8a4ff97fb5fe477947a3f02aa8c0a53eae77e11f00ec28618a0bcaa2ad1
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    LANG=C.UTF-8 \
+    TORCH_CUDA_ARCH_LIST=9.0a \
+    CUDA_HOME=/usr/local/cuda \
+    THUNDERKITTENS_ROOT=/opt/ThunderKittens \
+    TK_COMMIT=0b55588d2769dde0c7a9a606ffc015b0ca7a9551 \
+    CHUNK_ATTN_COMMIT=dde08ce9031ae9bf9e74f08c32cb549ef5f1340d \
+    HYDRAGEN_COMMIT=1ea2255db0778f5cf47a4f72a535dc77a8b6b7bd \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MAX_JOBS=8
+
+# System: Python, build tools, TeX Live for latexmk (the minimal set the paper needs), poppler for PNG previews.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3 python3-dev python3-venv git cmake ninja-build g++ \
+        latexmk texlive-latex-recommended texlive-fonts-recommended poppler-utils \
+    && rm -rf /var/lib/apt/lists/*
+
+# A non-root user whose caches (torch extensions, FlashInfer JIT, matplotlib, Jupyter) are writable.
+RUN useradd --create-home --uid 1000 tk \
+    && mkdir -p /opt/venv /out /home/tk/.cache/torch_extensions /home/tk/.cache/flashinfer /home/tk/.config/matplotlib \
+    && chown -R tk:tk /opt /out /home/tk
+USER 1000:1000
+ENV HOME=/home/tk \
+    XDG_CACHE_HOME=/home/tk/.cache \
+    TORCH_EXTENSIONS_DIR=/home/tk/.cache/torch_extensions \
+    MPLCONFIGDIR=/home/tk/.config/matplotlib
+WORKDIR /opt
+
+# PyTorch 2.5.1 from the cu124 wheels (there is no cu126 build of 2.5.1; nvcc 12.6 with a cu124 torch only warns).
+RUN python3 -m venv /opt/venv \
+    && pip install --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1 \
+    && pip install torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124 \
+    && pip install ninja==1.11.1.3 numpy==1.26.4 einops==0.8.0 packaging==24.2 mypy==1.13.0
+
+# ThunderKittens at the pinned commit (headers only: the extension is built by tkprefix).
+RUN git clone https://github.com/HazyResearch/ThunderKittens.git /opt/ThunderKittens \
+    && git -C /opt/ThunderKittens checkout "$TK_COMMIT"
+
+# Peers. FlashInfer: a release with prebuilt kernels for torch 2.5 + cu124 (cascade attention on sm_90).
+# flash-attn (needed by upstream Hydragen): its setup fetches a prebuilt wheel matching torch 2.5 / CUDA 12.
+RUN pip install flashinfer-python==0.2.3 --extra-index-url https://flashinfer.ai/whl/cu124/torch2.5/ \
+    && pip install flash-attn==2.7.2.post1 --no-build-isolation
+
+# Upstream Hydragen at its release commit; --no-deps: its requirements pin an older torch stack.
+RUN git clone https://github.com/ScalingIntelligence/hydragen.git /opt/hydragen \
+    && git -C /opt/hydragen checkout "$HYDRAGEN_COMMIT" \
+    && pip install --no-deps -e /opt/hydragen \
+    && pip install triton==3.1.0
+
+# Upstream ChunkAttention, built for sm_90 (its CMake hard-codes CUDA_ARCHITECTURES "86").
+RUN git clone https://github.com/microsoft/chunk-attention.git /opt/chunk-attention \
+    && git -C /opt/chunk-attention checkout "$CHUNK_ATTN_COMMIT" \
+    && sed -i 's/CUDA_ARCHITECTURES "86"/CUDA_ARCHITECTURES "90"/' /opt/chunk-attention/cpp/chunk_attn/CMakeLists.txt \
+    && grep -q 'CUDA_ARCHITECTURES "90"' /opt/chunk-attention/cpp/chunk_attn/CMakeLists.txt \
+    && cmake -S /opt/chunk-attention -B /opt/chunk-attention/build -G Ninja \
+        -DTORCH="$(python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')/../.." \
+        -DUSE_MKL=OFF -DUSE_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
+    && cmake --build /opt/chunk-attention/build
+
+# tkprefix itself with the pipeline and benchmark extras.
+COPY --chown=tk:tk . /opt/tkprefix
+RUN pip install -e "/opt/tkprefix[pipeline,bench,dev]" \
+    && python -m ipykernel install --user --name python3 \
+    && tkprefix doctor || true
+
+WORKDIR /out
+ENTRYPOINT ["/opt/tkprefix/workflow/scripts/docker-entrypoint.sh"]
+CMD ["mode=auto"]
