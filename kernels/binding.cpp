@@ -86,7 +86,8 @@ void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor
 
 void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
                       const c10::optional<at::Tensor> &seq_len, const at::Tensor &o, const at::Tensor &lse,
-                      int64_t n_splits, int64_t split_keys, int64_t stream) {
+                      int64_t n_splits, int64_t split_keys, const c10::optional<at::Tensor> &merge_o,
+                      const c10::optional<at::Tensor> &merge_lse, int64_t stream) {
     TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
     const int64_t D = q.size(-1);
     check_bhsd(q, "q", D); check_bhsd(k, "k", D); check_bhsd(v, "v", D);
@@ -102,12 +103,27 @@ void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor
         sl = seq_len->data_ptr<int32_t>();
     }
     const tkp_out out = make_out(o, lse, q, n_splits);
+    tkp_segment pre{};   // fp32 slots (S, B, Nq, Hq, D) / (S, B, Nq, Hq) merged in before the write
+    TORCH_CHECK(merge_o.has_value() == merge_lse.has_value(), "merge_o and merge_lse go together");
+    if (merge_o.has_value()) {
+        const at::Tensor &mo = *merge_o, &ml = *merge_lse;
+        check_cuda(mo, "merge_o", q); check_cuda(ml, "merge_lse", q);
+        TORCH_CHECK(mo.scalar_type() == at::kFloat && ml.scalar_type() == at::kFloat, "merge_o/merge_lse must be float32");
+        TORCH_CHECK(mo.is_contiguous() && ml.is_contiguous() && mo.dim() == 5 && ml.dim() == 4 &&
+                        mo.size(0) == ml.size(0), "merge_o (S, B, Nq, Hq, D) / merge_lse (S, B, Nq, Hq), contiguous");
+        for (int i = 0; i < 3; i++)
+            TORCH_CHECK(mo.size(i + 1) == q.size(i) && ml.size(i + 1) == q.size(i), "merge_o/merge_lse: shapes must match q");
+        TORCH_CHECK(mo.size(4) == q.size(3), "merge_o: head_dim must match q");
+        pre.o = mo.data_ptr(); pre.lse = ml.data_ptr<float>(); pre.n_slots = (int)mo.size(0); pre.o_dtype = TKP_FP32;
+        pre.o_slot_stride = mo.stride(0); pre.lse_slot_stride = ml.stride(0);
+    }
     raise_if(tkp_decode_attention(dtype_code(q, "q"), (int)D,
                                   q.data_ptr(), q.stride(0), q.stride(1), q.stride(2),
                                   k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
                                   v.data_ptr(), v.stride(0), v.stride(1), v.stride(2), sl,
                                   (int)q.size(0), (int)q.size(1), (int)q.size(2), (int)k.size(1), (int)k.size(2),
-                                  (int)n_splits, (int)split_keys, out, reinterpret_cast<void *>(stream)));
+                                  (int)n_splits, (int)split_keys, pre.n_slots > 0 ? &pre : nullptr, out,
+                                  reinterpret_cast<void *>(stream)));
 }
 
 // segments: list of (o, lse) where o is (rows..., D) [1 slot] or (S, rows..., D) [S slots] and lse drops D.
@@ -148,7 +164,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           py::arg("consumer_warpgroups"), py::arg("stream"));
     m.def("decode_attention", &decode_attention, "per-sequence decode attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("seq_len"), py::arg("o"), py::arg("lse"),
-          py::arg("n_splits"), py::arg("split_keys"), py::arg("stream"));
+          py::arg("n_splits"), py::arg("split_keys"), py::arg("merge_o"), py::arg("merge_lse"), py::arg("stream"));
     m.def("merge_slots", &merge_slots, "exact LSE merge of partial (o, lse) slots",
           py::arg("segments"), py::arg("o_out"), py::arg("lse_out"), py::arg("stream"));
     m.def("num_sms", &tkp_num_sms, "multiprocessor count of the current device");

@@ -32,6 +32,17 @@ typedef struct {
     int64_t lse_slot_stride;
 } tkp_out;
 
+// A run of n_slots partial states laid out as in tkp_out (o of dtype o_dtype), read by a merge.
+#define TKP_MAX_SEGMENTS 8
+typedef struct {
+    const void  *o;
+    const float *lse;
+    int          n_slots;
+    int          o_dtype;
+    int64_t      o_slot_stride;
+    int64_t      lse_slot_stride;
+} tkp_segment;
+
 // ============================================================================================ [hydragen]
 // Non-causal attention of every query of the sequences sharing a prefix against that prefix (kernels/hydragen/prefix.cu).
 // q (B, Nq, Hq, D) and k, v (Bp, P, Hkv, D) given by strides in elements (the D stride must be 1; k/v strides and base
@@ -50,28 +61,20 @@ const char *tkp_prefix_attention(int dtype, int D,
 // by strides in elements (D stride 1, 16-byte aligned rows). seq_len == nullptr: causal, bottom-right aligned (query n
 // sees keys 0 .. S-Nq+n); else int32 (B,): every query of sequence b sees keys 0 .. seq_len[b]-1 (0 = empty; values
 // are clamped to [0, S]). The key range [0, S) is cut into n_splits parts of split_keys keys (a multiple of 64).
+// merge_with (nullptr = none; needs n_splits == 1 and a final output): fp32 partial slots (e.g. the prefix levels'),
+// merged by LSE into this kernel's result before it is written -- the fused last step of a Hydragen decode.
 const char *tkp_decode_attention(int dtype, int D,
                                  const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                                  const void *k, int64_t k_sb, int64_t k_ss, int64_t k_sh,
                                  const void *v, int64_t v_sb, int64_t v_ss, int64_t v_sh,
                                  const int32_t *seq_len,
                                  int B, int Nq, int Hq, int S, int Hkv, int n_splits, int split_keys,
-                                 tkp_out out, void *stream);
+                                 const tkp_segment *merge_with, tkp_out out, void *stream);
 
 // Exact merge of partial states by their LSE (kernels/hydragen/merge.cu): for each row r in [0, rows),
 //   lse = log(sum_s exp(lse_s)),  o = sum_s exp(lse_s - lse) * o_s      (all -inf: o = 0, lse = -inf)
 // over up to TKP_MAX_SEGMENTS segments of slots; segment i holds n_slots slots laid out as in tkp_out
 // (o_dtype TKP_FP32 or the output dtype). The result goes to o_out (dtype out_dtype, (rows, D)) and lse_out (rows,).
-#define TKP_MAX_SEGMENTS 8
-typedef struct {
-    const void  *o;
-    const float *lse;
-    int          n_slots;
-    int          o_dtype;
-    int64_t      o_slot_stride;
-    int64_t      lse_slot_stride;
-} tkp_segment;
-
 const char *tkp_merge_slots(int out_dtype, int D, int64_t rows,
                             const tkp_segment *segments, int n_segments,
                             void *o_out, float *lse_out, void *stream);

@@ -27,6 +27,7 @@ struct globals {
     const void *q, *k, *v;
     int64_t q_sb, q_sn, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh;
     const int32_t *seq_len;
+    tkp_segment pre;     // fp32 partial slots merged into the result before it is written (n_slots 0: none)
     tkp_out out;
     int B, Nq, Hq, S, Hkv, R;
     int rows;            // Nq * R query rows per (b, kv-head)
@@ -57,6 +58,15 @@ template<typename T, int D, int ROWS> constexpr size_t smem_bytes() {
 // N consecutive elements (N*sizeof(T) bytes, aligned) -> float
 template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p, float (&x)[N]) {
     static_assert(N * sizeof(T) == 4 || N * sizeof(T) == 8 || N * sizeof(T) == 16, "4/8/16-byte loads only");
+    if constexpr (std::is_same_v<T, float> && N == 4) {
+        const float4 f = *reinterpret_cast<const float4 *>(p);
+        x[0] = f.x; x[1] = f.y; x[2] = f.z; x[3] = f.w;
+        return;
+    } else if constexpr (std::is_same_v<T, float> && N == 2) {
+        const float2 f = *reinterpret_cast<const float2 *>(p);
+        x[0] = f.x; x[1] = f.y;
+        return;
+    }
     using raw_t = std::conditional_t<N * sizeof(T) == 16, uint4, std::conditional_t<N * sizeof(T) == 8, uint2, uint32_t>>;
     const raw_t raw = *reinterpret_cast<const raw_t *>(p);
     const T *e = reinterpret_cast<const T *>(&raw);
@@ -237,9 +247,33 @@ void decode_kernel(const __grid_constant__ globals g) {
                 for (int d = 0; d < DPL; d++) o[d] += o_part[w][r][lane * DPL + d] * sc;
             }
         }
-        const float inv = l_all > 0.f ? 1.f / l_all : 0.f;
+        float inv = l_all > 0.f ? 1.f / l_all : 0.f;
         const int n = row / g.R, hq = h * g.R + row % g.R;
         const int64_t ro = ((int64_t)b * g.Nq + n) * g.Hq + hq;
+        float lse = l_all > 0.f ? (m_all + __log2f(l_all)) * LN2 : -INFINITY;
+        if (g.pre.n_slots > 0) {
+            // fused merge with the prefix levels' partial states (natural-log LSE, normalised fp32 o)
+            float lse_max = lse;
+            for (int s = 0; s < g.pre.n_slots; s++) lse_max = fmaxf(lse_max, g.pre.lse[s * g.pre.lse_slot_stride + ro]);
+            float sum = 0.f;
+            if (lse_max != -INFINITY) {
+                const float w = merge_weight(lse, lse_max);
+                sum = w;
+                #pragma unroll
+                for (int d = 0; d < DPL; d++) o[d] *= inv * w;
+                for (int s = 0; s < g.pre.n_slots; s++) {
+                    const float ws = merge_weight(g.pre.lse[s * g.pre.lse_slot_stride + ro], lse_max);
+                    if (ws == 0.f) continue;
+                    sum += ws;
+                    float x[DPL];
+                    load_vec<float, DPL>(static_cast<const float *>(g.pre.o) + s * g.pre.o_slot_stride + ro * D + lane * DPL, x);
+                    #pragma unroll
+                    for (int d = 0; d < DPL; d++) o[d] += ws * x[d];
+                }
+            }
+            inv = sum > 0.f ? 1.f / sum : 0.f;
+            lse = sum > 0.f ? lse_max + __logf(sum) : -INFINITY;
+        }
         if (partial) {
             float *op = static_cast<float *>(g.out.o) + split * g.out.o_slot_stride + ro * D + lane * DPL;
             #pragma unroll
@@ -249,8 +283,7 @@ void decode_kernel(const __grid_constant__ globals g) {
             #pragma unroll
             for (int d = 0; d < DPL; d++) op[d] = from_float<T>(o[d] * inv);
         }
-        if (lane == 0)
-            g.out.lse[split * g.out.lse_slot_stride + ro] = l_all > 0.f ? (m_all + __log2f(l_all)) * LN2 : -INFINITY;
+        if (lane == 0) g.out.lse[split * g.out.lse_slot_stride + ro] = lse;
     }
 }
 
@@ -287,7 +320,7 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
                                             const void *v, int64_t v_sb, int64_t v_ss, int64_t v_sh,
                                             const int32_t *seq_len,
                                             int B, int Nq, int Hq, int S, int Hkv, int n_splits, int split_keys,
-                                            tkp_out out, void *stream) {
+                                            const tkp_segment *merge_with, tkp_out out, void *stream) {
     using namespace tkp;
     if (B <= 0 || Nq <= 0 || Hq <= 0 || Hkv <= 0 || S < 0) return arg_error("decode: B, Nq, Hq, Hkv must be positive, S >= 0");
     if (Hq % Hkv != 0) return arg_error("decode: Hkv must divide Hq");
@@ -301,6 +334,12 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
     if ((reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v)) & 15)
         return arg_error("decode: q/k/v must be 16-byte aligned");
     decode::globals g{};
+    if (merge_with && merge_with->n_slots > 0) {
+        if (n_splits != 1 || out.o_dtype == TKP_FP32) return arg_error("decode: merge_with needs n_splits == 1 and a final output");
+        if (merge_with->o_dtype != TKP_FP32) return arg_error("decode: merge_with slots must be fp32");
+        if (reinterpret_cast<uintptr_t>(merge_with->o) & 15) return arg_error("decode: merge_with o must be 16-byte aligned");
+        g.pre = *merge_with;
+    }
     g.q = q; g.k = k; g.v = v;
     g.q_sb = q_sb; g.q_sn = q_sn; g.q_sh = q_sh;
     g.k_sb = k_sb; g.k_ss = k_ss; g.k_sh = k_sh;

@@ -35,7 +35,8 @@ template<int CW> constexpr int CONSUMER_REGS = CW == 3 ? 160 : 240;
 constexpr int PRODUCER_REGS = 24;
 constexpr int Q_ROWS  = 64;                                                  // query rows per consumer warpgroup
 constexpr int KV_ROWS = 128;                                                 // keys per pipeline stage
-template<int D> constexpr int STAGES = (D == 64) ? 4 : 2;
+// K/V pipeline depth: as deep as 227 KB of shared memory allows (D=128, CW=2: 32 KB of q + 3 x 64 KB of K/V).
+template<int D, int CW> constexpr int STAGES = (D == 64) ? 4 : (CW == 2 ? 3 : 2);
 
 template<typename T, int D, int CW> struct layout {
     static constexpr int BLOCK_ROWS = CW * Q_ROWS;        // query rows per block
@@ -47,7 +48,7 @@ template<typename T, int D, int CW> struct layout {
     using o_tile     = rt_fl<16, D>;                      // one warp's 16 output rows
     using row_vec    = col_vec<att_tile>;                 // per-row running max / sum
     static constexpr size_t smem_bytes =
-        1024 /* alignment slack */ + CW * sizeof(q_tile) + 2 * STAGES<D> * sizeof(kv_tile) +
+        1024 /* alignment slack */ + CW * sizeof(q_tile) + 2 * STAGES<D, CW> * sizeof(kv_tile) +
         1024 /* the lse vectors, 1024-aligned */;
 };
 
@@ -137,7 +138,8 @@ __global__ __launch_bounds__(NUM_THREADS<CW>, 1)
 void prefix_kernel(const __grid_constant__ globals g) {
     using L = layout<T, D, CW>;
     constexpr int CONSUMER_WARPGROUPS = CW, NUM_WARPGROUPS = CW + 1;
-    constexpr int S = STAGES<D>;
+    constexpr int S = STAGES<D, CW>;
+    static_assert(L::smem_bytes + 3 * S * sizeof(semaphore) <= MAX_SHARED_MEMORY, "shared memory");
     constexpr float SCALE = softmax_scale_log2<D>();   // 1/sqrt(D) * log2(e): scores in base 2
 
     extern __shared__ int __shm[];

@@ -264,11 +264,11 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len:
     ext = _ext()
     s, split_keys = _plan_decode(q, k, n_splits)
     if s == 1:
-        ext.decode_attention(q, k, v, seq_len, o, lse, 1, split_keys, _stream(q))
+        ext.decode_attention(q, k, v, seq_len, o, lse, 1, split_keys, None, None, _stream(q))
     else:
         ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
         ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
-        ext.decode_attention(q, k, v, seq_len, ws_o, ws_lse, s, split_keys, _stream(q))
+        ext.decode_attention(q, k, v, seq_len, ws_o, ws_lse, s, split_keys, None, None, _stream(q))
         ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
     return o, lse
 
@@ -306,13 +306,14 @@ def merge_states(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
 def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared_ks, shared_vs,
                              seq_len: torch.Tensor | None = None, *, return_lse: bool = False,
                              prefix_n_splits: int | None = None, decode_n_splits: int | None = None,
-                             out: torch.Tensor | None = None):
+                             fuse_merge: bool = True, out: torch.Tensor | None = None):
     """Hydragen attention (upstream's signature): shared prefix levels, then the unique part, merged by LSE.
 
     q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D) unique caches with seq_len (B,) used lengths (None: causal, see
     decode_attention); shared_ks[i], shared_vs[i]: (B_i, P_i, Hkv, D) with B_i | B (sequence b uses row
-    b // (B // B_i)). Every level writes fp32 partial slots into one workspace that a single merge kernel reduces,
-    so no intermediate is rounded to bf16. Returns o (B, Nq, Hq, D) (and lse if return_lse).
+    b // (B // B_i)). Every level writes fp32 partial slots into one workspace, so no intermediate is rounded to
+    bf16; the decode kernel merges them into its own result as it writes o (fuse_merge, when the unique part is not
+    split), else one merge kernel reduces all slots. Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
     if len(shared_ks) != len(shared_vs):
         raise ValueError(f"shared_vs: {len(shared_vs)} levels but shared_ks has {len(shared_ks)}")
@@ -340,7 +341,10 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     ext = _ext()
     plans = [_plan_prefix(q, sk, prefix_n_splits) for sk, _ in levels]
     d_splits, d_keys = _plan_decode(q, k, decode_n_splits)
-    total = sum(s for _, s in plans) + d_splits
+    n_prefix = sum(s for _, s in plans)
+    # one decode split: it merges the prefix slots itself and writes o (no merge kernel); else a merge over all slots
+    fused = d_splits == 1 and fuse_merge
+    total = n_prefix + (0 if fused else d_splits)
     ws_o = torch.empty((total, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
     ws_lse = torch.empty((total, B, Nq, Hq), device=q.device, dtype=torch.float32)
     stream = _stream(q)
@@ -348,6 +352,10 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     for (sk, sv), (cw, s) in zip(levels, plans):
         ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, stream)
         slot += s
-    ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, stream)
-    ext.merge_slots([(ws_o, ws_lse)], o, lse, stream)
+    if fused:
+        pre = (ws_o, ws_lse) if n_prefix else (None, None)
+        ext.decode_attention(q, k, v, seq_len, o, lse, 1, d_keys, pre[0], pre[1], stream)
+    else:
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
+        ext.merge_slots([(ws_o, ws_lse)], o, lse, stream)
     return (o, lse) if return_lse else o

@@ -213,7 +213,8 @@ NOPAD_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, mode)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("case", NOPAD_CASES, ids=lambda c: f"B{c[0]}_N{c[1]}_H{c[2]}-{c[3]}_L{len(c[4])}_S{c[5]}")
-def test_hydragen_attention_nopad(requires_tk, dtype, D, case):
+@pytest.mark.parametrize("path", ["fused", "merge_kernel", "decode_split"])
+def test_hydragen_attention_nopad(requires_tk, dtype, D, case, path):
     import tkprefix
     from tkprefix import tk_hydragen as tkh
 
@@ -228,7 +229,9 @@ def test_hydragen_attention_nopad(requires_tk, dtype, D, case):
         if B > 1:
             seq_len[-1] = 0
     out = torch.full_like(q, float("nan"))
-    o, lse = tkh.hydragen_attention_nopad(q, k, v, sks, svs, seq_len, return_lse=True, out=out)
+    kw = {"fused": {}, "merge_kernel": {"fuse_merge": False},
+          "decode_split": {"decode_n_splits": max(1, math.ceil(S / 64))}}[path]
+    o, lse = tkh.hydragen_attention_nopad(q, k, v, sks, svs, seq_len, return_lse=True, out=out, **kw)
     assert o.data_ptr() == out.data_ptr()
     keys = torch.cat([sk.repeat_interleave(B // sk.shape[0], 0) for sk in sks] + [k], dim=1)
     vals = torch.cat([sv.repeat_interleave(B // sv.shape[0], 0) for sv in svs] + [v], dim=1)
