@@ -184,8 +184,11 @@ def main(argv=None):
     res["sdpa_naive_graph"] = time_fn(graphed(naive), args.n)
     res["tk_hydragen_eager"] = time_fn(step, args.n)
     res["tk_hydragen_graph"] = time_fn(graphed(step), args.n)
+    res["tk_hydragen_graph_merge_kernel"] = time_fn(graphed(
+        lambda: tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, fuse_merge=False, out=out)), args.n)
+    res["tk_hydragen_graph_2"] = time_fn(graphed(step), args.n)   # the same again: run-to-run spread
     o1 = (torch.empty_like(q), torch.empty(B, 1, Hq, device="cuda"))
-    for cw, sp in [tkh._plan_prefix(q, pk, None), (3, 4), (2, 8), (3, 8)]:
+    for cw, sp in [tkh._plan_prefix(q, pk, None), (3, 4), (2, 8), (2, 2)]:
         res[f"part_prefix_cw{cw}_s{sp}_graph"] = time_fn(graphed(
             lambda: tkh.prefix_attention(q, pk, pv, n_splits=sp, consumer_warpgroups=cw, out=o1)), args.n)
     o2 = (torch.empty_like(q), torch.empty(B, 1, Hq, device="cuda"))
