@@ -47,7 +47,7 @@ print("check.csv:", "absent" if check is None else f"{len(check)} rows")
 # %%
 def group_key(df: pd.DataFrame) -> list[str]:
     """The columns that name what was checked (op and implementation), whichever the CSV has."""
-    return [c for c in ("op", "impl", "backend", "kernel") if c in df.columns] or ["config"]
+    return [c for c in ("op", "impl", "backend", "kernel", "dtype") if c in df.columns] or ["config"]
 
 
 def passed(df: pd.DataFrame) -> pd.Series:
@@ -67,6 +67,9 @@ if check is not None:
            "median_err": ("rel_err", "median")}
     if tol_col:
         agg["tol"] = (tol_col, "max")
+    if "all_written" in check.columns:  # outputs poisoned with NaN before the run: every row was overwritten
+        check["all_written"] = pd.to_numeric(check["all_written"], errors="coerce").fillna(0).astype(bool)
+        agg["written"] = ("all_written", "sum")
     summary = check.groupby(keys, sort=True).agg(**agg).reset_index()
 else:
     summary = None
@@ -85,11 +88,13 @@ if summary is None:
     macros.add("CheckMaxRelErr", tp.NOT_RECORDED)
     macros.add("CheckOps", tp.NOT_RECORDED)
 else:
-    header = keys + ["cases", "passed", "max rel. err.", "median rel. err."] + (["tolerance"] if tol_col else [])
+    written = "written" in summary.columns
+    header = (keys + ["cases", "passed"] + (["all rows written"] if written else [])
+              + ["max rel. err.", "median rel. err."] + (["tolerance"] if tol_col else []))
     rows = []
     for _, r in summary.iterrows():
-        row = [r[k] for k in keys] + [int(r["cases"]), int(r["passed"]), tp.fmt_err(r["max_err"]),
-                                      tp.fmt_err(r["median_err"])]
+        row = ([r[k] for k in keys] + [int(r["cases"]), int(r["passed"])] + ([int(r["written"])] if written else [])
+               + [tp.fmt_err(r["max_err"]), tp.fmt_err(r["median_err"])])
         if tol_col:
             row.append(tp.fmt_err(r["tol"]))
         rows.append(row)

@@ -130,17 +130,20 @@ print((out_dir / "macros_performance.tex").read_text())
 
 # %%
 def detail_table(name: str, df: pd.DataFrame) -> str:
+    """Rows: case x timing mode (eager / CUDA graph); columns: implementations; cells: median µs or the status."""
     cols = tp.case_columns(df)
     df = df.copy()
-    df["label"] = df.apply(tp.impl_label, axis=1)
     df["case"] = df.apply(lambda r: tp.case_label(r, cols), axis=1)
-    impls = sorted(df["label"].unique(), key=lambda s: (not tp.is_ours(s), s))
+    graph = df["graph"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "graph"]) \
+        if "graph" in df.columns else pd.Series(False, index=df.index)
+    df["mode"] = graph.map({True: "graph", False: "eager"})
+    impls = sorted(df["impl"].astype(str).unique(), key=lambda s: (not tp.is_ours(s), s))
     rows = []
-    for case, g in df.groupby("case", sort=False):
+    for (case, mode), g in df.groupby(["case", "mode"], sort=False):
         roof = pd.to_numeric(g.get("roofline_us"), errors="coerce").max() if "roofline_us" in g else math.nan
-        row = [case, tp.fmt(roof)]
+        row = [case, mode, tp.fmt(roof)]
         for impl in impls:
-            r = g[g["label"] == impl]
+            r = g[g["impl"].astype(str) == impl]
             if not len(r):
                 row.append("–")
             elif str(r["status"].iloc[0]).strip() == "ok":
@@ -148,9 +151,10 @@ def detail_table(name: str, df: pd.DataFrame) -> str:
             else:
                 row.append(str(r["status"].iloc[0]).split(":")[0])
         rows.append(row)
-    body = tp.tabular(["case", "roofline"] + impls, rows, align="lr" + "r" * len(impls))
+    body = tp.tabular(["case", "timing", "roofline"] + [tp.stacked(i) for i in impls], rows,
+                      align="llr" + "r" * len(impls), long=True)
     return (f"\\paragraph{{{tp.tex_escape(name)}}} median µs per implementation "
-            f"(from bench\\_{tp.tex_escape(name)}.csv).\\par\n\\resizebox{{\\textwidth}}{{!}}{{%\n{body}}}\n\n")
+            f"(from bench\\_{tp.tex_escape(name)}.csv).\n{{\\scriptsize\\setlength{{\\tabcolsep}}{{3pt}}\n{body}}}\n\n")
 
 
 if frames:

@@ -20,7 +20,7 @@ CASE_COLUMNS = ["batch", "q_heads", "kv_heads", "head_dim", "prefix", "suffix", 
 MEASURE_COLUMNS = {
     "config", "impl", "status", "graph", "median_us", "p20_us", "p80_us", "n", "rel_err", "unique_bytes", "flops",
     "roofline_us", "pct_roofline", "error", "reason", "note", "tflops", "tb_s", "gb_s", "bandwidth_gbs",
-    "tokens_per_s", "speedup", "timestamp", "git_commit", "gpu", "run_id", "median_step_us",
+    "tokens_per_s", "speedup", "timestamp", "git_commit", "gpu", "run_id", "median_step_us", "gbps",
 }
 _DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
 
@@ -115,11 +115,17 @@ def case_columns(df: pd.DataFrame) -> list[str]:
 
     Columns entirely empty are left out (pandas cannot group on them usefully)."""
     cols = [c for c in CASE_COLUMNS if c in df.columns]
+    # The harness numbers its cases: then a column that varies inside one case_index is a measurement, not a key.
+    base = cols + (["case_index"] if "case_index" in df.columns else [])
     for c in df.columns:
         if c in cols or c in MEASURE_COLUMNS or c.endswith(("_us", "_ms", "_s", "_err", "_pct")):
             continue
-        if df[c].notna().any():
-            cols.append(c)
+        if not df[c].notna().any():
+            continue
+        if "case_index" in df.columns and c != "case_index" and base and \
+                df.groupby(base, dropna=False)[c].nunique(dropna=False).max() > 1:
+            continue
+        cols.append(c)
     return cols
 
 
@@ -130,7 +136,7 @@ def case_label(row: pd.Series, cols: list[str]) -> str:
     if "q_heads" in cols and "kv_heads" in cols:
         parts.append(f"H{row['q_heads']}/{row['kv_heads']}")
     for c in cols:
-        if c in ("q_heads", "kv_heads", "dtype", "head_dim"):
+        if c in ("q_heads", "kv_heads", "dtype", "head_dim", "case_index", "config"):
             continue
         parts.append(f"{short.get(c, c + '=')}{row[c]}")
     return " ".join(parts)
@@ -224,13 +230,24 @@ def tt(text: object) -> Raw:
     return Raw("\\texttt{" + tex_escape(text).replace("-", "-{}") + "}")
 
 
-def tabular(header: list[str], rows: list[list[object]], align: str | None = None, caption_note: str = "") -> str:
-    """A booktabs tabular (no float around it: the paper places it), cells escaped."""
+def stacked(name: str) -> Raw:
+    """A header cell broken at underscores onto stacked lines (narrow columns for long implementation names)."""
+    parts = [tex_escape(p) for p in str(name).split("_")]
+    return Raw("\\shortstack[r]{" + "\\_\\\\".join(parts) + "}")
+
+
+def tabular(header: list[str], rows: list[list[object]], align: str | None = None, caption_note: str = "",
+            long: bool = False) -> str:
+    """A booktabs tabular (no float around it: the paper places it), cells escaped; long=True: a longtable that
+    breaks across pages and repeats its header."""
     align = align or "l" * len(header)
-    out = [f"\\begin{{tabular}}{{{align}}}", "\\toprule", " & ".join(tex_escape(h) for h in header) + r" \\", "\\midrule"]
+    env = "longtable" if long else "tabular"
+    out = [f"\\begin{{{env}}}{{{align}}}", "\\toprule", " & ".join(tex_escape(h) for h in header) + r" \\", "\\midrule"]
+    if long:
+        out.append("\\endhead")
     for r in rows:
         out.append(" & ".join(tex_escape(c) for c in r) + r" \\")
-    out += ["\\bottomrule", "\\end{tabular}"]
+    out += ["\\bottomrule", f"\\end{{{env}}}"]
     if caption_note:
         out.append(f"\\par\\smallskip{{\\footnotesize {tex_escape(caption_note)}}}")
     return "\n".join(out) + "\n"
