@@ -57,7 +57,7 @@ def per_case(df: pd.DataFrame) -> pd.DataFrame:
     """One row per case: roofline, best ours (impl, µs), best peer (impl, µs), speedup = peer / ours."""
     ok = tp.ok_rows(df)
     cols = tp.case_columns(df)
-    ok["label"] = ok.apply(tp.impl_label, axis=1)
+    ok["label"] = [tp.impl_label(r) for _, r in ok.iterrows()]
     ok["median_us"] = pd.to_numeric(ok["median_us"])
     out = []
     for key, g in ok.groupby(cols, sort=True, dropna=False):
@@ -75,7 +75,8 @@ def per_case(df: pd.DataFrame) -> pd.DataFrame:
         row["speedup"] = row["peer_us"] / row["ours_us"]
         row["ours_pct_roof"] = 100 * row["roofline_us"] / row["ours_us"]
         out.append(row)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=cols + ["case", "roofline_us", "ours_impl", "ours_us", "peer_impl", "peer_us",
+                                             "speedup", "ours_pct_roof"])
 
 
 cases = {name: per_case(df) for name, df in frames.items()}
@@ -112,7 +113,7 @@ else:
         base = tp.macro_name("perf", name)
         macros.add(base + "Speedup", tp.fmt(tp.geomean(sp)) if len(sp) else tp.NOT_RECORDED)
         macros.add(base + "Cases", len(c))
-    header = ["configuration", "cases", "speedup (geomean)", "speedup range", "most frequent best peer",
+    header = ["configuration", "cases timed", "speedup (geomean)", "speedup range", "most frequent best peer",
               "ours % roofline (median)", "rows not ok"]
     tp.write_text(out_dir / "tables" / "perf_summary.tex",
                   "\\resizebox{\\textwidth}{!}{%\n" + tp.tabular(header, rows, align="lrrrlrl") + "}\n")
@@ -133,7 +134,7 @@ def detail_table(name: str, df: pd.DataFrame) -> str:
     """Rows: case x timing mode (eager / CUDA graph); columns: implementations; cells: median µs or the status."""
     cols = tp.case_columns(df)
     df = df.copy()
-    df["case"] = df.apply(lambda r: tp.case_label(r, cols), axis=1)
+    df["case"] = [tp.case_label(r, cols) for _, r in df.iterrows()]
     graph = df["graph"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "graph"]) \
         if "graph" in df.columns else pd.Series(False, index=df.index)
     df["mode"] = graph.map({True: "graph", False: "eager"})
@@ -175,8 +176,8 @@ def latency_figure():
     for ax, (name, df) in zip(axes[:, 0], frames.items()):
         ok = tp.ok_rows(df)
         cols = tp.case_columns(df)
-        ok["label"] = ok.apply(tp.impl_label, axis=1)
-        ok["case"] = ok.apply(lambda r: tp.case_label(r, cols), axis=1)
+        ok["label"] = [tp.impl_label(r) for _, r in ok.iterrows()]
+        ok["case"] = [tp.case_label(r, cols) for _, r in ok.iterrows()]
         order = list(dict.fromkeys(ok.sort_values(cols)["case"]))
         xpos = {c: i for i, c in enumerate(order)}
         impls = sorted(ok["label"].unique(), key=lambda s: (not tp.is_ours(s), s))
@@ -206,7 +207,7 @@ def roofline_figure():
     parts = []
     for name, df in frames.items():
         ok = tp.ok_rows(df)
-        ok["label"] = ok.apply(tp.impl_label, axis=1)
+        ok["label"] = [tp.impl_label(r) for _, r in ok.iterrows()]
         ok["config"] = name
         parts.append(ok)
     allok = pd.concat(parts)

@@ -203,3 +203,20 @@ def test_replay_dry_run_needs_no_gpu_rule():
     text = r.stdout + r.stderr
     assert "rule replay:" in text or "localrule replay:" in text
     assert "rule bench:" not in text and "rule build:" not in text
+
+
+@needs_pipeline
+def test_performance_with_no_ok_row_says_why(tmp_path):
+    """A configuration where ours is wrong and nothing else ran: no crash, no number, the statuses are counted."""
+    data, out = tmp_path / "data", tmp_path / "gen"
+    data.mkdir()
+    base = dict(config="c9", batch=1, q_heads=1, kv_heads=1, head_dim=128, prefix=1, suffix=1, dtype="bfloat16",
+                graph=0)
+    write_csv(data / "bench_c9.csv", COMMON + ["case_index"],
+              [dict(base, impl="tk_hydragen", status="wrong: rel_err 0.5", case_index=0),
+               dict(base, impl="sdpa_naive", status="unavailable: no GPU", case_index=0)])
+    run_notebook("performance", data, out, tmp_path)
+    macros = (out / "macros_performance.tex").read_text()
+    assert "\\newcommand{\\PerfSpeedupGeomean}{not recorded}" in macros
+    summary = (out / "tables" / "perf_summary.tex").read_text()
+    assert "1 wrong, 1 unavailable" in summary or "1 unavailable, 1 wrong" in summary
