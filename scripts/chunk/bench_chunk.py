@@ -37,8 +37,9 @@ TK_VARIANTS = {
     "tk_chunk_attn": {},
     "tk_chunk_attn[nc1_only]": {"wide_rows": 10**9},  # chunk-first rows in 64-row items only (K/V re-read via L2)
     "tk_chunk_attn[non_persistent]": {"max_blocks": 10**9},  # one block per (item, kv-head)
-    "tk_chunk_attn[mc=4]": {"max_chunks": 4},
+    "tk_chunk_attn[mc=8]": {"max_chunks": 8},
     "tk_chunk_attn[mc=16]": {"max_chunks": 16},
+    "tk_chunk_attn[mc=32]": {"max_chunks": 32},
 }
 
 CF_VARIANTS = {
