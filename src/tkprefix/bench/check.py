@@ -148,7 +148,7 @@ def _run_one(tk: Any, op: str, shape: dict, args: tuple, backend: str, device: t
         n_groups = len(docs)
         per = len(tails) // n_groups
         Hkv, D = pk.shape[1], pk.shape[2]
-        cache = tk.ChunkKVCache(Hkv, D, chunk_size=64, dtype=dt, device=device, capacity_chunks=512)
+        cache = tk.ChunkKVCache(Hkv, D, chunk_size=64, dtype=dt, device=q.device, capacity_chunks=512)
         P, doc = pk.shape[0], docs[0][0].shape[0]
         full, b_of = [], {}
         for gi in range(n_groups):
@@ -196,12 +196,12 @@ def run_check(backend: str = "tk", device: str = "cuda", dtype: str = "bfloat16"
         import tkprefix as tk
     except Exception as e:  # noqa: BLE001
         return [{"op": "*", "status": schema.unavailable(f"tkprefix not importable: {e}"), "backend": backend,
-                 "shape": "", "dtype": dtype}]
+                 "shape": "", "dtype": dtype, "rel_err": None, "tol": None, "all_written": None, "note": ""}]
     for idx, (op, shape, args) in enumerate(_cases(dev, dt, seed, big)):
         if idx < start:
             continue
         row = {"op": op, "backend": backend, "shape": " ".join(f"{k}={v}" for k, v in shape.items()), "dtype": dtype,
-               "case_index": idx}
+               "case_index": idx, "rel_err": None, "tol": None, "all_written": None, "note": ""}
         if progress:
             progress(idx, f"{op} {row['shape']}")
         try:
@@ -246,7 +246,7 @@ def _supervised(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
                else f"process died (exit code {rc})")
         print(f"[check] {labels[i]}: {why}", flush=True)
         extra.append({"op": op, "backend": args.backend, "shape": shape, "dtype": args.dtype, "case_index": i,
-                      "status": schema.wrong(why), "all_written": None})
+                      "status": schema.wrong(why), "rel_err": None, "tol": None, "all_written": None, "note": ""})
         start = i + 1
     rows = read_jsonl(rows_path) + extra
     rows.sort(key=lambda r: int(r["case_index"]))

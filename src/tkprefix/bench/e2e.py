@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from . import schema, stats
 from .cases import Sweep
 from .peers import merge_lse, sdpa_with_lse
+from .timing import capture_graph
 
 __all__ = ["ModelConfig", "run_e2e"]
 
@@ -134,33 +135,46 @@ class Model:
         return kv
 
     @torch.no_grad()
-    def step(self, tokens: torch.Tensor, pos: int, t: int, att: "Attention", cos: torch.Tensor,
+    def step(self, tokens: torch.Tensor, t_dev: torch.Tensor, P: int, att: "Attention", cos: torch.Tensor,
              sin: torch.Tensor) -> torch.Tensor:
-        """One decode step of every sequence: logits ``(B, vocab)``."""
+        """One decode step of every sequence: logits ``(B, vocab)``.
+
+        Every input that changes between steps lives on the device (``tokens`` (B,) int64, ``t_dev`` (1,) int64: the
+        step index), so the whole step can be captured once in a CUDA graph and replayed for every step."""
         B = tokens.shape[0]
-        x = self.embed[tokens]
-        cs, sn = cos[pos][None, None], sin[pos][None, None]
-        att.begin_step(t)
+        x = self.embed.index_select(0, tokens)
+        pos = t_dev + P
+        cs, sn = cos.index_select(0, pos)[None], sin.index_select(0, pos)[None]  # (1, 1, D)
+        att.begin_step(t_dev)
         for i, L in enumerate(self.layers):
             q, k, v = self._qkv(L, x)
             q, k = self.rope(q, cs, sn), self.rope(k, cs, sn)
-            o = att.attend(i, q.contiguous(), k, v, t)
+            o = att.attend(i, q.contiguous(), k.contiguous(), v.contiguous())
             x = x + o.reshape(B, -1) @ L["wo"].T
             x = x + self._mlp(L, x)
         return self.rms(x, self.norm) @ self.lm_head.T
 
 
 class Attention:
-    """Per-implementation KV state across layers; ``attend`` appends (k, v) at step t and attends."""
+    """Per-implementation KV state across layers. ``plan(t)`` is host work before step t (FlashInfer's plan);
+    ``begin_step(t_dev)`` and ``attend(layer, q, k, v)`` are device-only (capturable): attend appends (k, v) at the
+    step's slot and attends over the prompt plus the ``t + 1`` new tokens."""
 
-    def begin_step(self, t: int) -> None:
+    def plan(self, t: int) -> None:
         pass
 
-    def attend(self, layer: int, q, k, v, t: int) -> torch.Tensor:  # pragma: no cover - interface
+    def begin_step(self, t_dev: torch.Tensor) -> None:
+        self.t = t_dev
+
+    def attend(self, layer: int, q, k, v) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
 
 class NaiveAttention(Attention):
+    """A static cache ``(B, Hkv, P + T, D)`` per layer with the prompt copied into every sequence, and SDPA over the
+    whole static length with a boolean mask of the used slots (the layout of a static-cache SDPA decoder, e.g.
+    transformers' StaticCache; SDPA picks its memory-efficient kernel for a masked call)."""
+
     def __init__(self, prefix_kv, B: int, T: int) -> None:
         self.P = prefix_kv[0][0].shape[0]
         self.caches = []
@@ -171,19 +185,27 @@ class NaiveAttention(Attention):
             K[:, :, :P].copy_(pk.permute(1, 0, 2)[None].expand(B, Hkv, P, D))
             V[:, :, :P].copy_(pv.permute(1, 0, 2)[None].expand(B, Hkv, P, D))
             self.caches.append((K, V))
+        self.ar = torch.arange(self.P + T, device=pk.device)
 
-    def attend(self, layer, q, k, v, t):
+    def begin_step(self, t_dev):
+        self.slot = t_dev + self.P
+        self.mask = (self.ar <= self.slot)[None, None, None]  # (1, 1, 1, P + T)
+
+    def attend(self, layer, q, k, v):
         K, V = self.caches[layer]
-        n = self.P + t
-        K[:, :, n] = k
-        V[:, :, n] = v
+        K.index_copy_(2, self.slot, k.unsqueeze(2))
+        V.index_copy_(2, self.slot, v.unsqueeze(2))
         B, Hq, D = q.shape
         Hkv = K.shape[1]
-        o = F.scaled_dot_product_attention(q.view(B, Hkv, Hq // Hkv, D), K[:, :, : n + 1], V[:, :, : n + 1])
+        o = F.scaled_dot_product_attention(q.view(B, Hkv, Hq // Hkv, D), K, V, attn_mask=self.mask)
         return o.reshape(B, Hq, D)
 
 
 class SdpaHydragenAttention(Attention):
+    """Hydragen in plain PyTorch: the prompt once ``(1, Hkv, P, D)`` through FlashAttention with all queries
+    stacked, the new tokens ``(B, Hkv, T, D)`` through the memory-efficient kernel with a mask of the used slots
+    (both return the LSE), merged by LSE."""
+
     def __init__(self, prefix_kv, B: int, T: int) -> None:
         self.prefix = [(pk.permute(1, 0, 2)[None].contiguous(), pv.permute(1, 0, 2)[None].contiguous())
                        for pk, pv in prefix_kv]
@@ -191,26 +213,40 @@ class SdpaHydragenAttention(Attention):
         dev, dt = prefix_kv[0][0].device, prefix_kv[0][0].dtype
         self.suffix = [(torch.empty(B, Hkv, T, D, dtype=dt, device=dev), torch.empty(B, Hkv, T, D, dtype=dt, device=dev))
                        for _ in prefix_kv]
+        self.ar = torch.arange(T, device=dev)
+        self.B, self.Hkv, self.T, self.dt = B, Hkv, T, dt
 
-    def attend(self, layer, q, k, v, t):
+    def begin_step(self, t_dev):
+        self.t = t_dev
+        self.bias = None
+
+    def attend(self, layer, q, k, v):
         pk, pv = self.prefix[layer]
         sk, sv = self.suffix[layer]
-        sk[:, :, t] = k
-        sv[:, :, t] = v
+        sk.index_copy_(2, self.t, k.unsqueeze(2))
+        sv.index_copy_(2, self.t, v.unsqueeze(2))
         B, Hq, D = q.shape
         Hkv = pk.shape[1]
         g = Hq // Hkv
+        if self.bias is None:
+            keep = (self.ar <= self.t)[None, None, None]
+            self.bias = torch.zeros(B, Hkv, g, self.T, dtype=q.dtype, device=q.device).masked_fill(
+                ~keep, float("-inf"))
         qg = q.view(B, Hkv, g, D)
         qs = qg.permute(1, 0, 2, 3).reshape(1, Hkv, B * g, D)
         o1, l1 = sdpa_with_lse(qs, pk, pv)
         o1 = o1.reshape(Hkv, B, g, D).permute(1, 0, 2, 3)
         l1 = l1.reshape(Hkv, B, g).permute(1, 0, 2)
-        o2, l2 = sdpa_with_lse(qg, sk[:, :, : t + 1], sv[:, :, : t + 1])
+        r = torch.ops.aten._scaled_dot_product_efficient_attention(qg, sk, sv, self.bias, True)
+        o2, l2 = r[0], r[1][:, :, :g]
         o, _ = merge_lse(o1, l1, o2, l2)
         return o.to(q.dtype).reshape(B, Hq, D)
 
 
 class TkHydragenAttention(Attention):
+    """``tkprefix.hydragen_attention_nopad``: the prompt once as the shared level, the new tokens as the unique
+    cache ``(B, T, Hkv, D)`` with ``seq_len = t + 1``."""
+
     def __init__(self, prefix_kv, B: int, T: int, backend: str) -> None:
         import tkprefix
 
@@ -222,14 +258,15 @@ class TkHydragenAttention(Attention):
                        for _ in prefix_kv]
         self.seq_len = torch.zeros(B, dtype=torch.int32, device=dev)
 
-    def begin_step(self, t):
-        self.seq_len.fill_(t + 1)
+    def begin_step(self, t_dev):
+        self.t = t_dev
+        self.seq_len.copy_((t_dev + 1).expand_as(self.seq_len))
 
-    def attend(self, layer, q, k, v, t):
+    def attend(self, layer, q, k, v):
         pk, pv = self.prefix[layer]
         sk, sv = self.suffix[layer]
-        sk[:, t] = k
-        sv[:, t] = v
+        sk.index_copy_(1, self.t, k.unsqueeze(1))
+        sv.index_copy_(1, self.t, v.unsqueeze(1))
         B, Hq, D = q.shape
         o = self.tk.hydragen_attention_nopad(q.view(B, 1, Hq, D), sk, sv, [pk], [pv], seq_len=self.seq_len,
                                              backend=self.backend)
@@ -237,6 +274,10 @@ class TkHydragenAttention(Attention):
 
 
 class FlashInferAttention(Attention):
+    """FlashInfer's two-level cascade over a paged cache (page 16): the prompt's pages shared by all sequences, each
+    sequence's new tokens in its own pages; planned on the host before every step (into fixed buffers, so the
+    captured step stays valid), one plan for all layers."""
+
     page = 16
 
     def __init__(self, prefix_kv, B: int, T: int, q_heads: int) -> None:
@@ -258,30 +299,41 @@ class FlashInferAttention(Attention):
                 pool[: self.np_p, j].copy_(src.reshape(self.np_p, ps, Hkv, D))
             self.pools.append(pool)
         self.workspace = torch.empty(128 << 20, dtype=torch.uint8, device=dev)
-        self.w = flashinfer.MultiLevelCascadeAttentionWrapper(2, self.workspace, "NHD")
         i32 = dict(dtype=torch.int32, device=dev)
         self.i32 = i32
         self.seq_base = self.np_p + torch.arange(B, **i32) * self.np_s
+        self.seq_base_l = self.seq_base.long()
         self.qo = [torch.tensor([0, B], **i32), torch.arange(B + 1, **i32)]
         self.kvp0 = torch.tensor([0, self.np_p], **i32)
         self.idx0 = torch.arange(self.np_p, **i32)
         self.last0 = torch.tensor([self.last_p], **i32)
         self.ar = torch.arange(B + 1, **i32)
+        bufs = [[t.clone() for t in self.qo], [self.kvp0.clone(), torch.zeros(B + 1, **i32)],
+                [self.idx0.clone(), torch.zeros(B * self.np_s, **i32)], [self.last0.clone(), torch.zeros(B, **i32)]]
+        self.w = flashinfer.MultiLevelCascadeAttentionWrapper(
+            2, self.workspace, "NHD", use_cuda_graph=True, qo_indptr_buf_arr=bufs[0],
+            paged_kv_indptr_buf_arr=bufs[1], paged_kv_indices_buf_arr=bufs[2], paged_kv_last_page_len_buf_arr=bufs[3])
+        self.bufs = bufs
 
-    def begin_step(self, t):
+    def plan(self, t):
         ps = self.page
         used = t // ps + 1
         idx1 = (self.seq_base[:, None] + torch.arange(used, **self.i32)[None]).reshape(-1)
         last1 = torch.full((self.B,), t - (used - 1) * ps + 1, **self.i32)
         self.w.plan(self.qo, [self.kvp0, self.ar * used], [self.idx0, idx1], [self.last0, last1], self.Hq, self.Hkv,
                     self.D, ps, causal=False, q_data_type=self.dt, kv_data_type=self.dt)
-        self.slot_page = self.seq_base + t // ps
-        self.slot_off = t % ps
 
-    def attend(self, layer, q, k, v, t):
+    def begin_step(self, t_dev):
+        ps = self.page
+        page = self.seq_base_l + t_dev // ps  # (B,)
+        self.row_k = (page * 2) * ps + t_dev % ps  # rows of pool.view(-1, Hkv, D)
+        self.row_v = self.row_k + ps
+
+    def attend(self, layer, q, k, v):
         pool = self.pools[layer]
-        pool[self.slot_page, 0, self.slot_off] = k
-        pool[self.slot_page, 1, self.slot_off] = v
+        flat = pool.view(-1, self.Hkv, self.D)
+        flat.index_copy_(0, self.row_k, k)
+        flat.index_copy_(0, self.row_v, v)
         return self.w.run(q, pool)
 
 
@@ -384,72 +436,119 @@ def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: 
     torch.cuda.synchronize()
     log(f"[e2e] model ({cfg.layers} layers) + prefill of {P} tokens: {time.time() - t0:.1f} s")
 
+    graph_modes = [bool(g) for g in raw.get("graph", [False, True])]
+    eager_reps = int(raw.get("eager_reps", 1))
     for B in batches:
         stream = torch.randint(0, cfg.vocab, (T, B), generator=gen, device=dev)  # the same tokens for every impl
-        ref_logits = None
-        results: dict[str, dict[str, Any]] = {}
+        tokens = torch.empty(B, dtype=torch.long, device=dev)  # step inputs live on the device (graph-capturable)
+        t_dev = torch.zeros(1, dtype=torch.long, device=dev)
+        ref_logits: torch.Tensor | None = None
         for name in sweep.impls:
             reason = (skip or {}).get(name) or _availability(name)
             if reason:
-                add(B, name, reason if reason.startswith("wrong: ") else schema.unavailable(reason))
+                for g in graph_modes:
+                    add(B, name, reason if reason.startswith("wrong: ") else schema.unavailable(reason), graph=int(g))
                 continue
-            att = None
+            att = graph = None
             prog(name, f"batch {B}: setup + warm-up")
             try:
                 att = _make_attention(name, prefix_kv, B, T, cfg)
+
+                def set_step(t: int) -> None:
+                    tokens.copy_(stream[t])
+                    t_dev.fill_(t)
+                    att.plan(t)
+
+                def step() -> torch.Tensor:
+                    return model.step(tokens, t_dev, P, att, cos, sin)
+
                 for t in range(2):  # warm-up (JIT, handles); the timed loops rewrite these slots
-                    model.step(stream[t], P + t, t, att, cos, sin)
+                    set_step(t)
+                    step()
                 torch.cuda.synchronize()
-                walls, steps = [], []
-                logits = None
-                for rep in range(reps):
-                    prog(name, f"batch {B}: timed decode loop {rep}")
-                    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                          for _ in range(T)]
-                    torch.cuda.synchronize()
-                    w0 = time.perf_counter()
-                    for t in range(T):
-                        ev[t][0].record()
-                        logits = model.step(stream[t], P + t, t, att, cos, sin)
-                        ev[t][1].record()
-                    torch.cuda.synchronize()
-                    walls.append(time.perf_counter() - w0)
-                    steps += [a.elapsed_time(b) * 1e3 for a, b in ev]
-                last = logits.float()
-                if ref_logits is None:
-                    ref_logits = last.clone()
-                    err = 0.0 if name == "sdpa_naive" else None
-                else:
-                    err = float(torch.linalg.vector_norm(last - ref_logits) / torch.linalg.vector_norm(ref_logits))
-                if not bool(torch.isfinite(last).all()):
-                    add(B, name, schema.wrong("non-finite logits"))
-                    continue
-                q = stats.quantiles(steps)
-                wall = sorted(walls)[len(walls) // 2]
-                tps = B * T / wall
-                results[name] = dict(median_us=q.median, p20_us=q.p20, p80_us=q.p80, n=q.n, rel_err=err,
-                                     tokens_per_s=tps, median_step_us=q.median,
-                                     pct_roofline=stats.pct_of_roofline(base(B)["roofline_us"], q.median),
-                                     note=f"wall per loop (s): {', '.join(f'{x:.3f}' for x in walls)}; "
-                                          f"reference logits: {'self' if err == 0.0 else 'first ok impl'}")
-                if err is not None and err > 5e-2:
-                    add(B, name, schema.wrong(f"last-step logits rel_err {err:.3g} > 5e-2 vs the first ok impl"),
-                        rel_err=err)
-                    results.pop(name)
-                    continue
-                add(B, name, "ok", **results[name])
-                log(f"[e2e] B={B} {name}: {tps:,.0f} tok/s, step median {q.median:.0f} us, rel_err {err}")
+                for g in graph_modes:
+                    label = "graph" if g else "eager"
+                    try:
+                        if g:
+                            prog(name, f"batch {B}: graph capture")
+                            set_step(0)
+                            graph, gout = capture_graph(step)
+                            run = graph.replay
+                        else:
+                            run = step
+                        walls, steps = [], []
+                        logits = None
+                        for rep in range(reps if g else eager_reps):
+                            prog(name, f"batch {B}: {label} decode loop {rep}")
+                            ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                                  for _ in range(T)]
+                            torch.cuda.synchronize()
+                            w0 = time.perf_counter()
+                            for t in range(T):
+                                set_step(t)
+                                ev[t][0].record()
+                                out = run()
+                                ev[t][1].record()
+                            torch.cuda.synchronize()
+                            walls.append(time.perf_counter() - w0)
+                            steps += [a.elapsed_time(b) * 1e3 for a, b in ev]
+                            logits = gout if g else out
+                        last = logits.float()
+                        if not bool(torch.isfinite(last).all()):
+                            add(B, name, schema.wrong("non-finite logits"), graph=int(g))
+                            continue
+                        if ref_logits is None:
+                            ref_logits, err, ref_note = last.clone(), 0.0, "self (first ok implementation)"
+                        else:
+                            err = float(torch.linalg.vector_norm(last - ref_logits)
+                                        / torch.linalg.vector_norm(ref_logits))
+                            ref_note = "the first ok implementation's"
+                        q = stats.quantiles(steps)
+                        wall = sorted(walls)[len(walls) // 2]
+                        tps = B * T / wall
+                        res = dict(median_us=q.median, p20_us=q.p20, p80_us=q.p80, n=q.n, rel_err=err,
+                                   tokens_per_s=tps, median_step_us=q.median, graph=int(g),
+                                   pct_roofline=stats.pct_of_roofline(base(B)["roofline_us"], q.median),
+                                   note=f"{label}; wall per {T}-step loop (s): {', '.join(f'{x:.3f}' for x in walls)};"
+                                        f" last-step logits vs {ref_note}")
+                        if err > 5e-2:
+                            add(B, name, schema.wrong(f"last-step logits rel_err {err:.3g} > 5e-2 vs the first ok "
+                                                      "implementation"), rel_err=err, graph=int(g))
+                            continue
+                        add(B, name, "ok", **res)
+                        log(f"[e2e] B={B} {name} {label}: {tps:,.0f} tok/s, step median {q.median:.0f} us "
+                            f"(p20 {q.p20:.0f}, p80 {q.p80:.0f}), rel_err {err:.3g}")
+                    except torch.cuda.OutOfMemoryError:
+                        add(B, name, "oom", graph=int(g))
+                    except Exception as e:  # noqa: BLE001
+                        from .runner import FatalCudaError, is_fatal_cuda
+
+                        log(f"[e2e] B={B} {name} {label}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+                        if is_fatal_cuda(e):
+                            raise FatalCudaError(name, f"{type(e).__name__}: {e}") from e
+                        add(B, name, schema.wrong(f"{label}: {type(e).__name__}: {e}") if not g else
+                            schema.unavailable(f"CUDA graph capture/replay failed: {type(e).__name__}: {e}"),
+                            graph=int(g))
+                    finally:
+                        graph = None
+                        torch.cuda.synchronize()
             except torch.cuda.OutOfMemoryError:
-                add(B, name, "oom")
+                for g in graph_modes:
+                    add(B, name, "oom", graph=int(g))
             except Exception as e:  # noqa: BLE001
-                log(f"[e2e] B={B} {name}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
                 from .runner import FatalCudaError, is_fatal_cuda
 
+                log(f"[e2e] B={B} {name}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+                if isinstance(e, FatalCudaError):
+                    raise
                 if is_fatal_cuda(e):
                     raise FatalCudaError(name, f"{type(e).__name__}: {e}") from e
-                add(B, name, schema.wrong(f"{type(e).__name__}: {e}"))
+                done = {r["graph"] for r in rows if r["batch"] == B and r["impl"] == name}
+                for g in graph_modes:
+                    if int(g) not in done:
+                        add(B, name, schema.wrong(f"{type(e).__name__}: {e}"), graph=int(g))
             finally:
-                del att
+                att = graph = None
                 gc.collect()
                 torch.cuda.empty_cache()
     del model, prefix_kv
