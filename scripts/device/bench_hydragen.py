@@ -187,6 +187,10 @@ def main(argv=None):
     res["tk_hydragen_graph_merge_kernel"] = time_fn(graphed(
         lambda: tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, fuse_merge=False, out=out)), args.n)
     res["tk_hydragen_graph_2"] = time_fn(graphed(step), args.n)   # the same again: run-to-run spread
+    for sp in (None, 2, 1):   # prefix on a side stream, concurrent with the decode kernel
+        res[f"tk_hydragen_graph_overlap_s{sp or 'auto'}"] = time_fn(graphed(
+            lambda: tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, overlap=True, prefix_n_splits=sp,
+                                                 out=out)), args.n)
     o1 = (torch.empty_like(q), torch.empty(B, 1, Hq, device="cuda"))
     for cw, sp in [tkh._plan_prefix(q, pk, None), (3, 4), (2, 8), (2, 2)]:
         res[f"part_prefix_cw{cw}_s{sp}_graph"] = time_fn(graphed(

@@ -26,6 +26,10 @@ for step in $STEPS; do
     test)  timeout 150 $PY -m pytest tests/gpu/test_tk_hydragen.py -q --maxfail=25 --timeout=60 --timeout-method=thread -p no:cacheprovider ${PYTEST_ARGS:-} \
               > "$OUT/pytest.log" 2>&1; echo "pytest rc=$?"; tail -25 "$OUT/pytest.log";;
     bench) timeout 90 $PY scripts/device/bench_hydragen.py --out "$OUT" 2>&1 | tee "$OUT/bench.log";;
+    ncu)   timeout 120 ncu -k regex:"prefix_kernel|decode_kernel" -c 3 --clock-control none --section SpeedOfLight \
+             --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats $PY scripts/device/prefix_probe.py \
+             > "$OUT/ncu.log" 2>&1; echo "ncu rc=$?"
+           grep -E "prefix_kernel|decode_kernel|Memory Throughput|DRAM Throughput|Duration|Compute \(SM\) Throughput|L2 Hit|Achieved Occupancy" "$OUT/ncu.log" | head -40;;
     sanitize)
            for tool in memcheck racecheck; do
              timeout 60 compute-sanitizer --tool $tool --print-limit 20 $PY scripts/device/sanitize_small.py \

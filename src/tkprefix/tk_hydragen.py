@@ -59,6 +59,15 @@ def _num_sms(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
+_SIDE: dict[int, torch.cuda.Stream] = {}
+
+
+def _side_stream(device_index: int) -> torch.cuda.Stream:
+    if device_index not in _SIDE:
+        _SIDE[device_index] = torch.cuda.Stream(device=device_index)
+    return _SIDE[device_index]
+
+
 def _stream(t: torch.Tensor) -> int:
     return torch.cuda.current_stream(t.device).cuda_stream
 
@@ -306,14 +315,15 @@ def merge_states(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
 def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared_ks, shared_vs,
                              seq_len: torch.Tensor | None = None, *, return_lse: bool = False,
                              prefix_n_splits: int | None = None, decode_n_splits: int | None = None,
-                             fuse_merge: bool = True, out: torch.Tensor | None = None):
+                             fuse_merge: bool = True, overlap: bool = False, out: torch.Tensor | None = None):
     """Hydragen attention (upstream's signature): shared prefix levels, then the unique part, merged by LSE.
 
     q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D) unique caches with seq_len (B,) used lengths (None: causal, see
     decode_attention); shared_ks[i], shared_vs[i]: (B_i, P_i, Hkv, D) with B_i | B (sequence b uses row
     b // (B // B_i)). Every level writes fp32 partial slots into one workspace, so no intermediate is rounded to
     bf16; the decode kernel merges them into its own result as it writes o (fuse_merge, when the unique part is not
-    split), else one merge kernel reduces all slots. Returns o (B, Nq, Hq, D) (and lse if return_lse).
+    split), else one merge kernel reduces all slots. overlap: run the prefix kernels on a side stream, concurrently
+    with the decode kernel (then a merge kernel joins them). Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
     if len(shared_ks) != len(shared_vs):
         raise ValueError(f"shared_vs: {len(shared_vs)} levels but shared_ks has {len(shared_ks)}")
@@ -343,11 +353,28 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     d_splits, d_keys = _plan_decode(q, k, decode_n_splits)
     n_prefix = sum(s for _, s in plans)
     # one decode split: it merges the prefix slots itself and writes o (no merge kernel); else a merge over all slots
-    fused = d_splits == 1 and fuse_merge
+    overlap = overlap and n_prefix > 0
+    fused = d_splits == 1 and fuse_merge and not overlap
     total = n_prefix + (0 if fused else d_splits)
     ws_o = torch.empty((total, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
     ws_lse = torch.empty((total, B, Nq, Hq), device=q.device, dtype=torch.float32)
     stream = _stream(q)
+    if overlap:
+        main = torch.cuda.current_stream(q.device)
+        side = _side_stream(q.device.index or 0)
+        fork = torch.cuda.Event()
+        fork.record(main)
+        side.wait_event(fork)
+        slot = 0
+        for (sk, sv), (cw, s) in zip(levels, plans):
+            ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, side.cuda_stream)
+            slot += s
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
+        join = torch.cuda.Event()
+        join.record(side)
+        main.wait_event(join)
+        ext.merge_slots([(ws_o, ws_lse)], o, lse, stream)
+        return (o, lse) if return_lse else o
     slot = 0
     for (sk, sv), (cw, s) in zip(levels, plans):
         ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, stream)

@@ -213,7 +213,7 @@ NOPAD_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, mode)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("case", NOPAD_CASES, ids=lambda c: f"B{c[0]}_N{c[1]}_H{c[2]}-{c[3]}_L{len(c[4])}_S{c[5]}")
-@pytest.mark.parametrize("path", ["fused", "merge_kernel", "decode_split"])
+@pytest.mark.parametrize("path", ["fused", "merge_kernel", "decode_split", "overlap"])
 def test_hydragen_attention_nopad(requires_tk, dtype, D, case, path):
     import tkprefix
     from tkprefix import tk_hydragen as tkh
@@ -230,7 +230,7 @@ def test_hydragen_attention_nopad(requires_tk, dtype, D, case, path):
             seq_len[-1] = 0
     out = torch.full_like(q, float("nan"))
     kw = {"fused": {}, "merge_kernel": {"fuse_merge": False},
-          "decode_split": {"decode_n_splits": max(1, math.ceil(S / 64))}}[path]
+          "decode_split": {"decode_n_splits": max(1, math.ceil(S / 64))}, "overlap": {"overlap": True}}[path]
     o, lse = tkh.hydragen_attention_nopad(q, k, v, sks, svs, seq_len, return_lse=True, out=out, **kw)
     assert o.data_ptr() == out.data_ptr()
     keys = torch.cat([sk.repeat_interleave(B // sk.shape[0], 0) for sk in sks] + [k], dim=1)
@@ -244,7 +244,8 @@ def test_hydragen_attention_nopad(requires_tk, dtype, D, case, path):
     assert rel_err(o2, o_ref) < TOL[dtype]
 
 
-def test_cuda_graph_capture_of_a_decode_step(requires_tk):
+@pytest.mark.parametrize("overlap", [False, True], ids=["one_stream", "overlap"])
+def test_cuda_graph_capture_of_a_decode_step(requires_tk, overlap):
     """The whole step (prefix + decode + merge) captured once and replayed on new inputs copied in place."""
     from tkprefix import tk_hydragen as tkh
 
@@ -261,7 +262,7 @@ def test_cuda_graph_capture_of_a_decode_step(requires_tk):
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, out=out)
+        tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, out=out, overlap=overlap)
     for _ in range(2):
         q.copy_(rnd(B, 1, Hq, D, dtype=dtype))
         k.copy_(rnd(B, 300, Hkv, D, dtype=dtype))
