@@ -67,7 +67,8 @@ tkp_out make_out(const at::Tensor &o, const at::Tensor &lse, const at::Tensor &q
 
 // ============================================================================================ [hydragen]
 void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &o,
-                      const at::Tensor &lse, int64_t n_splits, int64_t consumer_warpgroups, int64_t stream) {
+                      const at::Tensor &lse, int64_t n_splits, int64_t consumer_warpgroups, bool pingpong,
+                      int64_t stream) {
     TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
     const int64_t D = q.size(-1);
     check_bhsd(q, "q", D); check_bhsd(k, "k", D); check_bhsd(v, "v", D);
@@ -80,7 +81,7 @@ void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor
                                   k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
                                   v.data_ptr(), v.stride(0), v.stride(1), v.stride(2),
                                   (int)q.size(0), (int)q.size(1), (int)q.size(2), (int)k.size(0), (int)k.size(1),
-                                  (int)k.size(2), (int)n_splits, (int)consumer_warpgroups, out,
+                                  (int)k.size(2), (int)n_splits, (int)consumer_warpgroups, pingpong ? 1 : 0, out,
                                   reinterpret_cast<void *>(stream)));
 }
 
@@ -161,7 +162,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "tkprefix ThunderKittens kernels (H100): Hydragen prefix/decode/merge, ChunkAttention";
     m.def("prefix_attention", &prefix_attention, "Hydragen prefix attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("lse"), py::arg("n_splits"),
-          py::arg("consumer_warpgroups"), py::arg("stream"));
+          py::arg("consumer_warpgroups"), py::arg("pingpong"), py::arg("stream"));
     m.def("decode_attention", &decode_attention, "per-sequence decode attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("seq_len"), py::arg("o"), py::arg("lse"),
           py::arg("n_splits"), py::arg("split_keys"), py::arg("merge_o"), py::arg("merge_lse"), py::arg("stream"));

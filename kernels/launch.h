@@ -49,13 +49,13 @@ typedef struct {
 // pointers 16-byte aligned, as TMA needs). Sequence b uses prefix row b / (B/Bp). Requires B % Bp == 0, Hq % Hkv == 0
 // (any ratio: query rows are gathered by address), D in {64, 128}, P >= 1. The key range is split into n_splits parts
 // of whole 128-key tiles (1 <= n_splits <= ceil(P/128); part s writes slot s of `out`). consumer_warpgroups (2 or 3)
-// sets the query rows per block (128 or 192).
+// sets the query rows per block (128 or 192); pingpong (2 only) alternates the two warpgroups' Q K^T issue.
 const char *tkp_prefix_attention(int dtype, int D,
                                  const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                                  const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                                  const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                                  int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits,
-                                 int consumer_warpgroups, tkp_out out, void *stream);
+                                 int consumer_warpgroups, int pingpong, tkp_out out, void *stream);
 
 // Per-sequence attention over the unique caches (kernels/hydragen/decode.cu). q (B, Nq, Hq, D); k, v (B, S, Hkv, D)
 // by strides in elements (D stride 1, 16-byte aligned rows). seq_len == nullptr: causal, bottom-right aligned (query n

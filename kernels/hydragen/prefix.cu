@@ -64,6 +64,7 @@ struct globals {
     int m_blocks;                 // ceil(M / (CW*64))
     int n_tiles;                  // ceil(P / KV_ROWS)
     int tiles_per_split;
+    int pingpong;                 // CW = 2 only: alternate the warpgroups' Q K^T issue
 };
 
 // Stacked row m of (prefix row bp, kv-head h) -> sequence b, position n, q-head hq.
@@ -202,12 +203,23 @@ void prefix_kernel(const __grid_constant__ globals g) {
             warpgroup::sync(wg + 1);
         }
 
+        // Ping-pong (CW = 2, both warpgroups active): the two warpgroups take turns issuing Q K^T (named barriers
+        // PP_BAR + wg, 256 threads), which staggers them by half an iteration so that one's softmax overlaps the
+        // other's matrix products. Warpgroup 1 opens the first turn for warpgroup 0 and skips its last hand-over,
+        // so every barrier phase is matched.
+        constexpr int PP_BAR = 4;   // ids 1..3 are the per-warpgroup syncs
+        const bool pingpong = CW == 2 && g.pingpong && (m_block * L::BLOCK_ROWS + Q_ROWS < g.M);
+        if (pingpong && wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 0), "n"(2 * WARPGROUP_THREADS));
+
         for (int it = 0; it < n_iters; it++) {
             const int s = it % S, phase = (it / S) % 2;
             wait(k_arrived[s], phase);
             if (active) {
                 // S = Q K^T
+                if (pingpong) asm volatile("bar.sync %0, %1;\n" ::"r"(PP_BAR + wg), "n"(2 * WARPGROUP_THREADS));
                 warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
+                if (pingpong && (wg == 0 || it + 1 < n_iters))
+                    asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 1 - wg), "n"(2 * WARPGROUP_THREADS));
                 warp::mul(max_vec_last_scaled, max_vec, SCALE);
                 warpgroup::mma_async_wait();
                 // keys past P (zero-filled by TMA) get -inf
@@ -290,14 +302,15 @@ template<typename T, int D, int CW>
 const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                    const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                    const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
-                   int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, tkp_out out, cudaStream_t stream) {
+                   int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, int pingpong, tkp_out out,
+                   cudaStream_t stream) {
     using L = layout<T, D, CW>;
     globals g{};
     if (const char *e = make_kv_map<T, D>(&g.k_map, k, Bp, P, Hkv, k_sb, k_sp, k_sh)) return e;
     if (const char *e = make_kv_map<T, D>(&g.v_map, v, Bp, P, Hkv, v_sb, v_sp, v_sh)) return e;
     g.q = q; g.q_sb = q_sb; g.q_sn = q_sn; g.q_sh = q_sh;
     g.out = out;
-    g.Nq = Nq; g.Hq = Hq; g.Hkv = Hkv; g.P = P;
+    g.Nq = Nq; g.Hq = Hq; g.Hkv = Hkv; g.P = P; g.pingpong = pingpong;
     g.G = B / Bp; g.R = Hq / Hkv;
     const int64_t M = (int64_t)g.G * Nq * g.R;
     if (M >= (1ll << 31) / 2) return arg_error("prefix: too many stacked query rows (B/Bp * Nq * Hq/Hkv)");
@@ -338,7 +351,7 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
                                             const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                                             const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                                             int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits,
-                                            int consumer_warpgroups, tkp_out out, void *stream) {
+                                            int consumer_warpgroups, int pingpong, tkp_out out, void *stream) {
     using namespace tkp;
     if (B <= 0 || Nq <= 0 || Hq <= 0 || Bp <= 0 || Hkv <= 0) return arg_error("prefix: B, Nq, Hq, Bp, Hkv must be positive");
     if (B % Bp != 0) return arg_error("prefix: the prefix batch Bp must divide the batch B");
@@ -354,9 +367,9 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
 #define TKP_PREFIX_CASE(TT, DD)                                                                               \
     return consumer_warpgroups == 2                                                                               \
         ? prefix::launch<TT, DD, 2>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
-                                    Hkv, n_splits, out, s)                                                        \
+                                    Hkv, n_splits, pingpong, out, s)                                              \
         : prefix::launch<TT, DD, 3>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
-                                    Hkv, n_splits, out, s)
+                                    Hkv, n_splits, 0, out, s)
     if (dtype == TKP_BF16 && D == 64)  TKP_PREFIX_CASE(kittens::bf16, 64);
     if (dtype == TKP_BF16 && D == 128) TKP_PREFIX_CASE(kittens::bf16, 128);
     if (dtype == TKP_FP16 && D == 64)  TKP_PREFIX_CASE(half, 64);

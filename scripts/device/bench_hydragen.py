@@ -121,15 +121,14 @@ def main(argv=None):
     flops = 4 * B * Hq * P * D
     out = (torch.empty_like(q), torch.empty(B, 1, Hq, device="cuda"))
     auto = tkh._plan_prefix(q, pk, None)
-    for cw, splits in [auto, (3, 1), (2, 1), (3, 2), (2, 2), (3, 3)]:
-        fn = lambda: tkh.prefix_attention(q, pk, pv, n_splits=splits, consumer_warpgroups=cw, out=out)
+    for cw, splits, pp in [auto + (None,), (3, 1, False), (2, 1, False), (2, 1, True), (2, 2, True), (3, 2, False)]:
+        fn = lambda: tkh.prefix_attention(q, pk, pv, n_splits=splits, consumer_warpgroups=cw, pingpong=pp, out=out)
         fn()
         err = rel_err(out[0][sub], ref_full(q[sub], pk.expand(64, -1, -1, -1), pv.expand(64, -1, -1, -1)))
-        med = record(f"prefix_B{B}_P{P}_H{Hq}-{Hkv}_cw{cw}_splits{splits}{'_auto' if (cw, splits) == auto else ''}",
-                     time_fn(graphed(fn), args.n), rel_err=err)
+        tag = f"cw{cw}{'_pingpong' if pp else ''}_splits{splits}{'_auto' if pp is None else ''}"
+        med = record(f"prefix_B{B}_P{P}_H{Hq}-{Hkv}_{tag}", time_fn(graphed(fn), args.n), rel_err=err)
         rows[-1]["tflops"] = flops / (med * 1e-6) / 1e12
-        print(f"prefix B{B} P{P} {Hq}/{Hkv} cw={cw} splits={splits}{' (auto)' if (cw, splits) == auto else ''}: "
-              f"{med:.1f} us  {rows[-1]['tflops']:.0f} TFLOP/s  rel_err {err:.1e}")
+        print(f"prefix B{B} P{P} {Hq}/{Hkv} {tag}: {med:.1f} us  {rows[-1]['tflops']:.0f} TFLOP/s  rel_err {err:.1e}")
     med = record("prefix_gqa_eager_auto", time_fn(lambda: tkh.prefix_attention(q, pk, pv, out=out), args.n))
     print(f"  eager (Python + launch in the timed region): {med:.1f} us")
     del q, pk, pv, out
@@ -146,7 +145,9 @@ def main(argv=None):
     qt, kt, vt = (x.transpose(1, 2).contiguous() for x in (q, k, v))
     o_sdpa = F.scaled_dot_product_attention(qt, kt, vt).transpose(1, 2)
     err = rel_err(out[0][:1, :256], ref_full(q[:1, :256], k[:1], v[:1]))
-    for name, f in (("tk_prefix", fn), ("sdpa", lambda: F.scaled_dot_product_attention(qt, kt, vt))):
+    fn2 = lambda: tkh.prefix_attention(q, k, v, consumer_warpgroups=2, pingpong=True, out=out)
+    for name, f in (("tk_prefix", fn), ("tk_prefix_cw2_pingpong", fn2),
+                    ("sdpa", lambda: F.scaled_dot_product_attention(qt, kt, vt))):
         med = record(f"mha_B{B}_H{H}_N{N}_{name}", time_fn(graphed(f), 20), rel_err=err if name == "tk_prefix" else None)
         rows[-1]["tflops"] = flops / (med * 1e-6) / 1e12
         print(f"mha B{B} H{H} N{N} D{D} {name}: {med:.1f} us  {rows[-1]['tflops']:.0f} TFLOP/s")

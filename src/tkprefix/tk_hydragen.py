@@ -121,6 +121,7 @@ def _outputs(q, out, name):
 
 # ---------------------------------------------------------------------------------------------------- split plans
 PREFIX_TILE_COST = {3: 1.0, 2: 0.74}   # relative time of one 128-key step of a 192- / 128-row block (compute-bound)
+PREFIX_PINGPONG = False                 # default for 2-consumer blocks (see prefix_attention's pingpong)
 
 
 def prefix_plan(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0, D: int = 128,
@@ -218,14 +219,15 @@ def _seq_len_arg(seq_len, q):
 
 # ---------------------------------------------------------------------------------------------------- public API
 def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_splits: int | None = None,
-                     consumer_warpgroups: int | None = None,
+                     consumer_warpgroups: int | None = None, pingpong: bool | None = None,
                      out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-causal attention of every query to a shared prefix.
 
     q: (B, Nq, Hq, D); k, v: (Bp, P, Hkv, D) with Bp | B -- sequence b uses prefix row b // (B // Bp).
     Returns o (B, Nq, Hq, D) in q's dtype and lse (B, Nq, Hq) float32 (natural log). P == 0 gives o = 0, lse = -inf.
     n_splits: key-range splits, consumer_warpgroups: 2 or 3 (128- or 192-row blocks) -- both chosen by
-    prefix_plan by default; out: optional preallocated (o, lse).
+    prefix_plan by default; pingpong: 2-consumer blocks alternate their Q K^T issue (default PREFIX_PINGPONG);
+    out: optional preallocated (o, lse).
     """
     _check_qkv(q, k, v)
     B, Nq, Hq, D = q.shape
@@ -242,12 +244,13 @@ def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_spl
     q, k, v = _prep(q), _prep(k), _prep(v)
     ext = _ext()
     cw, s = _plan_prefix(q, k, n_splits, consumer_warpgroups)
+    pp = PREFIX_PINGPONG if pingpong is None else bool(pingpong)
     if s == 1:
-        ext.prefix_attention(q, k, v, o, lse, 1, cw, _stream(q))
+        ext.prefix_attention(q, k, v, o, lse, 1, cw, pp, _stream(q))
     else:
         ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
         ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
-        ext.prefix_attention(q, k, v, ws_o, ws_lse, s, cw, _stream(q))
+        ext.prefix_attention(q, k, v, ws_o, ws_lse, s, cw, pp, _stream(q))
         ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
     return o, lse
 
@@ -367,7 +370,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         side.wait_event(fork)
         slot = 0
         for (sk, sv), (cw, s) in zip(levels, plans):
-            ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, side.cuda_stream)
+            ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, PREFIX_PINGPONG,
+                                 side.cuda_stream)
             slot += s
         ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
         join = torch.cuda.Event()
@@ -377,7 +381,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         return (o, lse) if return_lse else o
     slot = 0
     for (sk, sv), (cw, s) in zip(levels, plans):
-        ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, stream)
+        ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, PREFIX_PINGPONG, stream)
         slot += s
     if fused:
         pre = (ws_o, ws_lse) if n_prefix else (None, None)

@@ -84,6 +84,7 @@ PREFIX_CASES = [  # (B, Bp, Nq, Hq, Hkv, P)
     (3, 1, 5, 8, 1, 300),        # GQA 8, several query positions
     (130, 1, 1, 8, 8, 64),
     (400, 2, 1, 4, 4, 131),
+    (256, 1, 1, 32, 8, 1500),    # 1024 rows per kv-head: full 128/192-row blocks, 12 key tiles (ping-pong turns)
 ]
 
 
@@ -91,7 +92,7 @@ PREFIX_CASES = [  # (B, Bp, Nq, Hq, Hkv, P)
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("case", PREFIX_CASES, ids=lambda c: "B{}_Bp{}_N{}_H{}-{}_P{}".format(*c))
 @pytest.mark.parametrize("splits", ["auto", "one", "max"])
-@pytest.mark.parametrize("cw", [None, 2, 3], ids=["cw_auto", "cw2", "cw3"])
+@pytest.mark.parametrize("cw", [None, 2, "2pp", 3], ids=["cw_auto", "cw2", "cw2_pingpong", "cw3"])
 def test_prefix_attention(requires_tk, dtype, D, case, splits, cw):
     from tkprefix import tk_hydragen as tkh
 
@@ -100,7 +101,9 @@ def test_prefix_attention(requires_tk, dtype, D, case, splits, cw):
     k = rnd(Bp, P, Hkv, D, dtype=dtype, scale=1.5)
     v = rnd(Bp, P, Hkv, D, dtype=dtype)
     n = {"auto": None, "one": 1, "max": math.ceil(P / 128)}[splits]
-    o, lse = tkh.prefix_attention(q, k, v, n_splits=n, consumer_warpgroups=cw, out=poisoned(q))
+    pp = cw == "2pp"
+    o, lse = tkh.prefix_attention(q, k, v, n_splits=n, consumer_warpgroups=2 if pp else cw, pingpong=pp,
+                                  out=poisoned(q))
     G = B // Bp
     o_ref, lse_ref = ref_attention(q, k.repeat_interleave(G, 0), v.repeat_interleave(G, 0),
                                    torch.ones(B, Nq, P, dtype=torch.bool, device="cuda"))
