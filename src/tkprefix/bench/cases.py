@@ -122,6 +122,7 @@ class Sweep:
     description: str = ""
     trimmed: str = ""
     skip: dict = field(default_factory=dict)  # impl -> reason: listed, reported as unavailable, not run
+    priority: int = 50  # run order (lower first): what a deadline cuts comes last
     raw: dict = field(default_factory=dict)
 
 
@@ -183,7 +184,8 @@ def load_sweep(path: str | Path) -> Sweep:
         graph=[bool(g) for g in raw.get("graph", [False, True])], reps=int(raw.get("reps", 30)),
         min_reps=int(raw.get("min_reps", 10)), time_budget_s=float(raw.get("time_budget_s", 2.0)),
         description=str(raw.get("description", "")).strip(), trimmed=str(raw.get("trimmed", "")).strip(),
-        skip={str(k): str(v) for k, v in (raw.get("skip") or {}).items()}, raw=raw)
+        skip={str(k): str(v) for k, v in (raw.get("skip") or {}).items()}, priority=int(raw.get("priority", 50)),
+        raw=raw)
 
 
 def load_sweeps(directory: str | Path, only: list[str] | None = None) -> list[Sweep]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -300,12 +301,14 @@ def main(argv: list[str] | None = None) -> int:
                                    "reps": s.reps, "min_reps": s.min_reps, "time_budget_s": s.time_budget_s,
                                    "description": s.description, "trimmed": s.trimmed, "skip": s.skip,
                                    "every": args.every}
-                        for s in sweeps}, started_utc=run_id, deadline_s=args.deadline_s, hang_s=args.hang_s)
+                        for s in sweeps}, started_utc=run_id, deadline_s=args.deadline_s, hang_s=args.hang_s,
+                run_notes=os.environ.get("TKPREFIX_RUN_NOTES", ""))
     (out / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
 
     summary: list[str] = []
-    # configuration 6 first: its model needs most of the memory, and its rows are the headline of issue 5
-    for s in sorted(sweeps, key=lambda s: s.kind != "e2e"):
+    # configuration 6 first (its model needs most of the memory, and its rows are the headline of issue 5), then the
+    # attention sweeps by their priority, so that a deadline cuts the least important last
+    for s in sorted(sweeps, key=lambda s: (s.kind != "e2e", s.priority, s.config)):
         if s.kind == "attention" and not s.cases:
             continue
         t0 = time.time()
