@@ -46,16 +46,20 @@ def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 20.0) -> str:
 
 
 def _git() -> dict[str, Any]:
-    if (REPO_ROOT / ".git").exists():
-        commit = _run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT)
-        status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT)
-        dirty = None if status.startswith("unavailable") else bool(status)
-        return {"commit": commit, "dirty": dirty, "source": "git rev-parse HEAD"}
+    """The launcher's TKPREFIX_GIT_COMMIT wins (the GPU machine gets a working tree whose .git, if any, is not the
+    checkout's); else ``git rev-parse HEAD`` of this checkout."""
     env = os.environ.get("TKPREFIX_GIT_COMMIT")
     if env:
         d = os.environ.get("TKPREFIX_GIT_DIRTY")
         return {"commit": env, "dirty": None if d is None else d in ("1", "true", "yes"),
                 "source": "TKPREFIX_GIT_COMMIT (set by the launcher from the checkout it sent)"}
+    if (REPO_ROOT / ".git").exists():
+        commit = _run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT)
+        if not commit.startswith("unavailable"):
+            status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT)
+            dirty = None if status.startswith("unavailable") else bool(status)
+            return {"commit": commit, "dirty": dirty, "source": "git rev-parse HEAD"}
+        return {"commit": commit, "dirty": None, "source": "git rev-parse HEAD"}
     return {"commit": "unavailable: no .git and TKPREFIX_GIT_COMMIT unset", "dirty": None, "source": None}
 
 
