@@ -190,6 +190,13 @@ def _plan_prefix(q, k, n_splits, consumer_warpgroups=None):
                        consumer_warpgroups, n_splits)
 
 
+def _prefix_blocks(q, k, cw_rows_blocks: int = 1) -> int:
+    """Blocks of an unsplit prefix launch with 2 consumer warpgroups (128 query rows each)."""
+    B, Nq, Hq, _ = q.shape
+    Bp, _, Hkv, _ = k.shape
+    return math.ceil((B // Bp) * Nq * (Hq // Hkv) / 128) * Bp * Hkv * cw_rows_blocks
+
+
 def _plan_decode(q, k, n_splits):
     B, Nq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
@@ -318,7 +325,7 @@ def merge_states(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
 def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared_ks, shared_vs,
                              seq_len: torch.Tensor | None = None, *, return_lse: bool = False,
                              prefix_n_splits: int | None = None, decode_n_splits: int | None = None,
-                             fuse_merge: bool = True, overlap: bool = False, out: torch.Tensor | None = None):
+                             fuse_merge: bool = True, overlap: bool | None = None, out: torch.Tensor | None = None):
     """Hydragen attention (upstream's signature): shared prefix levels, then the unique part, merged by LSE.
 
     q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D) unique caches with seq_len (B,) used lengths (None: causal, see
@@ -326,7 +333,9 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     b // (B // B_i)). Every level writes fp32 partial slots into one workspace, so no intermediate is rounded to
     bf16; the decode kernel merges them into its own result as it writes o (fuse_merge, when the unique part is not
     split), else one merge kernel reduces all slots. overlap: run the prefix kernels on a side stream, concurrently
-    with the decode kernel (then a merge kernel joins them). Returns o (B, Nq, Hq, D) (and lse if return_lse).
+    with the decode kernel, on at most half the SMs (then a merge kernel joins them); None = automatic: on when
+    every level is memory-bound (its unsplit grid fills less than half the SMs) and there is a unique part.
+    Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
     if len(shared_ks) != len(shared_vs):
         raise ValueError(f"shared_vs: {len(shared_vs)} levels but shared_ks has {len(shared_ks)}")
@@ -352,7 +361,19 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         return (o, lse) if return_lse else o
     q, k, v = _prep(q), _prep(k), _prep(v)
     ext = _ext()
-    plans = [_plan_prefix(q, sk, prefix_n_splits) for sk, _ in levels]
+    n_sm = _num_sms(q.device.index or 0)
+    if overlap is None:   # measured (scripts/device/NOTES.md, call 4): B32 P4096 S512 32/32 step 140 -> 136 us
+        # only where the prefix can hide behind the decode: few prefix blocks (memory-bound) and prefix bytes well
+        # under the unique bytes (the prefix then runs on <= half the SMs at about half the bandwidth)
+        prefix_bytes = sum(sk.shape[0] * sk.shape[1] for sk, _ in levels)
+        overlap = (prefix_bytes <= 0.4 * B * k.shape[1]
+                   and all(_prefix_blocks(q, sk, 1) * 2 <= n_sm for sk, _ in levels))
+    if overlap and prefix_n_splits is None:
+        # the prefix shares the GPU with the decode kernel: split it only up to half the SMs
+        plans = [_plan_prefix(q, sk, max(1, min(math.ceil(sk.shape[1] / PREFIX_TILE_KEYS),
+                                                (n_sm // 2) // _prefix_blocks(q, sk, 1))), 2) for sk, _ in levels]
+    else:
+        plans = [_plan_prefix(q, sk, prefix_n_splits) for sk, _ in levels]
     d_splits, d_keys = _plan_decode(q, k, decode_n_splits)
     n_prefix = sum(s for _, s in plans)
     # one decode split: it merges the prefix slots itself and writes o (no merge kernel); else a merge over all slots
