@@ -52,6 +52,8 @@ def provenance_macros(macros: tp.Macros, data_dir: Path, mode: str) -> dict:
             value = value[:12]
         if name == "ProvGitCommit" and tp.find_key(prov, "project.dirty") is True:
             value = f"{value} (with uncommitted changes)"
+        if isinstance(value, str) and value.startswith("unavailable"):
+            value = f"{tp.NOT_RECORDED} ({value[:60]}...)" if len(value) > 60 else f"{tp.NOT_RECORDED} ({value})"
         macros.add(name, value if value is not None else tp.NOT_RECORDED)
     copy_bw, gemm = tp.find_key(prov, "copy_bw_bytes_per_s"), tp.find_key(prov, "gemm_flops_per_s")
     macros.add("ProvCopyTBs", tp.fmt(float(copy_bw) / 1e12) if copy_bw is not None else tp.NOT_RECORDED)
