@@ -124,6 +124,7 @@ PREFIX_TILE_COST = {3: 1.0, 2: 0.74}   # relative time of one 128-key step of a 
 PREFIX_PINGPONG = False                 # default for 2-consumer blocks (see prefix_attention's pingpong)
 
 
+@lru_cache(maxsize=4096)   # pure function of ints: memoised, it sits on every call's host path
 def prefix_plan(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0, D: int = 128,
                 consumer_warpgroups: int | None = None, n_splits: int | None = None) -> tuple[int, int]:
     """(consumer_warpgroups, n_splits) for the prefix kernel.
@@ -157,6 +158,7 @@ def prefix_splits(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0
     return prefix_plan(rows, groups, P, n_sm, rows_total, D)[1]
 
 
+@lru_cache(maxsize=4096)
 def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
     """(n_splits, split_keys) for the decode kernel: enough blocks for ~4 per SM, at least 2 tiles per split."""
     n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
