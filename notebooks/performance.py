@@ -57,12 +57,13 @@ def per_case(df: pd.DataFrame) -> pd.DataFrame:
     """One row per case: roofline, best ours (impl, µs), best peer (impl, µs), speedup = peer / ours."""
     ok = tp.ok_rows(df)
     cols = tp.case_columns(df)
+    label_cols, _ = tp.label_columns(df, cols)
     ok["label"] = [tp.impl_label(r) for _, r in ok.iterrows()]
     ok["median_us"] = pd.to_numeric(ok["median_us"])
     out = []
     for key, g in ok.groupby(cols, sort=True, dropna=False):
         row = dict(zip(cols, key if isinstance(key, tuple) else (key,)))
-        row["case"] = tp.case_label(pd.Series(row), cols)
+        row["case"] = tp.case_label(pd.Series(row), label_cols)
         row["roofline_us"] = pd.to_numeric(g.get("roofline_us"), errors="coerce").max() if "roofline_us" in g else math.nan
         ours = g[g["impl"].map(tp.is_ours)]
         peers = g[~g["impl"].map(tp.is_ours)]
@@ -133,8 +134,9 @@ print((out_dir / "macros_performance.tex").read_text())
 def detail_table(name: str, df: pd.DataFrame) -> str:
     """Rows: case x timing mode (eager / CUDA graph); columns: implementations; cells: median µs or the status."""
     cols = tp.case_columns(df)
+    label_cols, const = tp.label_columns(df, cols)
     df = df.copy()
-    df["case"] = [tp.case_label(r, cols) for _, r in df.iterrows()]
+    df["case"] = [tp.case_label(r, label_cols) for _, r in df.iterrows()]
     graph = df["graph"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "graph"]) \
         if "graph" in df.columns else pd.Series(False, index=df.index)
     df["mode"] = graph.map({True: "graph", False: "eager"})
@@ -155,7 +157,7 @@ def detail_table(name: str, df: pd.DataFrame) -> str:
     body = tp.tabular(["case", "timing", "roofline"] + [tp.stacked(i) for i in impls], rows,
                       align="llr" + "r" * len(impls), long=True)
     return (f"\\paragraph{{{tp.tex_escape(name)}}} median µs per implementation "
-            f"(from bench\\_{tp.tex_escape(name)}.csv).\n{{\\scriptsize\\setlength{{\\tabcolsep}}{{3pt}}\n{body}}}\n\n")
+            f"(from bench\\_{tp.tex_escape(name)}.csv{'; every case: ' + tp.tex_escape(const) if const else ''}).\n{{\\scriptsize\\setlength{{\\tabcolsep}}{{3pt}}\n{body}}}\n\n")
 
 
 if frames:
@@ -176,8 +178,9 @@ def latency_figure():
     for ax, (name, df) in zip(axes[:, 0], frames.items()):
         ok = tp.ok_rows(df)
         cols = tp.case_columns(df)
+        label_cols, const = tp.label_columns(df, cols)
         ok["label"] = [tp.impl_label(r) for _, r in ok.iterrows()]
-        ok["case"] = [tp.case_label(r, cols) for _, r in ok.iterrows()]
+        ok["case"] = [tp.case_label(r, label_cols) for _, r in ok.iterrows()]
         order = list(dict.fromkeys(ok.sort_values(cols)["case"]))
         xpos = {c: i for i, c in enumerate(order)}
         impls = sorted(ok["label"].unique(), key=lambda s: (not tp.is_ours(s), s))
@@ -194,7 +197,7 @@ def latency_figure():
             ax.plot(range(len(order)), pd.to_numeric(roof), "k_", ms=12, mew=2, label="roofline")
         ax.set_yscale("log")
         ax.set_ylabel("median µs")
-        ax.set_title(f"{name} ({mode})", fontsize=10)
+        ax.set_title(f"{name} ({mode})" + (f"; every case: {const}" if const else ""), fontsize=9)
         ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=6)
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

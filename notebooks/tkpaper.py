@@ -129,6 +129,22 @@ def case_columns(df: pd.DataFrame) -> list[str]:
     return cols
 
 
+SHAPE_LABEL_COLUMNS = ("batch", "q_heads", "kv_heads", "prefix", "suffix")
+
+
+def label_columns(df: pd.DataFrame, cols: list[str]) -> tuple[list[str], str]:
+    """(the case columns worth printing per case, a note of the ones constant over the whole file).
+
+    Shape columns are always printed; any other column that has one value in the whole file goes to the note."""
+    keep, const = [], []
+    for c in cols:
+        if c in SHAPE_LABEL_COLUMNS or df[c].nunique(dropna=True) > 1:
+            keep.append(c)
+        elif c not in ("dtype", "head_dim", "case_index", "config") and df[c].notna().any():
+            const.append(f"{c}={df[c].dropna().iloc[0]}")
+    return keep, ", ".join(const)
+
+
 def case_label(row: pd.Series, cols: list[str]) -> str:
     """A short human label of a case, e.g. "B32 H32/32 P4096 S512"."""
     short = {"batch": "B", "prefix": "P", "suffix": "S", "head_dim": "d"}

@@ -186,7 +186,7 @@ def test_lint_clean(mode):
 
 @needs_snakemake
 def test_live_dry_run_lists_the_whole_gpu_dag():
-    r = snakemake("-n", "--cores", "8", "--resources", "gpu=1", "--config", "mode=live")
+    r = snakemake("-n", "--forceall", "--cores", "8", "--resources", "gpu=1", "--config", "mode=live")
     assert r.returncode == 0, r.stderr
     text = r.stdout + r.stderr
     sweeps = sorted(p.stem for p in (ROOT / "config" / "sweeps").glob("*.yaml"))
@@ -198,7 +198,7 @@ def test_live_dry_run_lists_the_whole_gpu_dag():
 
 @needs_snakemake
 def test_replay_dry_run_needs_no_gpu_rule():
-    r = snakemake("-n", "--cores", "2", "--config", "mode=replay")
+    r = snakemake("-n", "--forceall", "--cores", "2", "--config", "mode=replay")
     assert r.returncode == 0, r.stderr
     text = r.stdout + r.stderr
     assert "rule replay:" in text or "localrule replay:" in text
