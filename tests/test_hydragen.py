@@ -107,3 +107,11 @@ def test_merge_identity_and_empty_states():
         assert torch.equal(o, x[0]) and torch.equal(lse, x[1])
     o, lse = merge_states(*empty, *empty, backend="torch")
     assert torch.all(o == 0) and torch.all(lse == float("-inf")) and not torch.isnan(o).any()
+
+
+def test_stale_memory_past_seq_len_never_leaks():
+    q = torch.randn(2, 1, 4, 16, dtype=torch.float64)
+    k, v = torch.randn(2, 6, 4, 16, dtype=torch.float64), torch.randn(2, 6, 4, 16, dtype=torch.float64)
+    k[:, 3:], v[:, 3:] = float("nan"), float("nan")  # what an uninitialised (torch.empty) cache may hold
+    o, lse = decode_attention(q, k, v, torch.tensor([3, 2]), backend="torch")
+    assert torch.isfinite(o).all() and torch.isfinite(lse).all()

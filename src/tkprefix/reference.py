@@ -28,6 +28,9 @@ def attention_with_lse(q, k, v, visible=None):
     scores = torch.einsum("bhgnd,bshd->bhgns", qg, k.to(acc)) / math.sqrt(q.shape[-1])
     if visible is not None:
         scores = scores.masked_fill(~visible[:, None, None], float("-inf"))
+        # Slots past a sequence's length may hold stale memory (torch.empty caches): zero the values no query
+        # sees, since a zero probability times NaN would still be NaN.
+        v = v.masked_fill(~visible.any(dim=1)[:, :, None, None], 0)
     lse = torch.logsumexp(scores, dim=-1)  # -inf where nothing is visible
     probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0)[..., None])
     o = torch.einsum("bhgns,bshd->bhgnd", probs, v.to(acc))

@@ -180,8 +180,9 @@ class NaiveAttention(Attention):
         self.caches = []
         for pk, pv in prefix_kv:
             P, Hkv, D = pk.shape
-            K = torch.empty(B, Hkv, P + T, D, dtype=pk.dtype, device=pk.device)
-            V = torch.empty_like(K)
+            # zeros, not empty: a masked slot still enters P @ V, and 0 * NaN from stale memory is NaN
+            K = torch.zeros(B, Hkv, P + T, D, dtype=pk.dtype, device=pk.device)
+            V = torch.zeros_like(K)
             K[:, :, :P].copy_(pk.permute(1, 0, 2)[None].expand(B, Hkv, P, D))
             V[:, :, :P].copy_(pv.permute(1, 0, 2)[None].expand(B, Hkv, P, D))
             self.caches.append((K, V))
@@ -211,7 +212,7 @@ class SdpaHydragenAttention(Attention):
                        for pk, pv in prefix_kv]
         P, Hkv, D = prefix_kv[0][0].shape
         dev, dt = prefix_kv[0][0].device, prefix_kv[0][0].dtype
-        self.suffix = [(torch.empty(B, Hkv, T, D, dtype=dt, device=dev), torch.empty(B, Hkv, T, D, dtype=dt, device=dev))
+        self.suffix = [(torch.zeros(B, Hkv, T, D, dtype=dt, device=dev), torch.zeros(B, Hkv, T, D, dtype=dt, device=dev))
                        for _ in prefix_kv]
         self.ar = torch.arange(T, device=dev)
         self.B, self.Hkv, self.T, self.dt = B, Hkv, T, dt
