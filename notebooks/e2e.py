@@ -104,7 +104,9 @@ else:
     width = 0.8 / max(len(impls), 1)
     for k, impl in enumerate(impls):
         g = ok[ok["label"] == impl].set_index("batch")["tok_s"].reindex(batches)
-        ax.bar([i + k * width for i in range(len(batches))], g.values, width, label=impl)
+        color = tp.impl_color(impl)
+        ax.bar([i + k * width for i in range(len(batches))], g.values, width, label=impl, edgecolor=color,
+               color=color if impl.endswith("(graph)") else "white", hatch=None if impl.endswith("(graph)") else "//")
     ax.set_xticks([i + width * (len(impls) - 1) / 2 for i in range(len(batches))], [f"batch {b}" for b in batches])
     ax.set_ylabel("tokens / s")
     ax.set_title(f"end-to-end decode ({mode})", fontsize=10)

@@ -174,7 +174,8 @@ def latency_figure():
     if not frames:
         return tp.not_recorded_figure("Median latency per configuration", "no bench_*.csv in this run's data")
     n = len(frames)
-    fig, axes = plt.subplots(n, 1, figsize=(7, 2.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.9 * n), squeeze=False)
+    handles = {}
     for ax, (name, df) in zip(axes[:, 0], frames.items()):
         ok = tp.ok_rows(df)
         cols = tp.case_columns(df)
@@ -186,21 +187,30 @@ def latency_figure():
         impls = sorted(ok["label"].unique(), key=lambda s: (not tp.is_ours(s), s))
         for k, impl in enumerate(impls):
             g = ok[ok["label"] == impl].sort_values(cols)
-            x = g["case"].map(xpos) + 0.5 * (k - (len(impls) - 1) / 2) / max(len(impls), 1)
+            x = g["case"].map(xpos) + 0.6 * (k - (len(impls) - 1) / 2) / max(len(impls), 1)
             y = pd.to_numeric(g["median_us"])
             lo = y - pd.to_numeric(g.get("p20_us", y), errors="coerce").fillna(y)
             hi = pd.to_numeric(g.get("p80_us", y), errors="coerce").fillna(y) - y
-            ax.errorbar(x, y, yerr=[lo.clip(lower=0), hi.clip(lower=0)], ls="none",
-                        marker="o" if tp.is_ours(impl) else ".", ms=5 if tp.is_ours(impl) else 4, capsize=2, label=impl)
+            color, graph = tp.impl_color(impl), impl.endswith("(graph)")
+            h = ax.errorbar(x, y, yerr=[lo.clip(lower=0), hi.clip(lower=0)], ls="none", color=color, capsize=1.5,
+                            marker="o" if tp.is_ours(impl) else "s", ms=4 if tp.is_ours(impl) else 3,
+                            mfc=color if graph else "white", mew=1, elinewidth=0.8, label=impl)
+            handles.setdefault(impl, h)
         if "roofline_us" in ok:
             roof = ok.groupby("case")["roofline_us"].max().reindex(order)
-            ax.plot(range(len(order)), pd.to_numeric(roof), "k_", ms=12, mew=2, label="roofline")
+            handles.setdefault("roofline", ax.plot(range(len(order)), pd.to_numeric(roof), "k_", ms=10, mew=2,
+                                                   label="roofline")[0])
         ax.set_yscale("log")
         ax.set_ylabel("median µs")
-        ax.set_title(f"{name} ({mode})" + (f"; every case: {const}" if const else ""), fontsize=9)
-        ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=6)
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
+        ax.set_title(f"{name}" + (f" (every case: {const})" if const else ""), fontsize=9)
+        ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=6)
+        ax.set_xlim(-0.6, len(order) - 0.4)
+        ax.grid(axis="y", lw=0.3, alpha=0.5)
+    labels = sorted(handles, key=lambda s: (s != "roofline", not tp.is_ours(s), s))
+    fig.legend([handles[k] for k in labels], labels, loc="upper center", ncol=5, fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(f"hollow: eager, filled: CUDA graph; bars p20-p80; data: {mode}", fontsize=8, y=0.005, va="bottom")
+    fig.tight_layout(rect=(0, 0.01, 1, 1 - 0.55 / (2.9 * n)))
     return fig
 
 
@@ -218,7 +228,10 @@ def roofline_figure():
     impls = sorted(allok["label"].unique(), key=lambda s: (not tp.is_ours(s), s))
     fig, ax = plt.subplots(figsize=(7, 3.2))
     data = [allok.loc[allok["label"] == i, "pct"].dropna() for i in impls]
-    ax.boxplot(data, showfliers=True)
+    box = ax.boxplot(data, showfliers=True, patch_artist=True)
+    for patch, impl in zip(box["boxes"], impls):
+        patch.set_facecolor(tp.impl_color(impl) if impl.endswith("(graph)") else "white")
+        patch.set_edgecolor(tp.impl_color(impl))
     ax.set_xticks(range(1, len(impls) + 1), impls, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("% of unique-bytes roofline")
     ax.axhline(100, ls="--", lw=0.8, color="gray")

@@ -135,11 +135,17 @@ SHAPE_LABEL_COLUMNS = ("batch", "q_heads", "kv_heads", "prefix", "suffix")
 def label_columns(df: pd.DataFrame, cols: list[str]) -> tuple[list[str], str]:
     """(the case columns worth printing per case, a note of the ones constant over the whole file).
 
-    Shape columns are always printed; any other column that has one value in the whole file goes to the note."""
+    Shape columns are always printed; another column is printed only when it tells cases apart that the shape does
+    not (e.g. `levels` in a tree sweep, not when it just restates the prefix); one constant over the file goes to
+    the note."""
     keep, const = [], []
+    shape = [c for c in SHAPE_LABEL_COLUMNS if c in df.columns]
     for c in cols:
-        if c in SHAPE_LABEL_COLUMNS or df[c].nunique(dropna=True) > 1:
+        if c in SHAPE_LABEL_COLUMNS:
             keep.append(c)
+        elif df[c].nunique(dropna=True) > 1:
+            if not shape or df.groupby(shape, dropna=False)[c].nunique(dropna=False).max() > 1:
+                keep.append(c)
         elif c not in ("dtype", "head_dim", "case_index", "config") and df[c].notna().any():
             const.append(f"{c}={df[c].dropna().iloc[0]}")
     return keep, ", ".join(const)
@@ -280,6 +286,22 @@ def write_text(path: Path, text: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------- figures
+_COLORS = {  # one colour per implementation in every figure; ours warm, peers cool/grey
+    "tk_hydragen": "#d62728", "tk_chunk_attn": "#ff7f0e", "tk_chunk_first": "#8c564b",
+    "flashinfer_cascade": "#1f77b4", "sdpa_hydragen": "#9467bd", "sdpa_naive": "#7f7f7f",
+    "chunk_attn_upstream": "#2ca02c", "hydragen_upstream": "#e377c2",
+}
+_EXTRA = ["#17becf", "#bcbd22", "#aec7e8", "#98df8a", "#c5b0d5", "#c49c94"]
+
+
+def impl_color(label: str) -> str:
+    """The colour of an implementation (its " (graph)" variant shares it)."""
+    impl = str(label).replace(" (graph)", "")
+    if impl not in _COLORS:
+        _COLORS[impl] = _EXTRA[(len(_COLORS) - 8) % len(_EXTRA)]
+    return _COLORS[impl]
+
+
 def save_figure(fig, out_dir: Path, name: str) -> None:
     """figures/<name>.pdf (for the paper) and .png (for the Snakemake report and the notebook)."""
     fig_dir = Path(out_dir) / "figures"
