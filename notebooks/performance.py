@@ -170,13 +170,15 @@ tp.write_text(out_dir / "tables" / "perf_detail.tex", text.replace("µs", "$\\mu
 # ## Figures
 
 # %%
-def latency_figure():
+def latency_figure(selected=None):
     if not frames:
         return tp.not_recorded_figure("Median latency per configuration", "no bench_*.csv in this run's data")
-    n = len(frames)
-    fig, axes = plt.subplots(n, 1, figsize=(10, 2.9 * n), squeeze=False)
+    chosen = {k: v for k, v in frames.items() if selected is None or k in selected}
+    n = len(chosen)
+    width, height = (7.5, 4.6) if n == 1 else (10, 2.9 * n)  # one configuration: sized for the page width
+    fig, axes = plt.subplots(n, 1, figsize=(width, height), squeeze=False)
     handles = {}
-    for ax, (name, df) in zip(axes[:, 0], frames.items()):
+    for ax, (name, df) in zip(axes[:, 0], chosen.items()):
         ok = tp.ok_rows(df)
         cols = tp.case_columns(df)
         label_cols, const = tp.label_columns(df, cols)
@@ -207,10 +209,11 @@ def latency_figure():
         ax.set_xlim(-0.6, len(order) - 0.4)
         ax.grid(axis="y", lw=0.3, alpha=0.5)
     labels = sorted(handles, key=lambda s: (s != "roofline", not tp.is_ours(s), s))
-    fig.legend([handles[k] for k in labels], labels, loc="upper center", ncol=5, fontsize=7, frameon=False,
-               bbox_to_anchor=(0.5, 1.0))
+    fig.legend([handles[k] for k in labels], labels, loc="upper center", ncol=4 if n == 1 else 5, fontsize=7,
+               frameon=False, bbox_to_anchor=(0.5, 1.0))
     fig.suptitle(f"hollow: eager, filled: CUDA graph; bars p20-p80; data: {mode}", fontsize=8, y=0.005, va="bottom")
-    fig.tight_layout(rect=(0, 0.01, 1, 1 - 0.55 / (2.9 * n)))
+    rows = math.ceil(len(handles) / (4 if n == 1 else 5))
+    fig.tight_layout(rect=(0, 0.02, 1, 1 - (0.16 * rows + 0.1) / height))
     return fig
 
 
@@ -241,4 +244,22 @@ def roofline_figure():
 
 
 tp.save_figure(latency_figure(), out_dir, "perf_latency")
+
+# One figure per configuration for the paper (legible at page width), listed in tables/perf_figures.tex.
+parts = []
+for name in frames:
+    fname = "perf_latency_" + tp.macro_name(name)
+    tp.save_figure(latency_figure([name]), out_dir, fname)
+    parts.append("\\begin{figure}[tbp]\\centering\n"
+                 f"\\includegraphics[width=\\linewidth]{{generated/figures/{fname}.pdf}}\n"
+                 f"\\caption{{Median latency per case and implementation, configuration {tp.tex_escape(name)} "
+                 "(hollow: eager, filled: CUDA graph; bars: p20--p80; black: unique-bytes roofline). "
+                 f"\\generated{{figures/{tp.tex_escape(fname)}.pdf from bench\\_{tp.tex_escape(name)}.csv}}}}"
+                 f"\\label{{{'fig:latency' if not parts else 'fig:latency:' + tp.macro_name(name)}}}"
+                 "\n\\end{figure}\n")
+if not parts:
+    parts.append("\\begin{figure}[tbp]\\centering\n\\includegraphics[width=0.8\\linewidth]"
+                 "{generated/figures/perf_latency.pdf}\n\\caption{Median latency: "
+                 + tp.NOT_RECORDED + ".}\n\\end{figure}\n")
+tp.write_text(out_dir / "tables" / "perf_figures.tex", "".join(parts))
 tp.save_figure(roofline_figure(), out_dir, "perf_roofline")

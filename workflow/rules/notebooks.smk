@@ -44,6 +44,7 @@ rule notebook_performance:
         macros=f"{GEN}/macros_performance.tex",
         summary=f"{GEN}/tables/perf_summary.tex",
         detail=f"{GEN}/tables/perf_detail.tex",
+        figures=f"{GEN}/tables/perf_figures.tex",
         pdf=f"{GEN}/figures/perf_latency.pdf",
         png=report(f"{GEN}/figures/perf_latency.png", category="Performance"),
         roof_pdf=f"{GEN}/figures/perf_roofline.pdf",
