@@ -15,6 +15,7 @@
 // the pool would still be NaN).
 #include "kittens.cuh"
 #include "launch_chunk.h"
+#include "../common/tkp_softmax.cuh"
 
 #include <cstdio>
 #include <cstring>
@@ -177,15 +178,7 @@ void attend_kernel(const __grid_constant__ typename attend_layout<T, D, CS, NC>:
             warpgroup::mma_async_wait();
             if (len < CS) warp::right_fill(att, att, len, base_types::constants<float>::neg_infty());
 
-            warp::row_max(max_vec, att, max_vec);
-            warp::mul(att, att, SCALE);
-            warp::mul(max_scaled, max_vec, SCALE);
-            warp::sub_row(att, att, max_scaled);
-            warp::exp2(att, att);
-            warp::sub(max_last_scaled, max_last_scaled, max_scaled);
-            warp::exp2(max_last_scaled, max_last_scaled);
-            warp::mul(norm_vec, norm_vec, max_last_scaled);
-            warp::row_sum(norm_vec, att, norm_vec);
+            tkp::online_softmax_step(att, max_vec, norm_vec, max_last_scaled, max_scaled, SCALE);
             warp::copy(att_mma, att);
             warp::mul_row(o_reg, o_reg, max_last_scaled);
 

@@ -19,6 +19,7 @@
 #include <cuda.h>
 #include "../launch.h"
 #include "../common/tkp_common.cuh"
+#include "../common/tkp_softmax.cuh"
 
 using namespace kittens;
 
@@ -226,15 +227,7 @@ void prefix_kernel(const __grid_constant__ globals g) {
                 const int valid = g.P - (tile_begin + it) * KV_ROWS;
                 if (valid < KV_ROWS) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
                 // online softmax, base 2
-                warp::row_max(max_vec, att, max_vec);
-                warp::mul(att, att, SCALE);
-                warp::mul(max_vec_scaled, max_vec, SCALE);
-                warp::sub_row(att, att, max_vec_scaled);
-                warp::exp2(att, att);
-                warp::sub(max_vec_last_scaled, max_vec_last_scaled, max_vec_scaled);
-                warp::exp2(max_vec_last_scaled, max_vec_last_scaled);
-                warp::mul(norm_vec, norm_vec, max_vec_last_scaled);
-                warp::row_sum(norm_vec, att, norm_vec);
+                tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
                 warp::copy(att_mma, att);
                 warp::mul_row(o_reg, o_reg, max_vec_last_scaled);
                 // O += P V
