@@ -8,13 +8,24 @@ TK_DTYPES = (torch.bfloat16, torch.float16)
 TK_HEAD_DIMS = (64, 128)
 
 
+_tk_ready = False  # once the prerequisites held, they hold for the process: skip re-checking them on every call
+
+
 def tk_status() -> tuple[bool, str]:
-    """(available, reason): the extension can be built or loaded and an sm_90 GPU is present."""
+    """(available, reason): the extension can be built or loaded and an sm_90 GPU is present.
+
+    A positive answer is remembered (the check looks for nvcc and TK on disk, too slow for every decode call);
+    a negative one is not, so setting THUNDERKITTENS_ROOT later in the process still takes effect."""
+    global _tk_ready
+    if _tk_ready:
+        return True, ""
     try:
         from . import build
     except ImportError as exc:  # the kernel build module is missing from this install
         return False, f"tkprefix.build cannot be imported: {exc}"
-    return build.is_available()
+    ok, reason = build.is_available()
+    _tk_ready = ok
+    return ok, reason
 
 
 def resolve_backend(backend: str, q: torch.Tensor) -> str:
