@@ -1,6 +1,6 @@
 # tkprefix: the reproducible pipeline.
 #   replay (any machine):  snakemake --cores 2 --config mode=replay         -> paper/build/tkprefix.pdf
-#   live   (H100 + TK):    snakemake --cores 8 --resources gpu=1 --config mode=live
+#   live   (Hopper + TK):  snakemake --workflow-profile workflow/profiles/local --config mode=live
 # Stages: env -> build -> check -> bench (one job per config/sweeps/*.yaml; e2e: bench_e2e) -> notebooks -> macros
 # -> paper.
 
@@ -15,7 +15,7 @@ DATA = f"results/{MODE}"
 SWEEPS = list_sweeps(config["sweeps_dir"], config["sweeps"])  # {name: kind}
 ATTENTION_SWEEPS = [s for s, kind in SWEEPS.items() if kind != "e2e"]
 E2E_SWEEPS = [s for s, kind in SWEEPS.items() if kind == "e2e"]
-NOTEBOOKS = ["correctness", "performance", "e2e"]
+NOTEBOOKS = ["correctness", "performance", "e2e", "crossgpu"]
 
 report: "workflow/report/workflow.rst"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One device call for the Hydragen kernels: build -> SASS check -> GPU tests -> benchmark -> compute-sanitizer.
-# Usage (device machine, repo root): bash scripts/device/run_hydragen.sh [steps...]   steps default: build sass test bench sanitize
+# One device call for the Hydragen kernels: build -> SASS check -> GPU tests -> compute-sanitizer (benchmarks: the
+# harness, `tkprefix bench` / the live pipeline).
+# Usage (device machine, repo root): bash scripts/device/run_hydragen.sh [steps...]   steps default: build sass test sanitize
 # Logs and CSVs go to $OUT (or ./out). Each step is time-limited so a hang cannot eat the whole call.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
@@ -9,7 +10,7 @@ export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
 export TKPREFIX_FAMILIES=${TKPREFIX_FAMILIES:-hydragen}
 export TKPREFIX_BUILD_DIR=${TKPREFIX_BUILD_DIR:-/tmp/tkp_build}
-STEPS=${*:-build sass test bench sanitize}
+STEPS=${*:-build sass test sanitize}
 PY=python3
 for step in $STEPS; do
   echo "=== $step $(date -u +%T)"
@@ -25,7 +26,6 @@ for step in $STEPS; do
            gzip -f "$OUT/sass.txt";;
     test)  timeout 150 $PY -m pytest tests/gpu/test_tk_hydragen.py -q --maxfail=25 --timeout=60 --timeout-method=thread -p no:cacheprovider ${PYTEST_ARGS:-} \
               > "$OUT/pytest.log" 2>&1; echo "pytest rc=$?"; tail -25 "$OUT/pytest.log";;
-    bench) timeout 90 $PY scripts/device/bench_hydragen.py --out "$OUT" 2>&1 | tee "$OUT/bench.log";;
     ncu)   timeout 120 ncu -k regex:"prefix_kernel|decode_kernel" -c 3 --clock-control none --section SpeedOfLight \
              --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats $PY scripts/device/prefix_probe.py \
              > "$OUT/ncu.log" 2>&1; echo "ncu rc=$?"

@@ -54,11 +54,46 @@ def list_sweeps(sweeps_dir, selected):
     return {s: found[s] for s in selected}
 
 
-def recorded_files(wildcards):
-    """Every file of the recorded run, as ancient() inputs: replay never re-runs because of their timestamps."""
-    root = Path(config["recorded_dir"])
-    files = sorted(p for p in root.glob("*") if p.is_file() and p.suffix in (".csv", ".json"))
+def recorded_runs():
+    """The recorded runs that exist (config recorded_dirs, in that order: a folder with a provenance.json)."""
+    dirs = config["recorded_dirs"]
+    if isinstance(dirs, str) or not dirs:
+        raise ValueError(f"config 'recorded_dirs' must be a non-empty list of folders, got {dirs!r}")
+    return [str(d) for d in dirs if Path(d, "provenance.json").is_file()]
+
+
+def primary_run():
+    """The primary recorded run: the first of recorded_dirs that exists (else the first entry: 'not recorded')."""
+    found = recorded_runs()
+    return found[0] if found else str(config["recorded_dirs"][0])
+
+
+def rerun_dir():
+    """The second run on the primary's GPU (config rerun_dir, default <primary>/rerun), or None when absent."""
+    d = config.get("rerun_dir") or f"{primary_run()}/rerun"
+    return d if Path(d, "provenance.json").is_file() else None
+
+
+def run_files(root):
+    """The result files of a recorded run (CSV and JSON at its top level) as ancient() inputs: replay never re-runs
+    because of their timestamps, only when they change."""
+    files = sorted(p for p in Path(root).glob("*") if p.is_file() and p.suffix in (".csv", ".json"))
     return [ancient(str(p)) for p in files]
+
+
+def recorded_files(wildcards):
+    """Every file of the primary recorded run."""
+    return run_files(primary_run())
+
+
+def crossgpu_inputs(wildcards):
+    """What the cross-GPU notebook reads: this run's data, every recorded run and the rerun comparison."""
+    files = data_inputs(wildcards)
+    for d in recorded_runs():
+        files += run_files(d)
+    if rerun_dir():
+        files.append("results/compare/rerun.json")
+    return files
 
 
 def data_inputs(wildcards):
@@ -78,3 +113,9 @@ def nb_params():
     """Parameters of every notebook rule: absolute paths, since papermill runs the kernel in notebooks/."""
     return {"data": os.path.abspath(DATA), "gen": os.path.abspath(GEN), "mode": MODE,
             "cwd": os.path.abspath("notebooks")}
+
+
+def crossgpu_params():
+    """Extra notebook parameters of the cross-GPU notebook: the recorded runs and the rerun comparison."""
+    return {"runs": ",".join(os.path.abspath(d) for d in recorded_runs()),
+            "rerun": os.path.abspath("results/compare/rerun.json") if rerun_dir() else ""}

@@ -83,3 +83,28 @@ rule notebook_e2e:
         "../envs/tkprefix.yaml"
     shell:
         NB_SHELL
+
+
+rule notebook_crossgpu:
+    input:
+        nb="notebooks/crossgpu.py",
+        lib="notebooks/tkpaper.py",
+        data=crossgpu_inputs,
+    output:
+        src="results/notebooks/src/crossgpu.ipynb",
+        ipynb="results/notebooks/crossgpu.ipynb",
+        macros=f"{GEN}/macros_crossgpu.tex",
+        table=f"{GEN}/tables/crossgpu.tex",
+        pdf=f"{GEN}/figures/crossgpu.pdf",
+        png=report(f"{GEN}/figures/crossgpu.png", category="Across GPUs"),
+    log:
+        "results/logs/notebooks/crossgpu.log",
+    benchmark:
+        "results/benchmarks/notebooks/crossgpu.tsv"
+    params:
+        **nb_params(),
+        **crossgpu_params(),
+    conda:
+        "../envs/tkprefix.yaml"
+    shell:
+        NB_SHELL.replace(") > {log}", " -p runs '{params.runs}' -p rerun '{params.rerun}') > {log}")

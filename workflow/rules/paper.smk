@@ -30,6 +30,7 @@ rule paper:
         correctness=rules.notebook_correctness.output,
         performance=rules.notebook_performance.output,
         e2e=rules.notebook_e2e.output,
+        crossgpu=rules.notebook_crossgpu.output,
     output:
         report("paper/build/tkprefix.pdf", category="Paper"),
     log:

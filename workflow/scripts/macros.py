@@ -55,6 +55,14 @@ def provenance_macros(macros: tp.Macros, data_dir: Path, mode: str) -> dict:
         if isinstance(value, str) and value.startswith("unavailable"):
             value = f"{tp.NOT_RECORDED} ({value[:60]}...)" if len(value) > 60 else f"{tp.NOT_RECORDED} ({value})"
         macros.add(name, value if value is not None else tp.NOT_RECORDED)
+    gpu = tp.find_key(prov, "gpu.name", "name")
+    try:
+        from tkprefix.bench.record import gpu_slug
+
+        short = gpu_slug(gpu).upper() if gpu else tp.NOT_RECORDED
+    except ValueError:
+        short = str(gpu)
+    macros.add("DataGPU", short)  # the GPU of the data in the main results, e.g. H100 (from provenance.json)
     copy_bw, gemm = tp.find_key(prov, "copy_bw_bytes_per_s"), tp.find_key(prov, "gemm_flops_per_s")
     macros.add("ProvCopyTBs", tp.fmt(float(copy_bw) / 1e12) if copy_bw is not None else tp.NOT_RECORDED)
     macros.add("ProvGemmTflops", tp.fmt(float(gemm) / 1e12) if gemm is not None else tp.NOT_RECORDED)
@@ -63,7 +71,7 @@ def provenance_macros(macros: tp.Macros, data_dir: Path, mode: str) -> dict:
     macros.add("PipelineMode", mode)
     if mode == "replay":
         n = len(manifest.get("files", []))
-        source = manifest.get("source_dir", "data/h100")
+        source = manifest.get("source_dir", tp.NOT_RECORDED)
         macros.add("DataSource", f"the recorded run in {source} ({n} files, sha256 in results/replay/manifest.json)"
                    if n else f"{tp.NOT_RECORDED} ({source} holds no recorded run yet)")
     else:
@@ -75,7 +83,7 @@ def repro_table(bench_dir: Path, data_dir: Path, sweeps: dict, mode: str, prov: 
     """Claim -> figure/table -> command -> time, one row per pipeline stage that makes a claim."""
     e2e = sorted(s for s, kind in dict(sweeps).items() if kind == "e2e")
     attention = sorted((set(dict(sweeps)) - set(e2e)) | set(tp.bench_files(data_dir)))
-    live = "snakemake --cores 8 --resources gpu=1 --config mode=live"
+    live = "snakemake --workflow-profile workflow/profiles/local --config mode=live"
     rows = [
         ["TK kernels match the float64 reference", "Tab. correctness, Fig. correctness",
          tp.tt(f"{live} -- results/live/check.csv"), stage_time(bench_dir, "live/check.tsv", mode)],
@@ -90,11 +98,13 @@ def repro_table(bench_dir: Path, data_dir: Path, sweeps: dict, mode: str, prov: 
                      tp.tt(f"{live} -- results/live/e2e.csv"), stage_time(bench_dir, "live/bench_e2e.tsv", mode)])
     wall = tp.find_key(prov, "wall_s")
     if mode == "replay" and wall is not None:
-        rows.append(["The recorded H100 run: every sweep above, one process", "all",
-                     tp.tt(f"tkprefix bench --out results/h100 (then tkprefix record)"),
-                     f"{float(wall):.0f} s (recorded run's wall_s)"])
+        rows.append([f"The recorded run ({tp.find_key(prov, 'gpu.name', 'name') or 'GPU not recorded'}): every sweep "
+                     "above", "all", tp.tt(f"{live}; tkprefix record"),
+                     f"{float(wall):.0f} s of benchmarking (recorded run's wall_s)"])
+    rows.append(["A rerun on the same GPU agrees (share of rows within 5 / 10 %)", "Sec. across GPUs",
+                 tp.tt("tkprefix compare <run> <rerun>"), stage_time(bench_dir, "compare/rerun.tsv", mode)])
     for nb, what in (("correctness", "Tab./Fig. correctness"), ("performance", "Figs. latency, roofline; Tabs."),
-                     ("e2e", "Fig./Tab. end-to-end")):
+                     ("e2e", "Fig./Tab. end-to-end"), ("crossgpu", "Fig./Tab. across GPUs")):
         rows.append([f"Figures and tables from the data ({nb})", what,
                      tp.tt(f"snakemake --cores 2 --config mode={mode} -- results/notebooks/{nb}.ipynb"),
                      stage_time(bench_dir, f"notebooks/{nb}.tsv", mode)])

@@ -1,7 +1,8 @@
-"""Replay: copy the recorded run (config recorded_dir, e.g. data/h100) into results/replay with a manifest.
+"""Replay: copy the primary recorded run (the first of config recorded_dirs that exists, e.g. data/h100) into
+results/replay with a manifest.
 
 The manifest records where every file came from and its sha256, so each number in the paper traces back to a
-committed file. An empty or absent recorded_dir gives a manifest with no files ("not recorded"), not an error:
+committed file. An empty or absent recorded folder gives a manifest with no files ("not recorded"), not an error:
 the notebooks then say "not recorded" for everything.
 """
 import datetime

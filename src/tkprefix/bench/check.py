@@ -5,7 +5,7 @@ are no power of two, empty suffixes, GQA) with the allocator poisoned first (a N
 left in PyTorch's cache), and is compared by ``‖out − ref‖ / ‖ref‖`` with the oracle written here (loops over
 sequences in float64, independent of tkprefix.reference). LSE is compared by its max absolute difference.
 
-Example: ``tkprefix check --out results/h100`` (writes results/h100/check.csv); ``--backend torch`` checks the
+Example: ``tkprefix check --out results/live`` (writes results/live/check.csv); ``--backend torch`` checks the
 exact PyTorch path the same way (runs on the CPU too: ``--device cpu``).
 """
 
@@ -257,7 +257,7 @@ def _supervised(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tkprefix check", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="results/h100", help="directory for check.csv")
+    ap.add_argument("--out", default="results/live", help="directory for check.csv")
     ap.add_argument("--backend", default="tk", choices=["tk", "torch", "auto"])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtype", default="bfloat16", choices=sorted(TOL))

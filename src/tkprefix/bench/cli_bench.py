@@ -2,7 +2,7 @@
 
 Example (on an H100, from the repository root)::
 
-    tkprefix bench --out results/h100                 # every sweep file
+    tkprefix bench --out results/live                 # every sweep file
     tkprefix bench --only c1 c5 --out results/debug   # configurations whose name starts with c1 or c5
 
 Writes ``bench_<config>.csv`` (attention configurations), ``e2e.csv`` (configuration 6) and ``provenance.json``
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tkprefix bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sweeps", default=str(DEFAULT_SWEEPS), help="directory of sweep *.yaml files")
     ap.add_argument("--only", nargs="*", help="configuration names (or prefixes) to run")
-    ap.add_argument("--out", default="results/h100", help="output directory")
+    ap.add_argument("--out", default="results/live", help="output directory")
     ap.add_argument("--impls", nargs="*", help="override every sweep's implementation list")
     ap.add_argument("--reps", type=int, help="override the maximum repetitions per runner")
     ap.add_argument("--every", type=int, default=1, help="run every k-th case of each sweep (debug runs)")
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("tkprefix bench: no CUDA GPU visible; benchmarks need one (replay mode uses data/h100).", file=sys.stderr)
+        print("tkprefix bench: no CUDA GPU visible; benchmarks need one (replay mode uses the recorded runs in data/).", file=sys.stderr)
         return 2
     if args.child:
         return _child(args)
