@@ -1,7 +1,7 @@
-"""tkprefix: shared-prefix attention for LLM decoding (Hydragen and ChunkAttention) in ThunderKittens on the H100.
+"""tkprefix: shared-prefix attention for LLM decoding (Hydragen and ChunkAttention) in ThunderKittens on Hopper GPUs.
 
 Every op takes `backend="auto" | "tk" | "torch"`: `torch` is exact PyTorch that runs anywhere and is the reference
-the TK kernels are tested against; `auto` picks the TK kernels on an H100 with the extension built.
+the TK kernels are tested against; `auto` picks the TK kernels on a Hopper GPU with the extension built.
 """
 from .cache import ChunkKVCache, ChunkPlan
 from .chunk_attention import chunk_attention

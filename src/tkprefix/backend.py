@@ -1,4 +1,4 @@
-"""Which implementation runs an op: `torch` (exact PyTorch, anywhere) or `tk` (ThunderKittens kernels on an H100)."""
+"""Which implementation runs an op: `torch` (exact PyTorch, anywhere) or `tk` (ThunderKittens kernels on a Hopper GPU, sm_90)."""
 from __future__ import annotations
 
 import torch
@@ -38,7 +38,7 @@ def resolve_backend(backend: str, q: torch.Tensor) -> str:
     if backend == "auto":
         return "tk" if supported and tk_status()[0] else "torch"
     if not q.is_cuda:
-        raise ValueError(f"backend='tk' needs CUDA tensors on an H100, got q on {q.device}")
+        raise ValueError(f"backend='tk' needs CUDA tensors on a Hopper GPU (sm_90), got q on {q.device}")
     if q.dtype not in TK_DTYPES:
         raise TypeError(f"backend='tk' needs q of dtype bfloat16 or float16, got {q.dtype}")
     if q.shape[-1] not in TK_HEAD_DIMS:

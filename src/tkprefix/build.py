@@ -131,7 +131,7 @@ def check_prerequisites() -> str | None:
         return (f"this PyTorch ({torch.__version__}) is a CPU build: install a CUDA build of torch "
                 "(the TK extension needs CUDA); backend='torch' works everywhere")
     if not torch.cuda.is_available():
-        return "no CUDA GPU visible: the TK kernels need an H100 (sm_90); use backend='torch'"
+        return "no CUDA GPU visible: the TK kernels need a Hopper GPU (sm_90); use backend='torch'"
     major, minor = torch.cuda.get_device_capability()
     if (major, minor) != (9, 0):
         name = torch.cuda.get_device_name()

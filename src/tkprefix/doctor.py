@@ -99,7 +99,7 @@ def check_gpu(torch_info: dict) -> Check:
                 gpus.append((name.strip(), (major, minor)))
     if not gpus:
         why = torch_info.get("cuda_error") or "no NVIDIA GPU visible (torch sees none and nvidia-smi fails)"
-        return Check("gpu", "fail", why, "run on an H100 (sm_90), or build the paper from the recorded run: "
+        return Check("gpu", "fail", why, "run on a Hopper GPU (sm_90: H100, H200), or build the paper from the recorded run: "
                      "snakemake --cores 2 --config mode=replay")
     hopper = [g for g in gpus if tuple(g[1]) == (9, 0)]
     listing = ", ".join(f"{n} (sm_{c[0]}{c[1]})" for n, c in gpus)

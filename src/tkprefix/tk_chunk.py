@@ -16,7 +16,7 @@ one TMA tile per (chunk, kv-head). The work lists (:class:`ChunkWork`) are deriv
 :class:`~tkprefix.cache.ChunkPlan` once per plan object, i.e. only when the tree changes; a token appended in place
 changes only ``plan.private_len``, which the kernel reads live (so a captured CUDA graph stays valid).
 
-Example (needs an H100 and the built kernels)::
+Example (needs a Hopper GPU and the built kernels)::
 
     cache = ChunkKVCache(n_heads=8, d_head=128, chunk_size=64, dtype=torch.bfloat16, device="cuda")
     ...  # add_seq / fork / append_token
@@ -314,7 +314,7 @@ def _launch_attend(q, cache, plan, work, part_o, part_lse, stream, chunk_first_o
 
 def chunk_attention(q: torch.Tensor, cache, return_lse: bool = False, max_chunks: int | None = None,
                     poison: float | None = None, wide_rows: int = 64, max_blocks: int = 0):
-    """One decode step on the H100: q (n_seqs, Hq, D) in `cache.seq_ids` order → o (n_seqs, Hq, D) in q's dtype
+    """One decode step on a Hopper GPU: q (n_seqs, Hq, D) in `cache.seq_ids` order → o (n_seqs, Hq, D) in q's dtype
     (and lse (n_seqs, Hq) float32, natural log, if return_lse). Hq a multiple of cache.n_heads; D 64 or 128;
     bf16 or fp16; chunk_size 64. No host sync; capturable in a CUDA graph while the tree keeps its shape.
 

@@ -2,7 +2,7 @@
 
 Layouts follow upstream Hydragen, ``(batch, tokens, heads, head_dim)``; scale ``1/sqrt(D)``; GQA: q-head ``h`` uses
 kv-head ``h // (Hq // Hkv)``; LSE is float32, natural log, shape ``(B, Nq, Hq)``; an empty key set gives ``o = 0``,
-``lse = -inf``. Inputs: bfloat16 or float16 CUDA tensors on an H100, head_dim 64 or 128.
+``lse = -inf``. Inputs: bfloat16 or float16 CUDA tensors on a Hopper GPU (sm_90), head_dim 64 or 128.
 
 Three kernels (``kernels/hydragen/``):
 
@@ -16,7 +16,7 @@ No function here synchronises with the host or allocates outside torch's caching
 of them can be captured in a CUDA graph (pass ``seq_len`` as an int32 CUDA tensor, and ``out=`` buffers if you want
 fixed outputs).
 
-Example (on an H100)::
+Example (on a Hopper GPU)::
 
     >>> import torch, tkprefix.tk_hydragen as tkh                                   # doctest: +SKIP
     >>> B, Hq, Hkv, D = 32, 32, 8, 128                                               # doctest: +SKIP

@@ -1,6 +1,6 @@
 """``tkprefix bench``: run the sweeps of config/sweeps/ on this GPU → one CSV per configuration + provenance.json.
 
-Example (on an H100, from the repository root)::
+Example (on a Hopper GPU, from the repository root)::
 
     tkprefix bench --out results/live                 # every sweep file
     tkprefix bench --only c1 c5 --out results/debug   # configurations whose name starts with c1 or c5
