@@ -18,6 +18,8 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
 fi
 if ! python3 -c "import torch" 2>/dev/null; then
     echo "[setup] pip: torch 2.13.0 (CPU build)"
-    python3 -m pip install -q "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+    # from the configured indexes (a local wheel cache, as in this project's CI), else from PyTorch's CPU index
+    python3 -m pip install -q "torch==2.13.0+cpu" 2>/dev/null ||
+        python3 -m pip install -q "torch==2.13.0+cpu" --index-url https://download.pytorch.org/whl/cpu
 fi
 echo "[setup] done in $(( $(date +%s) - t0 )) s (TeX: $(command -v latexmk), torch $(python3 -c 'import torch; print(torch.__version__)'))"
