@@ -29,7 +29,7 @@ for step in $STEPS; do
     bench) timeout 90 $PY scripts/device/bench_hydragen.py --out "$OUT" 2>&1 | tee "$OUT/bench.log";;
     decode) timeout ${DECODE_TIMEOUT:-90} $PY scripts/device/bench_hydragen.py --decode-sweep --n 20 --out "$OUT" \
              > "$OUT/decode_sweep.log" 2>&1; echo "decode sweep rc=$?"; cat "$OUT/decode_sweep.log";;
-    probes) timeout ${PROBES_TIMEOUT:-120} $PY -m tkprefix.cli bench --sweeps config/probes --out "$OUT/probes" \
+    probes) timeout ${PROBES_TIMEOUT:-120} $PY -m tkprefix.cli bench --sweeps config/probes ${PROBES_ONLY:+--only $PROBES_ONLY} --out "$OUT/probes" \
              --deadline-s $(( ${PROBES_TIMEOUT:-120} - 20 )) > "$OUT/probes.log" 2>&1; echo "probes rc=$?"
            $PY - "$OUT/probes" <<'PY'
 import sys, glob, pandas as pd
