@@ -110,6 +110,12 @@ def decode_sweep(args, bw):
     import itertools
 
     dt, D, rows = torch.bfloat16, 128, []
+    # launch floor: a graph of k one-element kernels, timed like every row (L2 flush outside the events)
+    x = torch.zeros(1, device="cuda")
+    for k_launches in (1, 2, 3):
+        floor = time_fn(graphed(lambda: [x.add_(1) for _ in range(k_launches)]), args.n)[0]
+        rows.append(dict(what=f"floor_graph_{k_launches}_launches", median_us=floor))
+        print(f"launch floor: graph of {k_launches} tiny kernels {floor:.1f} us")
     print(f"{'shape':24s} {'impl':16s} {'us':>8s} {'x roof':>7s} {'x sdpa':>7s}")
     for B, Hq, Hkv, S in DECODE_SWEEP:
         q = torch.randn(B, 1, Hq, D, device="cuda", dtype=dt)
