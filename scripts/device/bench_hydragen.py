@@ -11,7 +11,7 @@ Every row: median, p20, p80 over n timed calls; correctness checked first agains
 
 --decode-sweep: only the decode kernel (the unique part; what a decode step with no shared prefix runs), graph replay,
 over c1's MHA shapes (32/32 heads, one query: 1 row per kv-head) and c3's GQA shapes (32/8 and 8/1: 4 and 8 rows),
-for each variant (fp32 CUDA-core "scalar", tensor-core "mma") and key-split count, beside SDPA on the same keys in
+for each variant (fp32 CUDA-core "scalar", tensor-core "mma", "mma4": 4 kv-heads a block) and key-split count, beside SDPA on the same keys in
 (B, H, S, D) layout (sdpa_naive at prefix 0) and the suffix-bytes roofline at the copy bandwidth measured in the same
 run. It is the measurement behind DECODE_MMA_MIN_ROWS and decode_splits (scripts/device/NOTES.md); it writes
 bench_decode_sweep.csv.
@@ -133,15 +133,16 @@ def decode_sweep(args, bw):
         ref = ref_full(q[sub], k[sub], v[sub])
         out = (torch.empty_like(q), torch.empty(B, 1, Hq, device="cuda"))
         n_tiles = math.ceil(S / 64)
-        auto = {m: tkh._plan_decode(q, k, None, m)[0] for m in (False, True)}
-        for mma, sp in itertools.product((False, True), (None, 1, 2, 4, 8)):
-            if sp is not None and (sp > n_tiles or sp == auto[mma]):
+        variants = ("scalar", "mma", "mma4") if Hq // Hkv <= 16 and Hkv >= 4 else ("scalar", "mma")
+        auto = {m: tkh._plan_decode(q, k, None, m)[0] for m in variants}
+        for var, sp in itertools.product(variants, (None, 1, 2, 4, 8)):
+            if sp is not None and (sp > n_tiles or sp == auto[var]):
                 continue
-            fn = lambda: tkh.decode_attention(q, k, v, seq_len, n_splits=sp, mma=mma, out=out)
+            fn = lambda: tkh.decode_attention(q, k, v, seq_len, n_splits=sp, variant=var, out=out)
             fn()
             err = rel_err(out[0][sub], ref)
             res = time_fn(graphed(fn), args.n)
-            tag = f"{'mma' if mma else 'scalar'}_s{sp if sp else str(auto[mma]) + 'auto'}"
+            tag = f"{var}_s{sp if sp else str(auto[var]) + 'auto'}"
             rows.append(dict(what=f"decode_{shape}_{tag}", median_us=res[0], p20_us=res[1], p80_us=res[2], n=args.n,
                              roofline_us=roof, rel_err=err, speedup_vs_sdpa_naive=sdpa / res[0]))
             print(f"{shape:24s} {tag:16s} {res[0]:8.1f} {res[0] / roof:7.2f} {sdpa / res[0]:7.2f}  err {err:.1e}")
