@@ -8,7 +8,7 @@
 //   scalar (decode_kernel<T, D, ROWS>, ROWS <= 8): fp32 CUDA-core dot products. 4 warps; warp w owns keys
 //       [16w, 16w+16) of every tile (2 lanes a key) for all ROWS rows. Its work per key grows with ROWS, so for
 //       many rows per kv-head it is compute-bound.
-//   mma (decode_mma_kernel<T, D, RT>): tensor cores (mma.sync m16n8k16, fp32 accumulate), 16 rows a row tile, RT
+//   mma (decode_mma_kernel<T, D, RT, 1>): tensor cores (mma.sync m16n8k16, fp32 accumulate), 16 rows a row tile, RT
 //       row tiles a block (1, 2, 4). Warp w serves row tile w / (4/RT) and keys [w % (4/RT) * KPW, +KPW) of every
 //       tile (KPW = 64*RT/4), in steps of 16 keys: S = Q K^T (ldmatrix), online softmax in registers (the 4 lanes
 //       of a quad hold a row), O += P V (ldmatrix.trans; P rounded to the input dtype, as in FlashAttention). The
@@ -16,7 +16,7 @@
 //   mma4 (decode_mma_kernel<T, D, 1, 4>, <= 16 rows): the same with 4 adjacent kv-heads a block, one per warp, 16
 //       keys of each per stage (a key position is read as one contiguous run of 4 heads).
 //
-//   grid = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
+//   grid = (row groups * B * Hkv (mma4: B * ceil(Hkv/4)), n_splits)   a split covers split_keys keys; merged by LSE
 //
 // Key visibility: seq_len == nullptr -> query n sees keys 0 .. S-Nq+n (causal, bottom-right aligned);
 // otherwise every query of sequence b sees keys 0 .. seq_len[b]-1 (clamped to [0, S]; 0 = empty: o = 0, lse = -inf).
