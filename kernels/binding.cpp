@@ -87,7 +87,7 @@ void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor
 
 void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
                       const c10::optional<at::Tensor> &seq_len, const at::Tensor &o, const at::Tensor &lse,
-                      int64_t n_splits, int64_t split_keys, int64_t variant, const c10::optional<at::Tensor> &merge_o,
+                      int64_t n_splits, int64_t split_keys, const c10::optional<at::Tensor> &merge_o,
                       const c10::optional<at::Tensor> &merge_lse, int64_t stream) {
     TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
     const int64_t D = q.size(-1);
@@ -123,7 +123,7 @@ void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor
                                   k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
                                   v.data_ptr(), v.stride(0), v.stride(1), v.stride(2), sl,
                                   (int)q.size(0), (int)q.size(1), (int)q.size(2), (int)k.size(1), (int)k.size(2),
-                                  (int)n_splits, (int)split_keys, (int)variant, pre.n_slots > 0 ? &pre : nullptr, out,
+                                  (int)n_splits, (int)split_keys, pre.n_slots > 0 ? &pre : nullptr, out,
                                   reinterpret_cast<void *>(stream)));
 }
 
@@ -165,8 +165,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           py::arg("consumer_warpgroups"), py::arg("pingpong"), py::arg("stream"));
     m.def("decode_attention", &decode_attention, "per-sequence decode attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("seq_len"), py::arg("o"), py::arg("lse"),
-          py::arg("n_splits"), py::arg("split_keys"), py::arg("variant"), py::arg("merge_o"), py::arg("merge_lse"),
-          py::arg("stream"));
+          py::arg("n_splits"), py::arg("split_keys"), py::arg("merge_o"), py::arg("merge_lse"), py::arg("stream"));
     m.def("merge_slots", &merge_slots, "exact LSE merge of partial (o, lse) slots",
           py::arg("segments"), py::arg("o_out"), py::arg("lse_out"), py::arg("stream"));
     m.def("num_sms", &tkp_num_sms, "multiprocessor count of the current device");

@@ -2,21 +2,19 @@
 //
 // Memory-bound: each key is used only by the Nq*Hq/Hkv query rows of its own (sequence, kv-head), so one block
 // streams one (b, kv-head)'s K/V once for all those rows (GQA-packed): 64-key K/V tiles go into shared memory with
-// 16-byte cp.async, double-buffered, read in place from the (B, S, Hkv, D) caches. The variants share the tiles,
-// the visibility rule and the epilogue (cross-warp merge, optional fused merge with prefix slots, the write):
+// 16-byte cp.async, double-buffered, read in place from the (B, S, Hkv, D) caches. The scores and P V run on the
+// tensor cores (mma.sync m16n8k16, fp32 accumulate), so the work per key is the same for 1 and 16 rows: the GQA
+// rows ride along with the bytes (the fp32 CUDA-core kernel before it did work proportional to the rows per key and
+// was compute-bound at 8 rows: 2.4-3.1x the roofline on c3 8/1 S512 on the H200, now 1.08-1.64x;
+// scripts/device/NOTES.md).
 //
-//   scalar (decode_kernel<T, D, ROWS>, ROWS <= 8): fp32 CUDA-core dot products. 4 warps; warp w owns keys
-//       [16w, 16w+16) of every tile (2 lanes a key) for all ROWS rows. Its work per key grows with ROWS, so for
-//       many rows per kv-head it is compute-bound.
-//   mma (decode_mma_kernel<T, D, RT, 1>): tensor cores (mma.sync m16n8k16, fp32 accumulate), 16 rows a row tile, RT
-//       row tiles a block (1, 2, 4). Warp w serves row tile w / (4/RT) and keys [w % (4/RT) * KPW, +KPW) of every
-//       tile (KPW = 64*RT/4), in steps of 16 keys: S = Q K^T (ldmatrix), online softmax in registers (the 4 lanes
-//       of a quad hold a row), O += P V (ldmatrix.trans; P rounded to the input dtype, as in FlashAttention). The
-//       work per key is the same for 1 and 16 rows: one pass over K/V serves up to 64 rows at the cost of 16.
-//   mma4 (decode_mma_kernel<T, D, 1, 4>, <= 16 rows): the same with 4 adjacent kv-heads a block, one per warp, 16
-//       keys of each per stage (a key position is read as one contiguous run of 4 heads).
+//   decode_kernel<T, D, RT>: 16 query rows a row tile, RT = 1, 2, 4 row tiles a block (<= 16, <= 32, more rows;
+//       more than 64 rows: several row groups, each reading the keys again). Warp w serves row tile w / (4/RT) and
+//       keys [w % (4/RT) * KPW, +KPW) of every tile (KPW = 64*RT/4), in steps of 16 keys: S = Q K^T (K by ldmatrix),
+//       online softmax in registers (the 4 lanes of a quad hold a row), O += P V (V by ldmatrix.trans; P rounded to
+//       the input dtype, as in FlashAttention). The key groups' states merge through shared memory at the end.
 //
-//   grid = (row groups * B * Hkv (mma4: B * ceil(Hkv/4)), n_splits)   a split covers split_keys keys; merged by LSE
+//   grid = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
 //
 // Key visibility: seq_len == nullptr -> query n sees keys 0 .. S-Nq+n (causal, bottom-right aligned);
 // otherwise every query of sequence b sees keys 0 .. seq_len[b]-1 (clamped to [0, S]; 0 = empty: o = 0, lse = -inf).
@@ -44,26 +42,12 @@ struct globals {
     int split_keys;      // keys per split (multiple of TILE_KEYS)
 };
 
-__device__ __forceinline__ float warp_max(float x) {
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
-}
-__device__ __forceinline__ float warp_sum(float x) {
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
 __device__ __forceinline__ void cp_async_16(uint32_t smem, const void *gmem, bool valid) {
     // .L2::256B: a key row is 256 bytes (D=128), fetched whole into L2 by its first 16-byte request
     asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(valid ? 16 : 0) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template<int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
-
-template<typename T, int D, int ROWS> constexpr size_t smem_bytes() {
-    return 4 * TILE_KEYS * (D + PAD) * sizeof(T) + ROWS * D * sizeof(float);
-}
 
 // N consecutive elements (N*sizeof(T) bytes, aligned) -> float
 template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p, float (&x)[N]) {
@@ -84,34 +68,21 @@ template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p,
     for (int i = 0; i < N; i++) x[i] = to_float(e[i]);
 }
 
-// 8 consecutive elements (16 bytes) -> float
-template<typename T> __device__ __forceinline__ void load8(const T *p, float (&x)[8]) {
-    const uint4 raw = *reinterpret_cast<const uint4 *>(p);
-    const T *e = reinterpret_cast<const T *>(&raw);
-    #pragma unroll
-    for (int i = 0; i < 8; i++) x[i] = to_float(e[i]);
-}
-
-// One stage of K and V: HG kv-heads x 64/HG keys [key0, key0 + 64/HG) each, smem row = head * 64/HG + key - key0
-// (kbase/vbase: the first head; heads >= n_heads and keys >= key_hi as zeros, so no stale value enters P V);
-// commits one cp.async group. With HG > 1 the heads of one key are adjacent in (B, S, Hkv, D) caches.
-template<typename T, int D, int HG = 1>
+// Keys [key0, key0 + 64) of K and V into stage `stage` (keys >= key_hi as zeros, so no stale value enters P V);
+// commits one cp.async group.
+template<typename T, int D>
 __device__ __forceinline__ void load_kv_tile(T (*k_s)[TILE_KEYS][D + PAD], T (*v_s)[TILE_KEYS][D + PAD], int stage,
-                                             const T *kbase, int64_t k_sh, int64_t k_ss,
-                                             const T *vbase, int64_t v_sh, int64_t v_ss,
-                                             int key0, int key_hi, int n_heads) {
+                                             const T *kbase, int64_t k_ss, const T *vbase, int64_t v_ss,
+                                             int key0, int key_hi) {
     constexpr int CHUNKS_PER_ROW = D / 8;   // 16-byte chunks per key row
-    constexpr int TK = TILE_KEYS / HG;      // keys per head
     #pragma unroll
     for (int c = threadIdx.x; c < TILE_KEYS * CHUNKS_PER_ROW; c += THREADS) {
         const int kr = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
-        const int hr = HG == 1 ? 0 : kr / TK, key = key0 + (HG == 1 ? kr : kr % TK);
-        const bool ok = key < key_hi && (HG == 1 || hr < n_heads);
+        const int key = key0 + kr;
+        const bool ok = key < key_hi;
         const int64_t kk = ok ? key : 0;
-        const int64_t ko = HG == 1 ? kk * k_ss : (ok ? hr : 0) * k_sh + kk * k_ss;
-        const int64_t vo = HG == 1 ? kk * v_ss : (ok ? hr : 0) * v_sh + kk * v_ss;
-        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[stage][kr][col])), kbase + ko + col, ok);
-        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[stage][kr][col])), vbase + vo + col, ok);
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[stage][kr][col])), kbase + kk * k_ss + col, ok);
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[stage][kr][col])), vbase + kk * v_ss + col, ok);
     }
     cp_async_commit();
 }
@@ -162,165 +133,7 @@ __device__ __forceinline__ void write_row(const globals &g, int b, int h, int sp
     if (lane == 0) g.out.lse[split * g.out.lse_slot_stride + ro] = lse;
 }
 
-template<typename T, int D, int ROWS>
-__global__ __launch_bounds__(THREADS)
-void decode_kernel(const __grid_constant__ globals g) {
-    constexpr int LD             = D + PAD;                 // smem row pitch (elements)
-    constexpr int DPL            = D / 32;                  // output features per lane
-    constexpr int HALF           = D / 2;                   // features per lane in a score (2 lanes per key)
-    constexpr int CHUNKS_PER_ROW = D / 8;                   // 16-byte chunks per key row
-    constexpr int KEYS_PER_WARP  = TILE_KEYS / WARPS;       // 16: warp w owns keys [16w, 16w+16) of every tile
-    constexpr float SCALE = softmax_scale_log2<D>();
-
-    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D, ROWS>()
-    auto k_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw);                                  // [2][64][LD]
-    auto v_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw + 2 * TILE_KEYS * LD * sizeof(T)); // [2][64][LD]
-    auto q_s = reinterpret_cast<float (*)[D]>(smem_raw + 4 * TILE_KEYS * LD * sizeof(T));        // [ROWS][D], base 2
-    // after the key loop the K buffers hold each warp's partial state for the cross-warp merge
-    auto o_part = reinterpret_cast<float (*)[ROWS][D]>(smem_raw);                                 // [WARPS][ROWS][D]
-    auto m_part = reinterpret_cast<float (*)[ROWS]>(smem_raw + WARPS * ROWS * D * sizeof(float)); // [WARPS][ROWS]
-    auto l_part = reinterpret_cast<float (*)[ROWS]>(smem_raw + WARPS * ROWS * (D + 1) * sizeof(float));
-    static_assert(WARPS * ROWS * (D + 2) * sizeof(float) <= 2 * TILE_KEYS * LD * sizeof(T), "merge scratch > K buffers");
-
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int rg = blockIdx.x % g.row_groups;
-    const int bh = blockIdx.x / g.row_groups;
-    const int b = bh / g.Hkv, h = bh % g.Hkv;
-    const int split = blockIdx.y;
-    const int row_base = rg * ROWS;
-
-    // ---- visible keys: per row, and the block's union
-    const int seq_limit = g.seq_len ? min(max(g.seq_len[b], 0), g.S) : -1;
-    auto row_limit = [&](int row) {   // keys [0, limit) visible to stacked row `row` (n = row / R)
-        return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + row / g.R + 1);
-    };
-    const int last_row = min(row_base + ROWS, g.rows) - 1;
-    const int kv_end   = min(row_limit(last_row), g.S);          // limits grow with the row index
-    const int key_lo   = split * g.split_keys;
-    const int key_hi   = min(key_lo + g.split_keys, kv_end);
-    const int n_tiles  = key_hi > key_lo ? (key_hi - key_lo + TILE_KEYS - 1) / TILE_KEYS : 0;
-
-    const T *kbase = static_cast<const T *>(g.k) + b * g.k_sb + h * g.k_sh;
-    const T *vbase = static_cast<const T *>(g.v) + b * g.v_sb + h * g.v_sh;
-    auto load_tile = [&](int t, int stage) {
-        load_kv_tile<T, D>(k_s, v_s, stage, kbase, 0, g.k_ss, vbase, 0, g.v_ss, key_lo + t * TILE_KEYS, key_hi, 1);
-    };
-    if (n_tiles > 0) load_tile(0, 0);
-
-    // ---- queries of this block, scaled into base 2
-    const T *q = static_cast<const T *>(g.q);
-    for (int c = threadIdx.x; c < ROWS * CHUNKS_PER_ROW; c += THREADS) {
-        const int r = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
-        const int row = row_base + r;
-        float x[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (row < g.rows) {
-            const int n = row / g.R, hq = h * g.R + row % g.R;
-            load8(q + b * g.q_sb + n * g.q_sn + hq * g.q_sh + col, x);
-        }
-        #pragma unroll
-        for (int i = 0; i < 8; i++) q_s[r][col + i] = x[i] * SCALE;
-    }
-
-    // ---- this warp's online-softmax state of every row (base 2), over the keys it owns
-    float m[ROWS], l[ROWS], acc[ROWS][DPL];
-    int limit[ROWS];
-    #pragma unroll
-    for (int r = 0; r < ROWS; r++) {
-        m[r] = -INFINITY; l[r] = 0.f;
-        #pragma unroll
-        for (int d = 0; d < DPL; d++) acc[r][d] = 0.f;
-        const int row = row_base + r;
-        limit[r] = row < g.rows ? min(row_limit(row), key_hi) : 0;   // keys < limit are visible (and in this split)
-    }
-    const int my_key = warp * KEYS_PER_WARP + lane / 2;   // this lane's key within a tile
-    const int half   = lane % 2;                          // which half of the features it multiplies
-
-    for (int t = 0; t < n_tiles; t++) {
-        const int stage = t & 1;
-        if (t + 1 < n_tiles) { load_tile(t + 1, stage ^ 1); cp_async_wait<1>(); }
-        else                 { cp_async_wait<0>(); }
-        __syncthreads();
-        const int key = key_lo + t * TILE_KEYS + my_key;
-
-        // score of key `my_key` for every row: half the dot product per lane, the pair summed by one shuffle
-        float s[ROWS];
-        #pragma unroll
-        for (int r = 0; r < ROWS; r++) s[r] = 0.f;
-        #pragma unroll
-        for (int c = 0; c < HALF; c += 8) {
-            float kx[8];
-            load8(&k_s[stage][my_key][half * HALF + c], kx);
-            #pragma unroll
-            for (int r = 0; r < ROWS; r++) {
-                const float4 qa = *reinterpret_cast<const float4 *>(&q_s[r][half * HALF + c]);
-                const float4 qb = *reinterpret_cast<const float4 *>(&q_s[r][half * HALF + c + 4]);
-                s[r] += qa.x * kx[0] + qa.y * kx[1] + qa.z * kx[2] + qa.w * kx[3] + qb.x * kx[4] + qb.y * kx[5] + qb.z * kx[6] + qb.w * kx[7];
-            }
-        }
-
-        // online softmax update; s becomes the probability of this lane's key
-        #pragma unroll
-        for (int r = 0; r < ROWS; r++) {
-            s[r] += __shfl_xor_sync(0xffffffffu, s[r], 1);
-            if (key >= limit[r]) s[r] = -INFINITY;
-            const float m_new = fmaxf(m[r], warp_max(s[r]));
-            if (m_new == -INFINITY) { s[r] = 0.f; continue; }          // nothing visible yet (warp-uniform)
-            const float alpha = exp2f(m[r] - m_new);                   // m = -inf -> 0
-            s[r] = exp2f(s[r] - m_new);
-            l[r] = l[r] * alpha + warp_sum(half == 0 ? s[r] : 0.f);    // each key counted once
-            m[r] = m_new;
-            #pragma unroll
-            for (int d = 0; d < DPL; d++) acc[r][d] *= alpha;
-        }
-
-        // acc += P V over this warp's 16 keys: lane owns features [lane*DPL, lane*DPL + DPL)
-        #pragma unroll
-        for (int kk = 0; kk < KEYS_PER_WARP; kk++) {
-            float vv[DPL];
-            load_vec<T, DPL>(&v_s[stage][warp * KEYS_PER_WARP + kk][lane * DPL], vv);
-            #pragma unroll
-            for (int r = 0; r < ROWS; r++) {
-                const float p = __shfl_sync(0xffffffffu, s[r], 2 * kk);
-                #pragma unroll
-                for (int d = 0; d < DPL; d++) acc[r][d] += p * vv[d];
-            }
-        }
-        __syncthreads();   // the stage is overwritten by the load issued in the next iteration
-    }
-    cp_async_wait<0>();
-    __syncthreads();
-
-    // ---- merge the 4 warps' states (through the K buffers) and write o (final dtype or fp32 slot) and lse
-    #pragma unroll
-    for (int r = 0; r < ROWS; r++) {
-        #pragma unroll
-        for (int d = 0; d < DPL; d++) o_part[warp][r][lane * DPL + d] = acc[r][d];
-        if (lane == 0) { m_part[warp][r] = m[r]; l_part[warp][r] = l[r]; }
-    }
-    __syncthreads();
-    for (int r = warp; r < ROWS; r += WARPS) {
-        const int row = row_base + r;
-        if (row >= g.rows) continue;
-        float m_all = -INFINITY;
-        #pragma unroll
-        for (int w = 0; w < WARPS; w++) m_all = fmaxf(m_all, m_part[w][r]);
-        float l_all = 0.f, o[DPL];
-        #pragma unroll
-        for (int d = 0; d < DPL; d++) o[d] = 0.f;
-        if (m_all != -INFINITY) {
-            #pragma unroll
-            for (int w = 0; w < WARPS; w++) {
-                const float sc = exp2f(m_part[w][r] - m_all);   // an empty warp (m = -inf) weighs 0
-                l_all += l_part[w][r] * sc;
-                #pragma unroll
-                for (int d = 0; d < DPL; d++) o[d] += o_part[w][r][lane * DPL + d] * sc;
-            }
-        }
-        write_row<T, D>(g, b, h, split, row, lane, m_all, l_all, o);
-    }
-}
-
-// ------------------------------------------------------------------------------------------------ tensor-core variant
+// ------------------------------------------------------------------------------------------------ tensor-core helpers
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *smem) {
     const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -358,30 +171,24 @@ template<typename T> __device__ __forceinline__ uint32_t pack2(float lo, float h
     }
 }
 
-template<typename T, int D> constexpr size_t mma_smem_bytes() { return 4 * TILE_KEYS * (D + PAD) * sizeof(T); }
+template<typename T, int D> constexpr size_t smem_bytes() { return 4 * TILE_KEYS * (D + PAD) * sizeof(T); }
 
 // Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4*gid + tig. A (16x16): {a0,a1} row gid, cols 2tig..+1;
 // {a2,a3} row gid+8; {a4,a5} row gid, cols 8+2tig..+1; {a6,a7} row gid+8, cols 8+2tig. B (16x8): {b0,b1} rows
 // 2tig..+1, col gid; {b2,b3} rows 8+2tig. C (16x8): {c0,c1} row gid, cols 2tig..+1; {c2,c3} row gid+8.
-//
-// HG = 1: the block serves one kv-head (RT row tiles). HG = 4 (RT = 1, <= 16 rows a kv-head): the block serves 4
-// adjacent kv-heads, one per warp, 16 keys of each per stage, so every key position is read as one contiguous run of
-// 4 heads (1 KB at D 128) instead of 4 runs 256 bytes long in 4 blocks; no cross-warp merge.
-template<typename T, int D, int RT, int HG>
+template<typename T, int D, int RT>
 __global__ __launch_bounds__(THREADS)
-void decode_mma_kernel(const __grid_constant__ globals g) {
+void decode_kernel(const __grid_constant__ globals g) {
     constexpr int LD   = D + PAD;            // smem row pitch (elements)
     constexpr int DPL  = D / 32;             // output features per lane in the epilogue
-    constexpr int KG   = HG == 1 ? WARPS / RT : 1;       // warps splitting the keys of a stage for one row tile
-    constexpr int TK   = TILE_KEYS / HG;     // keys (per kv-head) per stage
-    constexpr int KPW  = TK / KG;            // keys per warp per stage (16, 32, 64)
+    constexpr int KG   = WARPS / RT;         // warps splitting the keys of a tile for one row tile
+    constexpr int KPW  = TILE_KEYS / KG;     // keys per warp per tile (16, 32, 64)
     constexpr int BLOCK_ROWS = 16 * RT;
     constexpr int OP   = D + 4;              // pitch (floats) of the epilogue scratch
     constexpr float SCALE = softmax_scale_log2<D>();
     static_assert(WARPS % RT == 0 && KPW % 16 == 0, "RT in {1, 2, 4}");
-    static_assert(HG == 1 || (HG == WARPS && RT == 1), "HG: 1, or one kv-head per warp");
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see mma_smem_bytes<T, D>()
+    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D>()
     auto k_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw);                                  // [2][64][LD]
     auto v_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw + 2 * TILE_KEYS * LD * sizeof(T)); // [2][64][LD]
     // after the key loop the K buffers hold each warp's partial state for the cross-warp merge
@@ -392,12 +199,10 @@ void decode_mma_kernel(const __grid_constant__ globals g) {
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
-    const int rt = HG == 1 ? warp / KG : 0, kg = HG == 1 ? warp % KG : 0;   // this warp's row tile and key group
+    const int rt = warp / KG, kg = warp % KG;   // this warp's row tile and key group
     const int rg = blockIdx.x % g.row_groups;
     const int bh = blockIdx.x / g.row_groups;
-    const int n_hg = (g.Hkv + HG - 1) / HG;
-    const int b = bh / n_hg, h0 = (bh % n_hg) * HG;   // the block's first kv-head
-    const int h = h0 + (HG == 1 ? 0 : warp);          // this warp's kv-head
+    const int b = bh / g.Hkv, h = bh % g.Hkv;
     const int split = blockIdx.y;
     const int row_base = rg * BLOCK_ROWS;
 
@@ -410,25 +215,19 @@ void decode_mma_kernel(const __grid_constant__ globals g) {
     const int kv_end   = min(row_limit(last_row), g.S);          // limits grow with the row index
     const int key_lo   = split * g.split_keys;
     const int key_hi   = min(key_lo + g.split_keys, kv_end);
-    const int n_tiles  = key_hi > key_lo ? (key_hi - key_lo + TK - 1) / TK : 0;
+    const int n_tiles  = key_hi > key_lo ? (key_hi - key_lo + TILE_KEYS - 1) / TILE_KEYS : 0;
 
-    const T *kbase = static_cast<const T *>(g.k) + b * g.k_sb + h0 * g.k_sh;
-    const T *vbase = static_cast<const T *>(g.v) + b * g.v_sb + h0 * g.v_sh;
-    const int n_heads = min(HG, g.Hkv - h0);
-    auto load_stage = [&](int t, int stage) {
-        load_kv_tile<T, D, HG>(k_s, v_s, stage, kbase, g.k_sh, g.k_ss, vbase, g.v_sh, g.v_ss, key_lo + t * TK, key_hi,
-                               n_heads);
-    };
-    if (n_tiles > 0) load_stage(0, 0);
+    const T *kbase = static_cast<const T *>(g.k) + b * g.k_sb + h * g.k_sh;
+    const T *vbase = static_cast<const T *>(g.v) + b * g.v_sb + h * g.v_sh;
+    if (n_tiles > 0) load_kv_tile<T, D>(k_s, v_s, 0, kbase, g.k_ss, vbase, g.v_ss, key_lo, key_hi);
 
     // ---- this lane's two rows (gid, gid + 8 of the warp's row tile): Q as A fragments, unscaled, straight from global
     const int r0 = row_base + rt * 16 + gid, r1 = r0 + 8;
-    const bool head_ok = h < g.Hkv;
     uint32_t qa[D / 16][4];
     {
         const T *q = static_cast<const T *>(g.q) + b * g.q_sb;
-        const T *q0 = head_ok && r0 < g.rows ? q + (r0 / g.R) * g.q_sn + (h * g.R + r0 % g.R) * g.q_sh : nullptr;
-        const T *q1 = head_ok && r1 < g.rows ? q + (r1 / g.R) * g.q_sn + (h * g.R + r1 % g.R) * g.q_sh : nullptr;
+        const T *q0 = r0 < g.rows ? q + (r0 / g.R) * g.q_sn + (h * g.R + r0 % g.R) * g.q_sh : nullptr;
+        const T *q1 = r1 < g.rows ? q + (r1 / g.R) * g.q_sn + (h * g.R + r1 % g.R) * g.q_sh : nullptr;
         #pragma unroll
         for (int ks = 0; ks < D / 16; ks++) {
             const int c = ks * 16 + 2 * tig;
@@ -438,8 +237,8 @@ void decode_mma_kernel(const __grid_constant__ globals g) {
             qa[ks][3] = q1 ? *reinterpret_cast<const uint32_t *>(q1 + c + 8) : 0u;
         }
     }
-    const int lim0 = head_ok && r0 < g.rows ? min(row_limit(r0), key_hi) : 0;   // keys < lim: visible, in this split
-    const int lim1 = head_ok && r1 < g.rows ? min(row_limit(r1), key_hi) : 0;
+    const int lim0 = r0 < g.rows ? min(row_limit(r0), key_hi) : 0;   // keys < lim are visible (and in this split)
+    const int lim1 = r1 < g.rows ? min(row_limit(r1), key_hi) : 0;
 
     // ---- online-softmax state of the two rows (base 2; l summed over this lane's columns only, reduced at the end)
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
@@ -450,19 +249,18 @@ void decode_mma_kernel(const __grid_constant__ globals g) {
     for (int t = 0; t < n_tiles; t++) {
         const int stage = t & 1;
         if (t + 1 < n_tiles) {
-            load_stage(t + 1, stage ^ 1);
+            load_kv_tile<T, D>(k_s, v_s, stage ^ 1, kbase, g.k_ss, vbase, g.v_ss, key_lo + (t + 1) * TILE_KEYS, key_hi);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
-        const int tile_key0 = key_lo + t * TK;
+        const int tile_key0 = key_lo + t * TILE_KEYS;
 
         #pragma unroll
         for (int step = 0; step < KPW / 16; step++) {
-            const int koff = kg * KPW + step * 16;            // first key (from tile_key0) of this 16-key step
-            const int k0 = (HG == 1 ? 0 : warp * TK) + koff;  // its smem row
-            if (tile_key0 + koff >= key_hi) break;            // warp-uniform: the rest of the stage is past the end
+            const int k0 = kg * KPW + step * 16;              // first key (in the tile) of this 16-key step
+            if (tile_key0 + k0 >= key_hi) break;              // warp-uniform: the rest of the tile is past the end
 
             // S (16 rows x 16 keys) = Q K^T: two 8-key n-tiles; ldmatrix x4 = keys {0-7, 8-15} x features {0-7, 8-15}
             float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
@@ -480,7 +278,7 @@ void decode_mma_kernel(const __grid_constant__ globals g) {
             for (int i = 0; i < 2; i++) {
                 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    const int key = tile_key0 + koff + i * 8 + 2 * tig + (j & 1);
+                    const int key = tile_key0 + k0 + i * 8 + 2 * tig + (j & 1);
                     s[i][j] = key < (j < 2 ? lim0 : lim1) ? s[i][j] * SCALE : -INFINITY;
                 }
                 mx0 = fmaxf(mx0, fmaxf(s[i][0], s[i][1]));
@@ -541,12 +339,10 @@ void decode_mma_kernel(const __grid_constant__ globals g) {
         l_part[warp][gid] = l0; l_part[warp][gid + 8] = l1;
     }
     __syncthreads();
-    for (int r = warp; r < 16 * RT * HG; r += WARPS) {
-        const int u = r / 16, lr = r % 16;            // row tile (HG = 1) or kv-head (HG = 4) u, its row lr
-        const int row = HG == 1 ? row_base + r : lr;
-        const int hh = HG == 1 ? h : h0 + u;
-        if (row >= g.rows || hh >= g.Hkv) continue;
-        const int w0 = u * KG;                        // the KG warps that hold this row
+    for (int r = warp; r < BLOCK_ROWS; r += WARPS) {
+        const int row = row_base + r;
+        if (row >= g.rows) continue;
+        const int w0 = (r / 16) * KG, lr = r % 16;   // the KG warps that hold this row
         float m_all = -INFINITY;
         #pragma unroll
         for (int w = 0; w < KG; w++) m_all = fmaxf(m_all, m_part[w0 + w][lr]);
@@ -564,16 +360,16 @@ void decode_mma_kernel(const __grid_constant__ globals g) {
                 for (int d = 0; d < DPL; d++) o[d] += x[d] * sc;
             }
         }
-        write_row<T, D>(g, b, hh, split, row, lane, m_all, l_all, o);
+        write_row<T, D>(g, b, h, split, row, lane, m_all, l_all, o);
     }
 }
 
 template<typename KERNEL>
-const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, int heads_per_block, size_t smem,
-                          int n_splits, cudaStream_t stream, bool &attribute_set) {
+const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, size_t smem, int n_splits,
+                          cudaStream_t stream, bool &attribute_set) {
     globals ga = g;
     ga.row_groups = (g.rows + rows_per_block - 1) / rows_per_block;
-    const int64_t blocks_x = (int64_t)ga.row_groups * g.B * ((g.Hkv + heads_per_block - 1) / heads_per_block);
+    const int64_t blocks_x = (int64_t)ga.row_groups * g.B * g.Hkv;
     if (blocks_x >= (1ll << 31) || n_splits > 65535) return arg_error("decode: grid too large");
     if (!attribute_set) {
         TKP_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -583,36 +379,18 @@ const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, i
     return launch_error("tkp decode kernel launch");
 }
 
-template<typename T, int D, int ROWS>
+template<typename T, int D, int RT>
 const char *launch(const globals &g, int n_splits, cudaStream_t stream) {
     static bool attribute_set = false;   // per instantiation
-    return launch_kernel(decode_kernel<T, D, ROWS>, g, ROWS, 1, smem_bytes<T, D, ROWS>(), n_splits, stream, attribute_set);
+    return launch_kernel(decode_kernel<T, D, RT>, g, 16 * RT, smem_bytes<T, D>(), n_splits, stream, attribute_set);
 }
 
-template<typename T, int D, int RT, int HG = 1>
-const char *launch_mma(const globals &g, int n_splits, cudaStream_t stream) {
-    static bool attribute_set = false;   // per instantiation
-    return launch_kernel(decode_mma_kernel<T, D, RT, HG>, g, 16 * RT, HG, mma_smem_bytes<T, D>(), n_splits, stream,
-                         attribute_set);
-}
-
-// variant 0: scalar, 1: mma, 2: mma with 4 kv-heads a block (rows <= 16). Rows per block (tkprefix.tk_hydragen.
-// _decode_blocks mirrors this): scalar 1/2/4/8, mma 16/32/64.
+// rows per block 16 / 32 / 64 (tkprefix.tk_hydragen._decode_blocks mirrors this)
 template<typename T, int D>
-const char *launch_rows(const globals &g, int variant, int n_splits, cudaStream_t stream) {
-    if (variant == 2) {
-        if (g.rows > 16) return arg_error("decode: the 4-heads-a-block variant takes <= 16 rows per kv-head");
-        return launch_mma<T, D, 1, WARPS>(g, n_splits, stream);
-    }
-    if (variant == 1) {
-        if (g.rows <= 16) return launch_mma<T, D, 1>(g, n_splits, stream);
-        if (g.rows <= 32) return launch_mma<T, D, 2>(g, n_splits, stream);
-        return launch_mma<T, D, 4>(g, n_splits, stream);   // more rows: several row groups, each reading the keys again
-    }
-    if (g.rows <= 1) return launch<T, D, 1>(g, n_splits, stream);
-    if (g.rows <= 2) return launch<T, D, 2>(g, n_splits, stream);
-    if (g.rows <= 4) return launch<T, D, 4>(g, n_splits, stream);
-    return launch<T, D, 8>(g, n_splits, stream);   // more rows: several row groups, each reading the keys again
+const char *launch_rows(const globals &g, int n_splits, cudaStream_t stream) {
+    if (g.rows <= 16) return launch<T, D, 1>(g, n_splits, stream);
+    if (g.rows <= 32) return launch<T, D, 2>(g, n_splits, stream);
+    return launch<T, D, 4>(g, n_splits, stream);   // more rows: several row groups, each reading the keys again
 }
 
 }  // namespace decode
@@ -624,13 +402,12 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
                                             const void *v, int64_t v_sb, int64_t v_ss, int64_t v_sh,
                                             const int32_t *seq_len,
                                             int B, int Nq, int Hq, int S, int Hkv, int n_splits, int split_keys,
-                                            int variant, const tkp_segment *merge_with, tkp_out out, void *stream) {
+                                            const tkp_segment *merge_with, tkp_out out, void *stream) {
     using namespace tkp;
     if (B <= 0 || Nq <= 0 || Hq <= 0 || Hkv <= 0 || S < 0) return arg_error("decode: B, Nq, Hq, Hkv must be positive, S >= 0");
     if (Hq % Hkv != 0) return arg_error("decode: Hkv must divide Hq");
     if (split_keys <= 0 || split_keys % decode::TILE_KEYS != 0) return arg_error("decode: split_keys must be a positive multiple of 64");
     if (n_splits < 1) return arg_error("decode: n_splits must be >= 1");
-    if (variant < 0 || variant > 2) return arg_error("decode: variant must be 0 (scalar), 1 (mma) or 2 (mma, 4 heads)");
     if ((int64_t)n_splits * split_keys < S) return arg_error("decode: n_splits * split_keys must cover S");
     if (n_splits > 1 && out.o_dtype != TKP_FP32) return arg_error("decode: split key ranges need fp32 partial output slots");
     const int64_t strides[9] = {q_sb, q_sn, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh};
@@ -654,9 +431,9 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
     g.rows = Nq * g.R;
     g.split_keys = split_keys;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (dtype == TKP_BF16 && D == 64)  return decode::launch_rows<__nv_bfloat16, 64>(g, variant, n_splits, s);
-    if (dtype == TKP_BF16 && D == 128) return decode::launch_rows<__nv_bfloat16, 128>(g, variant, n_splits, s);
-    if (dtype == TKP_FP16 && D == 64)  return decode::launch_rows<__half, 64>(g, variant, n_splits, s);
-    if (dtype == TKP_FP16 && D == 128) return decode::launch_rows<__half, 128>(g, variant, n_splits, s);
+    if (dtype == TKP_BF16 && D == 64)  return decode::launch_rows<__nv_bfloat16, 64>(g, n_splits, s);
+    if (dtype == TKP_BF16 && D == 128) return decode::launch_rows<__nv_bfloat16, 128>(g, n_splits, s);
+    if (dtype == TKP_FP16 && D == 64)  return decode::launch_rows<__half, 64>(g, n_splits, s);
+    if (dtype == TKP_FP16 && D == 128) return decode::launch_rows<__half, 128>(g, n_splits, s);
     return arg_error("decode: unsupported dtype/head_dim (bf16 or fp16, D 64 or 128)");
 }

@@ -8,13 +8,6 @@
 
 Usage: PYTHONPATH=src python scripts/device/bench_hydragen.py [--out DIR] [--n 50]
 Every row: median, p20, p80 over n timed calls; correctness checked first against a float64 reference.
-
---decode-sweep: only the decode kernel (the unique part; what a decode step with no shared prefix runs), graph replay,
-over c1's MHA shapes (32/32 heads, one query: 1 row per kv-head) and c3's GQA shapes (32/8 and 8/1: 4 and 8 rows),
-for each variant (fp32 CUDA-core "scalar", tensor-core "mma", "mma4": 4 kv-heads a block) and key-split count, beside SDPA on the same keys in
-(B, H, S, D) layout (sdpa_naive at prefix 0) and the suffix-bytes roofline at the copy bandwidth measured in the same
-run. It is the measurement behind DECODE_MMA_MIN_ROWS and decode_splits (scripts/device/NOTES.md); it writes
-bench_decode_sweep.csv.
 """
 from __future__ import annotations
 
@@ -98,84 +91,17 @@ def ref_full(q, keys, vals):
     return torch.einsum("bnht,bthd->bnhd", torch.softmax(s, -1), vv)
 
 
-DECODE_SWEEP = [  # (B, Hq, Hkv, S): c1 at prefix 0 (MHA), c3's suffix part (GQA 32/8 and 8/1)
-    (16, 32, 32, 512), (32, 32, 32, 512), (64, 32, 32, 512), (128, 32, 32, 512), (16, 32, 32, 64),
-    (512, 32, 8, 512), (1024, 32, 8, 512),
-    (512, 8, 1, 512), (1024, 8, 1, 512), (2048, 8, 1, 512), (4096, 8, 1, 512), (1024, 8, 1, 64),
-]
-
-
-def decode_sweep(args, bw):
-    """Decode kernel alone per (shape, variant, n_splits) vs SDPA; rows for bench_decode_sweep.csv."""
-    import itertools
-
-    dt, D, rows = torch.bfloat16, 128, []
-    # launch floor: a graph of k one-element kernels, timed like every row (L2 flush outside the events)
-    x = torch.zeros(1, device="cuda")
-    for k_launches in (1, 2, 3):
-        floor = time_fn(graphed(lambda: [x.add_(1) for _ in range(k_launches)]), args.n)[0]
-        rows.append(dict(what=f"floor_graph_{k_launches}_launches", median_us=floor))
-        print(f"launch floor: graph of {k_launches} tiny kernels {floor:.1f} us")
-    print(f"{'shape':24s} {'impl':16s} {'us':>8s} {'x roof':>7s} {'x sdpa':>7s}")
-    for B, Hq, Hkv, S in DECODE_SWEEP:
-        q = torch.randn(B, 1, Hq, D, device="cuda", dtype=dt)
-        k = torch.randn(B, S, Hkv, D, device="cuda", dtype=dt)
-        v = torch.randn(B, S, Hkv, D, device="cuda", dtype=dt)
-        seq_len = torch.full((B,), S, device="cuda", dtype=torch.int32)
-        roof = (2 * B * S * Hkv * D * 2 + 2 * B * Hq * D * 2) / bw * 1e6
-        kt, vt = k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()
-        qf = q.reshape(B, Hkv, Hq // Hkv, D)   # sdpa_naive's GQA folding
-        sdpa = time_fn(graphed(lambda: F.scaled_dot_product_attention(qf, kt, vt)), args.n)[0]
-        shape = f"B{B}_H{Hq}-{Hkv}_S{S}"
-        rows.append(dict(what=f"decode_{shape}_sdpa", median_us=sdpa, roofline_us=roof))
-        print(f"{shape:24s} {'sdpa':16s} {sdpa:8.1f} {sdpa / roof:7.2f} {1.0:7.2f}")
-        sub = slice(0, min(B, 16))
-        ref = ref_full(q[sub], k[sub], v[sub])
-        out = (torch.empty_like(q), torch.empty(B, 1, Hq, device="cuda"))
-        n_tiles = math.ceil(S / 64)
-        variants = ("scalar", "mma", "mma4") if Hq // Hkv <= 16 and Hkv >= 4 else ("scalar", "mma")
-        auto = {m: tkh._plan_decode(q, k, None, m)[0] for m in variants}
-        for var, sp in itertools.product(variants, (None, 1, 2, 4, 8)):
-            if sp is not None and (sp > n_tiles or sp == auto[var]):
-                continue
-            fn = lambda: tkh.decode_attention(q, k, v, seq_len, n_splits=sp, variant=var, out=out)
-            fn()
-            err = rel_err(out[0][sub], ref)
-            res = time_fn(graphed(fn), args.n)
-            tag = f"{var}_s{sp if sp else str(auto[var]) + 'auto'}"
-            rows.append(dict(what=f"decode_{shape}_{tag}", median_us=res[0], p20_us=res[1], p80_us=res[2], n=args.n,
-                             roofline_us=roof, rel_err=err, speedup_vs_sdpa_naive=sdpa / res[0]))
-            print(f"{shape:24s} {tag:16s} {res[0]:8.1f} {res[0] / roof:7.2f} {sdpa / res[0]:7.2f}  err {err:.1e}")
-        del q, k, v, kt, vt, qf, out
-    return rows
-
-
-def write_csv(rows, path):
-    keys = sorted({k for r in rows for k in r})
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["what"] + [k for k in keys if k != "what"])
-        w.writeheader()
-        w.writerows(rows)
-    print("wrote", path)
-
-
 def main(argv=None):
     global FLUSH
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--n", type=int, default=50)
-    ap.add_argument("--decode-sweep", action="store_true", help="only the decode-kernel sweep (see the docstring)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     FLUSH = torch.empty(64 << 20, dtype=torch.float32, device="cuda")
     rows = []
     dt = torch.bfloat16
     bw = copy_bandwidth()
-    if args.decode_sweep:
-        print(f"device {torch.cuda.get_device_name()}  copy {bw / 1e12:.2f} TB/s")
-        rows = [dict(what="ceiling_copy_TBps", median_us=bw / 1e12)] + decode_sweep(args, bw)
-        write_csv(rows, os.path.join(args.out, "bench_decode_sweep.csv"))
-        return 0
     gemm = gemm_rate()
     print(f"device {torch.cuda.get_device_name()}  copy {bw / 1e12:.2f} TB/s  bf16 gemm {gemm / 1e12:.0f} TFLOP/s")
     rows.append(dict(what="ceiling_copy_TBps", median_us=bw / 1e12))
@@ -286,7 +212,13 @@ def main(argv=None):
               f"{med / roof:.2f}x step roofline  {med / part_roof:.2f}x own-bytes roofline")
         record(f"step_B{B}_P{P}_S{S}_{name}", r, roofline_us=roof, speedup_vs_sdpa_naive=ratio,
                rel_err=err_naive if "sdpa" in name else err)
-    write_csv(rows, os.path.join(args.out, "bench_hydragen.csv"))
+    path = os.path.join(args.out, "bench_hydragen.csv")
+    keys = sorted({k for r in rows for k in r})
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["what"] + [k for k in keys if k != "what"])
+        w.writeheader()
+        w.writerows(rows)
+    print("wrote", path)
     return 0
 
 

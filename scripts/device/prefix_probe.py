@@ -1,9 +1,8 @@
 """One launch of each Hydragen kernel in the shapes that miss their targets, for Nsight Compute:
   1. prefix, memory-bound: batch 32 sharing a 4096 prefix, 32/32 heads (the decode-step config), splits 4, cw 2
   2. prefix, compute-bound: batch 1024, prefix 2048, 32/8 heads, cw 2, one split
-  3. decode: batch 32, 512 keys each, 32/32 heads, each variant (scalar, mma, mma4: 4 kv-heads a block)
-  4. decode: batch 1024, 512 keys each, 8/1 heads (c3's suffix part), scalar and mma
-Usage: ncu -k regex:"prefix_kernel|decode" -c 7 --clock-control none --section SpeedOfLight \
+  3. decode: batch 32, 512 keys each, 32/32 heads
+Usage: ncu -k regex:"prefix_kernel|decode_kernel" -c 3 --clock-control none --section SpeedOfLight \
          --section MemoryWorkloadAnalysis python scripts/device/prefix_probe.py
 """
 import torch
@@ -18,12 +17,6 @@ q2 = torch.randn(1024, 1, 32, 128, device="cuda", dtype=dt)
 pk2, pv2 = (torch.randn(1, 2048, 8, 128, device="cuda", dtype=dt) for _ in range(2))
 tkh.prefix_attention(q2, pk2, pv2, n_splits=1, consumer_warpgroups=2)
 k, v = (torch.randn(32, 512, 32, 128, device="cuda", dtype=dt) for _ in range(2))
-for variant in ("scalar", "mma", "mma4"):
-    tkh.decode_attention(q, k, v, torch.full((32,), 512, device="cuda", dtype=torch.int32), n_splits=1, variant=variant)
-q3 = torch.randn(1024, 1, 8, 128, device="cuda", dtype=dt)
-k3, v3 = (torch.randn(1024, 512, 1, 128, device="cuda", dtype=dt) for _ in range(2))
-for variant in ("scalar", "mma"):
-    tkh.decode_attention(q3, k3, v3, torch.full((1024,), 512, device="cuda", dtype=torch.int32), n_splits=1,
-                         variant=variant)
+tkh.decode_attention(q, k, v, torch.full((32,), 512, device="cuda", dtype=torch.int32), n_splits=1)
 torch.cuda.synchronize()
 print("probe done")

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # One device call for the Hydragen kernels: build -> SASS check -> GPU tests -> benchmark -> compute-sanitizer.
 # Usage (device machine, repo root): bash scripts/device/run_hydragen.sh [steps...]   steps default: build sass test bench sanitize
-# (also: env, ncu, buildall, decode = bench_hydragen.py --decode-sweep, probes = tkprefix bench --sweeps config/probes)
 # Logs and CSVs go to $OUT (or ./out). Each step is time-limited so a hang cannot eat the whole call.
 set -uo pipefail
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
@@ -27,28 +26,17 @@ for step in $STEPS; do
     test)  timeout 150 $PY -m pytest tests/gpu/test_tk_hydragen.py -q --maxfail=25 --timeout=60 --timeout-method=thread -p no:cacheprovider ${PYTEST_ARGS:-} ${PYTEST_K:+-k "$PYTEST_K"} \
               > "$OUT/pytest.log" 2>&1; echo "pytest rc=$?"; tail -25 "$OUT/pytest.log";;
     bench) timeout 90 $PY scripts/device/bench_hydragen.py --out "$OUT" 2>&1 | tee "$OUT/bench.log";;
-    decode) timeout ${DECODE_TIMEOUT:-90} $PY scripts/device/bench_hydragen.py --decode-sweep --n 20 --out "$OUT" \
-             > "$OUT/decode_sweep.log" 2>&1; echo "decode sweep rc=$?"; cat "$OUT/decode_sweep.log";;
-    probes) timeout ${PROBES_TIMEOUT:-120} $PY -m tkprefix.cli bench --sweeps config/probes ${PROBES_ONLY:+--only $PROBES_ONLY} --out "$OUT/probes" \
-             --deadline-s $(( ${PROBES_TIMEOUT:-120} - 20 )) > "$OUT/probes.log" 2>&1; echo "probes rc=$?"
-           $PY - "$OUT/probes" <<'PY'
-import sys, glob, pandas as pd
-for f in sorted(glob.glob(sys.argv[1] + "/bench_*.csv")):
-    d = pd.read_csv(f); d = d[d.status == "ok"]
-    t = d.pivot_table(index=["q_heads", "kv_heads", "batch", "prefix", "suffix", "roofline_us"], columns="impl",
-                      values="median_us").reset_index()
-    for c in [c for c in t.columns if c not in ("q_heads", "kv_heads", "batch", "prefix", "suffix", "roofline_us")]:
-        t[c + "/roof"] = t[c] / t.roofline_us
-    print(f); print(t.round(2).to_string(index=False))
-PY
-           ;;
-    ncu)   timeout 120 ncu -k regex:"prefix_kernel|decode" -c 7 --clock-control none --section SpeedOfLight \
+    ncu)   timeout 120 ncu -k regex:"prefix_kernel|decode_kernel" -c 3 --clock-control none --section SpeedOfLight \
              --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats $PY scripts/device/prefix_probe.py \
              > "$OUT/ncu.log" 2>&1; echo "ncu rc=$?"
-           grep -E "prefix_kernel|decode_.*kernel|Memory Throughput|DRAM Throughput|Duration|Compute \(SM\) Throughput|L2 Hit|Achieved Occupancy" "$OUT/ncu.log" | head -80;;
+           grep -E "prefix_kernel|decode_kernel|Memory Throughput|DRAM Throughput|Duration|Compute \(SM\) Throughput|L2 Hit|Achieved Occupancy" "$OUT/ncu.log" | head -40;;
     buildall)   # every kernel family in one extension (the chunk family registers through binding.cpp's weak hook)
            TKPREFIX_FAMILIES= timeout 200 $PY -c "import tkprefix.build as b; m = b.load_extension(); print('families', b.available_families(), 'has_chunk_ops', m.has_chunk_ops, 'ops', [n for n in dir(m) if not n.startswith('_')])" \
              > "$OUT/buildall.log" 2>&1; echo "buildall rc=$?"; tail -3 "$OUT/buildall.log";;
+    probes) # harness probes (config/probes: c1 without sharing, c3 suffix 512), graph replay; PROBES_ONLY=p3 for one
+           timeout ${PROBES_TIMEOUT:-120} $PY -m tkprefix.cli bench --sweeps config/probes ${PROBES_ONLY:+--only $PROBES_ONLY} \
+             --out "$OUT/probes" --deadline-s $(( ${PROBES_TIMEOUT:-120} - 20 )) > "$OUT/probes.log" 2>&1
+           echo "probes rc=$?"; tail -5 "$OUT/probes.log";;
     sanitize)
            for tool in memcheck racecheck; do
              timeout 60 compute-sanitizer --tool $tool --print-limit 20 $PY scripts/device/sanitize_small.py \

@@ -10,9 +10,7 @@ Three kernels (``kernels/hydragen/``):
   into one matrix and attend non-causally to the prefix, read in place from its ``(Bp, P, Hkv, D)`` cache; the key
   range is split over blocks when there are too few rows to fill the 132 SMs.
 * ``decode``  -- the unique part: per-sequence attention, memory-bound, split-KV for long caches; one pass over a
-  (sequence, kv-head)'s K/V serves all its ``Nq*Hq/Hkv`` query rows. Variants (``DECODE_VARIANTS``): ``scalar``
-  (fp32 CUDA cores, for few rows), ``mma`` (tensor cores, from ``DECODE_MMA_MIN_ROWS`` rows on), ``mma4`` (tensor
-  cores, 4 adjacent kv-heads a block, <= 16 rows per kv-head).
+  (sequence, kv-head)'s K/V serves all its ``Nq*Hq/Hkv`` query rows on the tensor cores (GQA-packed).
 * ``merge``   -- exact LSE merge of fp32 partial slots (key splits, prefix levels, the unique part) in one pass.
 
 No function here synchronises with the host or allocates outside torch's caching allocator, so a decode step made
@@ -32,7 +30,6 @@ Example (on an H100)::
 from __future__ import annotations
 
 import math
-import os
 from functools import lru_cache
 
 import torch
@@ -46,12 +43,9 @@ PREFIX_BLOCK_ROWS = 192   # query rows per prefix block (3 consumer warpgroups x
 PREFIX_TILE_KEYS = 128    # keys per prefix pipeline stage
 DECODE_TILE_KEYS = 64     # keys per decode tile
 DECODE_WARPS = 4
-# Query rows per (sequence, kv-head) (Nq * Hq/Hkv) from which the decode uses its tensor-core variant: below it the
-# fp32 CUDA-core variant (kept where it was measured at 1.04-1.3x the roofline, scripts/device/NOTES.md); above it
-# the CUDA-core variant's per-key work grows with the rows and makes it compute-bound (c3 8/1: 2.3-4x the roofline).
-# TKPREFIX_DECODE_MMA_MIN_ROWS overrides it for measurements (1: tensor cores everywhere, 10**9: never).
-DECODE_MMA_MIN_ROWS = int(os.environ.get("TKPREFIX_DECODE_MMA_MIN_ROWS", "5"))
-DECODE_VARIANTS = {"scalar": 0, "mma": 1, "mma4": 2}   # kernels/hydragen/decode.cu's variant codes
+# Resident decode blocks per SM (68 KB of shared memory each at D 128): decode_splits splits the keys only until the
+# blocks fill one such wave (scripts/device/NOTES.md, H200 sweep: one split was fastest at >= 1.3 waves).
+DECODE_BLOCKS_PER_SM = 3
 
 
 _EXT = None
@@ -170,34 +164,24 @@ def prefix_splits(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0
 
 @lru_cache(maxsize=4096)
 def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
-    """(n_splits, split_keys) for the decode kernel: enough blocks for ~4 per SM, at least 2 tiles per split."""
+    """(n_splits, split_keys) for the decode kernel: split the keys only while the blocks do not fill one wave of
+    DECODE_BLOCKS_PER_SM per SM, keeping at least 2 tiles per split.
+
+    Measured on the H200 (scripts/device/NOTES.md): with 512-4096 blocks (1.3-10 waves) one split beat 2/4/8 splits
+    in every shape (c1 MHA B16-B128 S512, c3 32/8 and 8/1 S512), e.g. B16 32/32 S512 50.4 us unsplit vs 51.6 us in
+    two splits; the earlier target of 4 blocks per SM split that shape in two. A split costs fp32 partials, a merge
+    pass, and the decode can no longer merge the prefix slots itself."""
     n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
-    want = max(1, math.ceil(4 * n_sm / max(blocks, 1)))
+    want = max(1, math.ceil(DECODE_BLOCKS_PER_SM * n_sm / max(blocks, 1)))
     s = max(1, min(want, n_tiles // 2 if n_tiles >= 2 else 1))
     tps = math.ceil(n_tiles / s)
     return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS
 
 
-def _decode_variant(rows: int, variant: str | None) -> str:
-    """The decode variant for `rows` query rows per kv-head: `variant`, checked, or the default rule."""
-    if variant is None:
-        return "mma" if rows >= DECODE_MMA_MIN_ROWS else "scalar"
-    if variant not in DECODE_VARIANTS:
-        raise ValueError(f"variant: must be one of {sorted(DECODE_VARIANTS)} or None, got {variant!r}")
-    if variant == "mma4" and rows > 16:
-        raise ValueError(f"variant: 'mma4' takes <= 16 query rows per kv-head (Nq * Hq/Hkv), got {rows}")
-    return variant
-
-
-def _decode_blocks(B, Nq, Hq, Hkv, variant: str):
+def _decode_blocks(B, Nq, Hq, Hkv):
     """Blocks of one decode split (rows per block as kernels/hydragen/decode.cu's launch_rows picks them)."""
     rows = Nq * (Hq // Hkv)
-    if variant == "mma4":
-        return B * math.ceil(Hkv / 4)
-    if variant == "mma":
-        per_block = 16 if rows <= 16 else 32 if rows <= 32 else 64
-    else:
-        per_block = 1 if rows <= 1 else 2 if rows <= 2 else 4 if rows <= 4 else 8
+    per_block = 16 if rows <= 16 else 32 if rows <= 32 else 64
     return math.ceil(rows / per_block) * B * Hkv
 
 
@@ -226,20 +210,17 @@ def _prefix_blocks(q, k, cw_rows_blocks: int = 1) -> int:
     return math.ceil((B // Bp) * Nq * (Hq // Hkv) / 128) * Bp * Hkv * cw_rows_blocks
 
 
-def _plan_decode(q, k, n_splits, variant=None):
-    """(n_splits, split_keys, variant code) for the decode kernel."""
+def _plan_decode(q, k, n_splits):
     B, Nq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
-    variant = _decode_variant(Nq * (Hq // Hkv), variant)
-    auto_s, auto_keys = decode_splits(_decode_blocks(B, Nq, Hq, Hkv, variant), S, _num_sms(q.device.index or 0))
-    code = DECODE_VARIANTS[variant]
+    auto_s, auto_keys = decode_splits(_decode_blocks(B, Nq, Hq, Hkv), S, _num_sms(q.device.index or 0))
     if n_splits is None:
-        return auto_s, auto_keys, code
+        return auto_s, auto_keys
     n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
     if not 1 <= n_splits <= n_tiles:
         raise ValueError(f"n_splits: must be in [1, {n_tiles}] for {S} keys, got {n_splits}")
     tps = math.ceil(n_tiles / n_splits)
-    return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS, code
+    return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS
 
 
 def _seq_len_arg(seq_len, q):
@@ -295,14 +276,13 @@ def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_spl
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len: torch.Tensor | None = None, *,
-                     n_splits: int | None = None, variant: str | None = None,
+                     n_splits: int | None = None,
                      out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sequence attention over the unique caches.
 
     q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D). seq_len None: causal, bottom-right aligned (query j sees keys
     0 .. S-Nq+j); seq_len (B,) ints: every query of sequence b sees keys 0 .. seq_len[b]-1 (0 allowed: empty,
     o = 0, lse = -inf; values are clamped to [0, S]). Returns (o, lse) like prefix_attention.
-    variant: "scalar", "mma", "mma4" (see DECODE_VARIANTS) or None (by DECODE_MMA_MIN_ROWS).
     """
     _check_qkv(q, k, v)
     B, Nq, Hq, D = q.shape
@@ -314,13 +294,13 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len:
         return o, lse
     q, k, v = _prep(q), _prep(k), _prep(v)
     ext = _ext()
-    s, split_keys, code = _plan_decode(q, k, n_splits, variant)
+    s, split_keys = _plan_decode(q, k, n_splits)
     if s == 1:
-        ext.decode_attention(q, k, v, seq_len, o, lse, 1, split_keys, code, None, None, _stream(q))
+        ext.decode_attention(q, k, v, seq_len, o, lse, 1, split_keys, None, None, _stream(q))
     else:
         ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
         ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
-        ext.decode_attention(q, k, v, seq_len, ws_o, ws_lse, s, split_keys, code, None, None, _stream(q))
+        ext.decode_attention(q, k, v, seq_len, ws_o, ws_lse, s, split_keys, None, None, _stream(q))
         ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
     return o, lse
 
@@ -358,8 +338,7 @@ def merge_states(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
 def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared_ks, shared_vs,
                              seq_len: torch.Tensor | None = None, *, return_lse: bool = False,
                              prefix_n_splits: int | None = None, decode_n_splits: int | None = None,
-                             fuse_merge: bool = True, overlap: bool | None = None, decode_variant: str | None = None,
-                             out: torch.Tensor | None = None):
+                             fuse_merge: bool = True, overlap: bool | None = None, out: torch.Tensor | None = None):
     """Hydragen attention (upstream's signature): shared prefix levels, then the unique part, merged by LSE.
 
     q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D) unique caches with seq_len (B,) used lengths (None: causal, see
@@ -369,7 +348,6 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     split), else one merge kernel reduces all slots. overlap: run the prefix kernels on a side stream, concurrently
     with the decode kernel, on at most half the SMs (then a merge kernel joins them); None = automatic: on when
     every level is memory-bound (its unsplit grid fills less than half the SMs) and there is a unique part.
-    decode_variant: the decode kernel's variant (see decode_attention's variant).
     Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
     if len(shared_ks) != len(shared_vs):
@@ -418,7 +396,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
                                                 (n_sm // 2) // _prefix_blocks(q, sk, 1))), 2) for sk, _ in levels]
     else:
         plans = [_plan_prefix(q, sk, prefix_n_splits) for sk, _ in levels]
-    d_splits, d_keys, d_code = _plan_decode(q, k, decode_n_splits, decode_variant)
+    d_splits, d_keys = _plan_decode(q, k, decode_n_splits)
     n_prefix = sum(s for _, s in plans)
     # one decode split: it merges the prefix slots itself and writes o (no merge kernel); else a merge over all slots
     overlap = overlap and n_prefix > 0
@@ -438,7 +416,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
             ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, PREFIX_PINGPONG,
                                  side.cuda_stream)
             slot += s
-        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, d_code, None, None, stream)
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
         join = torch.cuda.Event()
         join.record(side)
         main.wait_event(join)
@@ -450,8 +428,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         slot += s
     if fused:
         pre = (ws_o, ws_lse) if n_prefix else (None, None)
-        ext.decode_attention(q, k, v, seq_len, o, lse, 1, d_keys, d_code, pre[0], pre[1], stream)
+        ext.decode_attention(q, k, v, seq_len, o, lse, 1, d_keys, pre[0], pre[1], stream)
     else:
-        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, d_code, None, None, stream)
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
         ext.merge_slots([(ws_o, ws_lse)], o, lse, stream)
     return (o, lse) if return_lse else o

@@ -152,8 +152,7 @@ DECODE_CASES = [  # (B, Nq, Hq, Hkv, S)
 @pytest.mark.parametrize("case", DECODE_CASES, ids=lambda c: "B{}_N{}_H{}-{}_S{}".format(*c))
 @pytest.mark.parametrize("mode", ["causal", "seq_len"])
 @pytest.mark.parametrize("splits", ["auto", "one", "max"])
-@pytest.mark.parametrize("variant", ["scalar", "mma", "mma4"])
-def test_decode_attention(requires_tk, dtype, D, case, mode, splits, variant):
+def test_decode_attention(requires_tk, dtype, D, case, mode, splits):
     from tkprefix import tk_hydragen as tkh
 
     B, Nq, Hq, Hkv, S = case
@@ -167,13 +166,9 @@ def test_decode_attention(requires_tk, dtype, D, case, mode, splits, variant):
         if B > 2:
             seq_len[1] = S
     n = {"auto": None, "one": 1, "max": max(1, math.ceil(S / 64))}[splits]
-    if variant == "mma4" and Nq * Hq // Hkv > 16:   # 4 kv-heads a block: <= 16 rows per kv-head
-        with pytest.raises(ValueError, match="variant"):
-            tkh.decode_attention(q, k, v, seq_len, n_splits=n, variant=variant)
-        return
-    o, lse = tkh.decode_attention(q, k, v, seq_len, n_splits=n, variant=variant, out=poisoned(q))
+    o, lse = tkh.decode_attention(q, k, v, seq_len, n_splits=n, out=poisoned(q))
     o_ref, lse_ref = ref_attention(q, k, v, visibility(B, Nq, S, seq_len, "cuda"))
-    check(o, lse, o_ref, lse_ref, dtype, f"decode {case} {mode} splits={splits} {variant}")
+    check(o, lse, o_ref, lse_ref, dtype, f"decode {case} {mode} splits={splits}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
@@ -181,15 +176,12 @@ def test_decode_attention(requires_tk, dtype, D, case, mode, splits, variant):
 @pytest.mark.parametrize("G", [1, 2, 4, 8, 16, 64])
 @pytest.mark.parametrize("Nq", [1, 3])
 @pytest.mark.parametrize("mode", ["causal", "seq_len"])
-@pytest.mark.parametrize("variant", ["scalar", "mma", "mma4"])
-def test_decode_gqa_groups_strided(requires_tk, dtype, D, G, Nq, mode, variant):
+def test_decode_gqa_groups_strided(requires_tk, dtype, D, G, Nq, mode):
     """G q-heads per kv-head (one pass over K/V serves the G*Nq rows), q/k/v read in place from strided views."""
     from tkprefix import tk_hydragen as tkh
 
     B, Hkv, S = 3, 2, 333
     Hq = G * Hkv
-    if variant == "mma4" and G * Nq > 16:
-        pytest.skip("mma4 takes <= 16 rows per kv-head (the refusal is tested in test_decode_attention)")
     q = rnd(B, Nq, 2 * Hq, D, dtype=dtype)[:, :, 1::2]                      # q-head stride 2*D
     k = rnd(B, S + 9, Hkv + 1, D, dtype=dtype, scale=1.5)[:, 5:5 + S, :Hkv]  # a window of a larger cache
     v = rnd(B, S + 9, Hkv + 1, D, dtype=dtype)[:, 2:2 + S, 1:]
@@ -198,9 +190,9 @@ def test_decode_gqa_groups_strided(requires_tk, dtype, D, G, Nq, mode, variant):
     if mode == "seq_len":
         seq_len = torch.tensor([0, S, 131], device="cuda", dtype=torch.int32)
     for n in (None, 1):
-        o, lse = tkh.decode_attention(q, k, v, seq_len, n_splits=n, variant=variant, out=poisoned(q))
+        o, lse = tkh.decode_attention(q, k, v, seq_len, n_splits=n, out=poisoned(q))
         o_ref, lse_ref = ref_attention(q, k, v, visibility(B, Nq, S, seq_len, "cuda"))
-        check(o, lse, o_ref, lse_ref, dtype, f"decode G{G} Nq{Nq} {mode} {variant} splits={n}")
+        check(o, lse, o_ref, lse_ref, dtype, f"decode G{G} Nq{Nq} {mode} splits={n}")
 
 
 def test_decode_empty_cache(requires_tk):
@@ -242,7 +234,7 @@ NOPAD_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, mode)
     (5, 1, 8, 1, [(1, 513)], 0, "seq_len"),      # empty unique part
     (4, 1, 8, 8, [(1, 0), (2, 33)], 10, "seq_len"),   # an empty level
     (1, 1, 32, 32, [(1, 4096)], 512, "seq_len"),
-    (16, 1, 8, 1, [(1, 1000)], 512, "seq_len"),      # c3's 8/1 heads: 8 rows per kv-head (tensor-core decode)
+    (16, 1, 8, 1, [(1, 1000)], 512, "seq_len"),      # c3's 8/1 heads: 8 rows per kv-head
     (3, 3, 32, 2, [(1, 200)], 100, "causal"),        # 48 rows per kv-head
 ]
 
