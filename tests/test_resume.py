@@ -55,27 +55,38 @@ def products(run: Path) -> dict[str, str]:
     return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def running(run: Path) -> list[str]:
-    """Outputs of the jobs running now: Snakemake's incomplete markers (base64 of each output's path)."""
+def running(run: Path, since: float = 0.0) -> list[str]:
+    """Outputs of the jobs started since `since` (time.time()) and not finished: Snakemake's incomplete markers
+    (base64 of each output's path; a hard kill leaves its markers behind, hence `since`)."""
     marks = run / ".snakemake" / "incomplete"
     names = []
     for p in marks.glob("*") if marks.is_dir() else []:
         try:
+            if p.stat().st_mtime < since:
+                continue
             names.append(base64.urlsafe_b64decode(p.name).decode())
         except (ValueError, UnicodeDecodeError):
             continue
     return sorted(names)
 
 
-# Kill points: (what, signal, condition on the run folder that triggers it, extra random delay in s)
+def notebook_running(run: Path, since: float) -> bool:
+    return any(n.startswith("results/notebooks/") for n in running(run, since))
+
+
+def latex_running(run: Path, since: float) -> bool:
+    return "paper/build/tkprefix.pdf" in running(run, since)
+
+
+# Kill points: (what, signal, condition (run folder, start time) that triggers it, extra random delay in s)
 KILL_POINTS = [
     ("just after a job finished (replay copy)", signal.SIGKILL,
-     lambda r: (r / "results/replay/manifest.json").is_file(), 0.0),
-    ("during a notebook", signal.SIGTERM, lambda r: any("results/notebooks/" in n for n in running(r)), 2.0),
-    ("during a notebook", signal.SIGKILL, lambda r: any("results/notebooks/" in n for n in running(r)), 4.0),
-    ("at a random time", signal.SIGKILL, lambda r: True, 8.0),
-    ("during LaTeX", signal.SIGTERM, lambda r: (r / "paper/build/.latexmk").is_dir(), 1.0),
-    ("during LaTeX", signal.SIGKILL, lambda r: (r / "paper/build/.latexmk").is_dir(), 1.5),
+     lambda r, t: (r / "results/replay/manifest.json").is_file(), 0.0),
+    ("during a notebook", signal.SIGTERM, notebook_running, 2.0),
+    ("during a notebook", signal.SIGKILL, notebook_running, 4.0),
+    ("at a random time", signal.SIGKILL, lambda r, t: True, 8.0),
+    ("during LaTeX", signal.SIGTERM, latex_running, 1.0),
+    ("during LaTeX", signal.SIGKILL, latex_running, 1.5),
 ]
 
 
@@ -98,13 +109,13 @@ def test_killed_replay_pipeline_resumes_to_identical_outputs(tmp_path):
     log = [f"seed {seed}; uninterrupted build: {ref_s:.1f} s"]
     kills = 0
     for what, sig, ready, jitter in KILL_POINTS:
-        t0 = time.monotonic()
+        t0, since = time.monotonic(), time.time()
         p = start(run)
-        while p.poll() is None and not ready(run) and time.monotonic() - t0 < 300:
+        while p.poll() is None and not ready(run, since) and time.monotonic() - t0 < 300:
             time.sleep(0.02)
         if p.poll() is None:
             time.sleep(rng.uniform(0.0, jitter))
-        at, jobs = time.monotonic() - t0, running(run)
+        at, jobs = time.monotonic() - t0, running(run, since)
         if p.poll() is not None:  # finished (or failed) before the kill point: say so, the count below fails
             _, err = p.communicate()
             log.append(f"{what}: run exited rc={p.returncode} after {at:.1f} s before the kill\n{err[-2000:]}")
@@ -118,7 +129,9 @@ def test_killed_replay_pipeline_resumes_to_identical_outputs(tmp_path):
             p.communicate()
             pytest.fail(f"snakemake ignored {sig.name} for 60 s ({what})")
         kills += 1
-        log.append(f"{sig.name} {what} at {at:.1f} s; running: {', '.join(jobs) or '-'}")
+        jobs = sorted({Path(j).stem for j in jobs if j.startswith(("results/notebooks/", "results/replay/",
+                                                                   "paper/build/", "paper/generated/macros."))})
+        log.append(f"{sig.name} {what} at {at:.1f} s after the (re)start; running: {', '.join(jobs) or '-'}")
     t0 = time.monotonic()
     r = subprocess.run(CMD, cwd=run, capture_output=True, text=True, timeout=600)
     log.append(f"final rerun: rc={r.returncode} in {time.monotonic() - t0:.1f} s")
