@@ -126,6 +126,19 @@ def chunk_cases(device, dtype, d, rnd) -> list[Case]:
         c.add_seq(prompt + tail, rnd(n, hkv, d), rnd(n, hkv, d))
     q = rnd(2, hq, d)
     other = torch.float16 if dtype != torch.float16 else torch.bfloat16
+    kv1, seq = rnd(1, hkv, d), c.seq_ids[0]
+    # ChunkKVCache methods take no backend: one implementation for all (the column is the same call thrice); last, so
+    # that a call the cache wrongly accepted cannot change the chunk_attention cases
+    methods = [
+        Case("ChunkKVCache", "add_seq: no tokens", lambda b: c.add_seq([], kv1[:0], kv1[:0])),
+        Case("ChunkKVCache", "add_seq: k rows differ from tokens", lambda b: c.add_seq([5, 6], kv1, kv1)),
+        Case("ChunkKVCache", "add_seq: k dtype differs", lambda b: c.add_seq([5], kv1.to(other), kv1)),
+        Case("ChunkKVCache", "add_seq: token not an int", lambda b: c.add_seq(["a"], kv1, kv1)),
+        Case("ChunkKVCache", "append_token: unknown seq_id", lambda b: c.append_token(10**6, 7, kv1[0], kv1[0])),
+        Case("ChunkKVCache", "append_token: k shape", lambda b: c.append_token(seq, 7, kv1, kv1)),
+        Case("ChunkKVCache", "fork: unknown seq_id", lambda b: c.fork(10**6)),
+        Case("ChunkKVCache", "remove_seq: unknown seq_id", lambda b: c.remove_seq(10**6)),
+    ]
     return [
         Case("chunk_attention", "cache not a ChunkKVCache", lambda b: chunk_attention(q, {"k": q}, backend=b)),
         Case("chunk_attention", "q rows differ from sequences", lambda b: chunk_attention(q[:1], c, backend=b)),
@@ -133,7 +146,7 @@ def chunk_cases(device, dtype, d, rnd) -> list[Case]:
         Case("chunk_attention", "q dtype differs from cache", lambda b: chunk_attention(q.to(other), c, backend=b)),
         Case("chunk_attention", "q 2-D", lambda b: chunk_attention(q[0], c, backend=b)),
         Case("chunk_attention", "valid", lambda b: chunk_attention(q, c, backend=b), valid=True),
-    ]
+    ] + methods
 
 
 # ------------------------------------------------------------------------------------------------------- running
