@@ -1,5 +1,6 @@
 """A results folder the harness cannot write (full disk, no permission, a file in the way) is one clear line naming
-the path and exit code 74, never a traceback, and never a half-written CSV under its final name."""
+the path and exit code 74, never a traceback, and never a half-written CSV under its final name. A build killed
+mid-way leaves nothing that blocks the next one."""
 from __future__ import annotations
 
 import errno
@@ -93,3 +94,13 @@ def test_cli_exit_code_and_message_from_a_subprocess(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == schema.EXIT_OUTPUT, r.stderr
     assert r.stderr.strip() == f"tkprefix env: cannot write {out}: Not a directory"
+
+
+def test_a_build_killed_mid_way_does_not_block_the_next(tmp_path):
+    """torch's build lock file, left by a process killed while building the extension, is removed by the next build
+    (which holds the flock, so no other build is running); without this the rerun would wait on it forever."""
+    from tkprefix import build
+
+    (tmp_path / "lock").write_text("")
+    with build._exclusive_build(tmp_path):
+        assert not (tmp_path / "lock").exists()
