@@ -33,17 +33,35 @@ pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None or shutil.whic
 
 
 def copy_checkout(dst: Path) -> Path:
-    """The repository without its run outputs (results/, paper/build, paper/generated) or big ignored folders."""
-    def ignore(folder, names):
-        rel = Path(folder).resolve().relative_to(ROOT)
-        skip = {n for n in names if n in SKIP_ANYWHERE or n.endswith(".egg-info")}
-        if rel == Path("."):
-            skip |= SKIP_AT_ROOT & set(names)
-        if rel == Path("paper"):
-            skip |= {"build", "generated"} & set(names)
-        return skip
+    """The repository's files that git tracks or would track (not results/, paper/build, third_party/, venvs...);
+    without git, the tree minus the known run outputs."""
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "-co", "--exclude-standard"],
+                             capture_output=True, check=True, timeout=60).stdout
+        names = [n for n in out.decode().split("\0") if n]
+    except (OSError, subprocess.SubprocessError):
+        names = None
+    if names is None:
+        def ignore(folder, entries):
+            rel = Path(folder).resolve().relative_to(ROOT)
+            skip = {n for n in entries if n in SKIP_ANYWHERE or n.endswith(".egg-info")}
+            if rel == Path("."):
+                skip |= SKIP_AT_ROOT & set(entries)
+            if rel == Path("paper"):
+                skip |= {"build", "generated"} & set(entries)
+            return skip
 
-    shutil.copytree(ROOT, dst, ignore=ignore, symlinks=True)
+        shutil.copytree(ROOT, dst, ignore=ignore, symlinks=True)
+        return dst
+    for name in names:
+        src, target = ROOT / name, dst / name
+        if not src.is_symlink() and not src.is_file():  # deleted in the work tree but still tracked
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), target)
+        else:
+            shutil.copy2(src, target)
     return dst
 
 
