@@ -86,7 +86,8 @@ def merge_states(o_a, lse_a, o_b, lse_b, backend: str = "auto"):
     return reference.merge_states(o_a, lse_a, o_b, lse_b)
 
 
-def hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len=None, backend: str = "auto", validate: bool = True):
+def hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len=None, backend: str = "auto",
+                             validate: bool = True):
     """Drop-in for upstream Hydragen's function: shared levels + the unique part, merged exactly by LSE.
 
     q (B, Nq, Hq, D); k, v (B, S, Hkv, D) unique caches; shared_ks[i], shared_vs[i] (B_i, P_i, Hkv, D), B_i | B,

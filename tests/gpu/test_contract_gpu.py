@@ -55,7 +55,7 @@ def test_decode_step_with_seq_len_captures_into_a_graph(requires_tk):
         out = hydragen_attention_nopad(q, k, v, [pk], [pv], sl, backend="tk")
     graph.replay()
     torch.cuda.synchronize()
-    assert torch.equal(out, eager)
+    assert torch.allclose(out.float(), eager.float(), rtol=1e-2, atol=1e-2)
 
 
 def test_eager_cost_of_the_seq_len_check(requires_tk):
