@@ -108,4 +108,3 @@ def nb_params():
     """Parameters of every notebook rule: absolute paths, since papermill runs the kernel in notebooks/."""
     return {"data": os.path.abspath(DATA), "gen": os.path.abspath(GEN), "mode": MODE,
             "cwd": os.path.abspath("notebooks")}
-
