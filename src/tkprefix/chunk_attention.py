@@ -32,13 +32,16 @@ def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto")
     if not same_device(q.device, cache.device):
         raise ValueError(f"q must be on the cache's device {cache.device}, got {q.device}")
     use_tk = resolve_backend(backend, q) == "tk"
+    if use_tk and backend == "auto":
+        from .tk_chunk import CHUNK_SIZES
+
+        use_tk = cache.chunk_size in CHUNK_SIZES
     if q.shape[0] == 0:
         return q.clone()
     if use_tk:
         from . import tk_chunk
 
-        if backend == "tk" or cache.chunk_size in tk_chunk.CHUNK_SIZES:
-            return tk_chunk.chunk_attention(q, cache)
+        return tk_chunk.chunk_attention(q, cache)
     return two_phase_torch(q, cache.k_pool, cache.v_pool, cache.plan())
 
 
