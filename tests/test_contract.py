@@ -17,7 +17,7 @@ def test_every_backend_rejects_bad_input_alike_on_cpu():
     contract.report(contract.markdown(table, title="CPU (float32, head_dim 64): torch, tk, auto"), "contract_cpu.md")
     assert not bad, "\n".join(bad)
     declined = {row["tk"] for row in table.values() if row["torch"] == "ok"}
-    assert declined == {"ValueError: backend='tk' needs CUDA tensors on an H100, got q on cpu"}, declined
+    assert declined == {"ValueError: backend='tk' needs CUDA tensors on a Hopper GPU (sm_90), got q on cpu"}, declined
 
 
 def test_out_of_range_seq_len_never_gives_numbers():
