@@ -1,8 +1,8 @@
 """Build FlashInfer's JIT modules ahead of the benchmark (run in the background while the TK extension builds).
 
-``python -m tkprefix.bench.fi_prewarm`` runs the ``flashinfer_cascade`` adapter once on tiny cases with every head
-layout the sweeps use (32/32, 8/1, 32/8), one and two levels, eager and the e2e wrapper, so the timed run finds the
-modules in FlashInfer's cache. Prints what it built and how long it took; exits 0 even if FlashInfer is missing
+``python -m tkprefix.bench.fi_prewarm`` runs the ``flashinfer_cascade`` and ``flashinfer_decode`` adapters once on
+tiny cases with every head layout the sweeps use (32/32, 8/1, 32/8), one and two levels, bf16 (and fp16 for the
+layouts of the fp16 rows of configurations 4, 5 and 8), so the timed run finds the modules in FlashInfer's cache. Prints what it built and how long it took; exits 0 even if FlashInfer is missing
 (the benchmark then reports it as unavailable).
 """
 
@@ -24,19 +24,23 @@ def main() -> int:
     from .cases import Case
     from .inputs import make_inputs
     from .peers import FlashInferCascade
+    from .peers_tree import FlashInferDecode
 
-    impl = FlashInferCascade()
-    for hq, hkv in ((32, 32), (8, 1), (32, 8)):
-        for levels, s in ((((1, 64),), 32), ((), 64), (((1, 128),), 0), (((1, 64), (2, 64)), 16)):
-            case = Case("prewarm", 4, hq, hkv, 128, levels, s)
-            try:
-                p = impl.prepare(case, make_inputs(case))
-                p.run()
-                torch.cuda.synchronize()
-                print(f"[fi_prewarm] ok {hq}/{hkv} levels={levels} suffix={s} ({time.time() - t0:.0f} s)", flush=True)
-            except Exception as e:  # noqa: BLE001
-                print(f"[fi_prewarm] FAILED {hq}/{hkv} levels={levels} suffix={s}: {type(e).__name__}: {e}",
-                      flush=True)
+    layouts = [(dt, hq, hkv) for dt in ("bfloat16", "float16") for hq, hkv in ((32, 32), (8, 1), (32, 8))
+               if dt == "bfloat16" or hkv != 1]
+    for impl in (FlashInferCascade(), FlashInferDecode()):
+        for dt, hq, hkv in layouts:
+            for levels, s in ((((1, 64),), 32), ((), 64), (((1, 128),), 0), (((1, 64), (2, 64)), 16), (((1, 64),), 9)):
+                case = Case("prewarm", 4, hq, hkv, 128, levels, s, dtype=dt)
+                try:
+                    p = impl.prepare(case, make_inputs(case))
+                    p.run()
+                    torch.cuda.synchronize()
+                    print(f"[fi_prewarm] ok {impl.name} {dt} {hq}/{hkv} levels={levels} suffix={s} "
+                          f"({time.time() - t0:.0f} s)", flush=True)
+                except Exception as e:  # noqa: BLE001
+                    print(f"[fi_prewarm] FAILED {impl.name} {dt} {hq}/{hkv} levels={levels} suffix={s}: "
+                          f"{type(e).__name__}: {e}", flush=True)
     print(f"[fi_prewarm] done in {time.time() - t0:.0f} s", flush=True)
     return 0
 
