@@ -217,3 +217,131 @@ def test_c8_sweep_loads():
 def test_chain_tree():
     t = chain_tree([3, 4, 5])
     assert t.n_leaves == 1 and t.path_tokens == 12 and t.sharing_ideal == 1.0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The artifact's own planners (FastTree, DeFT) run on the CPU with a stand-in for triton (their kernels are only
+# defined, never launched), and their tables executed by a float64 emulator of the kernels' contract: the adapters'
+# tree description, requests, token store and DeFT's index remap must reproduce exact attention.
+# ---------------------------------------------------------------------------------------------------------------------
+class _Anything:
+    def __getattr__(self, name):
+        return _Anything()
+
+    def __call__(self, *args, **kw):
+        return args[0] if len(args) == 1 and callable(args[0]) and not kw else _Anything()
+
+
+@pytest.fixture(scope="module")
+def artifact():
+    import importlib.util
+    import sys
+    import types
+
+    root = pt.artifact_root()
+    if not (root / "kernel_bench" / "fasttree.py").exists():
+        pytest.skip(f"FastTree artifact not extracted at {root} (scripts/bench/extract_tree_peers.sh)")
+    saved = {k: sys.modules.get(k) for k in ("triton", "triton.language", "triton.testing")}
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        tri = types.ModuleType("triton")
+        tri.jit = lambda fn=None, **kw: fn if fn is not None else (lambda g: g)
+        tri.language, tri.testing = _Anything(), _Anything()
+        sys.modules.update({"triton": tri, "triton.language": tri.language, "triton.testing": tri.testing})
+
+    class TorchOnCpu(types.ModuleType):  # the planners build their tables under torch.device("cuda")
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        @staticmethod
+        def device(*args, **kw):
+            return torch.device("cpu")
+
+    mods = {}
+    for name, rel in (("fasttree", "kernel_bench/fasttree.py"), ("deft", "kernel_bench/DeFT.py")):
+        path = root / rel
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(f"cpu_emulated_{name}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mod.torch = TorchOnCpu("torch")
+        mods[name] = mod
+    yield mods
+    for k, v in saved.items():
+        if v is None:
+            sys.modules.pop(k, None)
+        else:
+            sys.modules[k] = v
+
+
+def _partials(q, K, V, kv, allow=None):
+    """Rows q (n, Hq, D) against store tokens kv → (o (n, Hq, D), lse (n, Hq)) in float64; allow (n, L) masks keys."""
+    g = q.shape[1] // K.shape[1]
+    k = K[kv].double().repeat_interleave(g, 1)
+    v = V[kv].double().repeat_interleave(g, 1)
+    s = torch.einsum("nhd,lhd->nhl", q.double(), k) / math.sqrt(q.shape[-1])
+    if allow is not None:
+        s = s.masked_fill(~allow[:, None, :], float("-inf"))
+    lse = torch.logsumexp(s, -1)
+    return torch.einsum("nhl,lhd->nhd", torch.exp(s - lse[..., None]), v), lse
+
+
+def _merge(mid_o, mid_lse, r2v, offs, lens, batch):
+    out = []
+    for r in range(batch):
+        e = r2v[offs[r]: offs[r] + lens[r]].long()
+        lse = mid_lse[e]
+        w = torch.exp(lse - torch.logsumexp(lse, 0))
+        out.append((w[..., None] * mid_o[e]).sum(0))
+    return torch.stack(out)
+
+
+TABLE_CASES = [tree_case(SPECS["uneven"], hq=8, hkv=2), tree_case(SPECS["pruned"], hq=4, hkv=4),
+               tree_case({"name": "wide", "fanout": [40, [1, 3]], "lengths": [300, [1, 50], [1, 9]], "seed": 2}),
+               Case("t", 6, 4, 2, 32, ((1, 40), (3, 130)), 9, dtype="float32"),
+               Case("t", 4, 4, 4, 32, ((1, 200),), 0, dtype="float32")]
+
+
+@pytest.mark.parametrize("case", TABLE_CASES, ids=lambda c: c.label())
+def test_fasttree_plan_executes_to_exact_attention(artifact, case):
+    inp = make_inputs(case, "cpu", seed=5)
+    table = pt.node_table(case, inp)
+    K, V = table.store()
+    aux, tiles_q, tiles_k = pt.fasttree_plan(artifact["fasttree"], table, case)
+    kv_e, kv_off, kv_len, q_e, q_off, q_len, r2v, r2v_off, r2v_len = aux[:9]
+    q = inp.q.reshape(case.batch, case.q_heads, case.head_dim)
+    mid_o = torch.full((len(q_e), case.q_heads, case.head_dim), float("nan"), dtype=torch.float64)
+    mid_lse = torch.full((len(q_e), case.q_heads), float("nan"), dtype=torch.float64)
+    assert sum(aux[11]) == len(kv_off) and max(q_len.tolist()) <= max(tiles_q)
+    for vn in range(len(kv_off)):
+        rows = q_e[q_off[vn]: q_off[vn] + q_len[vn]].long()
+        kv = kv_e[kv_off[vn]: kv_off[vn] + kv_len[vn]].long()
+        mid_o[q_off[vn]: q_off[vn] + q_len[vn]], mid_lse[q_off[vn]: q_off[vn] + q_len[vn]] = _partials(q[rows], K, V, kv)
+    out = _merge(mid_o, mid_lse, r2v, r2v_off, r2v_len, case.batch)
+    ref = reference_rows(case, inp, list(range(case.batch)))
+    assert rel_err(out, ref) < 1e-10
+
+
+@pytest.mark.parametrize("case", TABLE_CASES, ids=lambda c: c.label())
+def test_deft_plan_executes_to_exact_attention(artifact, case):
+    inp = make_inputs(case, "cpu", seed=6)
+    table = pt.node_table(case, inp)
+    K, V = table.store()
+    aux = pt.deft_plan(artifact["deft"], table, case)
+    kv_e, kv_off, kv_len, q_e, q_off, q_len, mask, mask_off, r2v, r2v_off, r2v_len = aux[:11]
+    q = inp.q.reshape(case.batch, case.q_heads, case.head_dim)
+    mid_o = torch.full((len(q_e), case.q_heads, case.head_dim), float("nan"), dtype=torch.float64)
+    mid_lse = torch.full((len(q_e), case.q_heads), float("nan"), dtype=torch.float64)
+    for s in range(len(kv_off)):
+        n, L = int(q_len[s]), int(kv_len[s])
+        rows = q_e[q_off[s]: q_off[s] + n].long()
+        kv = kv_e[kv_off[s]: kv_off[s] + L].long()
+        bits = [[(int(mask[mask_off[s] + L * (j // pt.DEFT_MASK) + t]) >> (j % pt.DEFT_MASK)) & 1 for t in range(L)]
+                for j in range(n)]
+        allow = torch.tensor(bits, dtype=torch.bool).reshape(n, L)
+        assert allow.any(1).all()  # every query of a subtree sees some of its tokens
+        mid_o[q_off[s]: q_off[s] + n], mid_lse[q_off[s]: q_off[s] + n] = _partials(q[rows], K, V, kv, allow)
+    out = _merge(mid_o, mid_lse, r2v, r2v_off, r2v_len, case.batch)
+    ref = reference_rows(case, inp, list(range(case.batch)))
+    assert rel_err(out, ref) < 1e-10

@@ -228,19 +228,9 @@ class FastTree(Impl):
         if isinstance(table, str):
             raise Unsupported(table)
         K, V = table.store()
-        tsq = _q_tiles(case.group)
-        params = ft.FastTreeParams()
-        params.set_values(0.66, 0.33, 0.1)
-        params.set_q_tile_sizes(list(tsq))
-        params.set_kv_tile_sizes([32, 32])
-        params.set_kv_group_num(case.group)
-        with contextlib.redirect_stdout(io.StringIO()):  # the planner prints its choices
-            aux, _assign = ft.fasttree_preparation(_tree_info(table), table.offsets, case.batch, case.q_heads,
-                                                   case.kv_heads, case.head_dim, [1024, 128], [132, 528], [132, 132],
-                                                   params)
+        aux, tiles_q, tiles_k = fasttree_plan(ft, table, case)
         q = inp.q.reshape(case.batch, case.q_heads, case.head_dim).contiguous()
         o = torch.empty_like(q)
-        tiles_q, tiles_k = list(params.TSQs), list(params.TSKs)
         sm_scale = 1.0 / math.sqrt(case.head_dim)
 
         def run() -> torch.Tensor:
@@ -251,6 +241,20 @@ class FastTree(Impl):
         return Prepared(run=run, canonical=lambda out: out, state=(K, V, q, o, aux),
                         note=_note(q.dtype, f"q tiles {tiles_q}, kv tiles {tiles_k}"),
                         extra=sharing_extra(case, kv_read))
+
+
+def fasttree_plan(ft: Any, table: NodeTable, case: Case) -> tuple[list, list[int], list[int]]:
+    """The artifact's planner with its benchmark.py defaults → (the decode's table arguments, q tiles, kv tiles)."""
+    params = ft.FastTreeParams()
+    params.set_values(0.66, 0.33, 0.1)
+    params.set_q_tile_sizes(list(_q_tiles(case.group)))
+    params.set_kv_tile_sizes([32, 32])
+    params.set_kv_group_num(case.group)
+    with contextlib.redirect_stdout(io.StringIO()):  # the planner prints its choices
+        aux, _assign = ft.fasttree_preparation(_tree_info(table), table.offsets, case.batch, case.q_heads,
+                                               case.kv_heads, case.head_dim, [1024, 128], [132, 528], [132, 132],
+                                               params)
+    return list(aux), list(params.TSQs), list(params.TSKs)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -298,16 +302,7 @@ class DeFT(Impl):
             raise Unsupported(table)
         K, V = table.store()
         B = case.batch
-        max_len = max(table.path_len(b) for b in range(B))
-        deft.cur_length = 0  # the planner keeps a module-level running length between calls
-        limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(limit, 100_000))
-        try:
-            aux = list(deft.DeFT_preparation(_tree_info(table), torch.empty(B, max_len, 0, device="meta"),
-                                             DEFT_SUBTREE, DEFT_MASK, case.q_heads, case.head_dim))
-        finally:
-            sys.setrecursionlimit(limit)
-        aux[0] = remap_padded_entries(aux[0], table, max_len)
+        aux = deft_plan(deft, table, case)
         q = inp.q.reshape(B, case.q_heads, case.head_dim).contiguous()
         o = torch.empty_like(q)
         q_tile = _q_tiles(case.group)[0]
@@ -322,6 +317,23 @@ class DeFT(Impl):
         return Prepared(run=run, canonical=lambda out: out, state=(K, V, q, o, aux),
                         note=_note(q.dtype, f"subtree {DEFT_SUBTREE}, q tile {q_tile}, kv tile 32"),
                         extra=sharing_extra(case, kv_read))
+
+
+def deft_plan(deft: Any, table: NodeTable, case: Case) -> list:
+    """The artifact's planner (subtrees of 128 tokens, 64-query masks) with its KV index table remapped from the padded
+    per-request cache it assumes to the node store → the decode's table arguments."""
+    B = case.batch
+    max_len = max(table.path_len(b) for b in range(B))
+    deft.cur_length = 0  # the planner keeps a module-level running length between calls
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 100_000))
+    try:
+        aux = list(deft.DeFT_preparation(_tree_info(table), torch.empty(B, max_len, 0, device="meta"),
+                                         DEFT_SUBTREE, DEFT_MASK, case.q_heads, case.head_dim))
+    finally:
+        sys.setrecursionlimit(limit)
+    aux[0] = remap_padded_entries(aux[0], table, max_len)
+    return aux
 
 
 def remap_padded_entries(entries: torch.Tensor, table: NodeTable, max_len: int) -> torch.Tensor:
