@@ -41,6 +41,22 @@ def main() -> int:
                 except Exception as e:  # noqa: BLE001
                     print(f"[fi_prewarm] FAILED {impl.name} {dt} {hq}/{hkv} levels={levels} suffix={s}: "
                           f"{type(e).__name__}: {e}", flush=True)
+    # The Triton tree peers compile per dtype and GQA group on first use: compile them here, outside the timed run.
+    from .peers_tree import TREE_PEERS
+
+    for impl in (i for i in TREE_PEERS if i.name != "flashinfer_decode"):
+        for dt, hq, hkv in layouts:
+            case = Case("prewarm", 4, hq, hkv, 128, ((1, 64), (2, 48)), 9, dtype=dt)
+            reason = impl.unavailable_reason(case)
+            if reason:
+                print(f"[fi_prewarm] skip {impl.name} {dt} {hq}/{hkv}: {reason}", flush=True)
+                continue
+            try:
+                impl.prepare(case, make_inputs(case)).run()
+                torch.cuda.synchronize()
+                print(f"[fi_prewarm] ok {impl.name} {dt} {hq}/{hkv} ({time.time() - t0:.0f} s)", flush=True)
+            except Exception as e:  # noqa: BLE001
+                print(f"[fi_prewarm] FAILED {impl.name} {dt} {hq}/{hkv}: {type(e).__name__}: {e}", flush=True)
     print(f"[fi_prewarm] done in {time.time() - t0:.0f} s", flush=True)
     return 0
 

@@ -459,7 +459,8 @@ class TkHydragen(Impl):
         except (ValueError, TypeError, NotImplementedError) as e:  # a clear argument error: an unsupported shape
             raise Unsupported(f"{type(e).__name__}: {e}") from e
         return Prepared(run=run, canonical=lambda o: o.reshape(case.batch, case.q_heads, case.head_dim),
-                        graph_ok=self.backend == "tk")
+                        graph_ok=self.backend == "tk",  # a level form reads every tree node once per kv-head
+                        extra=sharing_extra(case, case.tree.unique_tokens) if case.tree is not None else {})
 
 
 def _tk_reason(tk: Any) -> str | None:
