@@ -16,7 +16,8 @@
 #
 # Reads every `bench_<config>.csv` and writes `tables/peers.tex` (one row per peer, one column per configuration:
 # geometric-mean speedup of the best tkprefix kernel over that peer), `figures/peers_speedup.{pdf,png}` (the same per
-# configuration with min–max bars) and `macros_peers.tex` (per peer: geomean, min and max with the case named, and
+# configuration with min–max bars), `tables/peers_sharing.tex` (tree cases: the sharing each implementation's plan
+# achieves against the tree's ideal) and `macros_peers.tex` (per peer: geomean, min and max with the case named, and
 # `\PeersStrongest`, a paragraph on where each peer is strongest).
 #
 # Speedup of a case = the peer's median / the best tkprefix kernel's median on the same inputs in the same run, each
@@ -201,3 +202,39 @@ def peers_figure():
 
 
 tp.save_figure(peers_figure(), out_dir, "peers_speedup")
+
+
+# %% [markdown]
+# ## Tree cases: sharing achieved against the ideal
+#
+# `sharing` = path tokens / KV tokens the implementation's plan reads per kv-head; `sharing_ideal` = path tokens /
+# unique tokens of the tree (every shared token read once).
+
+# %%
+def sharing_table() -> str:
+    parts = []
+    for name, df in frames.items():
+        if "sharing_ideal" not in df.columns or "sharing" not in df.columns:
+            continue
+        ok = tp.ok_rows(df)
+        ok = ok[ok["sharing"].notna()]
+        if not len(ok):
+            continue
+        impls = [i for i in dict.fromkeys(ok["impl"].astype(str)) if not i.startswith("torch_")]
+        impls.sort(key=lambda s: (not tp.is_ours(s), s))
+        rows = []
+        heads = ok["q_heads"].astype(str) + "/" + ok["kv_heads"].astype(str)
+        for (levels, dtype, h), g in ok.groupby(["levels", "dtype", heads], sort=False):
+            tree = str(levels).split("=")[0].replace("tree:", "") + (f" H{h}" if heads.nunique() > 1 else "")
+            row = [tree, dtype, tp.fmt(g["sharing_ideal"].iloc[0])]
+            for impl in impls:
+                v = g.loc[g["impl"].astype(str) == impl, "sharing"]
+                row.append(tp.fmt(v.iloc[0]) if len(v) else "–")
+            rows.append(row)
+        parts.append(tp.tabular(["tree", "dtype", "ideal"] + [tp.stacked(i) for i in impls], rows,
+                                align="llr" + "r" * len(impls)))
+    return "".join(parts) or tp.not_recorded_table("Sharing of tree cases (bench_*.csv with sharing columns)")
+
+
+tp.write_text(out_dir / "tables" / "peers_sharing.tex", sharing_table())
+print((out_dir / "tables" / "peers_sharing.tex").read_text())

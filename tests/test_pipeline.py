@@ -234,9 +234,10 @@ def test_peers_notebook_speedups_statuses_and_not_recorded(tmp_path):
                     dtype="float16", case_index=i, p20_us="", p80_us="")
         for impl, g, t in (("tk_chunk_attn", 0, 70.0), ("tk_chunk_attn", 1, 60.0), ("tk_hydragen", 0, 80.0),
                            ("fasttree", 0, t_peer), ("fasttree", 1, t_peer * 2)):
-            rows.append(dict(base, impl=impl, graph=g, status="ok", median_us=t, p20_us=t, p80_us=t))
+            rows.append(dict(base, impl=impl, graph=g, status="ok", median_us=t, p20_us=t, p80_us=t, levels="tree:t1",
+                             sharing_ideal=8.0, sharing=8.0 if impl == "tk_hydragen" else 5.5))
         rows.append(dict(base, impl="deft", graph=0, status="unavailable: DeFT is fp16 only"))
-    write_csv(data / "bench_c8.csv", COMMON + ["case_index"], rows)
+    write_csv(data / "bench_c8.csv", COMMON + ["case_index", "levels", "sharing_ideal", "sharing"], rows)
     run_notebook("peers", data, out, tmp_path)
     macros = (out / "macros_peers.tex").read_text()
     assert "\\newcommand{\\PeersFasttreeGeomean}{" + tp.fmt(math.sqrt(0.5 * 2.0)) + "}" in macros
@@ -247,3 +248,5 @@ def test_peers_notebook_speedups_statuses_and_not_recorded(tmp_path):
     table = (out / "tables" / "peers.tex").read_text()
     assert "\\texttt{deft} & unavailable" in table and "\\texttt{sglang\\_triton} & not recorded" in table
     assert (out / "figures" / "peers_speedup.pdf").is_file()
+    sharing = (out / "tables" / "peers_sharing.tex").read_text()
+    assert "t1 & float16 & 8 & 5.5" in sharing

@@ -71,6 +71,7 @@ rule notebook_peers:
         ipynb="results/notebooks/peers.ipynb",
         macros=f"{GEN}/macros_peers.tex",
         table=f"{GEN}/tables/peers.tex",
+        sharing=f"{GEN}/tables/peers_sharing.tex",
         pdf=f"{GEN}/figures/peers_speedup.pdf",
         png=report(f"{GEN}/figures/peers_speedup.png", category="Performance"),
     log:
