@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tkprefix.bench.cases import Case
-from tkprefix.bench.peers_tree import _artifact_reason
+from tkprefix.bench.peers_tree import _artifact_reason, flashinfer_dtype_reason
 from tkprefix.bench.trees import generate
 
 _REASON = None if torch.cuda.is_available() else "no CUDA device"
@@ -29,7 +29,7 @@ CASES = [
     Case("g", 8, 32, 8, 128, ((1, 256), (4, 128)), 64, dtype="float16"),
 ]
 NEW = ["fasttree", "deft", "sglang_triton", "flashinfer_decode"]
-OTHERS = ["sdpa_naive", "flashinfer_cascade", "tk_hydragen", "tk_chunk_attn"]
+OTHERS = ["sdpa_naive", "flashinfer_cascade"]  # ours have their own GPU tests (and need the TK build)
 
 
 def expected_unavailable(impl: str, case: Case) -> str | None:
@@ -37,8 +37,8 @@ def expected_unavailable(impl: str, case: Case) -> str | None:
         return "float16"
     if impl == "flashinfer_cascade" and case.tree is not None and case.tree.name == "pruned":
         return "different depths"
-    if impl == "tk_hydragen" and case.tree is not None and not case.levels:
-        return "no level form"
+    if impl.startswith("flashinfer") and (r := flashinfer_dtype_reason(case)):
+        return r.split(":")[0]
     return None
 
 
@@ -53,8 +53,6 @@ def test_tree_peers_match_reference_eager_and_graph(case):
         print(f"{r['impl']:18s} graph={r['graph']} {r['status'][:150]:150s} rel_err={r['rel_err']} "
               f"us={r['median_us']} sharing={r.get('sharing')} ideal={r.get('sharing_ideal')} {r['note']}")
     for r in rows:
-        if r["impl"] not in NEW + ["sdpa_naive", "flashinfer_cascade"]:
-            continue  # ours: their own GPU tests; here only printed
         want = expected_unavailable(r["impl"], case)
         if want:
             assert r["status"].startswith("unavailable") and want in r["status"], r

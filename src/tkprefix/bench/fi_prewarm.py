@@ -1,13 +1,16 @@
 """Build FlashInfer's JIT modules ahead of the benchmark (run in the background while the TK extension builds).
 
 ``python -m tkprefix.bench.fi_prewarm`` runs the ``flashinfer_cascade`` and ``flashinfer_decode`` adapters once on
-tiny cases with every head layout the sweeps use (32/32, 8/1, 32/8), one and two levels, bf16 (and fp16 for the
-layouts of the fp16 rows of configurations 4, 5 and 8), so the timed run finds the modules in FlashInfer's cache. Prints what it built and how long it took; exits 0 even if FlashInfer is missing
-(the benchmark then reports it as unavailable).
+tiny cases with every head layout the sweeps use (32/32, 8/1, 32/8), one and two levels, in the dtypes of
+``$TKPREFIX_FLASHINFER_DTYPES`` (default bf16 and fp16: one sm90 prefill module each, which both adapters use), and
+compiles the Triton tree peers (FastTree, DeFT, SGLang) for bf16/fp16 and those layouts, so the timed run finds every
+module in its cache. Prints what it built and how long it took; exits 0 even if FlashInfer is missing (the benchmark
+then reports it as unavailable).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -26,7 +29,8 @@ def main() -> int:
     from .peers import FlashInferCascade
     from .peers_tree import FlashInferDecode
 
-    layouts = [(dt, hq, hkv) for dt in ("bfloat16", "float16") for hq, hkv in ((32, 32), (8, 1), (32, 8))
+    dtypes = [d.strip() for d in os.environ.get("TKPREFIX_FLASHINFER_DTYPES", "bfloat16,float16").split(",")]
+    layouts = [(dt, hq, hkv) for dt in dtypes for hq, hkv in ((32, 32), (8, 1), (32, 8))
                if dt == "bfloat16" or hkv != 1]
     for impl in (FlashInferCascade(), FlashInferDecode()):
         for dt, hq, hkv in layouts:
@@ -45,7 +49,7 @@ def main() -> int:
     from .peers_tree import TREE_PEERS
 
     for impl in (i for i in TREE_PEERS if i.name != "flashinfer_decode"):
-        for dt, hq, hkv in layouts:
+        for dt, hq, hkv in [(d, hq, hkv) for d in ("bfloat16", "float16") for hq, hkv in ((32, 32), (8, 1), (32, 8))]:
             case = Case("prewarm", 4, hq, hkv, 128, ((1, 64), (2, 48)), 9, dtype=dt)
             reason = impl.unavailable_reason(case)
             if reason:

@@ -240,6 +240,11 @@ class FlashInferCascade(Impl):
             importlib.import_module("flashinfer")
         except Exception as e:  # ImportError or a broken install
             return f"flashinfer not importable ({type(e).__name__}: {e})"
+        from .peers_tree import flashinfer_dtype_reason
+
+        r = flashinfer_dtype_reason(case)
+        if r:
+            return r
         if self._by_depth(case):
             t = case.tree
             if any(t.depth_of[leaf] != t.depth - 1 for leaf in t.leaves):

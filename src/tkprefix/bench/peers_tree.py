@@ -18,7 +18,11 @@ Every adapter here reads K/V *in place* from one token store holding every tree 
   every request's positions into the token store (SGLang's radix cache: shared tokens stored once, read per request).
 * ``flashinfer_decode``: ``flashinfer.BatchDecodeWithPagedKVCacheWrapper`` over pages that every sequence under a
   node references (what a vLLM user gets with prefix caching and cascade off): page size 16 where every inner node
-  is a multiple of 16 tokens, else 1 (a page may only be partial at the end of a sequence).
+  is a multiple of 16 tokens, else 1 (a page may only be partial at the end of a sequence); tensor-core decode on
+  the sm90 ("fa3") backend, the JIT module the cascade adapter already uses (no further minutes-long JIT build).
+
+FlashInfer runs the dtypes in ``$TKPREFIX_FLASHINFER_DTYPES`` (default ``bfloat16,float16``; each dtype is one JIT
+module of minutes on first use, built by ``tkprefix.bench.fi_prewarm`` before the timed run).
 
 The artifact is extracted (never committed) by ``scripts/bench/extract_tree_peers.sh`` into
 ``third_party/FastTree-Artifact`` (or ``$FASTTREE_ARTIFACT_ROOT``); its ``COMMIT`` is recorded in every row's note.
@@ -455,10 +459,19 @@ def decode_page_size(table: NodeTable) -> int:
     return 16 if all(table.lengths[i] % 16 == 0 for i in inner) else 1
 
 
+def flashinfer_dtype_reason(case: Case) -> str | None:
+    """None if FlashInfer runs this case's dtype in this run ($TKPREFIX_FLASHINFER_DTYPES), else the reason."""
+    dtypes = [d.strip() for d in os.environ.get("TKPREFIX_FLASHINFER_DTYPES", "bfloat16,float16").split(",")]
+    if case.dtype in dtypes:
+        return None
+    return (f"trimmed: FlashInfer runs {', '.join(dtypes)} in this run (TKPREFIX_FLASHINFER_DTYPES; a {case.dtype} "
+            "JIT module takes minutes to build on the device)")
+
+
 class FlashInferDecode(Impl):
-    """``flashinfer.BatchDecodeWithPagedKVCacheWrapper`` (tensor cores when grouped, as the artifact's
-    ``flashinfer_wrap.py``), every sequence's page table listing the shared pages of its path; planned once (untimed),
-    CUDA-graph capturable."""
+    """``flashinfer.BatchDecodeWithPagedKVCacheWrapper`` with tensor cores on the sm90 backend (the prefill module the
+    cascade adapter builds; the artifact's ``flashinfer_wrap.py`` takes tensor cores only with GQA), every sequence's
+    page table listing the shared pages of its path; planned once (untimed), CUDA-graph capturable."""
 
     name = "flashinfer_decode"
     trees = True
@@ -468,6 +481,9 @@ class FlashInferDecode(Impl):
             importlib.import_module("flashinfer")
         except Exception as e:  # noqa: BLE001
             return f"flashinfer not importable ({type(e).__name__}: {e})"
+        r = flashinfer_dtype_reason(case)
+        if r:
+            return r
         t = node_table(case, rooted=False)
         return t if isinstance(t, str) else None
 
@@ -497,9 +513,10 @@ class FlashInferDecode(Impl):
         i32 = dict(dtype=torch.int32, device=dev)
         bufs = [torch.tensor(x, **i32) for x in (indptr, indices, last)]
         workspace = torch.empty(128 << 20, dtype=torch.uint8, device=dev)
+        backend = "fa3" if torch.cuda.get_device_capability(dev)[0] == 9 else "auto"
         w = flashinfer.BatchDecodeWithPagedKVCacheWrapper(
-            workspace, "NHD", use_cuda_graph=True, use_tensor_cores=case.group > 1,
-            paged_kv_indptr_buffer=bufs[0], paged_kv_indices_buffer=bufs[1], paged_kv_last_page_len_buffer=bufs[2])
+            workspace, "NHD", use_cuda_graph=True, use_tensor_cores=True, paged_kv_indptr_buffer=bufs[0],
+            paged_kv_indices_buffer=bufs[1], paged_kv_last_page_len_buffer=bufs[2], backend=backend)
         w.plan(bufs[0], bufs[1], bufs[2], case.q_heads, Hkv, D, ps, q_data_type=inp.q.dtype,
                kv_data_type=inp.q.dtype)
         q = inp.q.reshape(B, case.q_heads, D).contiguous()
@@ -509,7 +526,8 @@ class FlashInferDecode(Impl):
             return w.run(q, pool)
 
         return Prepared(run=run, canonical=lambda out: out, state=(w, pool, workspace, bufs, q),
-                        note=f"flashinfer {ver} BatchDecode, page size {ps}, shared pages, no cascade",
+                        note=f"flashinfer {ver} BatchDecode (tensor cores, {backend}), page size {ps}, shared pages, "
+                             "no cascade",
                         extra=sharing_extra(case, case.key_sum))
 
 
