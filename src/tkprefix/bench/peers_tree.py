@@ -18,8 +18,10 @@ Every adapter here reads K/V *in place* from one token store holding every tree 
   every request's positions into the token store (SGLang's radix cache: shared tokens stored once, read per request).
 * ``flashinfer_decode``: ``flashinfer.BatchDecodeWithPagedKVCacheWrapper`` over pages that every sequence under a
   node references (what a vLLM user gets with prefix caching and cascade off): page size 16 where every inner node
-  is a multiple of 16 tokens, else 1 (a page may only be partial at the end of a sequence); tensor-core decode on
-  the sm90 ("fa3") backend, the JIT module the cascade adapter already uses (no further minutes-long JIT build).
+  is a multiple of 16 tokens, else 1 (a page may only be partial at the end of a sequence). Tensor-core decode, as
+  vLLM's FlashInfer backend sets it since vllm-project/vllm#23214 (vLLM's ``auto`` then picks FlashInfer's fa2
+  kernels; here the sm90 "fa3" ones, the JIT module the cascade adapter already builds, which spares another
+  minutes-long JIT build on the device).
 
 FlashInfer runs the dtypes in ``$TKPREFIX_FLASHINFER_DTYPES`` (default ``bfloat16,float16``; each dtype is one JIT
 module of minutes on first use, built by ``tkprefix.bench.fi_prewarm`` before the timed run).
@@ -469,9 +471,9 @@ def flashinfer_dtype_reason(case: Case) -> str | None:
 
 
 class FlashInferDecode(Impl):
-    """``flashinfer.BatchDecodeWithPagedKVCacheWrapper`` with tensor cores on the sm90 backend (the prefill module the
-    cascade adapter builds; the artifact's ``flashinfer_wrap.py`` takes tensor cores only with GQA), every sequence's
-    page table listing the shared pages of its path; planned once (untimed), CUDA-graph capturable."""
+    """``flashinfer.BatchDecodeWithPagedKVCacheWrapper`` with tensor cores (vLLM's setting) on the sm90 backend (the
+    prefill module the cascade adapter builds; the artifact's ``flashinfer_wrap.py`` took tensor cores only with GQA),
+    every sequence's page table listing the shared pages of its path; planned once (untimed), CUDA-graph capturable."""
 
     name = "flashinfer_decode"
     trees = True
