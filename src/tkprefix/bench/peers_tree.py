@@ -236,7 +236,7 @@ class FastTree(Impl):
         K, V = table.store()
         aux, tiles_q, tiles_k = fasttree_plan(ft, table, case)
         q = inp.q.reshape(case.batch, case.q_heads, case.head_dim).contiguous()
-        o = torch.empty_like(q)
+        o = torch.full_like(q, float("nan"))  # poisoned: an element the kernel leaves unwritten fails the check
         sm_scale = 1.0 / math.sqrt(case.head_dim)
 
         def run() -> torch.Tensor:
@@ -310,7 +310,7 @@ class DeFT(Impl):
         B = case.batch
         aux = deft_plan(deft, table, case)
         q = inp.q.reshape(B, case.q_heads, case.head_dim).contiguous()
-        o = torch.empty_like(q)
+        o = torch.full_like(q, float("nan"))  # poisoned: an element the kernel leaves unwritten fails the check
         q_tile = _q_tiles(case.group)[0]
         sm_scale = 1.0 / math.sqrt(case.head_dim)
 
@@ -417,7 +417,7 @@ class SglangTriton(Impl):
         total = sum(lens)
         att_m = torch.empty(case.q_heads, total, dtype=sg.REDUCE_TORCH_TYPE, device=dev)
         q = inp.q.reshape(B, case.q_heads, case.head_dim).contiguous()
-        o = torch.empty_like(q)
+        o = torch.full_like(q, float("nan"))  # poisoned: an element the kernel leaves unwritten fails the check
         sm_scale = 1.0 / math.sqrt(case.head_dim)
 
         def run() -> torch.Tensor:
