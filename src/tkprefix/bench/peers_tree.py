@@ -185,7 +185,8 @@ def _load(name: str, path: Path) -> Any:
 def _load_sglang() -> Any:
     """sglang 0.2.13's decode_attention.py; its one sglang import (``global_server_args_dict``, read for
     ``attention_reduce_in_fp32``, default off) is given an empty dict when sglang itself is not installed."""
-    if "sglang" not in _MODULES and importlib.util.find_spec("sglang") is None:
+    if ("sglang" not in _MODULES and "sglang.srt.managers.schedule_batch" not in sys.modules
+            and importlib.util.find_spec("sglang") is None):
         for name in ("sglang", "sglang.srt", "sglang.srt.managers"):
             sys.modules.setdefault(name, types.ModuleType(name))
         stub = types.ModuleType("sglang.srt.managers.schedule_batch")
