@@ -345,3 +345,58 @@ def test_deft_plan_executes_to_exact_attention(artifact, case):
     out = _merge(mid_o, mid_lse, r2v, r2v_off, r2v_len, case.batch)
     ref = reference_rows(case, inp, list(range(case.batch)))
     assert rel_err(out, ref) < 1e-10
+
+
+def _paged_tokens(pool, pages, last, ps):
+    """K and V ``(n, Hkv, D)`` of a page list whose last page holds ``last`` tokens (NHD pool (pages, 2, ps, H, D))."""
+    rows = [pool[p] for p in pages]
+    kv = torch.cat([r[:, : (last if i == len(rows) - 1 else ps)] for i, r in enumerate(rows)], 1)
+    return kv[0], kv[1]
+
+
+@pytest.mark.parametrize("case", LEVEL_CASES + [tree_case(s) for s in SPECS.values()], ids=lambda c: c.label())
+def test_decode_pool_holds_every_sequence(case):
+    """flashinfer_decode's paged cache and page table, read back page by page, give exact attention."""
+    inp = make_inputs(case, "cpu", seed=8)
+    table = pt.node_table(case, inp, rooted=False)
+    q = inp.q.reshape(case.batch, case.q_heads, case.head_dim)
+    ref = reference_rows(case, inp, list(range(case.batch)))
+    for ps in sorted({1, pt.decode_page_size(table)}):
+        pool, indptr, indices, last = pt.decode_pool(table, ps)
+        outs = []
+        for b in range(case.batch):
+            k, v = _paged_tokens(pool, indices[indptr[b]: indptr[b + 1]], last[b], ps)
+            outs.append(_attend(q[b], k, v))
+        assert rel_err(torch.stack(outs), ref) < 1e-10, ps
+
+
+@pytest.mark.parametrize("name", ["uneven", "regular"])
+def test_cascade_tree_levels_merge_to_exact_attention(name):
+    """flashinfer_cascade's per-depth levels of a tree (query segments = the leaves under each node, its pages with a
+    partial last page), attended level by level and merged by LSE, give exact attention."""
+    from tkprefix.bench.peers import FlashInferCascade
+
+    case = tree_case(SPECS[name])
+    if name == "regular":  # force the per-depth layout on a tree that also has a level form
+        case = Case("t", case.batch, case.q_heads, case.kv_heads, case.head_dim, (), 0, dtype=case.dtype,
+                    tree=case.tree)
+    impl = FlashInferCascade()
+    assert impl._by_depth(case)
+    inp = make_inputs(tree_case(SPECS[name]), "cpu", seed=9)
+    ps = impl.page_size
+    pool = torch.zeros(impl._pages(case), 2, ps, case.kv_heads, case.head_dim)
+    qo, kvp, idx, last = impl._tree_layout(case, inp, pool)
+    assert len(qo) == case.tree.depth
+    q = inp.q.reshape(case.batch, case.q_heads, case.head_dim)
+    o = torch.zeros(case.batch, case.q_heads, case.head_dim, dtype=torch.float64)
+    lse = torch.full((case.batch, case.q_heads), float("-inf"), dtype=torch.float64)
+    for lq, lp, li, ll in zip(qo, kvp, idx, last):
+        assert lq[0] == 0 and lq[-1] == case.batch  # every level holds every query
+        for s in range(len(lq) - 1):
+            k, v = _paged_tokens(pool, li[lp[s]: lp[s + 1]].tolist(), int(ll[s]), ps)
+            for b in range(int(lq[s]), int(lq[s + 1])):
+                ob, lb = _partials(q[b][None], k, v, torch.arange(k.shape[0]))
+                new = torch.logaddexp(lse[b], lb[0])
+                o[b] = o[b] * torch.exp(lse[b] - new)[:, None] + ob[0] * torch.exp(lb[0] - new)[:, None]
+                lse[b] = new
+    assert rel_err(o, reference_rows(case, inp, list(range(case.batch)))) < 1e-10

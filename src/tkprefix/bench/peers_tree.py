@@ -457,6 +457,22 @@ def decode_pages(table: NodeTable, page_size: int) -> tuple[list[int], list[int]
     return first, indptr, indices, last
 
 
+def decode_pool(table: NodeTable, page_size: int) -> tuple[torch.Tensor, list[int], list[int], list[int]]:
+    """The paged cache ``(pages, 2, page_size, Hkv, D)`` (NHD; each node's tokens from the start of its own pages,
+    zero-padded) and the decode page table (kv_indptr, kv_indices, last_page_len) of :func:`decode_pages`."""
+    first, indptr, indices, last = decode_pages(table, page_size)
+    bk0 = table.blocks[0][0]
+    n_pages = first[-1] + -(-table.lengths[-1] // page_size)
+    pool = torch.zeros(n_pages, 2, page_size, *bk0.shape[2:], dtype=bk0.dtype, device=bk0.device)
+    for (bk, bv), f in zip(table.blocks, table.block_first):  # a block: rows nodes of P tokens, pages in order
+        rows, P = bk.shape[0], bk.shape[1]
+        npg = -(-P // page_size)
+        for j, src in ((0, bk), (1, bv)):
+            src = torch.nn.functional.pad(src, (0, 0, 0, 0, 0, npg * page_size - P))
+            pool[first[f]:first[f] + rows * npg, j].copy_(src.reshape(rows * npg, page_size, *src.shape[2:]))
+    return pool, indptr, indices, last
+
+
 def decode_page_size(table: NodeTable) -> int:
     inner = {i for p in table.paths for i in p[:-1]}
     return 16 if all(table.lengths[i] % 16 == 0 for i in inner) else 1
@@ -504,15 +520,7 @@ class FlashInferDecode(Impl):
             raise Unsupported(table)
         dev, B, Hkv, D = inp.q.device, case.batch, case.kv_heads, case.head_dim
         ps = decode_page_size(table)
-        first, indptr, indices, last = decode_pages(table, ps)
-        n_pages = first[-1] + -(-table.lengths[-1] // ps)
-        pool = torch.zeros(n_pages, 2, ps, Hkv, D, dtype=inp.q.dtype, device=dev)
-        for (bk, bv), f in zip(table.blocks, table.block_first):  # a block: rows nodes of P tokens, pages in order
-            rows, P = bk.shape[0], bk.shape[1]
-            npg = -(-P // ps)
-            for j, src in ((0, bk), (1, bv)):
-                src = torch.nn.functional.pad(src, (0, 0, 0, 0, 0, npg * ps - P))
-                pool[first[f]:first[f] + rows * npg, j].copy_(src.reshape(rows * npg, ps, Hkv, D))
+        pool, indptr, indices, last = decode_pool(table, ps)
         i32 = dict(dtype=torch.int32, device=dev)
         bufs = [torch.tensor(x, **i32) for x in (indptr, indices, last)]
         workspace = torch.empty(128 << 20, dtype=torch.uint8, device=dev)
