@@ -1,4 +1,5 @@
 """ChunkKVCache invariants under random add / append / fork / remove sequences, checked against a plain model."""
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -18,44 +19,102 @@ def kv_for(tokens):
     return out
 
 
+def host_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[name], b[name]) for name in a)
+
+
 def check_invariants(cache, model):
     """model: seq_id → token list. Everything the cache reports must follow from it."""
-    assert sorted(cache.seq_ids) == sorted(model)
+    assert sorted(cache.seq_ids) == sorted(model) and cache.n_seqs == len(model)
     refcounts = cache.chunk_refcounts()
-    allocated = set(refcounts)
+    allocated, free = set(refcounts), cache.free_chunk_ids()
     assert len(allocated) + cache.free_chunks == cache.capacity_chunks, "leaked or double-freed chunk"
-    assert allocated.isdisjoint(cache._free) and len(set(cache._free)) == len(cache._free)
-    uses = {}
+    assert allocated.isdisjoint(free) and len(set(free)) == len(free) == cache.free_chunks
+    uses, through, length = {}, {}, {}  # chunk -> #sequences, -> [(seq, index in path)], -> valid tokens
     for s in model:
-        assert cache.tokens(s) == model[s]
+        assert cache.tokens(s) == model[s] and cache.seq_len(s) == len(model[s])
         k, v = cache.gather_kv(s)
         assert torch.equal(k, kv_for(model[s])) and torch.equal(v, 2 * kv_for(model[s]))
-        for node in cache._paths[s]:
-            uses[node.chunk] = uses.get(node.chunk, 0) + 1
+        path = cache.seq_chunks(s)
+        assert len(path) == -(-len(model[s]) // CHUNK)
+        for i, c in enumerate(path):
+            uses[c] = uses.get(c, 0) + 1
+            through.setdefault(c, []).append((s, i))
+            length[c] = min(CHUNK, len(model[s]) - i * CHUNK)
     assert uses == refcounts, "reference counts differ from the sequences' paths"
     order = cache.seq_ids
     row = {s: r for r, s in enumerate(order)}
-    for node in cache._nodes():
-        rows = sorted(row[s] for s in node.seqs)
+    for c, seqs in through.items():
+        rows = sorted(row[s] for s, _ in seqs)
         assert rows == list(range(rows[0], rows[-1] + 1)), "sharing sequences are not contiguous (depth-first order)"
-        if len(node.seqs) > 1:
-            assert len(node.tokens) == CHUNK, "a partial chunk is shared"
-            prefixes = {tuple(cache.tokens(s)[: len(cache._ancestors(node)) * CHUNK]) for s in node.seqs}
+        if len(seqs) > 1:
+            assert length[c] == CHUNK, "a partial chunk is shared"
+            prefixes = {tuple(model[s][: (i + 1) * CHUNK]) for s, i in seqs}
             assert len(prefixes) == 1, "a shared chunk is shared by sequences with different tokens"
-    plan = cache.plan()  # builds (or updates in place), and its own assertions hold
-    assert plan.host == cache._build_plan().host, "the in-place plan update differs from a rebuild"
-    assert all(getattr(plan, name).tolist() == values for name, values in plan.host.items() if name != "row_of_seq")
-    assert plan.n_seqs == len(model)
+    plan = cache.plan()  # built or updated in place; must equal a rebuild from scratch
+    rebuilt = cache._build_plan()
+    assert rebuilt.pop("rows").tolist() == order
+    assert host_equal(plan.host, rebuilt), "the incremental plan differs from a rebuild"
+    for name, values in plan.host.items():
+        assert getattr(plan, name).tolist() == values.tolist()
+    private = [(c, length[c]) for s in order for c in cache.seq_chunks(s) if refcounts[c] == 1]
+    assert plan.host["private_chunk"].tolist() == [c for c, _ in private]
+    assert plan.private_len.tolist() == [n for _, n in private], "device lengths differ from the tokens"
+    assert plan.n_seqs == len(model) and plan.n_partial_rows == sum(n for n in refcounts.values() if n > 1)
     stats = cache.stats()
     assert stats["logical_tokens"] == sum(len(t) for t in model.values())
-    assert stats["physical_tokens"] == sum(len(n.tokens) for n in cache._nodes())
+    assert stats["physical_tokens"] == sum(length.values())
+
+
+def snapshot(cache):
+    """Everything observable, to check that a failed call changed nothing."""
+    ids = cache.seq_ids
+    return (ids, [cache.tokens(s) for s in ids], cache.chunk_refcounts(), cache.free_chunk_ids(),
+            {n: t.tolist() for n, t in cache.plan().host.items()}, cache.plan().private_len.tolist(),
+            cache.k_pool.clone(), cache.v_pool.clone())
+
+
+def snapshots_equal(a, b):
+    return a[:6] == b[:6] and torch.equal(a[6], b[6]) and torch.equal(a[7], b[7])
 
 
 operations = st.lists(
-    st.tuples(st.sampled_from(["add", "append", "fork", "remove"]), st.integers(0, 10**6),
-              st.lists(st.integers(0, 2), min_size=1, max_size=14)),
+    st.tuples(st.sampled_from(["add", "append", "append_some", "append_all", "fork", "remove"]),
+              st.integers(0, 10**6), st.lists(st.integers(0, 2), min_size=1, max_size=14)),
     max_size=25,
 )
+
+
+def apply(cache, model, op, pick, tokens):
+    """One random operation on the cache and the model; a full cache must raise and change nothing."""
+    live = sorted(model)
+    target = live[pick % len(live)] if live else None
+    before = snapshot(cache)
+    try:
+        if op == "add":
+            model[cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))] = list(tokens)
+        elif op == "append" and target is not None:
+            new = model[target] + [tokens[0]]
+            kv = kv_for(new)[-1]
+            cache.append_token(target, tokens[0], kv, 2 * kv)
+            model[target] = new
+        elif op in ("append_some", "append_all") and live:
+            # append_some: a subset in a scrambled order (the general path); append_all: every sequence, row order
+            ids = [s for i, s in enumerate(live) if (pick >> (i % 20)) & 1][::-1] if op == "append_some" else None
+            order = cache.seq_ids if ids is None else ids
+            toks = [tokens[i % len(tokens)] for i in range(len(order))]
+            kv = torch.stack([kv_for(model[s] + [t])[-1] for s, t in zip(order, toks)]) if order else kv_for([])
+            cache.append_tokens(ids, toks, kv, 2 * kv)
+            for s, t in zip(order, toks):
+                model[s] = model[s] + [t]
+        elif op == "fork" and target is not None:
+            model[cache.fork(target)] = list(model[target])
+        elif op == "remove" and target is not None:
+            cache.remove_seq(target)
+            del model[target]
+    except RuntimeError as exc:
+        assert "ChunkKVCache is full" in str(exc)
+        assert snapshots_equal(snapshot(cache), before), "overflow changed the cache"
 
 
 @given(ops=operations, capacity=st.integers(4, 40))
@@ -63,25 +122,7 @@ def test_cache_invariants_under_random_operations(ops, capacity):
     cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=capacity)
     model: dict[int, list[int]] = {}
     for op, pick, tokens in ops:
-        live = sorted(model)
-        target = live[pick % len(live)] if live else None
-        before = (dict(cache.chunk_refcounts()), cache.free_chunks, cache.seq_ids)
-        try:
-            if op == "add":
-                model[cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))] = list(tokens)
-            elif op == "append" and target is not None:
-                new = model[target] + [tokens[0]]
-                kv = kv_for(new)[-1]
-                cache.append_token(target, tokens[0], kv, 2 * kv)
-                model[target] = new
-            elif op == "fork" and target is not None:
-                model[cache.fork(target)] = list(model[target])
-            elif op == "remove" and target is not None:
-                cache.remove_seq(target)
-                del model[target]
-        except RuntimeError as exc:
-            assert "ChunkKVCache is full" in str(exc)
-            assert (cache.chunk_refcounts(), cache.free_chunks, cache.seq_ids) == before, "overflow changed the cache"
+        apply(cache, model, op, pick, tokens)
         check_invariants(cache, model)
 
 
@@ -139,11 +180,14 @@ def test_append_into_a_partial_chunk_updates_the_plan_in_place():
     fresh = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=8)
     for seq in (a, b):
         fresh.add_seq(cache.tokens(seq), *cache.gather_kv(seq))
-    assert fresh.plan().host == plan.host
+    assert host_equal(fresh.plan().host, plan.host) and fresh.plan().private_len.tolist() == [1, 2]
 
 
-@given(lengths=st.lists(st.integers(1, 9), min_size=1, max_size=6), steps=st.integers(1, 6))
-def test_append_tokens_equals_one_append_per_sequence(lengths, steps):
+@given(lengths=st.lists(st.integers(1, 9), min_size=1, max_size=6), steps=st.integers(1, 6),
+       every=st.booleans())
+def test_append_tokens_equals_one_append_per_sequence(lengths, steps, every):
+    """append_tokens for a list of ids, or for every sequence (seq_ids=None, the lock-step path), equals one
+    append_token per sequence in the same order."""
     one, many = (ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=64) for _ in range(2))
     model = {}
     for n, length in enumerate(lengths):
@@ -152,12 +196,13 @@ def test_append_tokens_equals_one_append_per_sequence(lengths, steps):
             seq = cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))
         model[seq] = tokens
     for step in range(steps):
-        ids = sorted(model)
+        ids = many.seq_ids if every else sorted(model)
         for seq in ids:
             model[seq] = model[seq] + [step]
         kv = torch.stack([kv_for(model[s])[-1] for s in ids])
         for seq, k in zip(ids, kv):
             one.append_token(seq, step, k, 2 * k)
-        many.append_tokens(ids, [step] * len(ids), kv, 2 * kv)
+        many.append_tokens(None if every else ids, [step] * len(ids), kv, 2 * kv)
         check_invariants(many, model)
-        assert many.plan().host == one.plan().host
+        assert host_equal(many.plan().host, one.plan().host)
+        assert many.plan().private_len.tolist() == one.plan().private_len.tolist()
