@@ -206,3 +206,168 @@ def test_append_tokens_equals_one_append_per_sequence(lengths, steps, every):
         check_invariants(many, model)
         assert host_equal(many.plan().host, one.plan().host)
         assert many.plan().private_len.tolist() == one.plan().private_len.tolist()
+
+
+def lock_step_world(n_seqs, capacity=4096, seed=0, tail=None):
+    """n_seqs sequences under a shared prompt of 2 full chunks, with tails of 0-9 tokens (a tail of 0 or 4 ends the
+    sequence on a full chunk, shared or not), some sharing a document chunk; returns (cache, model)."""
+    rng = np.random.default_rng(seed)
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=capacity)
+    model = {}
+    for n in range(n_seqs):
+        doc = [5, 5, 5, 5] if n % 3 == 0 else []
+        tokens = [1] * 8 + doc + [100 + n] * int(rng.integers(0, 10) if tail is None else tail)
+        model[cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))] = tokens
+    return cache, model
+
+
+def lock_step(cache, model, step):
+    order = cache.seq_ids
+    toks = [(step * 7 + i) % 3 for i in range(len(order))]
+    for s, t in zip(order, toks):
+        model[s] = model[s] + [t]
+    kv = torch.stack([kv_for(model[s])[-1] for s in order])
+    return order, toks, kv
+
+
+def test_lock_step_many_sequences_cross_borders_like_single_appends():
+    """300 sequences, 2.5 chunks of lock-step steps (every sequence crosses a border, some from a shared full
+    chunk): the batched path (one write, vectorized chunk opening, incremental plan) equals one append_token per
+    sequence, and its plan equals a rebuild; row order never moves during appends."""
+    many, model = lock_step_world(300)
+    one, _ = lock_step_world(300)
+    first_order = many.seq_ids
+    plans = set()
+    for step in range(2 * CHUNK + 2):
+        order, toks, kv = lock_step(many, model, step)
+        many.append_tokens(None, toks, kv, 2 * kv)
+        for s, t, k in zip(order, toks, kv):
+            one.append_token(s, t, k, 2 * k)
+        plans.add(id(many.plan()))
+        assert many.seq_ids == first_order == one.seq_ids
+        assert host_equal(many.plan().host, one.plan().host)
+        assert many.plan().private_len.tolist() == one.plan().private_len.tolist()
+    assert len(plans) >= 3  # a new plan at each border
+    check_invariants(many, model)
+
+
+def test_reserve_and_device_half_equal_append_tokens_and_are_idempotent():
+    """The graph-capturable split: reserve (host) + step_lengths + write_kv (device, run twice as a graph warm-up
+    would) leaves the same cache as append_tokens(None, ...); reserve reports a new plan only at borders."""
+    a, model = lock_step_world(40, tail=1)  # every sequence at the same fill: in step, as in c6
+    b, _ = lock_step_world(40, tail=1)
+    changed_at = []
+    for step in range(2 * CHUNK + 1):
+        _, toks, kv = lock_step(a, model, step)
+        a.append_tokens(None, toks, kv, 2 * kv)
+        before = b.plan()
+        changed = b.reserve(np.asarray(toks))
+        assert changed == (b.plan() is not before)
+        assert changed == any((len(t) - 1) % CHUNK == 0 for t in model.values())  # some sequence crossed a border
+        changed_at.append(changed)
+        n = torch.tensor(b.appended, dtype=torch.int32)
+        for _ in range(2):
+            b.step_lengths(n)
+            b.write_kv(kv, 2 * kv)
+        assert torch.equal(a.k_pool, b.k_pool) and torch.equal(a.v_pool, b.v_pool)
+        assert a.plan().private_len.tolist() == b.plan().private_len.tolist()
+    assert [i for i, c in enumerate(changed_at) if c] == [CHUNK - 1, 2 * CHUNK - 1]  # once per chunk of steps
+    check_invariants(b, model)
+
+
+def test_plan_tensors_keep_their_addresses_across_a_border():
+    """A lock-step border makes a new plan object, but its tensors stay where they were (the buffers are sized for
+    the pool), and shared-chunk tensors are the same objects (incremental update)."""
+    cache, model = lock_step_world(50)
+    plan = cache.plan()
+    ptrs = {name: getattr(plan, name).data_ptr() for name in ("private_chunk", "private_len", "shared_chunk")}
+    while cache.plan() is plan:
+        _, toks, kv = lock_step(cache, model, 0)
+        cache.append_tokens(None, toks, kv, 2 * kv)
+    new = cache.plan()
+    assert new.shared_chunk is plan.shared_chunk
+    assert {name: getattr(new, name).data_ptr() for name in ptrs} == ptrs
+    check_invariants(cache, model)
+
+
+def test_bad_input_is_rejected_and_leaves_the_cache_unchanged():
+    cache, model = lock_step_world(6, capacity=64)
+    ids = cache.seq_ids
+    kv = torch.zeros(len(ids), HEADS, DIM)
+    dead = max(ids) + 1
+    cases = [
+        (ValueError, "distinct", lambda: cache.append_tokens([ids[0], ids[0]], [1, 2], kv[:2], kv[:2])),
+        (ValueError, "not a live sequence", lambda: cache.append_tokens([ids[0], dead], [1, 2], kv[:2], kv[:2])),
+        (ValueError, "not a live sequence", lambda: cache.append_tokens([-1], [1], kv[:1], kv[:1])),
+        (TypeError, "seq_ids", lambda: cache.append_tokens([0.5], [1], kv[:1], kv[:1])),
+        (ValueError, "one to one", lambda: cache.append_tokens(ids[:2], [1], kv[:2], kv[:2])),
+        (TypeError, "tokens", lambda: cache.append_tokens(ids[:1], [1.5], kv[:1], kv[:1])),
+        (TypeError, "tokens", lambda: cache.append_tokens(None, [[1]] * len(ids), kv, kv)),
+        (ValueError, "k.shape", lambda: cache.append_tokens(None, [1] * len(ids), kv[:-1], kv)),
+        (ValueError, "one token per sequence", lambda: cache.reserve([1] * (len(ids) + 1))),
+        (TypeError, "dtype", lambda: cache.append_tokens(None, [1] * len(ids), kv.double(), kv.double())),
+        (ValueError, "d_head", lambda: cache.append_token(ids[0], 1, torch.zeros(HEADS, DIM + 1), kv[0])),
+        (TypeError, "k must be a torch.Tensor", lambda: cache.append_token(ids[0], 1, [0.0], kv[0])),
+        (ValueError, "at least one token", lambda: cache.add_seq([], kv[:0], kv[:0])),
+        (ValueError, "tokens", lambda: cache.add_seq([1, 2], kv[:1], kv[:1])),
+        (ValueError, "not a live sequence", lambda: cache.fork(dead)),
+        (ValueError, "not a live sequence", lambda: cache.remove_seq(True)),
+        (ValueError, "layer", lambda: cache.gather_kv(ids[0], layer=1)),
+    ]
+    before = snapshot(cache)
+    for error, match, call in cases:
+        with pytest.raises(error, match=match):
+            call()
+        assert snapshots_equal(snapshot(cache), before), match
+    check_invariants(cache, model)
+
+
+def test_full_cache_during_a_lock_step_border_changes_nothing():
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=4)
+    model = {}
+    for tail in ([7, 7, 7, 7], [8, 8, 8, 8]):  # both end on a full private chunk: the next step opens 2 chunks
+        tokens = [1] * 4 + tail
+        model[cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))] = tokens
+    before = snapshot(cache)
+    _, toks, kv = lock_step(cache, {s: list(t) for s, t in model.items()}, 0)
+    with pytest.raises(RuntimeError, match="needs 2 free chunks, 1 of capacity_chunks=4"):
+        cache.append_tokens(None, toks, kv, 2 * kv)
+    assert snapshots_equal(snapshot(cache), before)
+    check_invariants(cache, model)
+
+
+def test_device_names_are_normalized(monkeypatch):
+    from tkprefix.cache import normalize_device
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert normalize_device("cuda") == torch.device("cuda", 3)
+    assert normalize_device(torch.device("cuda")) == torch.device("cuda", 3)
+    assert normalize_device("cuda:1") == torch.device("cuda", 1)
+    assert normalize_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device"):
+        normalize_device("tpu-ish")
+
+
+def test_layers_share_one_tree():
+    layers = 3
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=32, n_layers=layers)
+    per_layer = lambda tokens: torch.stack([(i + 1) * kv_for(tokens) for i in range(layers)])  # noqa: E731
+    model = {}
+    for tokens in ([1] * 6, [1] * 4 + [2]):
+        model[cache.add_seq(tokens, per_layer(tokens), -per_layer(tokens))] = tokens
+    for step in range(5):
+        order = cache.seq_ids
+        for s in order:
+            model[s] = model[s] + [step]
+        kv = torch.stack([per_layer(model[s])[:, -1] for s in order], dim=1)  # (layers, n, H, D)
+        cache.append_tokens(None, [step] * len(order), kv, -kv)
+    cache.append_token(order[0], 9, per_layer(model[order[0]] + [9])[:, -1], -per_layer(model[order[0]] + [9])[:, -1])
+    model[order[0]] = model[order[0]] + [9]
+    for s, tokens in model.items():
+        for layer in range(layers):
+            k, v = cache.gather_kv(s, layer)
+            assert torch.equal(k, (layer + 1) * kv_for(tokens)) and torch.equal(v, -(layer + 1) * kv_for(tokens))
+    with pytest.raises(ValueError, match="4 dimensions"):
+        cache.add_seq([1], kv_for([1]), kv_for([1]))
+    with pytest.raises(ValueError, match="n_layers"):
+        cache.add_seq([1], per_layer([1])[:2], per_layer([1])[:2])

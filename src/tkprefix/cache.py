@@ -61,6 +61,8 @@ class ChunkPlan:
     host: dict  # the structure as int64 numpy arrays (every field above but private_len, which only the device keeps)
 
 
+_POOL_BOUNDED = ("shared_chunk", "shared_row_start", "shared_row_end", "shared_partial_offset", "private_chunk",
+                 "private_len")
 _HOST_FIELDS = ("shared_chunk", "shared_row_start", "shared_row_end", "shared_partial_offset", "seq_private_offset",
                 "private_chunk", "seq_partial_offset", "seq_partial_index")
 
@@ -99,6 +101,8 @@ class ChunkKVCache:
         self._ref = np.zeros(cap, np.int64)  # sequences whose path runs through the chunk
         self._tok = np.zeros((cap, chunk_size), np.int64)
         self._indexed = np.zeros(cap, bool)  # in _index (full chunks that add_seq can match)
+        self._hash = np.zeros(cap, np.uint64)  # token hash of indexed chunks
+        self._hash_mult = np.random.default_rng(0x7C4E).integers(1, 2**63, chunk_size, dtype=np.uint64) | np.uint64(1)
         self._free = np.arange(cap - 1, -1, -1, dtype=np.int64)  # a stack (top at _n_free - 1): lowest ids first
         self._n_free = cap
         self._keys = 0
@@ -196,13 +200,9 @@ class ChunkKVCache:
         self._sync()
         self._flush_index()
         size, n = self.chunk_size, len(toks)
-        node, path = -1, []
-        for i in range(n // size):  # walk the matching full chunks
-            match = self._index.get((node, toks[i * size : (i + 1) * size].tobytes()))
-            if not match:
-                break
-            node = match[0] if len(match) == 1 else min(match, key=lambda c: self._key[c])
-            path.append(node)
+        pieces = toks[: n // size * size].reshape(-1, size)
+        path = self._match(pieces, self._hash_rows(pieces).tolist())
+        node = path[-1] if path else -1
         shared, n_pieces = len(path), -(-n // size)
         n_new = n_pieces - shared
         self._reserve(n_new)
@@ -217,8 +217,7 @@ class ChunkKVCache:
             rest[: n - shared * size] = toks[shared * size :]
             self._tok[new] = rest.reshape(n_new, size)
             self._ref[new] = 1
-            for c in new[self._fill[new] == size].tolist():
-                self._add_to_index(c)
+            self._index_chunks(new[self._fill[new] == size])
             self._write_chunks(new, k, v, shared * size)
             node = int(new[-1])
         if path:
@@ -466,7 +465,9 @@ class ChunkKVCache:
         n = len(values)
         buf = self._bufs.get(name)
         if buf is None or buf.numel() < n:
-            buf = torch.empty(max(n, 16, 2 * (buf.numel() if buf is not None else 0)), dtype=dtype, device=self.device)
+            # arrays bounded by the pool get a buffer of that bound at once; the others grow by doubling
+            bound = self.capacity_chunks + 1 if name in _POOL_BOUNDED else 16
+            buf = torch.empty(max(n, bound, 2 * (buf.numel() if buf is not None else 0)), dtype=dtype, device=self.device)
             self._bufs[name] = buf
         view = buf[:n]
         view.copy_(torch.from_numpy(np.ascontiguousarray(values, dtype=np.int32 if dtype == torch.int32 else np.int64)))
@@ -505,8 +506,7 @@ class ChunkKVCache:
         steps = np.stack(self._pending)
         self._pending = []
         last = self._row_last
-        slots = self._fill[last][None, :] + np.arange(len(steps))[:, None]
-        self._tok[last[None, :], slots] = steps
+        self._tok.reshape(-1)[(last * self.chunk_size + self._fill[last])[None, :] + np.arange(len(steps))[:, None]] = steps
         self._fill[last] += len(steps)
         self._note_full(last)
 
@@ -516,23 +516,49 @@ class ChunkKVCache:
             self._unindexed.append(full)
 
     def _flush_index(self) -> None:
-        for chunks in self._unindexed:
-            for c in chunks.tolist():
-                if self._ref[c] > 0 and self._fill[c] == self.chunk_size and not self._indexed[c]:
-                    self._add_to_index(c)
-        self._unindexed = []
+        if self._unindexed:
+            chunks = np.unique(np.concatenate(self._unindexed))
+            self._unindexed = []
+            self._index_chunks(chunks[(self._ref[chunks] > 0) & (self._fill[chunks] == self.chunk_size)
+                                      & ~self._indexed[chunks]])
 
-    def _add_to_index(self, c: int) -> None:
-        self._index.setdefault((int(self._parent[c]), self._tok[c].tobytes()), []).append(c)
-        self._indexed[c] = True
+    def _hash_rows(self, rows: np.ndarray) -> np.ndarray:
+        """A 64-bit hash of each row of tokens (a match is confirmed on the tokens themselves, see _match)."""
+        return (rows.astype(np.uint64) * self._hash_mult).sum(axis=1, dtype=np.uint64)
+
+    def _index_chunks(self, chunks: np.ndarray) -> None:
+        """Make full chunks matchable by add_seq: (parent, token hash) -> chunks, siblings in key order."""
+        self._hash[chunks] = self._hash_rows(self._tok[chunks])
+        for c, parent, h in zip(chunks.tolist(), self._parent[chunks].tolist(), self._hash[chunks].tolist()):
+            self._index.setdefault((parent, h), []).append(c)
+        self._indexed[chunks] = True
 
     def _drop_from_index(self, c: int) -> None:
-        key = (int(self._parent[c]), self._tok[c].tobytes())
+        key = (int(self._parent[c]), int(self._hash[c]))
         match = self._index[key]
         match.remove(c)
         if not match:
             del self._index[key]
         self._indexed[c] = False
+
+    def _match(self, pieces: np.ndarray, hashes: list[int]) -> list[int]:
+        """The chunks of the longest path of full chunks equal to pieces[0], pieces[1], ... (the first sibling, in
+        key order, where several match)."""
+        node, path = -1, []
+        for i, h in enumerate(hashes):
+            match = self._index.get((node, h))
+            if not match:
+                break
+            if len(match) > 1:
+                match = sorted((c for c in match if np.array_equal(self._tok[c], pieces[i])), key=lambda c: self._key[c])
+                if not match:
+                    break
+            node = match[0]
+            path.append(node)
+        if path and not np.array_equal(self._tok[path], pieces[: len(path)]):  # a hash collision: compare each level
+            good = (self._tok[path] == pieces[: len(path)]).all(axis=1)
+            path = path[: int(np.argmin(good))]
+        return path
 
     def _alloc(self, n: int) -> np.ndarray:
         new = self._free[self._n_free - n : self._n_free][::-1].copy()
@@ -595,14 +621,16 @@ class ChunkKVCache:
 
     def _write_chunks(self, chunks: np.ndarray, k: torch.Tensor, v: torch.Tensor, first: int) -> None:
         """Tokens first.. of k, v into `chunks` (consecutive chunk-size pieces; the last may be partial)."""
-        n, size = len(chunks), self.chunk_size
+        size, n_tokens = self.chunk_size, k.shape[-3] - first
+        n_full = n_tokens // size
         index = torch.from_numpy(chunks).to(self.device)
         for layer in range(self.n_layers):
             for pool, x in ((self.k_pools[layer], k), (self.v_pools[layer], v)):
                 x = (x if self.n_layers == 1 else x[layer])[first:].to(self.device)
-                padded = x.new_zeros((n * size, self.n_heads, self.d_head))
-                padded[: len(x)] = x
-                pool.index_copy_(0, index, padded.view(n, size, self.n_heads, self.d_head).transpose(1, 2))
+                if n_full:
+                    pool.index_copy_(0, index[:n_full], x[: n_full * size].unflatten(0, (n_full, size)).transpose(1, 2))
+                if n_tokens > n_full * size:
+                    pool[chunks[-1], :, : n_tokens - n_full * size] = x[n_full * size :].transpose(0, 1)
 
     def _changed(self) -> None:
         self._plan, self._rows_list, self._min_room = None, None, None
@@ -626,7 +654,7 @@ class ChunkKVCache:
     def _check_kv(self, k, v, n_tokens: int) -> None:
         lead = 0 if self.n_layers == 1 else 1
         for name, t in (("k", k), ("v", v)):
-            check_tensor(name, t, ndim=3 + lead)
+            check_tensor(name, t, ndim=3 + lead)  # (n_layers, tokens, H, D) when the cache has several layers
             if lead:
                 check_dim(name, t, 0, self.n_layers, "n_layers of the cache")
             check_dim(name, t, lead, n_tokens, "tokens")
