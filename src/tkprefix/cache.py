@@ -418,7 +418,8 @@ class ChunkKVCache:
         prow = start[private]
         return {
             "rows": rows, "shared_chunk": shared, "shared_row_start": s0, "shared_row_end": s0 + count,
-            "shared_partial_offset": poff, "seq_private_offset": np.concatenate(([0], np.cumsum(np.bincount(prow, minlength=n)))),
+            "shared_partial_offset": poff,
+            "seq_private_offset": np.concatenate(([0], np.cumsum(np.bincount(prow, minlength=n)))),
             "private_chunk": private, "seq_partial_offset": spoff, "seq_partial_index": seq_partial_index,
         }
 
@@ -467,7 +468,8 @@ class ChunkKVCache:
         if buf is None or buf.numel() < n:
             # arrays bounded by the pool get a buffer of that bound at once; the others grow by doubling
             bound = self.capacity_chunks + 1 if name in _POOL_BOUNDED else 16
-            buf = torch.empty(max(n, bound, 2 * (buf.numel() if buf is not None else 0)), dtype=dtype, device=self.device)
+            size = max(n, bound, 2 * (buf.numel() if buf is not None else 0))
+            buf = torch.empty(size, dtype=dtype, device=self.device)
             self._bufs[name] = buf
         view = buf[:n]
         view.copy_(torch.from_numpy(np.ascontiguousarray(values, dtype=np.int32 if dtype == torch.int32 else np.int64)))
@@ -506,7 +508,8 @@ class ChunkKVCache:
         steps = np.stack(self._pending)
         self._pending = []
         last = self._row_last
-        self._tok.reshape(-1)[(last * self.chunk_size + self._fill[last])[None, :] + np.arange(len(steps))[:, None]] = steps
+        first = last * self.chunk_size + self._fill[last]  # flat slot of each row's first pending token
+        self._tok.reshape(-1)[first[None, :] + np.arange(len(steps))[:, None]] = steps
         self._fill[last] += len(steps)
         self._note_full(last)
 
@@ -550,7 +553,8 @@ class ChunkKVCache:
             if not match:
                 break
             if len(match) > 1:
-                match = sorted((c for c in match if np.array_equal(self._tok[c], pieces[i])), key=lambda c: self._key[c])
+                match = sorted((c for c in match if np.array_equal(self._tok[c], pieces[i])),
+                               key=lambda c: self._key[c])
                 if not match:
                     break
             node = match[0]
