@@ -371,3 +371,19 @@ def test_layers_share_one_tree():
         cache.add_seq([1], kv_for([1]), kv_for([1]))
     with pytest.raises(ValueError, match="n_layers"):
         cache.add_seq([1], per_layer([1])[:2], per_layer([1])[:2])
+
+
+@given(ops=operations)
+def test_hash_collisions_never_share_different_tokens(ops):
+    """Every chunk hashes to 0 here: matching must fall back to comparing tokens, and the cache must behave exactly
+    as one with real hashes (same sharing, same plans)."""
+    real = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=40)
+    colliding = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=40)
+    colliding._hash_rows = lambda rows: np.zeros(len(rows), np.uint64)
+    models = [{}, {}]
+    for op, pick, tokens in ops:
+        for cache, model in zip((real, colliding), models):
+            apply(cache, model, op, pick, tokens)
+    assert models[0] == models[1]
+    check_invariants(colliding, models[1])
+    assert real.stats() == colliding.stats() and host_equal(real.plan().host, colliding.plan().host)

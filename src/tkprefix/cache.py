@@ -108,6 +108,8 @@ class ChunkKVCache:
         self._keys = 0
         self._index: dict[tuple[int, bytes], list[int]] = {}  # (parent, tokens) -> full chunks, as sibling candidates
         self._unindexed: list[np.ndarray] = []  # chunks filled by appends, indexed when add_seq next needs the index
+        self._duplicates = 0  # index entries with several chunks (equal full siblings)
+        self._last_match: np.ndarray | None = None  # the path add_seq matched last
         # per sequence id
         self._seq_last = np.full(64, -1, np.int64)  # last chunk of its path, -1: not live
         self._seq_row = np.full(64, -1, np.int64)
@@ -201,7 +203,7 @@ class ChunkKVCache:
         self._flush_index()
         size, n = self.chunk_size, len(toks)
         pieces = toks[: n // size * size].reshape(-1, size)
-        path = self._match(pieces, self._hash_rows(pieces).tolist())
+        path = self._match(pieces, self._hash_rows(pieces))
         node = path[-1] if path else -1
         shared, n_pieces = len(path), -(-n // size)
         n_new = n_pieces - shared
@@ -533,22 +535,32 @@ class ChunkKVCache:
         """Make full chunks matchable by add_seq: (parent, token hash) -> chunks, siblings in key order."""
         self._hash[chunks] = self._hash_rows(self._tok[chunks])
         for c, parent, h in zip(chunks.tolist(), self._parent[chunks].tolist(), self._hash[chunks].tolist()):
-            self._index.setdefault((parent, h), []).append(c)
+            match = self._index.setdefault((parent, h), [])
+            match.append(c)
+            self._duplicates += len(match) == 2
         self._indexed[chunks] = True
 
     def _drop_from_index(self, c: int) -> None:
         key = (int(self._parent[c]), int(self._hash[c]))
         match = self._index[key]
+        self._duplicates -= len(match) == 2
         match.remove(c)
         if not match:
             del self._index[key]
         self._indexed[c] = False
 
-    def _match(self, pieces: np.ndarray, hashes: list[int]) -> list[int]:
+    def _match(self, pieces: np.ndarray, hashes: np.ndarray) -> list[int]:
         """The chunks of the longest path of full chunks equal to pieces[0], pieces[1], ... (the first sibling, in
-        key order, where several match)."""
-        node, path = -1, []
-        for i, h in enumerate(hashes):
+        key order, where several match). Starts from the previous match where it still holds (sequences that share
+        a long prompt: one comparison instead of a lookup per chunk)."""
+        path = []
+        if self._last_match is not None and not self._duplicates:  # without duplicate siblings a match is unique
+            prev = self._last_match[: len(hashes)]
+            ok = ((self._ref[prev] > 0) & self._indexed[prev] & (self._hash[prev] == hashes[: len(prev)])
+                  & (self._parent[prev] == np.concatenate(([-1], prev[:-1]))))
+            path = prev[: len(prev) if ok.all() else int(np.argmin(ok))].tolist()
+        node = path[-1] if path else -1
+        for i, h in enumerate(hashes[len(path) :].tolist(), start=len(path)):
             match = self._index.get((node, h))
             if not match:
                 break
@@ -562,6 +574,7 @@ class ChunkKVCache:
         if path and not np.array_equal(self._tok[path], pieces[: len(path)]):  # a hash collision: compare each level
             good = (self._tok[path] == pieces[: len(path)]).all(axis=1)
             path = path[: int(np.argmin(good))]
+        self._last_match = np.asarray(path, dtype=np.int64)
         return path
 
     def _alloc(self, n: int) -> np.ndarray:
