@@ -387,3 +387,24 @@ def test_hash_collisions_never_share_different_tokens(ops):
     assert models[0] == models[1]
     check_invariants(colliding, models[1])
     assert real.stats() == colliding.stats() and host_equal(real.plan().host, colliding.plan().host)
+
+
+def test_device_half_rejects_bad_input():
+    cache, _ = lock_step_world(5)
+    kv = torch.zeros(5, HEADS, DIM)
+    cache.reserve(np.zeros(5, np.int64))
+    with pytest.raises(TypeError, match="n must be"):
+        cache.step_lengths(1)
+    with pytest.raises(TypeError, match="n must be"):
+        cache.step_lengths(torch.ones(2, dtype=torch.int32))
+    with pytest.raises(TypeError, match="n must be"):
+        cache.step_lengths(torch.tensor(1.0))
+    with pytest.raises(ValueError, match="k must be"):
+        cache.write_kv(kv[:4], kv)
+    with pytest.raises(TypeError, match="v must be"):
+        cache.write_kv(kv, kv.double())
+    with pytest.raises(ValueError, match="layer"):
+        cache.write_kv(kv, kv, layer=1)
+    cache.add_seq([1], kv_for([1]), kv_for([1]))  # the tree changed: reserve first
+    with pytest.raises(RuntimeError, match="reserve"):
+        cache.step_lengths(torch.tensor(1))

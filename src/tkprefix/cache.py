@@ -356,7 +356,14 @@ class ChunkKVCache:
         upload plus `n` (an int tensor on the cache's device: `appended` for the current step). Idempotent and
         capturable in a CUDA graph; the plan's tensors are written in place."""
         plan = self._plan
-        lens = self._dev["row_base"] + n.to(torch.int32)
+        if plan is None:
+            raise RuntimeError("step_lengths follows reserve: the tree changed since, call reserve(tokens) first")
+        if (not isinstance(n, torch.Tensor) or n.numel() != 1 or n.dtype not in (torch.int32, torch.int64)
+                or n.device != self.device):
+            raise TypeError(f"n must be a one-element int32/int64 tensor on the cache's device {self.device}, got "
+                            f"{type(n).__name__}" + (f" {n.dtype} {tuple(n.shape)} on {n.device}"
+                                                      if isinstance(n, torch.Tensor) else ""))
+        lens = self._dev["row_base"] + n.reshape(()).to(torch.int32)
         plan.private_len.index_copy_(0, self._dev["row_lastpriv"], lens)
         slot = lens.to(torch.int64) - 1
         flat = (self._dev["row_chunk"][:, None] * self.n_heads + self._dev["heads"]) * self.chunk_size + slot[:, None]
@@ -365,6 +372,14 @@ class ChunkKVCache:
     def write_kv(self, k: torch.Tensor, v: torch.Tensor, layer: int = 0) -> None:
         """Device half, second part: k, v (n_seqs, H, D) of the step's token of every row (row order) into layer
         `layer`'s pools at the slots `step_lengths` computed. Capturable."""
+        self._check_layer(layer)
+        for name, t in (("k", k), ("v", v)):
+            check_tensor(name, t, ndim=3)
+            if t.shape != (self._plan.n_seqs if self._plan is not None else -1, self.n_heads, self.d_head):
+                raise ValueError(f"{name} must be (n_seqs, n_heads, d_head) = ({self._n_live}, {self.n_heads}, "
+                                 f"{self.d_head}) after reserve, got {tuple(t.shape)}")
+            if t.dtype != self.dtype or t.device != self.device:
+                raise TypeError(f"{name} must be {self.dtype} on {self.device}, got {t.dtype} on {t.device}")
         index = self._dev["write_index"]
         self.k_pools[layer].view(-1, self.d_head).index_copy_(0, index, k.reshape(-1, self.d_head))
         self.v_pools[layer].view(-1, self.d_head).index_copy_(0, index, v.reshape(-1, self.d_head))
@@ -617,7 +632,7 @@ class ChunkKVCache:
     def _check_seq_ids(self, seq_ids) -> np.ndarray:
         ids = seq_ids.cpu().numpy() if isinstance(seq_ids, torch.Tensor) else np.asarray(seq_ids)
         if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
-            raise TypeError(f"seq_ids must be a 1-D sequence of int sequence ids, got {type(seq_ids).__name__}")
+            raise TypeError(f"seq_ids must be a sequence of ints (1-D sequence ids), got {type(seq_ids).__name__}")
         ids = ids.astype(np.int64)
         bad = ids[(ids < 0) | (ids >= self._next_id)]
         if not len(bad):
@@ -664,7 +679,7 @@ class ChunkKVCache:
         except (TypeError, ValueError):
             out = None
         if out is None or out.ndim != 1 or (out.size and out.dtype.kind not in "iu"):
-            raise TypeError(f"{name} must be a 1-D sequence of int token ids, got {type(tokens).__name__}"
+            raise TypeError(f"{name} must be a sequence of ints (1-D token ids), got {type(tokens).__name__}"
                             + (f" of dtype {out.dtype}" if out is not None and out.ndim == 1 else ""))
         return out.astype(np.int64, copy=False)
 
