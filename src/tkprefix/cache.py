@@ -365,9 +365,7 @@ class ChunkKVCache:
                                                       if isinstance(n, torch.Tensor) else ""))
         lens = self._dev["row_base"] + n.reshape(()).to(torch.int32)
         plan.private_len.index_copy_(0, self._dev["row_lastpriv"], lens)
-        slot = lens.to(torch.int64) - 1
-        flat = (self._dev["row_chunk"][:, None] * self.n_heads + self._dev["heads"]) * self.chunk_size + slot[:, None]
-        self._dev["write_index"].copy_(flat.reshape(-1))
+        torch.add(self._dev["row_slot0"], lens[:, None], out=self._dev["write_index"].view(-1, self.n_heads))
 
     def write_kv(self, k: torch.Tensor, v: torch.Tensor, layer: int = 0) -> None:
         """Device half, second part: k, v (n_seqs, H, D) of the step's token of every row (row order) into layer
@@ -469,10 +467,11 @@ class ChunkKVCache:
     def _upload_row_state(self) -> None:
         """Each row's last chunk, its private index and its current length, for the device half of a step."""
         n = len(self._rows)
-        self._upload("row_chunk", self._row_last, torch.int64)
         self._upload("row_lastpriv", self._row_lastpriv, torch.int64)
         self._upload("row_base", self._fill[self._row_last])
-        self._upload("heads", np.arange(self.n_heads), torch.int64)
+        # flat row of (chunk, head, slot) in a pool viewed as (-1, d_head): row_slot0 + the new token's length
+        slot0 = ((self._row_last[:, None] * self.n_heads + np.arange(self.n_heads)) * self.chunk_size - 1).reshape(-1)
+        self._dev["row_slot0"] = self._upload("row_slot0", slot0, torch.int64).view(n, self.n_heads)
         self._upload("write_index", np.zeros(n * self.n_heads, np.int64), torch.int64)
         assert not self._pending, "pending appends must be synced before the row state moves"
         self._appended, self._min_room = 0, None
