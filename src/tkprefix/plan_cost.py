@@ -43,7 +43,8 @@ def machine() -> str:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    return (f"{model}; {os.cpu_count()} logical cores ({usable} usable); Python {platform.python_version()}, "
+    load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
+    return (f"{model}; {os.cpu_count()} logical cores ({usable} usable){load}; Python {platform.python_version()}, "
             f"numpy {np.__version__}, torch {torch.__version__}")
 
 
