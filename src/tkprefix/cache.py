@@ -89,8 +89,10 @@ class ChunkKVCache:
         self.n_heads, self.d_head, self.chunk_size, self.capacity_chunks = n_heads, d_head, chunk_size, capacity_chunks
         self.n_layers, self.dtype, self.device = n_layers, dtype, normalize_device(device)
         shape = (capacity_chunks, n_heads, chunk_size, d_head)
-        self.k_pools = tuple(torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(n_layers))
-        self.v_pools = tuple(torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(n_layers))
+        # one allocation (layer, k|v, chunk, ...): a tree edit writes every layer's K and V in one copy
+        self._kv = torch.zeros((n_layers, 2, *shape), dtype=dtype, device=self.device)
+        self.k_pools = tuple(self._kv[layer, 0] for layer in range(n_layers))  # each contiguous
+        self.v_pools = tuple(self._kv[layer, 1] for layer in range(n_layers))
         self.k_pool, self.v_pool = self.k_pools[0], self.v_pools[0]
         cap = capacity_chunks
         # per chunk id (valid where _ref > 0)
@@ -241,9 +243,7 @@ class ChunkKVCache:
             self._parent[c], self._depth[c], self._fill[c] = self._parent[last], self._depth[last], self._fill[last]
             self._tok[c] = self._tok[last]
             self._ref[c] = 1
-            for kp, vp in zip(self.k_pools, self.v_pools):
-                kp[c] = kp[last]
-                vp[c] = vp[last]
+            self._kv[:, :, c] = self._kv[:, :, last]
             path, last = path[1:], c
         self._ref[path] += 1
         self._seq_last[new_id] = last
@@ -307,10 +307,8 @@ class ChunkKVCache:
         heads = np.arange(self.n_heads)
         flat = ((last[:, None] * self.n_heads + heads) * self.chunk_size + slot[:, None]).reshape(-1)
         flat = torch.from_numpy(flat).to(self.device)
-        for layer in range(self.n_layers):
-            for pool, x in ((self.k_pools[layer], k), (self.v_pools[layer], v)):
-                x = x if self.n_layers == 1 else x[layer]
-                pool.view(-1, self.d_head).index_copy_(0, flat, x.to(self.device).reshape(-1, self.d_head))
+        x = self._layered(k, v)
+        self._kv.view(self.n_layers, 2, -1, self.d_head).index_copy_(2, flat, x.flatten(2, 3))
         self._min_room = None
         if self._plan is not None:  # the plan keeps its shape: upload the moved lengths, re-base lock-step counting
             rows = self._seq_row[ids]
@@ -652,16 +650,21 @@ class ChunkKVCache:
 
     def _write_chunks(self, chunks: np.ndarray, k: torch.Tensor, v: torch.Tensor, first: int) -> None:
         """Tokens first.. of k, v into `chunks` (consecutive chunk-size pieces; the last may be partial)."""
-        size, n_tokens = self.chunk_size, k.shape[-3] - first
-        n_full = n_tokens // size
-        index = torch.from_numpy(chunks).to(self.device)
-        for layer in range(self.n_layers):
-            for pool, x in ((self.k_pools[layer], k), (self.v_pools[layer], v)):
-                x = (x if self.n_layers == 1 else x[layer])[first:].to(self.device)
-                if n_full:
-                    pool.index_copy_(0, index[:n_full], x[: n_full * size].unflatten(0, (n_full, size)).transpose(1, 2))
-                if n_tokens > n_full * size:
-                    pool[chunks[-1], :, : n_tokens - n_full * size] = x[n_full * size :].transpose(0, 1)
+        size = self.chunk_size
+        x = self._layered(k, v, first)  # (layers, 2, tokens, H, D)
+        n_full, rest = divmod(x.shape[2], size)
+        if n_full:
+            index = torch.from_numpy(chunks[:n_full]).to(self.device)
+            self._kv.index_copy_(2, index, x[:, :, : n_full * size].unflatten(2, (n_full, size)).transpose(3, 4))
+        if rest:
+            self._kv[:, :, int(chunks[-1]), :, :rest] = x[:, :, n_full * size :].transpose(2, 3)
+
+    def _layered(self, k: torch.Tensor, v: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Tokens first.. of k, v ((n_layers,) tokens, H, D) as one (n_layers, 2, tokens, H, D) tensor on the cache's
+        device."""
+        if self.n_layers == 1:
+            k, v = k[None], v[None]
+        return torch.stack((k[:, first:], v[:, first:]), 1).to(self.device)
 
     def _changed(self) -> None:
         self._plan, self._rows_list, self._min_room = None, None, None
