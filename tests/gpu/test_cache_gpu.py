@@ -100,6 +100,9 @@ def test_graph_decode_step_replays_and_is_captured_again_only_at_borders():
         n_dev.fill_(cache.appended)
         if graph is None or changed:
             tk_chunk.plan_work(cache, hq)  # the work lists are built before the capture (host -> device copies)
+            if graph is None:  # warm-up: the device half is idempotent, so running the step once more is harmless
+                step()
+                torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 step()
