@@ -68,6 +68,16 @@ def test_sweep_files_load_and_cover_configs_1_to_6():
         cases.load_sweeps(SWEEPS, ["c9"])
 
 
+def test_probe_sweeps_load():
+    """config/probes: focused measurement sweeps (tkprefix bench --sweeps config/probes), not pipeline configurations."""
+    probes = cases.load_sweeps(SWEEPS.parent / "probes")
+    assert [s.config for s in probes] == ["p1_no_prefix", "p3_gqa_suffix"]
+    for s in probes:
+        assert all(impl in REGISTRY for impl in s.impls) and s.trimmed
+    assert {c.prefix for c in probes[0].cases} == {0, 128}
+    assert {(c.q_heads, c.kv_heads, c.suffix) for c in probes[1].cases} == {(8, 1, 512), (32, 8, 512)}
+
+
 def test_case_validation_names_the_argument():
     with pytest.raises(ValueError, match="q_heads"):
         cases.Case("c", 4, 6, 4, 128, (), 10)

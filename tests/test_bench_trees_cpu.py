@@ -242,9 +242,11 @@ def artifact():
     if not (root / "kernel_bench" / "fasttree.py").exists():
         pytest.skip(f"FastTree artifact not extracted at {root} (scripts/bench/extract_tree_peers.sh)")
     saved = {k: sys.modules.get(k) for k in ("triton", "triton.language", "triton.testing")}
+    stubbed = False
     try:
         import triton  # noqa: F401
     except ImportError:
+        stubbed = True
         tri = types.ModuleType("triton")
         tri.jit = lambda fn=None, **kw: fn if fn is not None else (lambda g: g)
         tri.language, tri.testing = _Anything(), _Anything()
@@ -268,11 +270,12 @@ def artifact():
         mod.torch = TorchOnCpu("torch")
         mods[name] = mod
     yield mods
-    for k, v in saved.items():
-        if v is None:
-            sys.modules.pop(k, None)
-        else:
-            sys.modules[k] = v
+    if stubbed:  # put back what was there (nothing): later imports of triton see the real package or none
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
 
 
 def _partials(q, K, V, kv, allow=None):

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from .cases import Case
@@ -348,18 +349,22 @@ class FlashInferCascade(Impl):
 def _tokens(case: Case, b: int) -> list[int]:
     """Token ids of sequence b: each prefix row of each level has its own ids, every suffix token is unique (a tree
     node's tokens are its own ids, so equal ids mean the same node)."""
+    return _token_array(case, b).tolist()
+
+
+def _token_array(case: Case, b: int) -> np.ndarray:
+    """`_tokens` as an int64 array (what ChunkKVCache.add_seq takes without a per-token conversion)."""
     if case.tree is not None:
         t = case.tree
-        return [tok for i in t.path(b) for tok in range(t.offsets[i], t.offsets[i + 1])]
-    toks: list[int] = []
-    base = 0
+        return np.concatenate([np.arange(t.offsets[i], t.offsets[i + 1], dtype=np.int64) for i in t.path(b)])
+    parts, base = [], 0
     for rows, n in case.levels:
         row = b // (case.batch // rows)
-        toks.extend(range(base + row * n, base + (row + 1) * n))
+        parts.append(np.arange(base + row * n, base + (row + 1) * n, dtype=np.int64))
         base += rows * n
     s0 = base + b * case.suffix
-    toks.extend(range(s0, s0 + case.suffix))
-    return toks
+    parts.append(np.arange(s0, s0 + case.suffix, dtype=np.int64))
+    return np.concatenate(parts)
 
 
 class ChunkAttnUpstream(Impl):
@@ -521,7 +526,7 @@ class TkChunkAttn(Impl):
         b_of = {}
         for b in range(case.batch):
             k, v = full_kv(inp, b)
-            b_of[cache.add_seq(_tokens(case, b), k, v)] = b
+            b_of[cache.add_seq(_token_array(case, b), k, v)] = b
         order = [b_of[s] for s in cache.seq_ids]
         perm = torch.tensor(order, device=inp.q.device)
         inv = torch.empty_like(perm)
