@@ -119,7 +119,8 @@ def repro_table(bench_dir: Path, data_dir: Path, sweeps: dict, mode: str, prov: 
     rows.append(["A rerun on the same GPU agrees (share of rows within 5 / 10 %)", "Sec. across GPUs",
                  tp.tt("tkprefix compare <run> <rerun>"), stage_time(bench_dir, "compare/rerun.tsv", mode)])
     for nb, what in (("correctness", "Tab./Fig. correctness"), ("performance", "Figs. latency, roofline; Tabs."),
-                     ("e2e", "Fig./Tab. end-to-end"), ("crossgpu", "Fig./Tab. across GPUs")):
+                     ("peers", "Tab./Fig. every peer"), ("e2e", "Fig./Tab. end-to-end"),
+                     ("crossgpu", "Fig./Tab. across GPUs")):
         rows.append([f"Figures and tables from the data ({nb})", what,
                      tp.tt(f"snakemake --cores 2 --config mode={mode} -- results/notebooks/{nb}.ipynb"),
                      stage_time(bench_dir, f"notebooks/{nb}.tsv", mode)])
