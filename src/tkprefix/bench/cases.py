@@ -18,6 +18,9 @@ A sweep file (config/sweeps/*.yaml) names a configuration and a grid::
       suffix: [64, 512]
     # or, instead of batch/prefix: batch_prefix: [[512, 1024], [1024, 2048]]
     # or, instead of prefix: levels: [[[1, 2048], [8, 1024]]]   (a list of level lists)
+    # or, instead of batch/prefix/suffix: forest: [{prompts: 64, prompt_len: [1024, 4096], fanout: [4, 16], ...}]
+    #   (a forest of prompts and documents with ragged suffixes: forest.py; batch = its number of sequences; a
+    #   regular forest becomes an ordinary levels case)
     impls: [sdpa_naive, sdpa_hydragen, flashinfer_cascade, tk_hydragen]
     graph: [false, true]
     reps: 30
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from . import stats
+from .forest import Forest, forest_from_spec
 
 __all__ = ["Case", "Sweep", "load_sweep", "load_sweeps", "expand_grid"]
 
@@ -47,8 +51,13 @@ class Case:
     dtype: str = "bfloat16"
     chunk_size: int = 64
     n_queries: int = 1
+    forest: Forest | None = None  # a forest case (levels () and suffix 0; the forest holds every length)
 
     def __post_init__(self) -> None:
+        if self.forest is not None:
+            if self.levels or self.suffix or self.batch != self.forest.batch:
+                raise ValueError(f"forest: a forest case takes batch={self.forest.batch} from its forest, no levels "
+                                 "and suffix 0")
         for name in ("batch", "q_heads", "kv_heads", "head_dim", "chunk_size", "n_queries"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
@@ -66,11 +75,16 @@ class Case:
 
     @property
     def prefix(self) -> int:
-        """Total shared tokens a sequence sees (sum of level lengths)."""
+        """Total shared tokens a sequence sees (sum of level lengths; a forest: the mean over its sequences)."""
+        if self.forest is not None:
+            return round(sum(self.forest.shared(b) for b in range(self.batch)) / self.batch)
         return sum(length for _, length in self.levels)
 
     @property
     def total_keys(self) -> int:
+        """Keys a sequence sees (a forest: the most any of its sequences sees)."""
+        if self.forest is not None:
+            return max(self.forest.keys(b) for b in range(self.batch))
         return self.prefix + self.suffix
 
     @property
@@ -79,31 +93,49 @@ class Case:
 
     @property
     def unique_bytes(self) -> int:
+        if self.forest is not None:  # every prompt, document and suffix once, plus q and o
+            e = stats.dtype_bytes(self.dtype)
+            return (self.forest.unique_tokens * self.kv_heads * self.head_dim * 2 * e
+                    + 2 * self.batch * self.n_queries * self.q_heads * self.head_dim * e)
         return stats.attention_unique_bytes(
             batch=self.batch, q_heads=self.q_heads, kv_heads=self.kv_heads, head_dim=self.head_dim,
             levels=self.levels, suffix=self.suffix, n_queries=self.n_queries, dtype=self.dtype)
 
     @property
     def flops(self) -> int:
+        if self.forest is not None:
+            return stats.attention_flops(batch=1, q_heads=self.q_heads, head_dim=self.head_dim,
+                                         keys_per_query=self.forest.total_keys, n_queries=self.n_queries)
         return stats.attention_flops(batch=self.batch, q_heads=self.q_heads, head_dim=self.head_dim,
                                      keys_per_query=self.total_keys, n_queries=self.n_queries)
 
     @property
     def naive_bytes(self) -> int:
         """Bytes of a KV cache with the prefix copied for every sequence (what ``sdpa_naive`` holds)."""
+        if self.forest is not None:
+            return self.forest.total_keys * self.kv_heads * self.head_dim * 2 * stats.dtype_bytes(self.dtype)
         return self.batch * self.total_keys * self.kv_heads * self.head_dim * 2 * stats.dtype_bytes(self.dtype)
 
     def levels_str(self) -> str:
+        if self.forest is not None:
+            return self.forest.describe()
         return ";".join(f"{r}x{n}" for r, n in self.levels)
 
     def label(self) -> str:
+        if self.forest is not None:
+            suf = [s for _, _, s in self.forest.seqs]
+            return (f"{self.config} B{self.batch} H{self.q_heads}/{self.kv_heads} P[{self.levels_str()}] "
+                    f"S{min(suf)}-{max(suf)}")
         return (f"{self.config} B{self.batch} H{self.q_heads}/{self.kv_heads} P[{self.levels_str()}] "
                 f"S{self.suffix}")
 
     def base_row(self) -> dict[str, Any]:
+        suffix = self.suffix
+        if self.forest is not None:  # the mean private suffix
+            suffix = round(sum(s for _, _, s in self.forest.seqs) / self.batch)
         return {
             "config": self.config, "batch": self.batch, "q_heads": self.q_heads, "kv_heads": self.kv_heads,
-            "head_dim": self.head_dim, "prefix": self.prefix, "suffix": self.suffix, "dtype": self.dtype,
+            "head_dim": self.head_dim, "prefix": self.prefix, "suffix": suffix, "dtype": self.dtype,
             "unique_bytes": self.unique_bytes, "flops": self.flops, "levels": self.levels_str(),
             "chunk_size": self.chunk_size,
         }
@@ -138,11 +170,24 @@ def _pairs(value: Any, name: str) -> list[tuple[int, int]]:
 def expand_grid(config: str, grid: Mapping[str, Any], *, head_dim: int = 128, dtype: str = "bfloat16",
                 chunk_size: int = 64) -> Iterator[Case]:
     """Every case of a sweep grid (see the module docstring)."""
-    known = {"heads", "batch", "prefix", "suffix", "batch_prefix", "levels"}
+    known = {"heads", "batch", "prefix", "suffix", "batch_prefix", "levels", "forest"}
     unknown = set(grid) - known
     if unknown:
         raise ValueError(f"grid: unknown keys {sorted(unknown)} (known: {sorted(known)})")
     heads = _pairs(grid.get("heads", [[32, 32]]), "grid.heads")
+    if "forest" in grid:
+        if set(grid) - {"heads", "forest"}:
+            raise ValueError("grid: a forest grid takes only heads and forest (each forest sets its own lengths)")
+        for (hq, hkv), spec in itertools.product(heads, grid["forest"]):
+            f = forest_from_spec(spec)
+            regular = f.as_levels()
+            if regular is not None:  # Hydragen's levels form: an ordinary case every implementation can run
+                yield Case(config=config, batch=f.batch, q_heads=hq, kv_heads=hkv, head_dim=head_dim,
+                           levels=regular[0], suffix=regular[1], dtype=dtype, chunk_size=chunk_size)
+                continue
+            yield Case(config=config, batch=f.batch, q_heads=hq, kv_heads=hkv, head_dim=head_dim, levels=(),
+                       suffix=0, dtype=dtype, chunk_size=chunk_size, forest=f)
+        return
     suffixes = [int(s) for s in grid.get("suffix", [0])]
     if "batch_prefix" in grid:
         if "batch" in grid or "prefix" in grid:

@@ -26,7 +26,7 @@ import torch
 from .cases import Case
 from .inputs import Inputs
 
-__all__ = ["Impl", "Prepared", "Unsupported", "REGISTRY", "get_impl"]
+__all__ = ["Impl", "Prepared", "Unsupported", "REGISTRY", "get_impl", "forest_unavailable"]
 
 
 class Unsupported(Exception):
@@ -45,6 +45,8 @@ class Prepared:
 class Impl:
     name = ""
     graph_ok = True
+    forest_ok = False  # runs forest cases (configuration 7); the runner reports the others unavailable there
+    forest_reason = "cannot express a forest (distinct prompt lengths, per-sequence suffix lengths)"
 
     def unavailable_reason(self, case: Case) -> str | None:
         return None
@@ -54,6 +56,18 @@ class Impl:
 
     def prepare(self, case: Case, inp: Inputs) -> Prepared:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def forest_unavailable(impl: Impl, case: Case) -> str | None:
+    """Why ``impl`` cannot run the forest ``case`` (None: not a forest, or the adapter expresses forests)."""
+    if case.forest is None or impl.forest_ok:
+        return None
+    reason = impl.forest_reason
+    return reason(case) if callable(reason) else reason
+
+
+def _hydragen_forest_reason(case: Case) -> str:
+    return case.forest.irregular_reason() + "; c7's regular forests run it as levels"
 
 
 def _elem(case: Case) -> int:
@@ -132,6 +146,7 @@ class SdpaHydragen(Impl):
     (``(B, Hkv, g, D)`` against ``(B, Hkv, S, D)``), merged by LSE."""
 
     name = "sdpa_hydragen"
+    forest_reason = staticmethod(_hydragen_forest_reason)
 
     def extra_bytes(self, case: Case) -> int:
         return sum(r * n for r, n in case.levels) * case.kv_heads * case.head_dim * 2 * _elem(case)
@@ -174,6 +189,7 @@ class FlashInferCascade(Impl):
 
     name = "flashinfer_cascade"
     page_size = 16
+    forest_ok = True
 
     def unavailable_reason(self, case: Case) -> str | None:
         try:
@@ -184,10 +200,44 @@ class FlashInferCascade(Impl):
 
     def _pages(self, case: Case) -> int:
         ps = self.page_size
+        if case.forest is not None:  # every run of _forest_levels in its own pages (a split adds at most one page)
+            f = case.forest
+            return (sum(math.ceil(n / ps) + 1 for n in f.prompts) + sum(math.ceil(n / ps) for _, n in f.docs)
+                    + sum(math.ceil(s / ps) for _, _, s in f.seqs))
         return sum(r * math.ceil(n / ps) for r, n in case.levels) + case.batch * math.ceil(case.suffix / ps)
 
     def extra_bytes(self, case: Case) -> int:
         return self._pages(case) * 2 * self.page_size * case.kv_heads * case.head_dim * _elem(case) + (256 << 20)
+
+    def _forest_levels(self, inp: Inputs) -> list[list[tuple[int, int, torch.Tensor, torch.Tensor]]]:
+        """A forest as cascade levels, each a list of segments ``(q_start, q_stop, k, v)`` covering the batch:
+        level 0 the prompts, level 1 the documents, level 2 the suffixes. A prompt without documents is split into
+        two runs of pages (its first half at level 0, the rest at level 1), so that no segment of a level is empty."""
+        f = inp.forest
+        if any(s == 0 for _, _, s in f.seqs):
+            raise Unsupported("a forest sequence with an empty suffix would make an empty cascade segment")
+        lv: list[list[tuple[int, int, torch.Tensor, torch.Tensor]]] = [[], [], []]
+        for a, b in f.groups(0):
+            p = f.seqs[a][0]
+            pk, pv = inp.prompt_ks[p], inp.prompt_vs[p]
+            under_doc = {d >= 0 for _, d, _ in f.seqs[a:b]}
+            if len(under_doc) > 1:
+                raise Unsupported(f"prompt {p}: some of its sequences are under a document and some are not")
+            if under_doc == {True}:
+                lv[0].append((a, b, pk, pv))
+                for da, db in f.groups(1):
+                    if a <= da < b:
+                        d = f.seqs[da][1]
+                        lv[1].append((da, db, inp.doc_ks[d], inp.doc_vs[d]))
+            else:
+                n = pk.shape[0]
+                h = (n // 2) // self.page_size * self.page_size or n // 2
+                if h == 0:
+                    raise Unsupported("a one-token prompt without documents cannot be split over two levels")
+                lv[0].append((a, b, pk[:h], pv[:h]))
+                lv[1].append((a, b, pk[h:], pv[h:]))
+        lv[2] = [(b, b + 1, inp.k[b, :s], inp.v[b, :s]) for b, (_, _, s) in enumerate(f.seqs)]
+        return lv
 
     def prepare(self, case: Case, inp: Inputs) -> Prepared:
         import flashinfer
@@ -198,6 +248,22 @@ class FlashInferCascade(Impl):
         i32 = dict(dtype=torch.int32, device=dev)
         qo, kvp, idx, last = [], [], [], []
         base = 0
+        if inp.forest is not None:
+            for segs in self._forest_levels(inp):
+                q_ptr, kv_ptr, pages, lens = [0], [0], [], []
+                for a, b, k, v in segs:
+                    npg = math.ceil(k.shape[0] / ps)
+                    for j, src in ((0, k), (1, v)):
+                        src = torch.nn.functional.pad(src, (0, 0, 0, 0, 0, npg * ps - k.shape[0]))
+                        pool[base:base + npg, j].copy_(src.reshape(npg, ps, Hkv, D))
+                    q_ptr.append(b)
+                    kv_ptr.append(kv_ptr[-1] + npg)
+                    pages.extend(range(base, base + npg))
+                    lens.append(k.shape[0] - (npg - 1) * ps)
+                    base += npg
+                for arr, vals in ((qo, q_ptr), (kvp, kv_ptr), (idx, pages), (last, lens)):
+                    arr.append(torch.tensor(vals, **i32))
+            return self._plan_and_run(case, inp, pool, qo, kvp, idx, last)
 
         def fill(src_k: torch.Tensor, src_v: torch.Tensor, rows: int, n: int) -> int:
             npg = math.ceil(n / ps)
@@ -223,6 +289,13 @@ class FlashInferCascade(Impl):
             idx.append(torch.arange(base, base + B * npg, **i32))
             last.append(torch.full((B,), case.suffix - (npg - 1) * ps, **i32))
             base += B * npg
+        return self._plan_and_run(case, inp, pool, qo, kvp, idx, last)
+
+    def _plan_and_run(self, case: Case, inp: Inputs, pool: torch.Tensor, qo: list, kvp: list, idx: list,
+                      last: list) -> Prepared:
+        import flashinfer
+
+        dev, ps, B, Hkv, D = inp.q.device, self.page_size, case.batch, case.kv_heads, case.head_dim
         workspace = torch.empty(128 << 20, dtype=torch.uint8, device=dev)
         # CUDA-graph mode: the plan writes into these fixed buffers, so a captured run() stays valid
         bufs = [[t.clone() for t in arr] for arr in (qo, kvp, idx, last)]
@@ -248,7 +321,19 @@ class FlashInferCascade(Impl):
 # Peer 4: upstream ChunkAttention (microsoft/chunk-attention), if its extension is installed
 # --------------------------------------------------------------------------------------------------------------------
 def _tokens(case: Case, b: int) -> list[int]:
-    """Token ids of sequence b: each prefix row of each level has its own ids, every suffix token is unique."""
+    """Token ids of sequence b: each prefix row of each level (each prompt and document of a forest) has its own ids,
+    every suffix token is unique."""
+    if case.forest is not None:
+        f = case.forest
+        p, d, s = f.seqs[b]
+        off = sum(f.prompts[:p])
+        toks = list(range(off, off + f.prompts[p]))
+        base = sum(f.prompts)
+        if d >= 0:
+            off = base + sum(n for _, n in f.docs[:d])
+            toks.extend(range(off, off + f.docs[d][1]))
+        base += sum(n for _, n in f.docs) + sum(x for _, _, x in f.seqs[:b])
+        return toks + list(range(base, base + s))
     toks: list[int] = []
     base = 0
     for rows, n in case.levels:
@@ -260,39 +345,81 @@ def _tokens(case: Case, b: int) -> list[int]:
     return toks
 
 
+def import_chunk_attn():
+    """Upstream ChunkAttention's module ``chunk_attn``, built by scripts/peers/build_chunk_attn_upstream.sh into
+    ``third_party/chunk-attention/src`` (or the folder ``$CHUNK_ATTN_SRC``), else an installed one."""
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    for src in (os.environ.get("CHUNK_ATTN_SRC"), root / "third_party" / "chunk-attention" / "src"):
+        if src and (Path(src) / "chunk_attn" / "lib").is_dir() and str(src) not in sys.path:
+            sys.path.insert(0, str(src))
+            break
+    return importlib.import_module("chunk_attn")
+
+
+def chunk_attn_version() -> str:
+    """The upstream commit the built module came from (third_party/chunk-attention/COMMIT), or ''."""
+    from pathlib import Path
+
+    f = Path(__file__).resolve().parents[3] / "third_party" / "chunk-attention" / "COMMIT"
+    return f.read_text().strip() if f.is_file() else ""
+
+
 class ChunkAttnUpstream(Impl):
-    """microsoft/chunk-attention's ``chunk_attn.Attention`` (fp16, its own prefix tree), forward(q) two-phase."""
+    """microsoft/chunk-attention's ``chunk_attn.Attention`` (fp16, its own C++ prefix tree), forward(q) two-phase
+    (its automatic partition). Its sequences are indexed in tree order (``add_seq`` returns the index, shifting the
+    later ones), so q is put in that order and the output back in batch order outside the timed region."""
 
     name = "chunk_attn_upstream"
+    forest_ok = True
 
     def unavailable_reason(self, case: Case) -> str | None:
         try:
-            importlib.import_module("chunk_attn")
+            import_chunk_attn()
         except Exception as e:
-            return (f"chunk_attn (microsoft/chunk-attention) not installed ({type(e).__name__}); its CMake build "
-                    "fetches pybind11/spdlog/gtest at configure time and the device has no network")
+            return (f"chunk_attn (microsoft/chunk-attention) not built ({type(e).__name__}: {e}); build it with "
+                    "scripts/peers/build_chunk_attn_upstream.sh")
         if case.group != 1:
             return "upstream ChunkAttention supports no GQA (q_heads must equal kv_heads)"
         if case.batch > 128:
             return "upstream ChunkAttention supports batch <= 128"
         return None
 
-    def prepare(self, case: Case, inp: Inputs) -> Prepared:
-        from chunk_attn import Attention  # type: ignore
+    def extra_bytes(self, case: Case) -> int:
+        return self._memory_mb(case) << 20
 
+    @staticmethod
+    def _memory_mb(case: Case) -> int:
+        # its chunk pool: every chunk of the tree (prefix chunks once, each sequence's private ones) + headroom
+        c, tok = case.chunk_size, case.kv_heads * case.head_dim * 2 * 2
+        if case.forest is not None:
+            chunks = TkChunkAttn("", "")._chunks(case)
+        else:
+            chunks = (sum(r * math.ceil(n / c) for r, n in case.levels)
+                      + case.batch * (math.ceil(case.suffix / c) + len(case.levels) + 2))
+        return int(chunks * c * tok / 2**20) + 64
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
         from .inputs import full_kv
 
-        mem_mb = int(2 * sum(r * n for r, n in case.levels) * case.kv_heads * case.head_dim * 2 / 2**20
-                     + 2 * case.batch * (case.suffix + case.chunk_size) * case.kv_heads * case.head_dim * 2 / 2**20
-                     + 512)
+        Attention = import_chunk_attn().Attention
         attn = Attention(n_heads=case.kv_heads, d_head=case.head_dim, chunk_size=case.chunk_size,
-                         memory_mb=mem_mb, dtype=torch.float16, device=inp.q.device)
+                         memory_mb=self._memory_mb(case), dtype=torch.float16, device=inp.q.device)
+        order: list[int] = []  # order[i] = batch index of upstream's sequence i
         for b in range(case.batch):
             k, v = full_kv(inp, b)
-            attn.add_seq(tokens=_tokens(case, b), k=k.half().contiguous(), v=v.half().contiguous())
-        q = inp.q.reshape(case.batch, case.q_heads, case.head_dim).half().contiguous()
-        return Prepared(run=lambda: attn.forward(q=q), canonical=lambda o: o.reshape(q.shape), state=(attn, q),
-                        note="fp16")
+            order.insert(attn.add_seq(tokens=_tokens(case, b), k=k.half().contiguous(), v=v.half().contiguous()), b)
+        perm = torch.tensor(order, device=inp.q.device)
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(len(order), device=perm.device)
+        q = inp.q.reshape(case.batch, case.q_heads, case.head_dim)[perm].half().contiguous()
+        attn.refresh_kernel_context(True)  # untimed: upstream re-plans only when the tree changes
+        ver = chunk_attn_version()
+        return Prepared(run=lambda: attn.forward(q=q), canonical=lambda o: o[inv], state=(attn, q),
+                        note=f"fp16{' @' + ver[:12] if ver else ''}")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -300,6 +427,7 @@ class ChunkAttnUpstream(Impl):
 # --------------------------------------------------------------------------------------------------------------------
 class HydragenUpstream(Impl):
     name = "hydragen_upstream"
+    forest_reason = staticmethod(_hydragen_forest_reason)
 
     def unavailable_reason(self, case: Case) -> str | None:
         try:
@@ -334,6 +462,7 @@ class TkHydragen(Impl):
     """``tkprefix.hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, backend=...)`` on the inputs as given."""
 
     backend = "tk"
+    forest_reason = staticmethod(_hydragen_forest_reason)
 
     def __init__(self, name: str, backend: str) -> None:
         self.name, self.backend = name, backend
@@ -379,6 +508,8 @@ class TkChunkAttn(Impl):
     """``tkprefix.chunk_attention(q, cache, backend=...)`` over a ``ChunkKVCache`` built from the case's tokens
     (shared chunks found by the prefix tree); q is reordered to ``cache.seq_ids`` order outside the timed region."""
 
+    forest_ok = True
+
     def __init__(self, name: str, backend: str, max_tokens: int = 40_000_000) -> None:
         self.name, self.backend, self.max_tokens = name, backend, max_tokens
 
@@ -396,6 +527,10 @@ class TkChunkAttn(Impl):
 
     def _chunks(self, case: Case) -> int:
         c = case.chunk_size
+        if case.forest is not None:  # prompts and documents once, each sequence its private chunks + 3 partial ones
+            f = case.forest
+            return (sum(math.ceil(n / c) for n in f.prompts) + sum(math.ceil(n / c) for _, n in f.docs)
+                    + sum(math.ceil(f.keys(b) / c) - f.shared(b) // c + 3 for b in range(case.batch)))
         # prefix chunks (a partial last chunk of a level is not shared and is counted per sequence) + suffix chunks
         return (sum(r * math.ceil(n / c) for r, n in case.levels)
                 + case.batch * (math.ceil(case.total_keys / c) - case.prefix // c + len(case.levels) + 1))
@@ -436,6 +571,9 @@ class TkChunkFirst(TkChunkAttn):
     of the sequences sharing it → fp32 partials + LSE. Only for cases without private tokens (configuration 4), where
     the partials of a sequence are all chunk-first rows; they are merged on the host side of the check (outside the
     timed region) by the LSE rule and compared with the float64 reference like every other output."""
+
+    forest_ok = False
+    forest_reason = "chunk-first alone is measured only where every token sits in a shared full chunk (suffix 0)"
 
     def __init__(self) -> None:
         super().__init__("tk_chunk_first", "tk")

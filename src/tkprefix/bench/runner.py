@@ -122,7 +122,7 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
     graphs: list[Any] = []
     for name in impls:
         impl = get_impl(name)
-        reason = (skip or {}).get(name) or impl.unavailable_reason(case)
+        reason = (skip or {}).get(name) or forest_unavailable(impl, case) or impl.unavailable_reason(case)
         if reason:
             status = reason if reason.startswith("wrong: ") else schema.unavailable(reason)
             for g in graph_modes:
