@@ -621,6 +621,8 @@ REGISTRY: dict[str, Impl] = {
     )
 }
 
+from . import prior_tk  # noqa: E402,F401 - adds prior_tk_chunk_first to REGISTRY (it builds on the classes above)
+
 
 def get_impl(name: str) -> Impl:
     try:
