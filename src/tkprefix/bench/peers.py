@@ -143,9 +143,14 @@ def merge_lse(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor, lse_b: 
 class SdpaHydragen(Impl):
     """Hydragen in plain PyTorch: per shared level one FlashAttention call with the queries of all sequences sharing a
     prefix stacked as rows (``(rows, Hkv, per·g, D)`` against ``(rows, Hkv, P, D)``), one call for the suffixes
-    (``(B, Hkv, g, D)`` against ``(B, Hkv, S, D)``), merged by LSE."""
+    (``(B, Hkv, g, D)`` against ``(B, Hkv, S, D)``), merged by LSE. Subclasses (lse_hydragen.py) swap the
+    attention kernel through :meth:`attn_with_lse`."""
 
     name = "sdpa_hydragen"
+    contiguous_suffix = False  # read the suffix in place as a strided (B, Hkv, S, D) view
+
+    def attn_with_lse(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        return sdpa_with_lse(q, k, v)
     forest_reason = staticmethod(_hydragen_forest_reason)
 
     def extra_bytes(self, case: Case) -> int:
@@ -158,7 +163,10 @@ class SdpaHydragen(Impl):
         pv = [sv.permute(0, 2, 1, 3).contiguous() for sv in inp.shared_vs]
         sk_ = inp.k.permute(0, 2, 1, 3)
         sv_ = inp.v.permute(0, 2, 1, 3)
+        if self.contiguous_suffix:
+            sk_, sv_ = sk_.contiguous(), sv_.contiguous()
         q = inp.q
+        attn = self.attn_with_lse
 
         def run() -> torch.Tensor:
             o = lse = None
@@ -167,16 +175,18 @@ class SdpaHydragen(Impl):
                 per = B // rows
                 # (B, 1, Hq, D) → (rows, per, Hkv, g, D) → (rows, Hkv, per·g, D)
                 qs = q.reshape(rows, per, Hkv, g, D).permute(0, 2, 1, 3, 4).reshape(rows, Hkv, per * g, D)
-                o_l, lse_l = sdpa_with_lse(qs, k, v)
+                o_l, lse_l = attn(qs, k, v)
                 o_l = o_l.reshape(rows, Hkv, per, g, D).permute(0, 2, 1, 3, 4).reshape(B, Hkv, g, D)
                 lse_l = lse_l.reshape(rows, Hkv, per, g).permute(0, 2, 1, 3).reshape(B, Hkv, g)
                 o, lse = (o_l, lse_l) if o is None else merge_lse(o, lse, o_l, lse_l)
             if case.suffix:
-                o_s, lse_s = sdpa_with_lse(q.reshape(B, Hkv, g, D), sk_, sv_)
+                o_s, lse_s = attn(q.reshape(B, Hkv, g, D), sk_, sv_)
                 o, lse = (o_s, lse_s) if o is None else merge_lse(o, lse, o_s, lse_s)
             return o.to(q.dtype)
 
-        return Prepared(run=run, canonical=lambda o: o.reshape(B, Hq, D), state=(pk, pv))
+        return Prepared(run=run, canonical=lambda o: o.reshape(B, Hq, D), state=(pk, pv), note=self.note)
+
+    note = ""
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -621,7 +631,7 @@ REGISTRY: dict[str, Impl] = {
     )
 }
 
-from . import prior_tk  # noqa: E402,F401 - adds prior_tk_chunk_first to REGISTRY (it builds on the classes above)
+from . import lse_hydragen, prior_tk  # noqa: E402,F401 - add their peers to REGISTRY (they build on the classes above)
 
 
 def get_impl(name: str) -> Impl:
