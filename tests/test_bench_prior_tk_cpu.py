@@ -14,7 +14,7 @@ class _FakeExt:
     max_seqs = 64
 
     @staticmethod
-    def chunk_first(q, keys, values, offsets, begins, ends, rows):
+    def chunk_first(q, keys, values, offsets, begins, ends, rows, stream):
         H, B, D = q.shape
         attns = torch.empty(rows * H, D)
         maxs = torch.empty(rows * H)

@@ -5,7 +5,6 @@
 // prior_chunk_first_kernel.cu in the git-ignored build folder, and this file includes that copy. The launch
 // (grid, block, dynamic shared memory) follows their harness.impl.
 #include <torch/extension.h>
-#include <c10/cuda/CUDAStream.h>
 
 #include "prior_chunk_first_kernel.cu"
 
@@ -15,11 +14,12 @@ using Globals = attn_chunk_first_globals<kMaxSeqs, kDHead>;
 
 // q (H, B, D) bf16; keys / values: int64 device pointers, one per chunk entry, each to a (H, 64, D) bf16 block;
 // offsets / begins / ends: int32 per entry (output row offset, sequence range). Returns (attns, maxs, sums):
-// attns (rows * H, D) fp32 unnormalized, maxs / sums (rows * H,) fp32, rows = sum over entries of end - begin;
+// stream: the caller's cudaStream_t (torch.cuda.current_stream().cuda_stream, so a captured call stays on the
+// capture stream). attns (rows * H, D) fp32 unnormalized, maxs / sums (rows * H,) fp32, rows = sum over entries of end - begin;
 // entry c's rows start at offsets[c] * H, ordered (head, sequence).
 std::vector<torch::Tensor> chunk_first(torch::Tensor q, torch::Tensor keys, torch::Tensor values,
                                        torch::Tensor offsets, torch::Tensor begins, torch::Tensor ends,
-                                       int64_t rows) {
+                                       int64_t rows, int64_t stream) {
     TORCH_CHECK(q.is_cuda() && q.scalar_type() == torch::kBFloat16 && q.dim() == 3 && q.size(2) == kDHead &&
                 q.is_contiguous(), "q: need a contiguous CUDA bf16 (H, B, 128) tensor");
     for (auto* t : {&keys, &values})
@@ -51,9 +51,11 @@ std::vector<torch::Tensor> chunk_first(torch::Tensor q, torch::Tensor keys, torc
                   sizeof(sv<float, rows_per_warp>) * NUM_WARPS * 2 + 16384;
     smem = (smem + 4095) / 4096 * 4096;
     auto kernel = attn_chunk_first_tk<kMaxSeqs, kChunk, kDHead>;
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    kernel<<<dim3(H, n), BLOCK_SIZE, smem, c10::cuda::getCurrentCUDAStream()>>>(g);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    TORCH_CHECK(err == cudaSuccess, "cudaFuncSetAttribute: ", cudaGetErrorString(err));
+    kernel<<<dim3(H, n), BLOCK_SIZE, smem, reinterpret_cast<cudaStream_t>(stream)>>>(g);
+    err = cudaGetLastError();
+    TORCH_CHECK(err == cudaSuccess, "attn_chunk_first_tk launch: ", cudaGetErrorString(err));
     return {attns, maxs, sums};
 }
 }  // namespace

@@ -129,7 +129,8 @@ class PriorTkChunkFirst(Impl):
         head_of = torch.cat([torch.arange(H, device=dev).repeat_interleave(e - b) for b, e in zip(begins, ends)])
 
         def run():
-            return mod.chunk_first(q, *meta, rows)
+            stream = torch.cuda.current_stream().cuda_stream if q.is_cuda else 0  # the capture stream in a graph
+            return mod.chunk_first(q, *meta, rows, stream)
 
         def canonical(res) -> torch.Tensor:
             attns, maxs, sums = res
