@@ -111,3 +111,20 @@ def test_forest_unavailable_rows():
     assert forest_unavailable(TkChunkAttn("torch_chunk_attn", "torch"), case) is None
     assert forest_unavailable(FlashInferCascade(), case) is None
     assert forest_unavailable(SdpaHydragen(), Case("t", 4, 8, 2, 32, ((1, 8),), 4)) is None
+
+
+def test_runner_reports_forest_rows_unavailable(monkeypatch):
+    """run_case's availability path on a forest (inputs and the float64 reference on the CPU; every implementation
+    here is one that cannot express the forest, so nothing reaches the device)."""
+    from tkprefix.bench import inputs, runner, schema
+
+    monkeypatch.setattr(runner, "make_inputs", lambda case, dev, seed=0: inputs.make_inputs(case, "cpu", seed=seed))
+    case = _case(_small(seed=6), dtype="bfloat16")
+    impls = ["sdpa_naive", "sdpa_hydragen", "tk_hydragen", "tk_chunk_first", "prior_tk_chunk_first"]
+    rows = runner.run_case(case, impls, [False, True], None, {"copy_bw_bytes_per_s": 3e12, "gemm_flops_per_s": 7e14},
+                           log=lambda m: None)
+    assert [(r["impl"], r["graph"]) for r in rows] == [(i, g) for i in impls for g in (0, 1)]
+    for r in rows:
+        assert r["status"].startswith("unavailable: ") and r["levels"].startswith("forest"), r
+        schema.validate_row(r)
+    assert "irregular forest" in rows[2]["status"] and "cannot express a forest" in rows[0]["status"]

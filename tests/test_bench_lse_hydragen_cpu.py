@@ -2,7 +2,6 @@
 import importlib.util
 
 import pytest
-import torch
 
 from tkprefix.bench.cases import Case
 from tkprefix.bench.inputs import make_inputs, reference_rows, rel_err

@@ -23,7 +23,7 @@ import torch
 from . import schema, stats
 from .cases import Case
 from .inputs import TOLERANCE, make_inputs, pick_rows, reference_rows, rel_err
-from .peers import Prepared, Unsupported, get_impl
+from .peers import Prepared, Unsupported, forest_unavailable, get_impl
 from .timing import L2Flusher, capture_graph, estimate_us, time_interleaved
 
 __all__ = ["run_case", "FatalCudaError", "is_fatal_cuda"]
