@@ -128,3 +128,25 @@ def test_runner_reports_forest_rows_unavailable(monkeypatch):
         assert r["status"].startswith("unavailable: ") and r["levels"].startswith("forest"), r
         schema.validate_row(r)
     assert "irregular forest" in rows[2]["status"] and "cannot express a forest" in rows[0]["status"]
+
+
+def test_runner_ok_rows_on_a_forest(monkeypatch):
+    """The whole run_case path for an implementation that runs a forest (the exact PyTorch chunk backend on the CPU),
+    with the device-only steps (memory query, poisoning, timing) stood in for: a validated ok row with the forest's
+    bytes and FLOPs."""
+    from tkprefix.bench import inputs, runner, schema
+
+    monkeypatch.setattr(runner, "make_inputs", lambda case, dev, seed=0: inputs.make_inputs(case, "cpu", seed=seed))
+    monkeypatch.setattr(runner, "_poison_allocator", lambda *a: None)
+    monkeypatch.setattr(runner, "estimate_us", lambda fn: 1.0)
+    monkeypatch.setattr(runner, "time_interleaved", lambda rs, n, fl: {k: [5.0 + i for i in range(n)] for k in rs})
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1 << 40, 1 << 40))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    case = _case(_small(seed=8), dtype="bfloat16")
+    rows = runner.run_case(case, ["torch_chunk_attn"], [False, True], None,
+                           {"copy_bw_bytes_per_s": 3e12, "gemm_flops_per_s": 7e14}, log=print, reps=10)
+    ok, graph = rows
+    assert ok["status"] == "ok" and ok["rel_err"] < 1e-2 and ok["unique_bytes"] == case.unique_bytes, ok
+    assert graph["status"].startswith("unavailable: not graph-capturable")
+    for r in rows:
+        schema.validate_row(r)
