@@ -10,12 +10,14 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 
+RUN_LOCK = release_stale_locks()  # resume after a hard kill without --unlock (common.smk says how it stays safe)
+
 MODE = resolve_mode(config["mode"])
 DATA = f"results/{MODE}"
 SWEEPS = list_sweeps(config["sweeps_dir"], config["sweeps"])  # {name: kind}
 ATTENTION_SWEEPS = [s for s, kind in SWEEPS.items() if kind != "e2e"]
 E2E_SWEEPS = [s for s, kind in SWEEPS.items() if kind == "e2e"]
-NOTEBOOKS = ["correctness", "performance", "e2e"]
+NOTEBOOKS = ["correctness", "performance", "peers", "e2e"]
 
 report: "workflow/report/workflow.rst"
 

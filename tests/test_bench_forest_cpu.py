@@ -127,7 +127,7 @@ def test_runner_reports_forest_rows_unavailable(monkeypatch):
     for r in rows:
         assert r["status"].startswith("unavailable: ") and r["levels"].startswith("forest"), r
         schema.validate_row(r)
-    assert "irregular forest" in rows[2]["status"] and "cannot express a forest" in rows[0]["status"]
+    assert "irregular forest" in rows[2]["status"] and "takes no forest case" in rows[0]["status"]
 
 
 def test_runner_ok_rows_on_a_forest(monkeypatch):

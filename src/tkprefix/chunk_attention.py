@@ -6,11 +6,15 @@ import torch
 from . import reference
 from .backend import resolve_backend
 from .cache import ChunkKVCache, ChunkPlan
-from .validation import check_dim, check_gqa, check_tensor
+from .validation import check_dim, check_gqa, check_tensor, same_device
 
 
-def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto") -> torch.Tensor:
-    """One decode step: q (n_seqs, Hq, D) in `cache.seq_ids` order (Hq a multiple of cache.n_heads) → o, same shape.
+def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto", layer: int = 0) -> torch.Tensor:
+    """One decode step: q (n_seqs, Hq, D) in `cache.seq_ids` order (Hq a multiple of cache.n_heads) → o, same shape;
+    over the pools of `layer` (0 .. cache.n_layers - 1).
+
+    Every argument is checked before the backend is chosen (the same error on every backend). The tk kernels take
+    caches with chunk_size 64; `auto` runs `torch` for other chunk sizes, `tk` raises.
 
     >>> cache = ChunkKVCache(2, 16, chunk_size=4, dtype=torch.float32, capacity_chunks=8)
     >>> for tail in ([7], [8, 9]):
@@ -21,20 +25,26 @@ def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto")
     if not isinstance(cache, ChunkKVCache):
         raise TypeError(f"cache must be a ChunkKVCache, got {type(cache).__name__}")
     check_tensor("q", q, ndim=3)
-    check_dim("q", q, 0, len(cache.seq_ids), "n_seqs, as len(cache.seq_ids)")
+    check_dim("q", q, 0, cache.n_seqs, "n_seqs, as len(cache.seq_ids)")
+    cache._check_layer(layer)
     check_dim("q", q, 2, cache.d_head, "head_dim, as cache.d_head")
     check_gqa(q.shape[1], cache.n_heads, "q", "cache")
     if q.dtype != cache.dtype:
         raise TypeError(f"q must have the cache's dtype {cache.dtype}, got {q.dtype}")
-    if q.device != cache.device:
+    if not same_device(q.device, cache.device):
         raise ValueError(f"q must be on the cache's device {cache.device}, got {q.device}")
+    use_tk = resolve_backend(backend, q) == "tk"
+    if use_tk and backend == "auto":
+        from .tk_chunk import CHUNK_SIZES
+
+        use_tk = cache.chunk_size in CHUNK_SIZES
     if q.shape[0] == 0:
         return q.clone()
-    if resolve_backend(backend, q) == "tk":
+    if use_tk:
         from . import tk_chunk
 
-        return tk_chunk.chunk_attention(q, cache)
-    return two_phase_torch(q, cache.k_pool, cache.v_pool, cache.plan())
+        return tk_chunk.chunk_attention(q, cache, layer=layer)
+    return two_phase_torch(q, cache.k_pools[layer], cache.v_pools[layer], cache.plan())
 
 
 def chunk_first_torch(q, k_pool, v_pool, plan: ChunkPlan):
@@ -42,7 +52,8 @@ def chunk_first_torch(q, k_pool, v_pool, plan: ChunkPlan):
     acc = reference.acc_dtype(q.dtype)
     partial_o = q.new_empty((plan.n_partial_rows, *q.shape[1:]), dtype=acc)
     partial_lse = q.new_empty((plan.n_partial_rows, q.shape[1]), dtype=acc)
-    h = plan.host
+    h = {name: plan.host[name].tolist() for name in ("shared_chunk", "shared_row_start", "shared_row_end",
+                                                     "shared_partial_offset")}
     for i, chunk in enumerate(h["shared_chunk"]):
         start, end, offset = h["shared_row_start"][i], h["shared_row_end"][i], h["shared_partial_offset"][i]
         k, v = k_pool[chunk].transpose(0, 1)[None], v_pool[chunk].transpose(0, 1)[None]  # (1, C, H, D)
@@ -56,7 +67,10 @@ def chunk_first_torch(q, k_pool, v_pool, plan: ChunkPlan):
 def two_phase_torch(q, k_pool, v_pool, plan: ChunkPlan):
     partial_o, partial_lse = chunk_first_torch(q, k_pool, v_pool, plan)
     acc = reference.acc_dtype(q.dtype)
-    h, out = plan.host, torch.empty_like(q)
+    h = {name: plan.host[name].tolist() for name in ("seq_private_offset", "private_chunk", "seq_partial_offset",
+                                                     "seq_partial_index")}
+    h["private_len"] = plan.private_len.tolist()  # the device keeps the live lengths (one sync: the reference path)
+    out = torch.empty_like(q)
     for row in range(plan.n_seqs):
         lo, hi = h["seq_private_offset"][row], h["seq_private_offset"][row + 1]
         chunks, lens = h["private_chunk"][lo:hi], h["private_len"][lo:hi]

@@ -125,6 +125,12 @@ def collect() -> dict[str, Any]:
             peers[mod] = str(getattr(m, "__version__", "installed"))
         except Exception as e:  # noqa: BLE001
             peers[mod] = f"unavailable: {type(e).__name__}"
+    try:
+        from .bench.peers_tree import versions
+
+        peers.update(versions())
+    except Exception as e:  # noqa: BLE001
+        peers["fasttree_artifact"] = f"unavailable: {type(e).__name__}"
     return {
         "collected_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -146,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     text = json.dumps(collect(), indent=2, sort_keys=True)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text + "\n")
+        from .bench.schema import writable_dir, write_text
+
+        writable_dir(Path(args.output).parent)
+        write_text(args.output, text + "\n")
     else:
         print(text)
     return 0

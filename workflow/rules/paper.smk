@@ -1,4 +1,5 @@
-# Paper: provenance + per-notebook macros -> paper/generated/macros.tex; latexmk -> paper/build/tkprefix.pdf.
+# Paper: provenance + per-notebook macros -> paper/generated/macros.tex; latexmk -> paper/build/tkprefix.pdf
+# (built in a scratch folder and renamed into place: an interrupted build never leaves a half-written PDF).
 
 
 rule macros:
@@ -29,6 +30,7 @@ rule paper:
         macros=rules.macros.output,
         correctness=rules.notebook_correctness.output,
         performance=rules.notebook_performance.output,
+        peers=rules.notebook_peers.output,
         e2e=rules.notebook_e2e.output,
     output:
         report("paper/build/tkprefix.pdf", category="Paper"),
@@ -36,7 +38,9 @@ rule paper:
         "results/logs/paper/latexmk.log",
     benchmark:
         "results/benchmarks/paper/latexmk.tsv"
+    params:
+        data=DATA,
     conda:
         "../envs/tkprefix.yaml"
-    shell:
-        "latexmk -pdf -cd -interaction=nonstopmode -halt-on-error -outdir=build {input.tex} > {log} 2>&1"
+    script:
+        "../scripts/paper.py"
