@@ -60,3 +60,13 @@ def test_unavailable_reasons():
     assert "shared full chunk" in impl.unavailable_reason(Case("t", 4, 2, 2, 128, ((1, 128),), 8))
     assert "bf16" in impl.unavailable_reason(Case("t", 4, 2, 2, 128, ((1, 128),), 0, dtype="float16"))
     assert "64 sequences" in impl.unavailable_reason(Case("t", 128, 2, 2, 128, ((1, 128),), 0))
+
+
+def test_never_builds_inside_the_benchmark(tmp_path, monkeypatch):
+    src = tmp_path / "attn_chunk_first.cu"
+    src.write_text("// stand-in\n")
+    monkeypatch.setattr(prior_tk, "kernel_source", lambda: src)
+    monkeypatch.setenv("TKPREFIX_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setattr(prior_tk, "build", lambda verbose=False: (_ for _ in ()).throw(AssertionError("built")))
+    reason = prior_tk.PriorTkChunkFirst().unavailable_reason(Case("t", 16, 2, 2, 128, ((1, 128),), 0))
+    assert reason.startswith("not built: run `tkprefix build-peers`")

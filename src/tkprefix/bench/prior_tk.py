@@ -90,6 +90,9 @@ class PriorTkChunkFirst(Impl):
                     "offset, so a chunk's sequence range must start at 0)")
         if not kernel_source().is_file():
             return f"kernel source not carried ({kernel_source()})"
+        if _NAME not in _loaded and not list(_build_dir().glob(f"{_NAME}*.so")):
+            # never compile inside a benchmark child (its supervisor would take the build for a hang)
+            return "not built: run `tkprefix build-peers` before the benchmark"
         try:
             build()
         except Exception as e:  # noqa: BLE001 - the row carries the build error
