@@ -61,7 +61,7 @@ rule check:
 
 
 # Peers compiled from carried third-party code (upstream ChunkAttention, the prior TK chunk-first kernel). Never
-# fails: a peer that does not build is reported in its rows.
+# fails: a peer that does not build is reported in its rows. CPU-only (no gpu resource): it runs beside `check`.
 rule build_peers:
     input:
         rules.build.output,
@@ -73,8 +73,6 @@ rule build_peers:
         "results/benchmarks/live/build_peers.tsv"
     params:
         cli=config["cli"],
-    resources:
-        gpu=1,
     conda:
         "../envs/tkprefix.yaml"
     shell:
