@@ -47,10 +47,10 @@ def test_rows_validate(tmp_path):
         schema.write_csv(path, [_row(status="nope")], schema.COMMON_COLUMNS)
 
 
-def test_sweep_files_load_and_cover_configs_1_to_6():
+def test_sweep_files_load_and_cover_configs_1_to_8():
     sweeps = cases.load_sweeps(SWEEPS)
     names = [s.config for s in sweeps]
-    assert [n[:2] for n in names][:6] == ["c1", "c2", "c3", "c4", "c5", "c6"] and "c8_trees" in names
+    assert [n[:2] for n in names][:8] == ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8"] and "c8_trees" in names
     for s in sweeps:
         for impl in s.impls:
             assert impl in REGISTRY, (s.config, impl)

@@ -13,6 +13,8 @@ COMMANDS = {
     "env": ("tkprefix.provenance", "provenance JSON (GPU, driver, CUDA, torch, TK commit)"),
     "doctor": ("tkprefix.doctor", "diagnose the known build and environment failures"),
     "plan-cost": ("tkprefix.plan_cost", "time building the ChunkAttention plan on the host"),
+    "build-peers": ("tkprefix.bench.build_peers", "build the peers compiled from carried code (before bench)"),
+    "plan-cost-upstream": ("tkprefix.plan_cost_upstream", "the same host costs for upstream ChunkAttention (GPU)"),
 }
 
 

@@ -60,10 +60,30 @@ rule check:
         "{params.cli} check --out results/live > {log} 2>&1 || test $? -eq 1"
 
 
+# Peers compiled from carried third-party code (upstream ChunkAttention, the prior TK chunk-first kernel). Never
+# fails: a peer that does not build is reported in its rows. CPU-only (no gpu resource): it runs beside `check`.
+rule build_peers:
+    input:
+        rules.build.output,
+    output:
+        touch("results/live/build_peers.done"),
+    log:
+        "results/logs/live/build_peers.log",
+    benchmark:
+        "results/benchmarks/live/build_peers.tsv"
+    params:
+        cli=config["cli"],
+    conda:
+        "../envs/tkprefix.yaml"
+    shell:
+        "{params.cli} build-peers > {log} 2>&1"
+
+
 rule bench:
     input:
         sweep=ancient(sweep_file),
         checked=rules.check.output,
+        peers=rules.build_peers.output,
     output:
         "results/live/bench_{sweep}.csv",
     log:

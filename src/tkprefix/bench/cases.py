@@ -18,6 +18,9 @@ A sweep file (config/sweeps/*.yaml) names a configuration and a grid::
       suffix: [64, 512]
     # or, instead of batch/prefix: batch_prefix: [[512, 1024], [1024, 2048]]
     # or, instead of prefix: levels: [[[1, 2048], [8, 1024]]]   (a list of level lists)
+    # or, instead of batch/prefix/suffix: forest: [{prompts: 64, prompt_len: [1024, 4096], fanout: [4, 16], ...}]
+    #   (a forest of prompts and documents with ragged suffixes: forest.py; batch = its number of sequences; a
+    #   regular forest becomes an ordinary levels case)
     impls: [sdpa_naive, sdpa_hydragen, flashinfer_cascade, tk_hydragen]
     graph: [false, true]
     reps: 30
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from . import stats
+from .forest import Forest, forest_from_spec
 from .trees import Tree, generate
 
 __all__ = ["Case", "Sweep", "load_sweep", "load_sweeps", "expand_grid"]
@@ -54,6 +58,7 @@ class Case:
     dtype: str = "bfloat16"
     chunk_size: int = 64
     n_queries: int = 1
+    forest: Forest | None = None  # a forest case (levels () and suffix 0; the forest holds every length)
     tree: Tree | None = None
 
     @classmethod
@@ -65,6 +70,12 @@ class Case:
                    levels=levels, suffix=suffix, dtype=dtype, chunk_size=chunk_size, tree=tree)
 
     def __post_init__(self) -> None:
+        if self.forest is not None:
+            if self.tree is not None:
+                raise ValueError("forest: a case is a forest or a tree, not both")
+            if self.levels or self.suffix or self.batch != self.forest.batch:
+                raise ValueError(f"forest: a forest case takes batch={self.forest.batch} from its forest, no levels "
+                                 "and suffix 0")
         for name in ("batch", "q_heads", "kv_heads", "head_dim", "chunk_size", "n_queries"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
@@ -84,7 +95,10 @@ class Case:
 
     @property
     def prefix(self) -> int:
-        """Total shared tokens a sequence sees (sum of level lengths; for a tree, the most tokens above a leaf)."""
+        """Total shared tokens a sequence sees (sum of level lengths; a forest: the mean over its sequences; a tree:
+        the most tokens above a leaf)."""
+        if self.forest is not None:
+            return round(sum(self.forest.shared(b) for b in range(self.batch)) / self.batch)
         if self.tree is not None:
             return max(self.tree.start[leaf] for leaf in self.tree.leaves)
         return sum(length for _, length in self.levels)
@@ -92,6 +106,8 @@ class Case:
     @property
     def total_keys(self) -> int:
         """Keys of the longest sequence."""
+        if self.forest is not None:
+            return max(self.forest.keys(b) for b in range(self.batch))
         if self.tree is not None:
             return max(self.tree.path_len(b) for b in range(self.batch))
         return self.prefix + self.suffix
@@ -99,11 +115,15 @@ class Case:
     @property
     def key_sum(self) -> int:
         """Keys seen summed over the batch."""
+        if self.forest is not None:
+            return self.forest.total_keys
         return self.tree.path_tokens if self.tree is not None else self.batch * self.total_keys
 
     @property
     def leaf_max(self) -> int:
-        """The longest private part of a sequence (a tree's longest leaf node)."""
+        """The longest private part of a sequence (a tree's longest leaf node, a forest's longest suffix)."""
+        if self.forest is not None:
+            return max(x for _, _, x in self.forest.seqs)
         return max(self.tree.lengths[leaf] for leaf in self.tree.leaves) if self.tree is not None else self.suffix
 
     @property
@@ -112,9 +132,10 @@ class Case:
 
     @property
     def unique_bytes(self) -> int:
-        if self.tree is not None:  # every node's K and V once, queries in, outputs out
+        if self.forest is not None or self.tree is not None:  # every node's K and V once, queries in, outputs out
             e = stats.dtype_bytes(self.dtype)
-            return (self.tree.unique_tokens * self.kv_heads * self.head_dim * 2 * e
+            uniq = self.forest.unique_tokens if self.forest is not None else self.tree.unique_tokens
+            return (uniq * self.kv_heads * self.head_dim * 2 * e
                     + 2 * self.batch * self.n_queries * self.q_heads * self.head_dim * e)
         return stats.attention_unique_bytes(
             batch=self.batch, q_heads=self.q_heads, kv_heads=self.kv_heads, head_dim=self.head_dim,
@@ -128,15 +149,23 @@ class Case:
     @property
     def naive_bytes(self) -> int:
         """Bytes of a KV cache with the prefix copied for every sequence (what ``sdpa_naive`` holds)."""
+        if self.forest is not None:
+            return self.forest.total_keys * self.kv_heads * self.head_dim * 2 * stats.dtype_bytes(self.dtype)
         return self.batch * self.total_keys * self.kv_heads * self.head_dim * 2 * stats.dtype_bytes(self.dtype)
 
     def levels_str(self) -> str:
+        if self.forest is not None:
+            return self.forest.describe()
         if self.tree is not None:
             return f"tree:{self.tree.name}" + (f"={';'.join(f'{r}x{n}' for r, n in self.levels)}|{self.suffix}"
                                                 if self.levels else "")
         return ";".join(f"{r}x{n}" for r, n in self.levels)
 
     def label(self) -> str:
+        if self.forest is not None:
+            suf = [s for _, _, s in self.forest.seqs]
+            return (f"{self.config} B{self.batch} H{self.q_heads}/{self.kv_heads} P[{self.levels_str()}] "
+                    f"S{min(suf)}-{max(suf)}")
         if self.tree is not None:
             return (f"{self.config} {self.tree.name} B{self.batch} H{self.q_heads}/{self.kv_heads} "
                     f"depth{self.tree.depth} nodes{self.tree.n_nodes} {self.dtype}")
@@ -186,7 +215,7 @@ def _pairs(value: Any, name: str) -> list[tuple[int, int]]:
 def expand_grid(config: str, grid: Mapping[str, Any], *, head_dim: int = 128, dtype: str = "bfloat16",
                 chunk_size: int = 64) -> Iterator[Case]:
     """Every case of a sweep grid (see the module docstring)."""
-    known = {"heads", "batch", "prefix", "suffix", "batch_prefix", "levels", "dtype", "trees"}
+    known = {"heads", "batch", "prefix", "suffix", "batch_prefix", "levels", "dtype", "trees", "forest"}
     unknown = set(grid) - known
     if unknown:
         raise ValueError(f"grid: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -199,6 +228,19 @@ def expand_grid(config: str, grid: Mapping[str, Any], *, head_dim: int = 128, dt
         trees = [generate(spec) for spec in grid["trees"]]
         for tree, (hq, hkv), dt in itertools.product(trees, heads, dtypes):
             yield Case.for_tree(config, tree, hq, hkv, head_dim, dtype=dt, chunk_size=chunk_size)
+        return
+    if "forest" in grid:
+        if set(grid) - {"heads", "forest", "dtype"}:
+            raise ValueError("grid: a forest grid takes only heads, dtype and forest (each forest sets its lengths)")
+        for (hq, hkv), spec, dt in itertools.product(heads, grid["forest"], dtypes):
+            f = forest_from_spec(spec)
+            regular = f.as_levels()
+            if regular is not None:  # Hydragen's levels form: an ordinary case every implementation can run
+                yield Case(config=config, batch=f.batch, q_heads=hq, kv_heads=hkv, head_dim=head_dim,
+                           levels=regular[0], suffix=regular[1], dtype=dt, chunk_size=chunk_size)
+                continue
+            yield Case(config=config, batch=f.batch, q_heads=hq, kv_heads=hkv, head_dim=head_dim, levels=(),
+                       suffix=0, dtype=dt, chunk_size=chunk_size, forest=f)
         return
     suffixes = [int(s) for s in grid.get("suffix", [0])]
     if "batch_prefix" in grid:

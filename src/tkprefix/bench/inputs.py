@@ -1,7 +1,9 @@
 """Inputs of one benchmark case and the float64 reference on a subsample of sequences.
 
 Layouts (upstream Hydragen's): q ``(B, 1, Hq, D)``; ``shared_ks[i]`` / ``shared_vs[i]`` ``(rows_i, P_i, Hkv, D)``;
-k, v ``(B, S, Hkv, D)`` (the private suffix of every sequence). Every implementation returns ``(B, Hq, D)`` in batch
+k, v ``(B, S, Hkv, D)`` (the private suffix of every sequence). A forest case (forest.py) has no ``shared_ks``: it holds
+one ``(P, Hkv, D)`` tensor per prompt and per document and k, v padded to the longest suffix, with ``forest`` telling
+each sequence's prompt, document and suffix length. Every implementation returns ``(B, Hq, D)`` in batch
 order (adapters undo any reordering outside the timed region).
 
 A tree case (``case.tree``) also has ``node_ks[i]`` / ``node_vs[i]`` ``(len_i, Hkv, D)`` per tree node; leaf ``b``'s keys
@@ -12,11 +14,12 @@ tensors are views of them (one copy of the data); otherwise ``shared_ks`` is emp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from .cases import Case
+from .forest import Forest
 
 __all__ = ["Inputs", "make_inputs", "full_kv", "reference_rows", "rel_err", "TOLERANCE"]
 
@@ -33,6 +36,11 @@ class Inputs:
     k: torch.Tensor
     v: torch.Tensor
     seed: int
+    forest: Forest | None = None
+    prompt_ks: list[torch.Tensor] = field(default_factory=list)
+    prompt_vs: list[torch.Tensor] = field(default_factory=list)
+    doc_ks: list[torch.Tensor] = field(default_factory=list)
+    doc_vs: list[torch.Tensor] = field(default_factory=list)
     node_ks: list[torch.Tensor] | None = None
     node_vs: list[torch.Tensor] | None = None
     tree: object = None  # tkprefix.bench.trees.Tree of a tree case
@@ -49,6 +57,15 @@ def make_inputs(case: Case, device: str | torch.device = "cuda", seed: int = 0) 
 
     B, Hq, Hkv, D = case.batch, case.q_heads, case.kv_heads, case.head_dim
     q = rnd(B, case.n_queries, Hq, D)
+    if case.forest is not None:
+        f = case.forest
+        smax = max(s for _, _, s in f.seqs)
+        pk = [rnd(n, Hkv, D) for n in f.prompts]
+        pv = [rnd(n, Hkv, D) for n in f.prompts]
+        dk = [rnd(n, Hkv, D) for _, n in f.docs]
+        dv = [rnd(n, Hkv, D) for _, n in f.docs]
+        return Inputs(q=q, shared_ks=[], shared_vs=[], k=rnd(B, smax, Hkv, D), v=rnd(B, smax, Hkv, D), seed=seed,
+                      forest=f, prompt_ks=pk, prompt_vs=pv, doc_ks=dk, doc_vs=dv)
     sks = [rnd(rows, length, Hkv, D) for rows, length in case.levels]
     svs = [rnd(rows, length, Hkv, D) for rows, length in case.levels]
     k = rnd(B, case.suffix, Hkv, D)
@@ -79,6 +96,15 @@ def full_kv(inp: Inputs, b: int) -> tuple[torch.Tensor, torch.Tensor]:
     if inp.tree is not None:
         path = inp.tree.path(b)
         return torch.cat([inp.node_ks[i] for i in path], 0), torch.cat([inp.node_vs[i] for i in path], 0)
+    if inp.forest is not None:
+        p, d, n = inp.forest.seqs[b]
+        ks, vs = [inp.prompt_ks[p]], [inp.prompt_vs[p]]
+        if d >= 0:
+            ks.append(inp.doc_ks[d])
+            vs.append(inp.doc_vs[d])
+        ks.append(inp.k[b, :n])
+        vs.append(inp.v[b, :n])
+        return torch.cat(ks, 0), torch.cat(vs, 0)
     B = inp.q.shape[0]
     ks, vs = [], []
     for sk, sv in zip(inp.shared_ks, inp.shared_vs):

@@ -31,7 +31,7 @@ import torch
 from .cases import Case
 from .inputs import Inputs
 
-__all__ = ["Impl", "Prepared", "Unsupported", "REGISTRY", "get_impl", "tree_reason"]
+__all__ = ["Impl", "Prepared", "Unsupported", "REGISTRY", "get_impl", "tree_reason", "forest_unavailable"]
 
 
 class Unsupported(Exception):
@@ -52,6 +52,9 @@ class Impl:
     name = ""
     graph_ok = True
     trees = False  # takes any tree case (else only a tree's level form)
+    forest_ok = False  # runs forest cases (configuration 7); the runner reports the others unavailable there
+    forest_reason = ("this adapter takes no forest case (c7: prompts of different lengths, documents, a suffix length "
+                     "per sequence)")
 
     def unavailable_reason(self, case: Case) -> str | None:
         return None
@@ -61,6 +64,18 @@ class Impl:
 
     def prepare(self, case: Case, inp: Inputs) -> Prepared:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def forest_unavailable(impl: Impl, case: Case) -> str | None:
+    """Why ``impl`` cannot run the forest ``case`` (None: not a forest, or the adapter expresses forests)."""
+    if case.forest is None or impl.forest_ok:
+        return None
+    reason = impl.forest_reason
+    return reason(case) if callable(reason) else reason
+
+
+def _hydragen_forest_reason(case: Case) -> str:
+    return case.forest.irregular_reason() + "; c7's regular forests run it as levels"
 
 
 def tree_reason(impl: Impl, case: Case) -> str | None:
@@ -181,9 +196,15 @@ def merge_lse(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor, lse_b: 
 class SdpaHydragen(Impl):
     """Hydragen in plain PyTorch: per shared level one FlashAttention call with the queries of all sequences sharing a
     prefix stacked as rows (``(rows, Hkv, per·g, D)`` against ``(rows, Hkv, P, D)``), one call for the suffixes
-    (``(B, Hkv, g, D)`` against ``(B, Hkv, S, D)``), merged by LSE."""
+    (``(B, Hkv, g, D)`` against ``(B, Hkv, S, D)``), merged by LSE. Subclasses (lse_hydragen.py) swap the
+    attention kernel through :meth:`attn_with_lse`."""
 
     name = "sdpa_hydragen"
+    contiguous_suffix = False  # read the suffix in place as a strided (B, Hkv, S, D) view
+
+    def attn_with_lse(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        return sdpa_with_lse(q, k, v)
+    forest_reason = staticmethod(_hydragen_forest_reason)
 
     def extra_bytes(self, case: Case) -> int:
         return sum(r * n for r, n in case.levels) * case.kv_heads * case.head_dim * 2 * _elem(case)
@@ -195,7 +216,10 @@ class SdpaHydragen(Impl):
         pv = [sv.permute(0, 2, 1, 3).contiguous() for sv in inp.shared_vs]
         sk_ = inp.k.permute(0, 2, 1, 3)
         sv_ = inp.v.permute(0, 2, 1, 3)
+        if self.contiguous_suffix:
+            sk_, sv_ = sk_.contiguous(), sv_.contiguous()
         q = inp.q
+        attn = self.attn_with_lse
 
         def run() -> torch.Tensor:
             o = lse = None
@@ -204,16 +228,18 @@ class SdpaHydragen(Impl):
                 per = B // rows
                 # (B, 1, Hq, D) → (rows, per, Hkv, g, D) → (rows, Hkv, per·g, D)
                 qs = q.reshape(rows, per, Hkv, g, D).permute(0, 2, 1, 3, 4).reshape(rows, Hkv, per * g, D)
-                o_l, lse_l = sdpa_with_lse(qs, k, v)
+                o_l, lse_l = attn(qs, k, v)
                 o_l = o_l.reshape(rows, Hkv, per, g, D).permute(0, 2, 1, 3, 4).reshape(B, Hkv, g, D)
                 lse_l = lse_l.reshape(rows, Hkv, per, g).permute(0, 2, 1, 3).reshape(B, Hkv, g)
                 o, lse = (o_l, lse_l) if o is None else merge_lse(o, lse, o_l, lse_l)
             if case.suffix:
-                o_s, lse_s = sdpa_with_lse(q.reshape(B, Hkv, g, D), sk_, sv_)
+                o_s, lse_s = attn(q.reshape(B, Hkv, g, D), sk_, sv_)
                 o, lse = (o_s, lse_s) if o is None else merge_lse(o, lse, o_s, lse_s)
             return o.to(q.dtype)
 
-        return Prepared(run=run, canonical=lambda o: o.reshape(B, Hq, D), state=(pk, pv))
+        return Prepared(run=run, canonical=lambda o: o.reshape(B, Hq, D), state=(pk, pv), note=self.note)
+
+    note = ""
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -230,6 +256,7 @@ class FlashInferCascade(Impl):
 
     name = "flashinfer_cascade"
     page_size = 16
+    forest_ok = True
     trees = True
 
     @staticmethod
@@ -255,12 +282,46 @@ class FlashInferCascade(Impl):
 
     def _pages(self, case: Case) -> int:
         ps = self.page_size
+        if case.forest is not None:  # every run of _forest_levels in its own pages (a split adds at most one page)
+            f = case.forest
+            return (sum(math.ceil(n / ps) + 1 for n in f.prompts) + sum(math.ceil(n / ps) for _, n in f.docs)
+                    + sum(math.ceil(s / ps) for _, _, s in f.seqs))
         if self._by_depth(case):
             return sum(math.ceil(n / ps) for n in case.tree.lengths)
         return sum(r * math.ceil(n / ps) for r, n in case.levels) + case.batch * math.ceil(case.suffix / ps)
 
     def extra_bytes(self, case: Case) -> int:
         return self._pages(case) * 2 * self.page_size * case.kv_heads * case.head_dim * _elem(case) + (256 << 20)
+
+    def _forest_levels(self, inp: Inputs) -> list[list[tuple[int, int, torch.Tensor, torch.Tensor]]]:
+        """A forest as cascade levels, each a list of segments ``(q_start, q_stop, k, v)`` covering the batch:
+        level 0 the prompts, level 1 the documents, level 2 the suffixes. A prompt without documents is split into
+        two runs of pages (its first half at level 0, the rest at level 1), so that no segment of a level is empty."""
+        f = inp.forest
+        if any(s == 0 for _, _, s in f.seqs):
+            raise Unsupported("a forest sequence with an empty suffix would make an empty cascade segment")
+        lv: list[list[tuple[int, int, torch.Tensor, torch.Tensor]]] = [[], [], []]
+        for a, b in f.groups(0):
+            p = f.seqs[a][0]
+            pk, pv = inp.prompt_ks[p], inp.prompt_vs[p]
+            under_doc = {d >= 0 for _, d, _ in f.seqs[a:b]}
+            if len(under_doc) > 1:
+                raise Unsupported(f"prompt {p}: some of its sequences are under a document and some are not")
+            if under_doc == {True}:
+                lv[0].append((a, b, pk, pv))
+                for da, db in f.groups(1):
+                    if a <= da < b:
+                        d = f.seqs[da][1]
+                        lv[1].append((da, db, inp.doc_ks[d], inp.doc_vs[d]))
+            else:
+                n = pk.shape[0]
+                h = (n // 2) // self.page_size * self.page_size or n // 2
+                if h == 0:
+                    raise Unsupported("a one-token prompt without documents cannot be split over two levels")
+                lv[0].append((a, b, pk[:h], pv[:h]))
+                lv[1].append((a, b, pk[h:], pv[h:]))
+        lv[2] = [(b, b + 1, inp.k[b, :s], inp.v[b, :s]) for b, (_, _, s) in enumerate(f.seqs)]
+        return lv
 
     def _tree_layout(self, case: Case, inp: Inputs, pool: torch.Tensor):
         ps, t, dev = self.page_size, case.tree, inp.q.device
@@ -293,6 +354,22 @@ class FlashInferCascade(Impl):
         i32 = dict(dtype=torch.int32, device=dev)
         qo, kvp, idx, last = [], [], [], []
         base = 0
+        if inp.forest is not None:
+            for segs in self._forest_levels(inp):
+                q_ptr, kv_ptr, pages, lens = [0], [0], [], []
+                for a, b, k, v in segs:
+                    npg = math.ceil(k.shape[0] / ps)
+                    for j, src in ((0, k), (1, v)):
+                        src = torch.nn.functional.pad(src, (0, 0, 0, 0, 0, npg * ps - k.shape[0]))
+                        pool[base:base + npg, j].copy_(src.reshape(npg, ps, Hkv, D))
+                    q_ptr.append(b)
+                    kv_ptr.append(kv_ptr[-1] + npg)
+                    pages.extend(range(base, base + npg))
+                    lens.append(k.shape[0] - (npg - 1) * ps)
+                    base += npg
+                for arr, vals in ((qo, q_ptr), (kvp, kv_ptr), (idx, pages), (last, lens)):
+                    arr.append(torch.tensor(vals, **i32))
+            return self._plan_and_run(case, inp, pool, qo, kvp, idx, last)
 
         def fill(src_k: torch.Tensor, src_v: torch.Tensor, rows: int, n: int) -> int:
             npg = math.ceil(n / ps)
@@ -320,6 +397,13 @@ class FlashInferCascade(Impl):
             idx.append(torch.arange(base, base + B * npg, **i32))
             last.append(torch.full((B,), case.suffix - (npg - 1) * ps, **i32))
             base += B * npg
+        return self._plan_and_run(case, inp, pool, qo, kvp, idx, last)
+
+    def _plan_and_run(self, case: Case, inp: Inputs, pool: torch.Tensor, qo: list, kvp: list, idx: list,
+                      last: list) -> Prepared:
+        import flashinfer
+
+        dev, ps, B, Hkv, D = inp.q.device, self.page_size, case.batch, case.kv_heads, case.head_dim
         workspace = torch.empty(128 << 20, dtype=torch.uint8, device=dev)
         # CUDA-graph mode: the plan writes into these fixed buffers, so a captured run() stays valid
         bufs = [[t.clone() for t in arr] for arr in (qo, kvp, idx, last)]
@@ -357,6 +441,18 @@ def _token_array(case: Case, b: int) -> np.ndarray:
     if case.tree is not None:
         t = case.tree
         return np.concatenate([np.arange(t.offsets[i], t.offsets[i + 1], dtype=np.int64) for i in t.path(b)])
+    if case.forest is not None:  # prompts, then documents, then suffixes: each its own ids
+        f = case.forest
+        p, d, s = f.seqs[b]
+        off = sum(f.prompts[:p])
+        parts = [np.arange(off, off + f.prompts[p], dtype=np.int64)]
+        base = sum(f.prompts)
+        if d >= 0:
+            off = base + sum(n for _, n in f.docs[:d])
+            parts.append(np.arange(off, off + f.docs[d][1], dtype=np.int64))
+        base += sum(n for _, n in f.docs) + sum(x for _, _, x in f.seqs[:b])
+        parts.append(np.arange(base, base + s, dtype=np.int64))
+        return np.concatenate(parts)
     parts, base = [], 0
     for rows, n in case.levels:
         row = b // (case.batch // rows)
@@ -367,39 +463,81 @@ def _token_array(case: Case, b: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def import_chunk_attn():
+    """Upstream ChunkAttention's module ``chunk_attn``, built by scripts/peers/build_chunk_attn_upstream.sh into
+    ``third_party/chunk-attention/src`` (or the folder ``$CHUNK_ATTN_SRC``), else an installed one."""
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    for src in (os.environ.get("CHUNK_ATTN_SRC"), root / "third_party" / "chunk-attention" / "src"):
+        if src and (Path(src) / "chunk_attn" / "lib").is_dir() and str(src) not in sys.path:
+            sys.path.insert(0, str(src))
+            break
+    return importlib.import_module("chunk_attn")
+
+
+def chunk_attn_version() -> str:
+    """The upstream commit the built module came from (third_party/chunk-attention/COMMIT), or ''."""
+    from pathlib import Path
+
+    f = Path(__file__).resolve().parents[3] / "third_party" / "chunk-attention" / "COMMIT"
+    return f.read_text().strip() if f.is_file() else ""
+
+
 class ChunkAttnUpstream(Impl):
-    """microsoft/chunk-attention's ``chunk_attn.Attention`` (fp16, its own prefix tree), forward(q) two-phase."""
+    """microsoft/chunk-attention's ``chunk_attn.Attention`` (fp16, its own C++ prefix tree), forward(q) two-phase
+    (its automatic partition). Its sequences are indexed in tree order (``add_seq`` returns the index, shifting the
+    later ones), so q is put in that order and the output back in batch order outside the timed region."""
 
     name = "chunk_attn_upstream"
+    forest_ok = True
 
     def unavailable_reason(self, case: Case) -> str | None:
         try:
-            importlib.import_module("chunk_attn")
+            import_chunk_attn()
         except Exception as e:
-            return (f"chunk_attn (microsoft/chunk-attention) not installed ({type(e).__name__}); its CMake build "
-                    "fetches pybind11/spdlog/gtest at configure time and the device has no network")
+            return (f"chunk_attn (microsoft/chunk-attention) not built ({type(e).__name__}: {e}); build it with "
+                    "scripts/peers/build_chunk_attn_upstream.sh")
         if case.group != 1:
             return "upstream ChunkAttention supports no GQA (q_heads must equal kv_heads)"
         if case.batch > 128:
             return "upstream ChunkAttention supports batch <= 128"
         return None
 
-    def prepare(self, case: Case, inp: Inputs) -> Prepared:
-        from chunk_attn import Attention  # type: ignore
+    def extra_bytes(self, case: Case) -> int:
+        return self._memory_mb(case) << 20
 
+    @staticmethod
+    def _memory_mb(case: Case) -> int:
+        # its chunk pool: every chunk of the tree (prefix chunks once, each sequence's private ones) + headroom
+        c, tok = case.chunk_size, case.kv_heads * case.head_dim * 2 * 2
+        if case.forest is not None:
+            chunks = TkChunkAttn("", "")._chunks(case)
+        else:
+            chunks = (sum(r * math.ceil(n / c) for r, n in case.levels)
+                      + case.batch * (math.ceil(case.suffix / c) + len(case.levels) + 2))
+        return int(chunks * c * tok / 2**20) + 64
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
         from .inputs import full_kv
 
-        mem_mb = int(2 * sum(r * n for r, n in case.levels) * case.kv_heads * case.head_dim * 2 / 2**20
-                     + 2 * case.batch * (case.suffix + case.chunk_size) * case.kv_heads * case.head_dim * 2 / 2**20
-                     + 512)
+        Attention = import_chunk_attn().Attention
         attn = Attention(n_heads=case.kv_heads, d_head=case.head_dim, chunk_size=case.chunk_size,
-                         memory_mb=mem_mb, dtype=torch.float16, device=inp.q.device)
+                         memory_mb=self._memory_mb(case), dtype=torch.float16, device=inp.q.device)
+        order: list[int] = []  # order[i] = batch index of upstream's sequence i
         for b in range(case.batch):
             k, v = full_kv(inp, b)
-            attn.add_seq(tokens=_tokens(case, b), k=k.half().contiguous(), v=v.half().contiguous())
-        q = inp.q.reshape(case.batch, case.q_heads, case.head_dim).half().contiguous()
-        return Prepared(run=lambda: attn.forward(q=q), canonical=lambda o: o.reshape(q.shape), state=(attn, q),
-                        note="fp16")
+            order.insert(attn.add_seq(tokens=_tokens(case, b), k=k.half().contiguous(), v=v.half().contiguous()), b)
+        perm = torch.tensor(order, device=inp.q.device)
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(len(order), device=perm.device)
+        q = inp.q.reshape(case.batch, case.q_heads, case.head_dim)[perm].half().contiguous()
+        attn.refresh_kernel_context(True)  # untimed: upstream re-plans only when the tree changes
+        ver = chunk_attn_version()
+        return Prepared(run=lambda: attn.forward(q=q), canonical=lambda o: o[inv], state=(attn, q),
+                        note=f"fp16{' @' + ver[:12] if ver else ''}")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -407,6 +545,7 @@ class ChunkAttnUpstream(Impl):
 # --------------------------------------------------------------------------------------------------------------------
 class HydragenUpstream(Impl):
     name = "hydragen_upstream"
+    forest_reason = staticmethod(_hydragen_forest_reason)
 
     def unavailable_reason(self, case: Case) -> str | None:
         try:
@@ -441,6 +580,7 @@ class TkHydragen(Impl):
     """``tkprefix.hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, backend=...)`` on the inputs as given."""
 
     backend = "tk"
+    forest_reason = staticmethod(_hydragen_forest_reason)
 
     def __init__(self, name: str, backend: str) -> None:
         self.name, self.backend = name, backend
@@ -489,6 +629,7 @@ class TkChunkAttn(Impl):
     """``tkprefix.chunk_attention(q, cache, backend=...)`` over a ``ChunkKVCache`` built from the case's tokens
     (shared chunks found by the prefix tree); q is reordered to ``cache.seq_ids`` order outside the timed region."""
 
+    forest_ok = True
     trees = True
 
     def __init__(self, name: str, backend: str, max_tokens: int = 40_000_000) -> None:
@@ -508,6 +649,10 @@ class TkChunkAttn(Impl):
 
     def _chunks(self, case: Case) -> int:
         c = case.chunk_size
+        if case.forest is not None:  # prompts and documents once, each sequence its private chunks + 3 partial ones
+            f = case.forest
+            return (sum(math.ceil(n / c) for n in f.prompts) + sum(math.ceil(n / c) for _, n in f.docs)
+                    + sum(math.ceil(f.keys(b) / c) - f.shared(b) // c + 3 for b in range(case.batch)))
         if case.tree is not None:  # exact: full chunks shared where the tokens match, one partial per leaf
             return case.tree.chunks(c)
         # prefix chunks (a partial last chunk of a level is not shared and is counted per sequence) + suffix chunks
@@ -553,6 +698,8 @@ class TkChunkFirst(TkChunkAttn):
     the partials of a sequence are all chunk-first rows; they are merged on the host side of the check (outside the
     timed region) by the LSE rule and compared with the float64 reference like every other output."""
 
+    forest_ok = False
+    forest_reason = "chunk-first alone is measured only where every token sits in a shared full chunk (suffix 0)"
     trees = False
 
     def __init__(self) -> None:
@@ -600,6 +747,8 @@ REGISTRY: dict[str, Impl] = {
         TkHydragen("torch_hydragen", "torch"), TkChunkAttn("torch_chunk_attn", "torch"),
     )
 }
+
+from . import lse_hydragen, prior_tk  # noqa: E402,F401 - add their peers to REGISTRY (they build on the classes above)
 
 
 from . import peers_tree  # noqa: E402,F401  (registers fasttree, deft, sglang_triton, flashinfer_decode)

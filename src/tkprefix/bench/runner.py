@@ -23,7 +23,7 @@ import torch
 from . import schema, stats
 from .cases import Case
 from .inputs import TOLERANCE, make_inputs, pick_rows, reference_rows, rel_err
-from .peers import Prepared, Unsupported, get_impl, tree_reason
+from .peers import Prepared, Unsupported, forest_unavailable, get_impl, tree_reason
 from .timing import L2Flusher, capture_graph, estimate_us, time_interleaved
 
 __all__ = ["run_case", "FatalCudaError", "is_fatal_cuda"]
@@ -122,7 +122,8 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
     graphs: list[Any] = []
     for name in impls:
         impl = get_impl(name)
-        reason = (skip or {}).get(name) or tree_reason(impl, case) or impl.unavailable_reason(case)
+        reason = ((skip or {}).get(name) or forest_unavailable(impl, case) or tree_reason(impl, case)
+                  or impl.unavailable_reason(case))
         if reason:
             status = reason if reason.startswith("wrong: ") else schema.unavailable(reason)
             for g in graph_modes:
