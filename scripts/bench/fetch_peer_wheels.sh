@@ -7,7 +7,8 @@
 #      machine's image already has (PRESENT below, from /work/.library/device/KINDS.md, read 2026-11-17) and less
 #      what they import only optionally: pulp (Snakemake's ILP scheduler; without it Snakemake schedules greedily,
 #      16 MB), debugpy (ipykernel's debugger, 5 MB), jedi + parso (IPython's completion, 5 MB).
-# Then on the GPU machine: bash scripts/bench/device_run.sh (installs .whl/ with --no-deps, runs the live command).
+# Then on the GPU machine: bash scripts/bench/device_run.sh (installs .whl/ with --no-deps, runs the live command),
+# with .whl and third_party carried (TK, and the peers' sources: scripts/bench/README.md).
 # Usage (repository root): bash scripts/bench/fetch_peer_wheels.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,6 +60,7 @@ for whl in /tmp/whl_pipeline/*.whl; do
   esac
 done
 
-TK=third_party/ThunderKittens
-echo "wheels in .whl/: $(ls .whl | wc -l) files, $(du -cb .whl/*.whl | tail -1 | cut -f1) bytes"
-[ -d $TK ] && echo "with $TK: $(( $(du -cb .whl/*.whl | tail -1 | cut -f1) + $(find $TK -type f -printf '%s\n' | awk '{s+=$1} END {print s}') )) bytes (a call carries at most 64 MiB = 67108864)"
+bytes() { find "$@" -type f -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+echo "wheels in .whl/: $(ls .whl | wc -l) files, $(bytes .whl) bytes"
+echo "carry .whl + third_party ($(ls third_party 2>/dev/null | tr '\n' ' ')): $(( $(bytes .whl) + $(bytes third_party) )) bytes" \
+     "(a call carries at most 64 MiB = 67108864)"
