@@ -10,7 +10,7 @@ Every timed call follows a 256 MiB L2 flush and sits alone between two CUDA even
 ceilings (copy bandwidth, bf16 GEMM) are measured in the same run. Correctness against float64 is checked on the same
 inputs first. Output: CSV + provenance JSON under --out.
 
-Run (H100): PYTHONPATH=src TKPREFIX_CHUNK_LIB=build/chunk/libtkchunk.so python scripts/chunk/bench_chunk.py --out DIR
+Run (H100): PYTHONPATH=src python scripts/chunk/bench_chunk.py --out DIR
 """
 from __future__ import annotations
 
