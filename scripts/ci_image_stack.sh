@@ -25,6 +25,7 @@
 # Usage: bash scripts/ci_image_stack.sh [python|kernels|all]        (default: all)
 # Downloads are cached in $TKPREFIX_CI_CACHE (default ~/.cache/tkprefix-ci) and pip's cache; prints each step's time.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WHAT=${1:-all}
@@ -84,27 +85,28 @@ tkprefix.__file__)"
 }
 
 # ----------------------------------------------------------------------------------------------------- kernels
-# CUDA 12.6 as the image has it, assembled in $CACHE/cuda-12.6 from pinned packages (see the header).
+# CUDA 12.6 as the image has it, assembled in $TC from pinned packages (see the header).
+TC=$CACHE/cuda-12.6
 toolkit() {
-    local tc=$CACHE/cuda-12.6 dl=$CACHE/downloads
-    if [[ -x $tc/bin/nvcc && -f $tc/.complete ]]; then echo "$tc"; return; fi
+    local tc=$TC dl=$CACHE/downloads
+    if [[ -x $tc/bin/nvcc && -f $tc/.complete ]]; then return; fi
     rm -rf "$tc" && mkdir -p "$dl" "$tc"/{bin/crt,nvvm/bin,nvvm/libdevice,include,lib64}
     cat > "$dl/cuda126.txt" <<'EOF'
 nvidia-cuda-nvcc-cu12==12.6.85 --hash=sha256:d75d9d74599f4d7c0865df19ed21b739e6cb77a6497a3f73d6f61e8038a765e4
 nvidia-cuda-runtime-cu12==12.6.77 --hash=sha256:ba3b56a4f896141e25e19ab287cd71e52a6a0f4b29d0d31609f60e3b4d5219b7
 nvidia-cuda-cccl-cu12==12.6.77 --hash=sha256:ea80be91ccd49b0785fd744afd470cd0c0175bcf25d4fe65b7d548095b68687a
 EOF
-    python3 -m pip download -q --no-deps --only-binary :all: --require-hashes -r "$dl/cuda126.txt" -d "$dl" >&2
-    if ! echo "$FRONTEND_SHA  $dl/$FRONTEND_DEB" | sha256sum -c --quiet - 2>/dev/null; then
+    python3 -m pip download -q --no-deps --only-binary :all: --require-hashes -r "$dl/cuda126.txt" -d "$dl"
+    if [[ $(sha256sum "$dl/$FRONTEND_DEB" 2>/dev/null | cut -d' ' -f1) != "$FRONTEND_SHA" ]]; then
         # Debian's nvcc front end, through apt with a private state dir (the system's sources stay as they are).
         local apt=$CACHE/apt
         mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
         echo "deb http://deb.debian.org/debian experimental non-free" > "$apt/sources.list"
         local A=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$apt/lists"
                  -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
-        apt-get "${A[@]}" update -qq >&2
-        ( cd "$dl" && apt-get "${A[@]}" download -qq "nvidia-cuda-toolkit=12.5.40~12.5.0-2+b1" >&2 )
-        echo "$FRONTEND_SHA  $dl/$FRONTEND_DEB" | sha256sum -c --quiet - >&2
+        apt-get "${A[@]}" update -qq
+        ( cd "$dl" && apt-get "${A[@]}" download -qq "nvidia-cuda-toolkit=12.5.40~12.5.0-2+b1" )
+        echo "$FRONTEND_SHA  $dl/$FRONTEND_DEB" | sha256sum -c --quiet -
     fi
     local x=$tc/.unpack; rm -rf "$x"; mkdir -p "$x"
     dpkg-deb -x "$dl/$FRONTEND_DEB" "$x/deb"
@@ -130,7 +132,6 @@ LIBRARIES        =+ $(_SPACE_) "-L$(TOP)/lib64"
 EOF
     rm -rf "$x"
     touch "$tc/.complete"
-    echo "$tc"
 }
 
 tk_tree_sha() { (cd "$1" && find include prototype -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1); }
@@ -163,7 +164,8 @@ step_kernels() {
         return 3
     fi
     [[ -x $venv/bin/python ]] || { log "kernels: needs the python step's venv (torch 2.5.1) first"; return 1; }
-    tc=$(toolkit)
+    toolkit
+    tc=$TC
     log "toolkit $tc: $("$tc/bin/nvcc" --version | tail -2 | head -1) | ptxas: $("$tc/bin/ptxas" --version \
         | tail -2 | head -1) | CUDART_VERSION $(sed -n 's/^#define CUDART_VERSION *//p' "$tc/include/cuda_runtime_api.h")"
     log "toolkit ready: $(since "$t0")"
