@@ -11,9 +11,10 @@
 # scripts/ci_image_stack.sh, which CI uses to prove this image's Python stack and CUDA 12.6 kernel build.
 FROM nvidia/cuda:12.6.3-devel-ubuntu22.04@sha256:d49bb8a4ff97fb5fe477947a3f02aa8c0a53eae77e11f00ec28618a0bcaa2ad1
 
-# Python 3.11 from Ubuntu 22.04's own jammy-updates archive (python3.11 3.11.0rc1 → 3.11.x security updates,
-# maintained by Ubuntu): snakemake >= 8 needs Python >= 3.11 and jammy's default python3 is 3.10. No PPA, no build
-# from source; scripts/ci_image_stack.sh reads this line for the Python minor of its venv.
+# Python 3.11 from Ubuntu 22.04's own archive (package python3.11, universe, with its -dev and -venv): snakemake >= 8
+# needs Python >= 3.11 and jammy's default python3 is 3.10. Chosen over a PPA (deadsnakes: a third-party archive and
+# key) and over a source build (slow, and ours to patch); the RUN below asserts the version.
+# scripts/ci_image_stack.sh reads this line for the Python minor of its venv.
 ARG PYTHON=python3.11
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -52,7 +53,8 @@ RUN pip install ninja==1.11.1.3 numpy==1.26.4 einops==0.8.0 packaging==24.2 mypy
 COPY docker/patches/tk-0b55588d-cuda-lt-12.8.patch /opt/patches/
 RUN git clone https://github.com/HazyResearch/ThunderKittens.git /opt/ThunderKittens \
     && git -C /opt/ThunderKittens checkout "$TK_COMMIT" \
-    && git -C /opt/ThunderKittens apply /opt/patches/tk-0b55588d-cuda-lt-12.8.patch
+    && git -C /opt/ThunderKittens apply /opt/patches/tk-0b55588d-cuda-lt-12.8.patch \
+    && git config --system --add safe.directory /opt/ThunderKittens
 
 # Peers. FlashInfer: a release with prebuilt kernels for torch 2.5 + cu124 (cascade attention on sm_90).
 # flash-attn (needed by upstream Hydragen): its setup fetches a prebuilt wheel matching torch 2.5 / CUDA 12.

@@ -81,7 +81,8 @@ tkprefix.__file__)"
     test -s "$WORK/src/paper/build/tkprefix.pdf"
     log "replay pipeline (torch 2.5.1 venv): $(since "$t2"); $(pdfinfo "$WORK/src/paper/build/tkprefix.pdf" \
         | awk '/^Pages:/ {print $2}') pages"
-    log "python step: $(since "$t0")"
+    log "python step: $(since "$t0") (not part of it: the Dockerfile's peers, flashinfer, flash-attn, upstream Hydragen"
+    log "  and ChunkAttention, which need CUDA and a GPU to build or run)"
 }
 
 # ----------------------------------------------------------------------------------------------------- kernels
