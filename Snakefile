@@ -10,6 +10,8 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 
+RUN_LOCK = release_stale_locks()  # resume after a hard kill without --unlock (common.smk says how it stays safe)
+
 MODE = resolve_mode(config["mode"])
 DATA = f"results/{MODE}"
 SWEEPS = list_sweeps(config["sweeps_dir"], config["sweeps"])  # {name: kind}

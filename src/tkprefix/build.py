@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import re
@@ -266,6 +267,23 @@ def extension_args(fams: tuple[str, ...], prebuilt: Path | None = None) -> dict:
                 extra_ldflags=["-lcuda"])  # TK calls the driver API (cuTensorMapEncodeTiled, cuGetErrorString)
 
 
+@contextlib.contextmanager
+def _exclusive_build(build_dir: Path):
+    """Hold an OS lock (flock) on build_dir for the build. torch's own lock (a `lock` file that exists while a process
+    builds) outlives a process killed mid-build, and every later build then waits on it forever; under our flock no
+    other tkprefix process is building there, so such a file is stale and is removed. The kernel drops the flock
+    when its process dies, however it dies: a killed pipeline resumes without manual clean-up."""
+    import fcntl
+
+    with open(build_dir / ".tkprefix_build.flock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        stale = build_dir / "lock"
+        if stale.exists():
+            print(f"tkprefix build: removing {stale}, left by a build that was killed", file=sys.stderr)
+            stale.unlink()
+        yield
+
+
 def load_extension(families=None, verbose: bool = False):
     """Build (first time) and import the extension; later calls return the cached module.
 
@@ -288,7 +306,8 @@ def load_extension(families=None, verbose: bool = False):
     build_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        mod = cpp_extension.load(build_directory=str(build_dir), verbose=verbose, **kw)
+        with _exclusive_build(build_dir):
+            mod = cpp_extension.load(build_directory=str(build_dir), verbose=verbose, **kw)
     except Exception as e:  # surface the fix, keep the compiler output in the chain
         raise RuntimeError(
             f"building the tkprefix TK extension failed ({type(e).__name__}); build dir {build_dir}. "

@@ -6,11 +6,14 @@ import torch
 from . import reference
 from .backend import resolve_backend
 from .cache import ChunkKVCache, ChunkPlan
-from .validation import check_dim, check_gqa, check_tensor
+from .validation import check_dim, check_gqa, check_tensor, same_device
 
 
 def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto") -> torch.Tensor:
     """One decode step: q (n_seqs, Hq, D) in `cache.seq_ids` order (Hq a multiple of cache.n_heads) → o, same shape.
+
+    Every argument is checked before the backend is chosen (the same error on every backend). The tk kernels take
+    caches with chunk_size 64; `auto` runs `torch` for other chunk sizes, `tk` raises.
 
     >>> cache = ChunkKVCache(2, 16, chunk_size=4, dtype=torch.float32, capacity_chunks=8)
     >>> for tail in ([7], [8, 9]):
@@ -26,11 +29,16 @@ def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto")
     check_gqa(q.shape[1], cache.n_heads, "q", "cache")
     if q.dtype != cache.dtype:
         raise TypeError(f"q must have the cache's dtype {cache.dtype}, got {q.dtype}")
-    if q.device != cache.device:
+    if not same_device(q.device, cache.device):
         raise ValueError(f"q must be on the cache's device {cache.device}, got {q.device}")
+    use_tk = resolve_backend(backend, q) == "tk"
+    if use_tk and backend == "auto":
+        from .tk_chunk import CHUNK_SIZES
+
+        use_tk = cache.chunk_size in CHUNK_SIZES
     if q.shape[0] == 0:
         return q.clone()
-    if resolve_backend(backend, q) == "tk":
+    if use_tk:
         from . import tk_chunk
 
         return tk_chunk.chunk_attention(q, cache)

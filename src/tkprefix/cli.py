@@ -30,7 +30,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tkprefix: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    return run_command(argv[0], module.main, argv[1:])
+
+
+def run_command(name: str, main, argv: list[str]) -> int:
+    """main(argv) as the exit code; a results file that cannot be written (full disk, unwritable folder) is one
+    line naming the path and exit code 74, not a traceback."""
+    from .bench.schema import EXIT_OUTPUT, OutputError
+
+    try:
+        return int(main(argv) or 0)
+    except OutputError as e:
+        print(f"tkprefix {name}: {e}", file=sys.stderr)
+        return EXIT_OUTPUT
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 
 Layouts follow upstream Hydragen, `(batch, tokens, heads, head_dim)`; LSE is natural-log, float32 (float64 for
 float64 inputs), shape `(batch, tokens, q_heads)`. Each function takes `backend="auto" | "tk" | "torch"`.
+
+One input contract (docs/design.md): every argument, including the values of `seq_len`, is checked here, before the
+backend is chosen, so a bad input raises the same error type and message on every backend. `backend="tk"` can
+raise beyond that only for inputs its kernels do not cover (CPU tensors, float32/float64, head_dim other than 64 or
+128); `backend="auto"` then runs `torch`.
 """
 from __future__ import annotations
 
@@ -38,29 +43,30 @@ def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend:
     return reference.prefix_attention(q, k, v)
 
 
-def decode_attention(q, k, v, seq_len: torch.Tensor | None = None, backend: str = "auto"):
+def decode_attention(q, k, v, seq_len: torch.Tensor | None = None, backend: str = "auto", validate: bool = True):
     """Per-sequence attention over each sequence's own cache.
 
     q (B, Nq, Hq, D); k, v (B, S, Hkv, D). seq_len None: causal, aligned bottom-right (query j sees keys
-    0 .. S-Nq+j); seq_len int tensor (B,): every query of sequence b sees keys 0 .. seq_len[b]-1 (0 = none:
-    o = 0, lse = -inf). Returns (o, lse).
+    0 .. S-Nq+j); seq_len int tensor (B,) on q's device: every query of sequence b sees keys 0 .. seq_len[b]-1
+    (0 = none: o = 0, lse = -inf); a value outside [0, S] raises ValueError. validate=False skips that value check
+    (one device sync), as does CUDA-graph capture; see `validation.check_seq_len_values`. Returns (o, lse).
     """
     batch, n_queries, _, _, cache_batch, cache_len, _ = check_attention_inputs(q, k, v)
     check_dim("k", k, 0, batch, "batch, as q's")
     if seq_len is None and n_queries > cache_len:
         raise ValueError(f"with seq_len=None (causal) q's {n_queries} queries need k.shape[1] >= {n_queries}, got {cache_len}")
     check_seq_len(seq_len, batch, cache_len, q.device)
+    check_seq_len_values(seq_len, cache_len, validate)
     if resolve_backend(backend, q) == "tk":
         return _tk().decode_attention(q, k, v, seq_len)
-    if seq_len is not None:
-        check_seq_len_values(seq_len, cache_len)
     return reference.decode_attention(q, k, v, seq_len)
 
 
 def merge_states(o_a, lse_a, o_b, lse_b, backend: str = "auto"):
     """Exact merge of two attention states over disjoint keys: lse = logaddexp, o = Σ o_x·exp(lse_x − lse).
 
-    o_* (..., D); lse_* (...) (float32, or float64). An empty state (lse = -inf) is the identity.
+    o_* (..., D); lse_* (...) (float32, or float64). An empty state (lse = -inf) is the identity. The tk kernel
+    merges 4-D states with float32 LSE; other ranks run `torch` on every backend, float64 LSE runs `torch` on `auto`.
     """
     check_tensor("o_a", o_a)
     check_tensor("o_b", o_b)
@@ -74,17 +80,19 @@ def merge_states(o_a, lse_a, o_b, lse_b, backend: str = "auto"):
     for name, lse in (("lse_a", lse_a), ("lse_b", lse_b)):
         if lse.shape != o_a.shape[:-1]:
             raise ValueError(f"{name} must have shape {tuple(o_a.shape[:-1])} (o without head_dim), got {tuple(lse.shape)}")
-    if o_a.dim() == 4 and resolve_backend(backend, o_a) == "tk":
+    use_tk = resolve_backend(backend, o_a) == "tk" and o_a.dim() == 4
+    if use_tk and (backend == "tk" or lse_a.dtype == torch.float32):
         return _tk().merge_states(o_a, lse_a, o_b, lse_b)
     return reference.merge_states(o_a, lse_a, o_b, lse_b)
 
 
-def hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len=None, backend: str = "auto"):
+def hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len=None, backend: str = "auto",
+                             validate: bool = True):
     """Drop-in for upstream Hydragen's function: shared levels + the unique part, merged exactly by LSE.
 
     q (B, Nq, Hq, D); k, v (B, S, Hkv, D) unique caches; shared_ks[i], shared_vs[i] (B_i, P_i, Hkv, D), B_i | B,
-    sequence b uses row b // (B // B_i); every query sees every shared token. seq_len: as in `decode_attention`.
-    Returns o (B, Nq, Hq, D).
+    sequence b uses row b // (B // B_i); every query sees every shared token. seq_len, validate: as in
+    `decode_attention`. Returns o (B, Nq, Hq, D).
 
     >>> B, H, D = 4, 8, 64
     >>> q = torch.randn(B, 1, H, D); k = v = torch.randn(B, 10, H, D)
@@ -106,8 +114,7 @@ def hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len=None, backen
     if seq_len is None and n_queries > cache_len:
         raise ValueError(f"with seq_len=None (causal) q's {n_queries} queries need k.shape[1] >= {n_queries}, got {cache_len}")
     check_seq_len(seq_len, batch, cache_len, q.device)
+    check_seq_len_values(seq_len, cache_len, validate)
     if resolve_backend(backend, q) == "tk":
         return _tk().hydragen_attention_nopad(q, k, v, list(shared_ks), list(shared_vs), seq_len)
-    if seq_len is not None:
-        check_seq_len_values(seq_len, cache_len)
     return reference.hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len)

@@ -146,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     text = json.dumps(collect(), indent=2, sort_keys=True)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text + "\n")
+        from .bench.schema import writable_dir, write_text
+
+        writable_dir(Path(args.output).parent)
+        write_text(args.output, text + "\n")
     else:
         print(text)
     return 0

@@ -270,8 +270,9 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len:
     """Per-sequence attention over the unique caches.
 
     q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D). seq_len None: causal, bottom-right aligned (query j sees keys
-    0 .. S-Nq+j); seq_len (B,) ints: every query of sequence b sees keys 0 .. seq_len[b]-1 (0 allowed: empty,
-    o = 0, lse = -inf; values are clamped to [0, S]). Returns (o, lse) like prefix_attention.
+    0 .. S-Nq+j); seq_len (B,) ints in [0, S]: every query of sequence b sees keys 0 .. seq_len[b]-1 (0 allowed:
+    empty, o = 0, lse = -inf). The values are not checked here (that needs a device sync): the public
+    tkprefix.decode_attention checks them on every backend. Returns (o, lse) like prefix_attention.
     """
     _check_qkv(q, k, v)
     B, Nq, Hq, D = q.shape

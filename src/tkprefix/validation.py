@@ -69,8 +69,27 @@ def check_seq_len(seq_len, batch: int, max_len: int, device: torch.device) -> to
     return seq_len
 
 
-def check_seq_len_values(seq_len: torch.Tensor, max_len: int) -> None:
-    """Host-side range check (syncs with the device: the tk backend skips it inside CUDA-graph capture)."""
-    lo, hi = int(seq_len.min()), int(seq_len.max())
+def check_seq_len_values(seq_len: torch.Tensor | None, max_len: int, validate: bool = True) -> None:
+    """seq_len values must lie in [0, max_len]: the same ValueError on every backend, before dispatch.
+
+    This is the one device sync of an eager call with seq_len (one aminmax, one copy of two ints to the host). It is
+    skipped with validate=False and inside CUDA-graph capture, where a sync cannot be recorded; there the values are
+    the caller's promise, and a value outside [0, max_len] acts as the nearest end of that range on every backend."""
+    if not isinstance(validate, bool):
+        raise TypeError(f"validate must be True or False, got {validate!r}")
+    if seq_len is None or not validate or seq_len.numel() == 0:
+        return
+    if seq_len.is_cuda and torch.cuda.is_current_stream_capturing():
+        return
+    lo, hi = torch.stack(torch.aminmax(seq_len)).tolist()
     if lo < 0 or hi > max_len:
         raise ValueError(f"seq_len values must lie in [0, {max_len}] (the cache length k.shape[1]), got [{lo}, {hi}]")
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """a and b name the same device ("cuda" without an index is the current CUDA device)."""
+    def norm(d):
+        d = torch.device(d)
+        return torch.device("cuda", torch.cuda.current_device()) if d.type == "cuda" and d.index is None else d
+
+    return norm(a) == norm(b)

@@ -6,6 +6,36 @@ import subprocess
 from pathlib import Path
 
 
+def release_stale_locks():
+    """Lets the pipeline resume after a hard kill (SIGKILL, OOM killer, power loss) with the plain command.
+
+    Snakemake's lock files (.snakemake/locks/) outlive such a kill, and the next run then stops with LockException
+    ("--unlock"). Every main `snakemake` process of this workflow holds an OS lock (flock) on
+    .snakemake/tkprefix.run for as long as it lives; the kernel drops it when the process dies, however it dies. If
+    this process can take it, no other run of the workflow is alive here, so Snakemake's lock files are stale and
+    go. If it can't, another run is alive: its locks stay and Snakemake refuses to run beside it, as usual.
+    Returns the open file (keep it referenced: closing it drops the lock)."""
+    import fcntl
+
+    if not workflow.is_main_process:  # a job spawned by the main process (cluster executors) owns no lock
+        return None
+    meta = Path(".snakemake")
+    meta.mkdir(exist_ok=True)
+    run_lock = open(meta / "tkprefix.run", "w")
+    try:
+        fcntl.flock(run_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        run_lock.close()
+        return None
+    stale = sorted((meta / "locks").glob("*.lock"))
+    for p in stale:
+        p.unlink()
+    if stale:
+        print(f"tkprefix pipeline: removed {len(stale)} stale Snakemake lock(s) of a killed run "
+              f"(no other run of this workflow is alive)", file=sys.stderr)
+    return run_lock
+
+
 def live_capable():
     """(ok, reason): an sm_90 GPU is visible and ThunderKittens is found at $THUNDERKITTENS_ROOT."""
     tk_root = os.environ.get("THUNDERKITTENS_ROOT", "")

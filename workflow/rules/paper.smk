@@ -1,4 +1,5 @@
-# Paper: provenance + per-notebook macros -> paper/generated/macros.tex; latexmk -> paper/build/tkprefix.pdf.
+# Paper: provenance + per-notebook macros -> paper/generated/macros.tex; latexmk -> paper/build/tkprefix.pdf
+# (built in a scratch folder and renamed into place: an interrupted build never leaves a half-written PDF).
 
 
 rule macros:
@@ -36,7 +37,9 @@ rule paper:
         "results/logs/paper/latexmk.log",
     benchmark:
         "results/benchmarks/paper/latexmk.tsv"
+    params:
+        data=DATA,
     conda:
         "../envs/tkprefix.yaml"
-    shell:
-        "latexmk -pdf -cd -interaction=nonstopmode -halt-on-error -outdir=build {input.tex} > {log} 2>&1"
+    script:
+        "../scripts/paper.py"

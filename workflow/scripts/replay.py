@@ -12,6 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "notebooks"))  # Snakemake sets __file__ to this file
+import tkpaper as tp  # noqa: E402
+
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -41,7 +44,7 @@ def main(sources: list[str], src_dir: str, manifest: str) -> None:
     files = []
     for s in sorted(sources):
         s = Path(s)
-        shutil.copyfile(s, dst / s.name)
+        tp.replace_into(dst / s.name, lambda tmp: shutil.copyfile(s, tmp))
         files.append({"name": s.name, "source": str(s), "bytes": s.stat().st_size, "sha256": sha256(s)})
         print(f"copied {s} -> {dst / s.name}")
     record = {
@@ -53,7 +56,7 @@ def main(sources: list[str], src_dir: str, manifest: str) -> None:
         "note": "" if files else f"{src_dir} holds no recorded run: every result in the paper reads 'not recorded'",
         "files": files,
     }
-    Path(manifest).write_text(json.dumps(record, indent=2) + "\n")
+    tp.write_text(manifest, json.dumps(record, indent=2) + "\n")
     print(f"wrote {manifest} ({len(files)} files)")
 
 

@@ -281,8 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                   on_row=lambda r: append_jsonl(args.rows, [r]),
                   progress=lambda i, label: prog.step(case=i, stage=label))
         return 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = schema.writable_dir(args.out)  # an unwritable folder fails now, with its name, not after the suite
     if args.no_supervise or not args.device.startswith("cuda"):
         rows = run_check(args.backend, args.device, args.dtype, args.seed)
     else:
@@ -293,5 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(r["status"].startswith("wrong") for r in rows) else 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+if __name__ == "__main__":  # the child processes start here
+    from ..cli import run_command
+
+    raise SystemExit(run_command("check", main, sys.argv[1:]))

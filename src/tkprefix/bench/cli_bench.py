@@ -187,7 +187,7 @@ def _run_sweep_supervised(s: Sweep, args: argparse.Namespace, out: Path, ceil_pa
     extra_rows: list[dict[str, Any]] = []
     start = 0
     for attempt in range(1, 30):
-        skip_path.write_text(json.dumps(skip))
+        schema.write_text(skip_path, json.dumps(skip))
         cmd = [sys.executable, "-m", "tkprefix.bench.cli_bench", "--child", "--sweeps", args.sweeps, "--only",
                s.config, "--start-case", str(start), "--skip-json", str(skip_path), "--rows", str(rows_path),
                "--progress", str(prog_path), "--ceilings", str(ceil_path), "--run-id", run_id, "--seed",
@@ -282,8 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.time()
     deadline_at = t_start + args.deadline_s if args.deadline_s else 0.0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = schema.writable_dir(args.out)  # an unwritable folder fails now, with its name, not after the sweeps
     sweeps = [_apply_overrides(s, argparse.Namespace(impls=None, reps=None, every=args.every))
               for s in load_sweeps(args.sweeps, args.only)]
     run_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -294,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] copy {ceilings['copy_bw_bytes_per_s'] / 1e12:.3f} TB/s, "
           f"GEMM {ceilings['gemm_flops_per_s'] / 1e12:.1f} TFLOP/s", flush=True)
     ceil_path = out / ".ceilings.json"
-    ceil_path.write_text(json.dumps(ceilings))
+    schema.write_text(ceil_path, json.dumps(ceilings))
     prov = provenance.collect()
     prov.update(run_id=run_id, ceilings=ceilings, command=["tkprefix", "bench", *(argv or sys.argv[1:])],
                 sweeps={s.config: {"kind": s.kind, "cases": len(s.cases), "impls": s.impls, "graph": s.graph,
@@ -303,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "every": args.every}
                         for s in sweeps}, started_utc=run_id, deadline_s=args.deadline_s, hang_s=args.hang_s,
                 run_notes=os.environ.get("TKPREFIX_RUN_NOTES", ""))
-    (out / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
+    schema.write_text(out / "provenance.json", json.dumps(prov, indent=2, sort_keys=True) + "\n")
 
     summary: list[str] = []
     # configuration 6 first (its model needs most of the memory, and its rows are the headline of issue 5), then the
@@ -325,10 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     ceil_path.unlink(missing_ok=True)
     prov["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     prov["wall_s"] = time.time() - t_start
-    (out / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
+    schema.write_text(out / "provenance.json", json.dumps(prov, indent=2, sort_keys=True) + "\n")
     print("[bench] done in %.0f s:\n  %s" % (time.time() - t_start, "\n  ".join(summary)), flush=True)
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+if __name__ == "__main__":  # the child processes start here
+    from ..cli import run_command
+
+    raise SystemExit(run_command("bench", main, sys.argv[1:]))

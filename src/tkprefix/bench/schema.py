@@ -7,10 +7,13 @@ timing columns empty (never zero, never a guess).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import os
 import re
-from typing import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence, TextIO
 
 COMMON_COLUMNS: tuple[str, ...] = (
     "config", "impl", "status", "batch", "q_heads", "kv_heads", "head_dim", "prefix", "suffix", "dtype", "graph",
@@ -94,6 +97,51 @@ def _fmt(v: object) -> object:
     return v
 
 
+# ----------------------------------------------------------------------------------------------- writing results
+EXIT_OUTPUT = 74  # sysexits EX_IOERR: a results file could not be written (full disk, unwritable folder)
+
+
+class OutputError(RuntimeError):
+    """A results file or folder cannot be written; the message names the path and the system's reason."""
+
+
+def output_error(path: str | os.PathLike, e: OSError) -> OutputError:
+    why = e.strerror or str(e)
+    hint = " (free some space)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return OutputError(f"cannot write {os.fspath(path)}: {why}{hint}")
+
+
+def writable_dir(path: str | os.PathLike) -> Path:
+    """Create `path` if needed and prove a file can be created in it, before any work whose results would go there."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_probe_{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise output_error(path, e) from None
+    return path
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[TextIO], None]) -> None:
+    """write(f) into a temp file beside `path`, then rename it onto `path`: a full disk or a kill never leaves a
+    half-written file under the final name; any OSError becomes an OutputError naming `path`."""
+    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise output_error(path, e) from None
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text))
+
+
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, object]], base: Sequence[str]) -> None:
     """Write ``rows`` with columns ``base`` (+ extras), validating each row first; atomic (temp file + rename)."""
     rows = list(rows)
@@ -103,13 +151,14 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, object]], bas
         except ValueError as e:
             raise ValueError(f"rows[{i}] ({row.get('impl')}): {e}") from None
     cols = columns_for(rows, base)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
+
+    def write(f: TextIO) -> None:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="raise")
         w.writeheader()
         for row in rows:
             w.writerow({c: _fmt(row.get(c)) for c in cols})
-    os.replace(tmp, path)
+
+    write_atomic(path, write)
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .schema import EXIT_OUTPUT, OutputError, output_error, write_text
+
 __all__ = ["supervise", "Progress", "read_jsonl", "append_jsonl"]
 
 
@@ -29,16 +31,19 @@ class Progress:
         if self.path is None:
             return
         fields["t"] = time.time()
-        with open(self.path, "a") as f:
-            f.write(json.dumps(fields, default=str) + "\n")
-            f.flush()
+        append_jsonl(self.path, [fields])
 
 
 def append_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r, default=str) + "\n")
-        f.flush()
+    """Append rows as JSON lines; a full disk or unwritable folder raises OutputError naming `path` (a cut last
+    line is skipped by read_jsonl)."""
+    try:
+        with open(path, "a") as f:
+            for r in rows:
+                f.write(json.dumps(r, default=str) + "\n")
+            f.flush()
+    except OSError as e:
+        raise output_error(path, e) from None
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -58,13 +63,17 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def supervise(cmd: list[str], progress_path: str | Path, hang_s: float, *, poll_s: float = 0.5,
               log: Callable[[str], None] = print) -> tuple[int | None, dict[str, Any] | None]:
-    """Run ``cmd``; returns (exit code, last progress record), exit code None if it was killed as hung."""
+    """Run ``cmd``; returns (exit code, last progress record), exit code None if it was killed as hung. A child that
+    exits with EXIT_OUTPUT (it could not write its results) raises OutputError here."""
     progress_path = Path(progress_path)
-    progress_path.write_text("")
+    write_text(progress_path, "")
     proc = subprocess.Popen(cmd)
     last_size, last_change = 0, time.time()
     while True:
         rc = proc.poll()
+        if rc == EXIT_OUTPUT:  # the child could not write its rows or progress: a full disk is not a peer's fault
+            raise OutputError(f"cannot write {progress_path.parent}: the child process stopped with exit code "
+                              f"{rc} (its message above names the file)")
         if rc is not None:
             recs = read_jsonl(progress_path)
             return rc, (recs[-1] if recs else None)
