@@ -187,6 +187,16 @@ step_kernels() {
     rm -rf "$patched" && cp -r "$tk" "$patched"
     ( cd "$patched" && GIT_CEILING_DIRECTORIES=$WORK git apply "$PATCH" )
     grep -q '^#if CUDART_VERSION >= 12080' "$patched/include/common/util.cuh"
+    # `tkprefix doctor` on these two real trees and this CUDA: the unpatched one fails naming the patch.
+    local d
+    for d in "$tk:fail" "$patched:ok"; do
+        THUNDERKITTENS_ROOT=${d%:*} CUDA_HOME=$tc PYTHONPATH=$ROOT/src "$venv/bin/python" -c '
+import sys
+from tkprefix import doctor
+c = doctor.check_tk_cuda()
+print(f"  doctor tk_cuda [{c.status}] {c.detail[:150]}")
+sys.exit(c.status != sys.argv[1] or (c.status == "fail" and doctor.TK_CUDA_PATCH not in c.fix))' "${d##*:}"
+    done
     local -a objs
     mapfile -t objs < <(write_ninja "$good" "$patched" "$tc")
     [[ ${#objs[@]} -eq 4 ]] || { log "kernels: expected 4 .cu files, build.py lists ${objs[*]}"; return 1; }
