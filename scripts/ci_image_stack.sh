@@ -5,7 +5,8 @@
 #   python   A clean venv of the image's Python minor (Dockerfile `ARG PYTHON`), then the Dockerfile's pip lines
 #            tagged `# ci-stack`, verbatim but for two swaps: /opt/tkprefix -> a copy of this checkout, and no
 #            `--index-url` (PyPI's torch 2.5.1 for Linux x86_64 *is* the cu124 build the image takes from
-#            download.pytorch.org, which CI cannot reach; it runs on the CPU). Then, in that venv and that copy:
+#            download.pytorch.org, which CI cannot reach, not a CPU build; it runs on the CPU here). Then, in
+#            that venv and that copy:
 #            `python -m pytest -q` and the replay pipeline to the PDF. The peers (flashinfer, flash-attn, upstream
 #            Hydragen, ChunkAttention) need CUDA and a GPU to build or run: they are not part of this check.
 #   kernels  The four .cu files and the binding, compiled as the image compiles them: CUDA 12.6 headers, libdevice
@@ -23,14 +24,18 @@
 #            "NOT RUN" and the reason, and exit status 3.
 #
 # Usage: bash scripts/ci_image_stack.sh [python|kernels|all]        (default: all)
-# Downloads are cached in $TKPREFIX_CI_CACHE (default ~/.cache/tkprefix-ci) and pip's cache; prints each step's time.
+# Downloads are cached in $TKPREFIX_CI_CACHE (default ~/.cache/tkprefix-ci) and pip's cache; the venv and the copy
+# of the checkout are made anew each run in $TKPREFIX_CI_WORK (default $TKPREFIX_CI_CACHE/image-stack, ~5 GB: torch
+# 2.5.1 with its CUDA 12.4 libraries). Prints each step's time.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WHAT=${1:-all}
 CACHE=${TKPREFIX_CI_CACHE:-$HOME/.cache/tkprefix-ci}
-WORK=$ROOT/build/image-stack           # git-ignored: venv + copy of the checkout
+# venv + copy of the checkout, outside any git repository (tests that ask git what the checkout holds must not find
+# the enclosing one, where the copy would be an ignored folder)
+WORK=${TKPREFIX_CI_WORK:-$CACHE/image-stack}
 OUT=$ROOT/build/cuda126                # git-ignored: the 12.6-built objects
 TK_COMMIT=0b55588d2769dde0c7a9a606ffc015b0ca7a9551
 TK_TREE_SHA=f41b331b67476b5e5b08d81a55d243517673fe4c200ce46fd0f92595af0c66f0   # sha256 of TK's include/ + prototype/
