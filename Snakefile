@@ -17,7 +17,7 @@ DATA = f"results/{MODE}"
 SWEEPS = list_sweeps(config["sweeps_dir"], config["sweeps"])  # {name: kind}
 ATTENTION_SWEEPS = [s for s, kind in SWEEPS.items() if kind != "e2e"]
 E2E_SWEEPS = [s for s, kind in SWEEPS.items() if kind == "e2e"]
-NOTEBOOKS = ["correctness", "performance", "e2e"]
+NOTEBOOKS = ["correctness", "performance", "peers", "e2e"]
 
 report: "workflow/report/workflow.rst"
 

@@ -22,6 +22,8 @@ MEASURE_COLUMNS = {
     "config", "impl", "status", "graph", "median_us", "p20_us", "p80_us", "n", "rel_err", "unique_bytes", "flops",
     "roofline_us", "pct_roofline", "error", "reason", "note", "tflops", "tb_s", "gb_s", "bandwidth_gbs",
     "tokens_per_s", "speedup", "timestamp", "git_commit", "gpu", "run_id", "median_step_us", "gbps",
+    # tree cases (configuration 8): per-implementation sharing, and tree descriptors the `levels` column names already
+    "kv_tokens_read", "sharing", "tree", "n_nodes", "depth", "unique_tokens", "path_tokens", "sharing_ideal",
 }
 _DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
 

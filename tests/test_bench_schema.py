@@ -50,7 +50,7 @@ def test_rows_validate(tmp_path):
 def test_sweep_files_load_and_cover_configs_1_to_6():
     sweeps = cases.load_sweeps(SWEEPS)
     names = [s.config for s in sweeps]
-    assert [n[:2] for n in names] == ["c1", "c2", "c3", "c4", "c5", "c6"]
+    assert [n[:2] for n in names][:6] == ["c1", "c2", "c3", "c4", "c5", "c6"] and "c8_trees" in names
     for s in sweeps:
         for impl in s.impls:
             assert impl in REGISTRY, (s.config, impl)
@@ -66,6 +66,16 @@ def test_sweep_files_load_and_cover_configs_1_to_6():
     assert cases.load_sweeps(SWEEPS, ["c4"])[0].config.startswith("c4")
     with pytest.raises(ValueError, match="--only"):
         cases.load_sweeps(SWEEPS, ["c9"])
+
+
+def test_probe_sweeps_load():
+    """config/probes: focused measurement sweeps (tkprefix bench --sweeps config/probes), not pipeline configurations."""
+    probes = cases.load_sweeps(SWEEPS.parent / "probes")
+    assert [s.config for s in probes] == ["p1_no_prefix", "p3_gqa_suffix"]
+    for s in probes:
+        assert all(impl in REGISTRY for impl in s.impls) and s.trimmed
+    assert {c.prefix for c in probes[0].cases} == {0, 128}
+    assert {(c.q_heads, c.kv_heads, c.suffix) for c in probes[1].cases} == {(8, 1, 512), (32, 8, 512)}
 
 
 def test_case_validation_names_the_argument():

@@ -91,9 +91,10 @@ def test_plan_describes_shared_and_private_chunks():
     for tail in (10, 11, 12):
         cache.add_seq([1, 2, 3, 4, tail], kv, kv)
     plan = cache.plan()
-    assert plan.host["shared_chunk"] == [0, 1]
-    assert plan.host["shared_row_start"] == [0, 0] and plan.host["shared_row_end"] == [3, 3]
-    assert plan.host["shared_partial_offset"] == [0, 3, 6]
-    assert plan.host["private_len"] == [1, 1, 1] and plan.host["seq_private_offset"] == [0, 1, 2, 3]
-    assert plan.host["seq_partial_index"] == [0, 3, 1, 4, 2, 5]
+    h = {name: values.tolist() for name, values in plan.host.items()}
+    assert h["shared_chunk"] == [0, 1]
+    assert h["shared_row_start"] == [0, 0] and h["shared_row_end"] == [3, 3]
+    assert h["shared_partial_offset"] == [0, 3, 6]
+    assert plan.private_len.tolist() == [1, 1, 1] and h["seq_private_offset"] == [0, 1, 2, 3]
+    assert h["seq_partial_index"] == [0, 3, 1, 4, 2, 5]
     assert plan.shared_chunk.dtype == torch.int32 and plan.n_partial_rows == 6

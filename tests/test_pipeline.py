@@ -220,3 +220,33 @@ def test_performance_with_no_ok_row_says_why(tmp_path):
     assert "\\newcommand{\\PerfSpeedupGeomean}{not recorded}" in macros
     summary = (out / "tables" / "perf_summary.tex").read_text()
     assert "1 wrong, 1 unavailable" in summary or "1 unavailable, 1 wrong" in summary
+
+
+@needs_pipeline
+def test_peers_notebook_speedups_statuses_and_not_recorded(tmp_path):
+    """Per peer: geomean / min / max of peer median over the best tkprefix median per case; a peer that only has
+    unavailable rows shows its status, one absent from the data is not recorded."""
+    data, out = tmp_path / "data", tmp_path / "gen"
+    data.mkdir()
+    rows = []
+    for i, (batch, t_peer) in enumerate(((16, 30.0), (32, 120.0))):
+        base = dict(config="c8", batch=batch, q_heads=32, kv_heads=32, head_dim=128, prefix=100, suffix=10,
+                    dtype="float16", case_index=i, p20_us="", p80_us="")
+        for impl, g, t in (("tk_chunk_attn", 0, 70.0), ("tk_chunk_attn", 1, 60.0), ("tk_hydragen", 0, 80.0),
+                           ("fasttree", 0, t_peer), ("fasttree", 1, t_peer * 2)):
+            rows.append(dict(base, impl=impl, graph=g, status="ok", median_us=t, p20_us=t, p80_us=t, levels="tree:t1",
+                             sharing_ideal=8.0, sharing=8.0 if impl == "tk_hydragen" else 5.5))
+        rows.append(dict(base, impl="deft", graph=0, status="unavailable: DeFT is fp16 only"))
+    write_csv(data / "bench_c8.csv", COMMON + ["case_index", "levels", "sharing_ideal", "sharing"], rows)
+    run_notebook("peers", data, out, tmp_path)
+    macros = (out / "macros_peers.tex").read_text()
+    assert "\\newcommand{\\PeersFasttreeGeomean}{" + tp.fmt(math.sqrt(0.5 * 2.0)) + "}" in macros
+    assert "\\newcommand{\\PeersFasttreeMin}{0.5}" in macros and "\\newcommand{\\PeersFasttreeMax}{2}" in macros
+    min_case = next(line for line in macros.splitlines() if "PeersFasttreeMinCase" in line)
+    assert min_case.startswith("\\newcommand{\\PeersFasttreeMinCase}{c8 ") and "B16" in min_case
+    assert "\\newcommand{\\PeersDeftGeomean}{not recorded}" in macros
+    table = (out / "tables" / "peers.tex").read_text()
+    assert "\\texttt{deft} & unavailable" in table and "\\texttt{sglang\\_triton} & not recorded" in table
+    assert (out / "figures" / "peers_speedup.pdf").is_file()
+    sharing = (out / "tables" / "peers_sharing.tex").read_text()
+    assert "t1 & float16 & 8 & 5.5" in sharing

@@ -1,13 +1,20 @@
 // kernels/hydragen/decode.cu -- Hydragen's suffix part: per-sequence attention over the unique KV caches.
 //
-// Memory-bound (each key is used by the Nq*Hq/Hkv query rows of one sequence only), so this is a plain CUDA kernel
-// built around the bytes, not the tensor cores: 64-key K/V tiles stream into shared memory with 16-byte cp.async,
-// double-buffered, read in place from the (B, S, Hkv, D) caches; each warp keeps the online-softmax state of its rows.
+// Memory-bound: each key is used only by the Nq*Hq/Hkv query rows of its own (sequence, kv-head), so one block
+// streams one (b, kv-head)'s K/V once for all those rows (GQA-packed): 64-key K/V tiles go into shared memory with
+// 16-byte cp.async, double-buffered, read in place from the (B, S, Hkv, D) caches. The scores and P V run on the
+// tensor cores (mma.sync m16n8k16, fp32 accumulate), so the work per key is the same for 1 and 16 rows: the GQA
+// rows ride along with the bytes (the fp32 CUDA-core kernel before it did work proportional to the rows per key and
+// was compute-bound at 8 rows: 2.4-3.1x the roofline on c3 8/1 S512 on the H200, now 1.08-1.64x;
+// scripts/device/NOTES.md).
 //
-//   grid  = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
-//   block = 4 warps over the same ROWS (<= 8) query rows of one (b, kv-head); warp w owns keys [16w, 16w+16) of
-//           every 64-key tile and keeps its own online-softmax state; the 4 states are merged through shared memory
-//   lane  : half the dot product of one key (2 lanes a key); D/32 consecutive output features for P V
+//   decode_kernel<T, D, RT>: 16 query rows a row tile, RT = 1, 2, 4 row tiles a block (<= 16, <= 32, more rows;
+//       more than 64 rows: several row groups, each reading the keys again). Warp w serves row tile w / (4/RT) and
+//       keys [w % (4/RT) * KPW, +KPW) of every tile (KPW = 64*RT/4), in steps of 16 keys: S = Q K^T (K by ldmatrix),
+//       online softmax in registers (the 4 lanes of a quad hold a row), O += P V (V by ldmatrix.trans; P rounded to
+//       the input dtype, as in FlashAttention). The key groups' states merge through shared memory at the end.
+//
+//   grid = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
 //
 // Key visibility: seq_len == nullptr -> query n sees keys 0 .. S-Nq+n (causal, bottom-right aligned);
 // otherwise every query of sequence b sees keys 0 .. seq_len[b]-1 (clamped to [0, S]; 0 = empty: o = 0, lse = -inf).
@@ -35,26 +42,12 @@ struct globals {
     int split_keys;      // keys per split (multiple of TILE_KEYS)
 };
 
-__device__ __forceinline__ float warp_max(float x) {
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
-}
-__device__ __forceinline__ float warp_sum(float x) {
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
 __device__ __forceinline__ void cp_async_16(uint32_t smem, const void *gmem, bool valid) {
     // .L2::256B: a key row is 256 bytes (D=128), fetched whole into L2 by its first 16-byte request
     asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(valid ? 16 : 0) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template<int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
-
-template<typename T, int D, int ROWS> constexpr size_t smem_bytes() {
-    return 4 * TILE_KEYS * (D + PAD) * sizeof(T) + ROWS * D * sizeof(float);
-}
 
 // N consecutive elements (N*sizeof(T) bytes, aligned) -> float
 template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p, float (&x)[N]) {
@@ -75,47 +68,150 @@ template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p,
     for (int i = 0; i < N; i++) x[i] = to_float(e[i]);
 }
 
-// 8 consecutive elements (16 bytes) -> float
-template<typename T> __device__ __forceinline__ void load8(const T *p, float (&x)[8]) {
-    const uint4 raw = *reinterpret_cast<const uint4 *>(p);
-    const T *e = reinterpret_cast<const T *>(&raw);
+// Keys [key0, key0 + 64) of K and V into stage `stage` (keys >= key_hi as zeros, so no stale value enters P V);
+// commits one cp.async group.
+template<typename T, int D>
+__device__ __forceinline__ void load_kv_tile(T (*k_s)[TILE_KEYS][D + PAD], T (*v_s)[TILE_KEYS][D + PAD], int stage,
+                                             const T *kbase, int64_t k_ss, const T *vbase, int64_t v_ss,
+                                             int key0, int key_hi) {
+    constexpr int CHUNKS_PER_ROW = D / 8;   // 16-byte chunks per key row
     #pragma unroll
-    for (int i = 0; i < 8; i++) x[i] = to_float(e[i]);
+    for (int c = threadIdx.x; c < TILE_KEYS * CHUNKS_PER_ROW; c += THREADS) {
+        const int kr = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
+        const int key = key0 + kr;
+        const bool ok = key < key_hi;
+        const int64_t kk = ok ? key : 0;
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[stage][kr][col])), kbase + kk * k_ss + col, ok);
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[stage][kr][col])), vbase + kk * v_ss + col, ok);
+    }
+    cp_async_commit();
 }
 
-template<typename T, int D, int ROWS>
+// The end of one query row (after the cross-warp merge): un-normalised o (this lane's D/32 features), base-2 state
+// (m_all, l_all) -> optional fused merge with the prefix slots g.pre -> o (final dtype or fp32 slot `split`) and lse.
+template<typename T, int D>
+__device__ __forceinline__ void write_row(const globals &g, int b, int h, int split, int row, int lane,
+                                          float m_all, float l_all, float (&o)[D / 32]) {
+    constexpr int DPL = D / 32;
+    const bool partial = g.out.o_dtype == TKP_FP32;
+    float inv = l_all > 0.f ? 1.f / l_all : 0.f;
+    const int n = row / g.R, hq = h * g.R + row % g.R;
+    const int64_t ro = ((int64_t)b * g.Nq + n) * g.Hq + hq;
+    float lse = l_all > 0.f ? (m_all + __log2f(l_all)) * LN2 : -INFINITY;
+    if (g.pre.n_slots > 0) {
+        // fused merge with the prefix levels' partial states (natural-log LSE, normalised fp32 o)
+        float lse_max = lse;
+        for (int s = 0; s < g.pre.n_slots; s++) lse_max = fmaxf(lse_max, g.pre.lse[s * g.pre.lse_slot_stride + ro]);
+        float sum = 0.f;
+        if (lse_max != -INFINITY) {
+            const float w = merge_weight(lse, lse_max);
+            sum = w;
+            #pragma unroll
+            for (int d = 0; d < DPL; d++) o[d] *= inv * w;
+            for (int s = 0; s < g.pre.n_slots; s++) {
+                const float ws = merge_weight(g.pre.lse[s * g.pre.lse_slot_stride + ro], lse_max);
+                if (ws == 0.f) continue;
+                sum += ws;
+                float x[DPL];
+                load_vec<float, DPL>(static_cast<const float *>(g.pre.o) + s * g.pre.o_slot_stride + ro * D + lane * DPL, x);
+                #pragma unroll
+                for (int d = 0; d < DPL; d++) o[d] += ws * x[d];
+            }
+        }
+        inv = sum > 0.f ? 1.f / sum : 0.f;
+        lse = sum > 0.f ? lse_max + __logf(sum) : -INFINITY;
+    }
+    if (partial) {
+        float *op = static_cast<float *>(g.out.o) + split * g.out.o_slot_stride + ro * D + lane * DPL;
+        #pragma unroll
+        for (int d = 0; d < DPL; d++) op[d] = o[d] * inv;
+    } else {
+        T *op = static_cast<T *>(g.out.o) + split * g.out.o_slot_stride + ro * D + lane * DPL;
+        #pragma unroll
+        for (int d = 0; d < DPL; d++) op[d] = from_float<T>(o[d] * inv);
+    }
+    if (lane == 0) g.out.lse[split * g.out.lse_slot_stride + ro] = lse;
+}
+
+// ------------------------------------------------------------------------------------------------ tensor-core helpers
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *smem) {
+    const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void *smem) {
+    const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+// c (16x8 fp32) += a (16x16, row) * b (16x8, col), m16n8k16
+template<typename T>
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                     "{%8, %9}, {%0, %1, %2, %3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    } else {
+        static_assert(std::is_same_v<T, __half>, "bf16 or fp16");
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                     "{%8, %9}, {%0, %1, %2, %3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+}
+// two floats -> one register of two T (lo in the low half: the lower column index)
+template<typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<const uint32_t *>(&v);
+    } else {
+        const __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<const uint32_t *>(&v);
+    }
+}
+
+template<typename T, int D> constexpr size_t smem_bytes() { return 4 * TILE_KEYS * (D + PAD) * sizeof(T); }
+
+// Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4*gid + tig. A (16x16): {a0,a1} row gid, cols 2tig..+1;
+// {a2,a3} row gid+8; {a4,a5} row gid, cols 8+2tig..+1; {a6,a7} row gid+8, cols 8+2tig. B (16x8): {b0,b1} rows
+// 2tig..+1, col gid; {b2,b3} rows 8+2tig. C (16x8): {c0,c1} row gid, cols 2tig..+1; {c2,c3} row gid+8.
+template<typename T, int D, int RT>
 __global__ __launch_bounds__(THREADS)
 void decode_kernel(const __grid_constant__ globals g) {
-    constexpr int LD             = D + PAD;                 // smem row pitch (elements)
-    constexpr int DPL            = D / 32;                  // output features per lane
-    constexpr int HALF           = D / 2;                   // features per lane in a score (2 lanes per key)
-    constexpr int CHUNKS_PER_ROW = D / 8;                   // 16-byte chunks per key row
-    constexpr int KEYS_PER_WARP  = TILE_KEYS / WARPS;       // 16: warp w owns keys [16w, 16w+16) of every tile
+    constexpr int LD   = D + PAD;            // smem row pitch (elements)
+    constexpr int DPL  = D / 32;             // output features per lane in the epilogue
+    constexpr int KG   = WARPS / RT;         // warps splitting the keys of a tile for one row tile
+    constexpr int KPW  = TILE_KEYS / KG;     // keys per warp per tile (16, 32, 64)
+    constexpr int BLOCK_ROWS = 16 * RT;
+    constexpr int OP   = D + 4;              // pitch (floats) of the epilogue scratch
     constexpr float SCALE = softmax_scale_log2<D>();
+    static_assert(WARPS % RT == 0 && KPW % 16 == 0, "RT in {1, 2, 4}");
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D, ROWS>()
+    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D>()
     auto k_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw);                                  // [2][64][LD]
     auto v_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw + 2 * TILE_KEYS * LD * sizeof(T)); // [2][64][LD]
-    auto q_s = reinterpret_cast<float (*)[D]>(smem_raw + 4 * TILE_KEYS * LD * sizeof(T));        // [ROWS][D], base 2
     // after the key loop the K buffers hold each warp's partial state for the cross-warp merge
-    auto o_part = reinterpret_cast<float (*)[ROWS][D]>(smem_raw);                                 // [WARPS][ROWS][D]
-    auto m_part = reinterpret_cast<float (*)[ROWS]>(smem_raw + WARPS * ROWS * D * sizeof(float)); // [WARPS][ROWS]
-    auto l_part = reinterpret_cast<float (*)[ROWS]>(smem_raw + WARPS * ROWS * (D + 1) * sizeof(float));
-    static_assert(WARPS * ROWS * (D + 2) * sizeof(float) <= 2 * TILE_KEYS * LD * sizeof(T), "merge scratch > K buffers");
+    auto o_part = reinterpret_cast<float (*)[16][OP]>(smem_raw);                                  // [WARPS][16][OP]
+    auto m_part = reinterpret_cast<float (*)[16]>(smem_raw + WARPS * 16 * OP * sizeof(float));   // [WARPS][16]
+    auto l_part = reinterpret_cast<float (*)[16]>(smem_raw + WARPS * 16 * (OP + 1) * sizeof(float));
+    static_assert(WARPS * 16 * (OP + 2) * sizeof(float) <= 2 * TILE_KEYS * LD * sizeof(T), "merge scratch > K buffers");
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int gid = lane / 4, tig = lane % 4;
+    const int rt = warp / KG, kg = warp % KG;   // this warp's row tile and key group
     const int rg = blockIdx.x % g.row_groups;
     const int bh = blockIdx.x / g.row_groups;
     const int b = bh / g.Hkv, h = bh % g.Hkv;
     const int split = blockIdx.y;
-    const int row_base = rg * ROWS;
+    const int row_base = rg * BLOCK_ROWS;
 
     // ---- visible keys: per row, and the block's union
     const int seq_limit = g.seq_len ? min(max(g.seq_len[b], 0), g.S) : -1;
     auto row_limit = [&](int row) {   // keys [0, limit) visible to stacked row `row` (n = row / R)
         return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + row / g.R + 1);
     };
-    const int last_row = min(row_base + ROWS, g.rows) - 1;
+    const int last_row = min(row_base + BLOCK_ROWS, g.rows) - 1;
     const int kv_end   = min(row_limit(last_row), g.S);          // limits grow with the row index
     const int key_lo   = split * g.split_keys;
     const int key_hi   = min(key_lo + g.split_keys, kv_end);
@@ -123,97 +219,104 @@ void decode_kernel(const __grid_constant__ globals g) {
 
     const T *kbase = static_cast<const T *>(g.k) + b * g.k_sb + h * g.k_sh;
     const T *vbase = static_cast<const T *>(g.v) + b * g.v_sb + h * g.v_sh;
-    auto load_tile = [&](int t, int stage) {
-        const int key0 = key_lo + t * TILE_KEYS;
-        #pragma unroll
-        for (int c = threadIdx.x; c < TILE_KEYS * CHUNKS_PER_ROW; c += THREADS) {
-            const int kr = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
-            const int key = key0 + kr;
-            const bool ok = key < key_hi;
-            const int64_t kk = ok ? key : 0;
-            cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[stage][kr][col])), kbase + kk * g.k_ss + col, ok);
-            cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[stage][kr][col])), vbase + kk * g.v_ss + col, ok);
-        }
-        cp_async_commit();
-    };
-    if (n_tiles > 0) load_tile(0, 0);
+    if (n_tiles > 0) load_kv_tile<T, D>(k_s, v_s, 0, kbase, g.k_ss, vbase, g.v_ss, key_lo, key_hi);
 
-    // ---- queries of this block, scaled into base 2
-    const T *q = static_cast<const T *>(g.q);
-    for (int c = threadIdx.x; c < ROWS * CHUNKS_PER_ROW; c += THREADS) {
-        const int r = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
-        const int row = row_base + r;
-        float x[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (row < g.rows) {
-            const int n = row / g.R, hq = h * g.R + row % g.R;
-            load8(q + b * g.q_sb + n * g.q_sn + hq * g.q_sh + col, x);
-        }
+    // ---- this lane's two rows (gid, gid + 8 of the warp's row tile): Q as A fragments, unscaled, straight from global
+    const int r0 = row_base + rt * 16 + gid, r1 = r0 + 8;
+    uint32_t qa[D / 16][4];
+    {
+        const T *q = static_cast<const T *>(g.q) + b * g.q_sb;
+        const T *q0 = r0 < g.rows ? q + (r0 / g.R) * g.q_sn + (h * g.R + r0 % g.R) * g.q_sh : nullptr;
+        const T *q1 = r1 < g.rows ? q + (r1 / g.R) * g.q_sn + (h * g.R + r1 % g.R) * g.q_sh : nullptr;
         #pragma unroll
-        for (int i = 0; i < 8; i++) q_s[r][col + i] = x[i] * SCALE;
+        for (int ks = 0; ks < D / 16; ks++) {
+            const int c = ks * 16 + 2 * tig;
+            qa[ks][0] = q0 ? *reinterpret_cast<const uint32_t *>(q0 + c) : 0u;
+            qa[ks][1] = q1 ? *reinterpret_cast<const uint32_t *>(q1 + c) : 0u;
+            qa[ks][2] = q0 ? *reinterpret_cast<const uint32_t *>(q0 + c + 8) : 0u;
+            qa[ks][3] = q1 ? *reinterpret_cast<const uint32_t *>(q1 + c + 8) : 0u;
+        }
     }
+    const int lim0 = r0 < g.rows ? min(row_limit(r0), key_hi) : 0;   // keys < lim are visible (and in this split)
+    const int lim1 = r1 < g.rows ? min(row_limit(r1), key_hi) : 0;
 
-    // ---- this warp's online-softmax state of every row (base 2), over the keys it owns
-    float m[ROWS], l[ROWS], acc[ROWS][DPL];
-    int limit[ROWS];
+    // ---- online-softmax state of the two rows (base 2; l summed over this lane's columns only, reduced at the end)
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    float acc[D / 8][4];
     #pragma unroll
-    for (int r = 0; r < ROWS; r++) {
-        m[r] = -INFINITY; l[r] = 0.f;
-        #pragma unroll
-        for (int d = 0; d < DPL; d++) acc[r][d] = 0.f;
-        const int row = row_base + r;
-        limit[r] = row < g.rows ? min(row_limit(row), key_hi) : 0;   // keys < limit are visible (and in this split)
-    }
-    const int my_key = warp * KEYS_PER_WARP + lane / 2;   // this lane's key within a tile
-    const int half   = lane % 2;                          // which half of the features it multiplies
+    for (int nt = 0; nt < D / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
     for (int t = 0; t < n_tiles; t++) {
         const int stage = t & 1;
-        if (t + 1 < n_tiles) { load_tile(t + 1, stage ^ 1); cp_async_wait<1>(); }
-        else                 { cp_async_wait<0>(); }
+        if (t + 1 < n_tiles) {
+            load_kv_tile<T, D>(k_s, v_s, stage ^ 1, kbase, g.k_ss, vbase, g.v_ss, key_lo + (t + 1) * TILE_KEYS, key_hi);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
         __syncthreads();
-        const int key = key_lo + t * TILE_KEYS + my_key;
+        const int tile_key0 = key_lo + t * TILE_KEYS;
 
-        // score of key `my_key` for every row: half the dot product per lane, the pair summed by one shuffle
-        float s[ROWS];
         #pragma unroll
-        for (int r = 0; r < ROWS; r++) s[r] = 0.f;
-        #pragma unroll
-        for (int c = 0; c < HALF; c += 8) {
-            float kx[8];
-            load8(&k_s[stage][my_key][half * HALF + c], kx);
+        for (int step = 0; step < KPW / 16; step++) {
+            const int k0 = kg * KPW + step * 16;              // first key (in the tile) of this 16-key step
+            if (tile_key0 + k0 >= key_hi) break;              // warp-uniform: the rest of the tile is past the end
+
+            // S (16 rows x 16 keys) = Q K^T: two 8-key n-tiles; ldmatrix x4 = keys {0-7, 8-15} x features {0-7, 8-15}
+            float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
             #pragma unroll
-            for (int r = 0; r < ROWS; r++) {
-                const float4 qa = *reinterpret_cast<const float4 *>(&q_s[r][half * HALF + c]);
-                const float4 qb = *reinterpret_cast<const float4 *>(&q_s[r][half * HALF + c + 4]);
-                s[r] += qa.x * kx[0] + qa.y * kx[1] + qa.z * kx[2] + qa.w * kx[3] + qb.x * kx[4] + qb.y * kx[5] + qb.z * kx[6] + qb.w * kx[7];
+            for (int ks = 0; ks < D / 16; ks++) {
+                uint32_t kb[4];
+                ldmatrix_x4(kb, &k_s[stage][k0 + (lane / 16) * 8 + lane % 8][ks * 16 + ((lane / 8) % 2) * 8]);
+                mma_16816<T>(s[0], qa[ks], kb[0], kb[1]);
+                mma_16816<T>(s[1], qa[ks], kb[2], kb[3]);
             }
-        }
 
-        // online softmax update; s becomes the probability of this lane's key
-        #pragma unroll
-        for (int r = 0; r < ROWS; r++) {
-            s[r] += __shfl_xor_sync(0xffffffffu, s[r], 1);
-            if (key >= limit[r]) s[r] = -INFINITY;
-            const float m_new = fmaxf(m[r], warp_max(s[r]));
-            if (m_new == -INFINITY) { s[r] = 0.f; continue; }          // nothing visible yet (warp-uniform)
-            const float alpha = exp2f(m[r] - m_new);                   // m = -inf -> 0
-            s[r] = exp2f(s[r] - m_new);
-            l[r] = l[r] * alpha + warp_sum(half == 0 ? s[r] : 0.f);    // each key counted once
-            m[r] = m_new;
+            // scale into base 2, mask, online softmax (a row's 16 scores sit in the 4 lanes of a quad)
+            float mx0 = -INFINITY, mx1 = -INFINITY;
             #pragma unroll
-            for (int d = 0; d < DPL; d++) acc[r][d] *= alpha;
-        }
-
-        // acc += P V over this warp's 16 keys: lane owns features [lane*DPL, lane*DPL + DPL)
-        #pragma unroll
-        for (int kk = 0; kk < KEYS_PER_WARP; kk++) {
-            float vv[DPL];
-            load_vec<T, DPL>(&v_s[stage][warp * KEYS_PER_WARP + kk][lane * DPL], vv);
-            #pragma unroll
-            for (int r = 0; r < ROWS; r++) {
-                const float p = __shfl_sync(0xffffffffu, s[r], 2 * kk);
+            for (int i = 0; i < 2; i++) {
                 #pragma unroll
-                for (int d = 0; d < DPL; d++) acc[r][d] += p * vv[d];
+                for (int j = 0; j < 4; j++) {
+                    const int key = tile_key0 + k0 + i * 8 + 2 * tig + (j & 1);
+                    s[i][j] = key < (j < 2 ? lim0 : lim1) ? s[i][j] * SCALE : -INFINITY;
+                }
+                mx0 = fmaxf(mx0, fmaxf(s[i][0], s[i][1]));
+                mx1 = fmaxf(mx1, fmaxf(s[i][2], s[i][3]));
+            }
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+            const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+            const float al0 = mn0 == -INFINITY ? 1.f : exp2f(m0 - mn0);   // m = -inf -> 0; nothing visible yet -> 1
+            const float al1 = mn1 == -INFINITY ? 1.f : exp2f(m1 - mn1);
+            #pragma unroll
+            for (int i = 0; i < 2; i++) {
+                s[i][0] = mn0 == -INFINITY ? 0.f : exp2f(s[i][0] - mn0);
+                s[i][1] = mn0 == -INFINITY ? 0.f : exp2f(s[i][1] - mn0);
+                s[i][2] = mn1 == -INFINITY ? 0.f : exp2f(s[i][2] - mn1);
+                s[i][3] = mn1 == -INFINITY ? 0.f : exp2f(s[i][3] - mn1);
+            }
+            l0 = l0 * al0 + (s[0][0] + s[0][1] + s[1][0] + s[1][1]);
+            l1 = l1 * al1 + (s[0][2] + s[0][3] + s[1][2] + s[1][3]);
+            m0 = mn0; m1 = mn1;
+            #pragma unroll
+            for (int nt = 0; nt < D / 8; nt++) {
+                acc[nt][0] *= al0; acc[nt][1] *= al0;
+                acc[nt][2] *= al1; acc[nt][3] *= al1;
+            }
+
+            // O += P V: P (16 x 16 keys) is already an A fragment; ldmatrix.trans x4 = keys {0-7, 8-15} x features
+            // {0-7, 8-15} of V, i.e. the B fragments of two 8-feature n-tiles
+            const uint32_t pa[4] = {pack2<T>(s[0][0], s[0][1]), pack2<T>(s[0][2], s[0][3]),
+                                    pack2<T>(s[1][0], s[1][1]), pack2<T>(s[1][2], s[1][3])};
+            #pragma unroll
+            for (int dn = 0; dn < D / 16; dn++) {
+                uint32_t vb[4];
+                ldmatrix_x4_trans(vb, &v_s[stage][k0 + ((lane / 8) % 2) * 8 + lane % 8][dn * 16 + (lane / 16) * 8]);
+                mma_16816<T>(acc[2 * dn], pa, vb[0], vb[1]);
+                mma_16816<T>(acc[2 * dn + 1], pa, vb[2], vb[3]);
             }
         }
         __syncthreads();   // the stage is overwritten by the load issued in the next iteration
@@ -221,95 +324,73 @@ void decode_kernel(const __grid_constant__ globals g) {
     cp_async_wait<0>();
     __syncthreads();
 
-    // ---- merge the 4 warps' states (through the K buffers) and write o (final dtype or fp32 slot) and lse
+    // ---- merge the key groups' states of each row tile (through the K buffers) and write
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     #pragma unroll
-    for (int r = 0; r < ROWS; r++) {
-        #pragma unroll
-        for (int d = 0; d < DPL; d++) o_part[warp][r][lane * DPL + d] = acc[r][d];
-        if (lane == 0) { m_part[warp][r] = m[r]; l_part[warp][r] = l[r]; }
+    for (int nt = 0; nt < D / 8; nt++) {
+        *reinterpret_cast<float2 *>(&o_part[warp][gid][nt * 8 + 2 * tig])     = make_float2(acc[nt][0], acc[nt][1]);
+        *reinterpret_cast<float2 *>(&o_part[warp][gid + 8][nt * 8 + 2 * tig]) = make_float2(acc[nt][2], acc[nt][3]);
+    }
+    if (tig == 0) {
+        m_part[warp][gid] = m0; m_part[warp][gid + 8] = m1;
+        l_part[warp][gid] = l0; l_part[warp][gid + 8] = l1;
     }
     __syncthreads();
-    const bool partial = g.out.o_dtype == TKP_FP32;
-    for (int r = warp; r < ROWS; r += WARPS) {
+    for (int r = warp; r < BLOCK_ROWS; r += WARPS) {
         const int row = row_base + r;
         if (row >= g.rows) continue;
+        const int w0 = (r / 16) * KG, lr = r % 16;   // the KG warps that hold this row
         float m_all = -INFINITY;
         #pragma unroll
-        for (int w = 0; w < WARPS; w++) m_all = fmaxf(m_all, m_part[w][r]);
+        for (int w = 0; w < KG; w++) m_all = fmaxf(m_all, m_part[w0 + w][lr]);
         float l_all = 0.f, o[DPL];
         #pragma unroll
         for (int d = 0; d < DPL; d++) o[d] = 0.f;
         if (m_all != -INFINITY) {
             #pragma unroll
-            for (int w = 0; w < WARPS; w++) {
-                const float sc = exp2f(m_part[w][r] - m_all);   // an empty warp (m = -inf) weighs 0
-                l_all += l_part[w][r] * sc;
+            for (int w = 0; w < KG; w++) {
+                const float sc = exp2f(m_part[w0 + w][lr] - m_all);   // an empty warp (m = -inf) weighs 0
+                l_all += l_part[w0 + w][lr] * sc;
+                float x[DPL];
+                load_vec<float, DPL>(&o_part[w0 + w][lr][lane * DPL], x);
                 #pragma unroll
-                for (int d = 0; d < DPL; d++) o[d] += o_part[w][r][lane * DPL + d] * sc;
+                for (int d = 0; d < DPL; d++) o[d] += x[d] * sc;
             }
         }
-        float inv = l_all > 0.f ? 1.f / l_all : 0.f;
-        const int n = row / g.R, hq = h * g.R + row % g.R;
-        const int64_t ro = ((int64_t)b * g.Nq + n) * g.Hq + hq;
-        float lse = l_all > 0.f ? (m_all + __log2f(l_all)) * LN2 : -INFINITY;
-        if (g.pre.n_slots > 0) {
-            // fused merge with the prefix levels' partial states (natural-log LSE, normalised fp32 o)
-            float lse_max = lse;
-            for (int s = 0; s < g.pre.n_slots; s++) lse_max = fmaxf(lse_max, g.pre.lse[s * g.pre.lse_slot_stride + ro]);
-            float sum = 0.f;
-            if (lse_max != -INFINITY) {
-                const float w = merge_weight(lse, lse_max);
-                sum = w;
-                #pragma unroll
-                for (int d = 0; d < DPL; d++) o[d] *= inv * w;
-                for (int s = 0; s < g.pre.n_slots; s++) {
-                    const float ws = merge_weight(g.pre.lse[s * g.pre.lse_slot_stride + ro], lse_max);
-                    if (ws == 0.f) continue;
-                    sum += ws;
-                    float x[DPL];
-                    load_vec<float, DPL>(static_cast<const float *>(g.pre.o) + s * g.pre.o_slot_stride + ro * D + lane * DPL, x);
-                    #pragma unroll
-                    for (int d = 0; d < DPL; d++) o[d] += ws * x[d];
-                }
-            }
-            inv = sum > 0.f ? 1.f / sum : 0.f;
-            lse = sum > 0.f ? lse_max + __logf(sum) : -INFINITY;
-        }
-        if (partial) {
-            float *op = static_cast<float *>(g.out.o) + split * g.out.o_slot_stride + ro * D + lane * DPL;
-            #pragma unroll
-            for (int d = 0; d < DPL; d++) op[d] = o[d] * inv;
-        } else {
-            T *op = static_cast<T *>(g.out.o) + split * g.out.o_slot_stride + ro * D + lane * DPL;
-            #pragma unroll
-            for (int d = 0; d < DPL; d++) op[d] = from_float<T>(o[d] * inv);
-        }
-        if (lane == 0) g.out.lse[split * g.out.lse_slot_stride + ro] = lse;
+        write_row<T, D>(g, b, h, split, row, lane, m_all, l_all, o);
     }
 }
 
-template<typename T, int D, int ROWS>
-const char *launch(const globals &g0, int n_splits, cudaStream_t stream) {
-    globals g = g0;
-    g.row_groups = (g.rows + ROWS - 1) / ROWS;
-    const int64_t blocks_x = (int64_t)g.row_groups * g.B * g.Hkv;
+template<typename KERNEL>
+const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, size_t smem, int n_splits,
+                          cudaStream_t stream, bool &attribute_set) {
+    globals ga = g;
+    ga.row_groups = (g.rows + rows_per_block - 1) / rows_per_block;
+    const int64_t blocks_x = (int64_t)ga.row_groups * g.B * g.Hkv;
     if (blocks_x >= (1ll << 31) || n_splits > 65535) return arg_error("decode: grid too large");
-    constexpr size_t SMEM = smem_bytes<T, D, ROWS>();
-    static bool attribute_set = false;   // per instantiation
     if (!attribute_set) {
-        TKP_TRY(cudaFuncSetAttribute(decode_kernel<T, D, ROWS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM));
+        TKP_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attribute_set = true;
     }
-    decode_kernel<T, D, ROWS><<<dim3((unsigned)blocks_x, (unsigned)n_splits), THREADS, SMEM, stream>>>(g);
-    return launch_error("tkp decode_kernel launch");
+    kernel<<<dim3((unsigned)blocks_x, (unsigned)n_splits), THREADS, smem, stream>>>(ga);
+    return launch_error("tkp decode kernel launch");
 }
 
+template<typename T, int D, int RT>
+const char *launch(const globals &g, int n_splits, cudaStream_t stream) {
+    static bool attribute_set = false;   // per instantiation
+    return launch_kernel(decode_kernel<T, D, RT>, g, 16 * RT, smem_bytes<T, D>(), n_splits, stream, attribute_set);
+}
+
+// rows per block 16 / 32 / 64 (tkprefix.tk_hydragen._decode_blocks mirrors this)
 template<typename T, int D>
 const char *launch_rows(const globals &g, int n_splits, cudaStream_t stream) {
-    if (g.rows <= 1) return launch<T, D, 1>(g, n_splits, stream);
-    if (g.rows <= 2) return launch<T, D, 2>(g, n_splits, stream);
-    if (g.rows <= 4) return launch<T, D, 4>(g, n_splits, stream);
-    return launch<T, D, 8>(g, n_splits, stream);   // more rows: several row groups, each reading the keys again
+    if (g.rows <= 16) return launch<T, D, 1>(g, n_splits, stream);
+    if (g.rows <= 32) return launch<T, D, 2>(g, n_splits, stream);
+    return launch<T, D, 4>(g, n_splits, stream);   // more rows: several row groups, each reading the keys again
 }
 
 }  // namespace decode

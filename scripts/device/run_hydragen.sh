@@ -23,7 +23,7 @@ for step in $STEPS; do
            cuobjdump -sass "$so" > "$OUT/sass.txt" 2>&1
            echo "HGMMA: $(grep -c HGMMA "$OUT/sass.txt")  UTMALDG: $(grep -c UTMALDG "$OUT/sass.txt")  LDL/STL: $(grep -c -E '\bLDL|\bSTL' "$OUT/sass.txt")"
            gzip -f "$OUT/sass.txt";;
-    test)  timeout 150 $PY -m pytest tests/gpu/test_tk_hydragen.py -q --maxfail=25 --timeout=60 --timeout-method=thread -p no:cacheprovider ${PYTEST_ARGS:-} \
+    test)  timeout 150 $PY -m pytest tests/gpu/test_tk_hydragen.py -q --maxfail=25 --timeout=60 --timeout-method=thread -p no:cacheprovider ${PYTEST_ARGS:-} ${PYTEST_K:+-k "$PYTEST_K"} \
               > "$OUT/pytest.log" 2>&1; echo "pytest rc=$?"; tail -25 "$OUT/pytest.log";;
     bench) timeout 90 $PY scripts/device/bench_hydragen.py --out "$OUT" 2>&1 | tee "$OUT/bench.log";;
     ncu)   timeout 120 ncu -k regex:"prefix_kernel|decode_kernel" -c 3 --clock-control none --section SpeedOfLight \
@@ -33,6 +33,10 @@ for step in $STEPS; do
     buildall)   # every kernel family in one extension (kernels/binding.cpp compiles each family's section)
            TKPREFIX_FAMILIES= timeout 200 $PY -c "import tkprefix.build as b; m = b.load_extension(); print('families', b.available_families(), 'has_chunk_ops', m.has_chunk_ops, 'ops', [n for n in dir(m) if not n.startswith('_')])" \
              > "$OUT/buildall.log" 2>&1; echo "buildall rc=$?"; tail -3 "$OUT/buildall.log";;
+    probes) # harness probes (config/probes: c1 without sharing, c3 suffix 512), graph replay; PROBES_ONLY=p3 for one
+           timeout ${PROBES_TIMEOUT:-120} $PY -m tkprefix.cli bench --sweeps config/probes ${PROBES_ONLY:+--only $PROBES_ONLY} \
+             --out "$OUT/probes" --deadline-s $(( ${PROBES_TIMEOUT:-120} - 20 )) > "$OUT/probes.log" 2>&1
+           echo "probes rc=$?"; tail -5 "$OUT/probes.log";;
     sanitize)
            for tool in memcheck racecheck; do
              timeout 60 compute-sanitizer --tool $tool --print-limit 20 $PY scripts/device/sanitize_small.py \

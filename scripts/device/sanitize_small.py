@@ -2,7 +2,7 @@
 
 Usage: compute-sanitizer --tool memcheck python scripts/device/sanitize_small.py
 Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4), decode (causal + seq_len with an empty sequence,
-2 splits, GQA 4, 24 rows a block), merge. Prints the max error of each against a float64 reference.
+2 splits, 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block), merge. Prints the max error of each against a float64 reference.
 """
 import math
 
@@ -28,14 +28,17 @@ for D in (64, 128):
     o, lse = tkh.prefix_attention(q, pk, pv, n_splits=2)
     r = ref(q, pk.repeat_interleave(3, 0), pv.repeat_interleave(3, 0), torch.ones(6, 1, 300, dtype=torch.bool, device="cuda"))
     print(f"prefix D{D}: max err {(o.double() - r).abs().max().item():.3e}")
-    q = torch.randn(3, 3, 32, D, device="cuda", dtype=dt)
     k, v = torch.randn(3, 150, 4, D, device="cuda", dtype=dt), torch.randn(3, 150, 4, D, device="cuda", dtype=dt)
-    for sl in (None, torch.tensor([0, 150, 77], device="cuda", dtype=torch.int32)):
-        o, lse = tkh.decode_attention(q, k, v, sl, n_splits=2)
-        t = torch.arange(150, device="cuda")
-        lim = (150 - 3 + 1 + torch.arange(3, device="cuda"))[None].expand(3, 3) if sl is None else sl.long()[:, None].expand(3, 3)
-        r = ref(q, k, v, t[None, None] < lim[..., None])
-        print(f"decode D{D} seq_len={'None' if sl is None else 'given'}: max err {(o.double() - r).abs().max().item():.3e}")
+    for Nq, Hq in ((3, 32), (1, 32), (3, 64)):   # 24, 8 and 48 rows per kv-head: 2, 1 and 4 row tiles a block
+        q = torch.randn(3, Nq, Hq, D, device="cuda", dtype=dt)
+        for sl in (None, torch.tensor([0, 150, 77], device="cuda", dtype=torch.int32)):
+            o, lse = tkh.decode_attention(q, k, v, sl, n_splits=2)
+            t = torch.arange(150, device="cuda")
+            lim = ((150 - Nq + 1 + torch.arange(Nq, device="cuda"))[None].expand(3, Nq) if sl is None
+                   else sl.long()[:, None].expand(3, Nq))
+            r = ref(q, k, v, t[None, None] < lim[..., None])
+            print(f"decode D{D} rows {Nq * Hq // 4} seq_len={'None' if sl is None else 'given'}: "
+                  f"max err {(o.double() - r).abs().max().item():.3e}")
     o2, l2 = tkh.merge_states(o, lse, o, lse)
     print(f"merge D{D}: max err {(o2.double() - o.double()).abs().max().item():.3e}")
 torch.cuda.synchronize()

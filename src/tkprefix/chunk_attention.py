@@ -9,8 +9,9 @@ from .cache import ChunkKVCache, ChunkPlan
 from .validation import check_dim, check_gqa, check_tensor, same_device
 
 
-def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto") -> torch.Tensor:
-    """One decode step: q (n_seqs, Hq, D) in `cache.seq_ids` order (Hq a multiple of cache.n_heads) → o, same shape.
+def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto", layer: int = 0) -> torch.Tensor:
+    """One decode step: q (n_seqs, Hq, D) in `cache.seq_ids` order (Hq a multiple of cache.n_heads) → o, same shape;
+    over the pools of `layer` (0 .. cache.n_layers - 1).
 
     Every argument is checked before the backend is chosen (the same error on every backend). The tk kernels take
     caches with chunk_size 64; `auto` runs `torch` for other chunk sizes, `tk` raises.
@@ -24,7 +25,8 @@ def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto")
     if not isinstance(cache, ChunkKVCache):
         raise TypeError(f"cache must be a ChunkKVCache, got {type(cache).__name__}")
     check_tensor("q", q, ndim=3)
-    check_dim("q", q, 0, len(cache.seq_ids), "n_seqs, as len(cache.seq_ids)")
+    check_dim("q", q, 0, cache.n_seqs, "n_seqs, as len(cache.seq_ids)")
+    cache._check_layer(layer)
     check_dim("q", q, 2, cache.d_head, "head_dim, as cache.d_head")
     check_gqa(q.shape[1], cache.n_heads, "q", "cache")
     if q.dtype != cache.dtype:
@@ -41,8 +43,8 @@ def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto")
     if use_tk:
         from . import tk_chunk
 
-        return tk_chunk.chunk_attention(q, cache)
-    return two_phase_torch(q, cache.k_pool, cache.v_pool, cache.plan())
+        return tk_chunk.chunk_attention(q, cache, layer=layer)
+    return two_phase_torch(q, cache.k_pools[layer], cache.v_pools[layer], cache.plan())
 
 
 def chunk_first_torch(q, k_pool, v_pool, plan: ChunkPlan):
@@ -50,7 +52,8 @@ def chunk_first_torch(q, k_pool, v_pool, plan: ChunkPlan):
     acc = reference.acc_dtype(q.dtype)
     partial_o = q.new_empty((plan.n_partial_rows, *q.shape[1:]), dtype=acc)
     partial_lse = q.new_empty((plan.n_partial_rows, q.shape[1]), dtype=acc)
-    h = plan.host
+    h = {name: plan.host[name].tolist() for name in ("shared_chunk", "shared_row_start", "shared_row_end",
+                                                     "shared_partial_offset")}
     for i, chunk in enumerate(h["shared_chunk"]):
         start, end, offset = h["shared_row_start"][i], h["shared_row_end"][i], h["shared_partial_offset"][i]
         k, v = k_pool[chunk].transpose(0, 1)[None], v_pool[chunk].transpose(0, 1)[None]  # (1, C, H, D)
@@ -64,7 +67,10 @@ def chunk_first_torch(q, k_pool, v_pool, plan: ChunkPlan):
 def two_phase_torch(q, k_pool, v_pool, plan: ChunkPlan):
     partial_o, partial_lse = chunk_first_torch(q, k_pool, v_pool, plan)
     acc = reference.acc_dtype(q.dtype)
-    h, out = plan.host, torch.empty_like(q)
+    h = {name: plan.host[name].tolist() for name in ("seq_private_offset", "private_chunk", "seq_partial_offset",
+                                                     "seq_partial_index")}
+    h["private_len"] = plan.private_len.tolist()  # the device keeps the live lengths (one sync: the reference path)
+    out = torch.empty_like(q)
     for row in range(plan.n_seqs):
         lo, hi = h["seq_private_offset"][row], h["seq_private_offset"][row + 1]
         chunks, lens = h["private_chunk"][lo:hi], h["private_len"][lo:hi]

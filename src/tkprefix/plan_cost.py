@@ -1,59 +1,162 @@
-"""Time what building the ChunkAttention plan costs on the host (it is rebuilt only when the tree changes)."""
+"""Host cost of the ChunkAttention cache (`tkprefix plan-cost`): a benchmark, not a test; prints the machine.
+
+For each number of sequences, a tree of one shared prompt (`--shared` tokens) with `--private` tokens per sequence:
+
+* build: adding every sequence (tokens as arrays, as a server holds them; K/V of 1 head of 8, so pool writes are
+  negligible and the figure is the tree's own cost);
+* rebuild: the plan from scratch (what a tree edit costs at the next step), median;
+* step: one lock-step decode step (a token for every sequence) averaged over chunk_size steps, so that the step where
+  every sequence crosses a chunk border (and the plan is updated) is included. `host` is the host half alone
+  (`reserve` + `plan()`: what remains per step when the device half runs in a CUDA graph); `eager` is
+  `append_tokens(None, ...)` + `plan()`, the device half run eagerly on this CPU as well;
+* work: building the TK kernels' work lists from a new plan (tk_chunk.build_work, host numpy), done once per plan
+  change on the GPU path, so amortized over chunk_size steps too (`work/64`);
+* fork, remove: median of single edits (the plan is rebuilt at the next step, see rebuild).
+
+Targets (issue 10): step <= 20 us at 128 sequences and <= 60 us at 4096; build of 4096 <= 0.5 s; fork, remove <= 50 us.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import time
 
+import numpy as np
 import torch
 
 from .cache import ChunkKVCache
 
+TARGETS = {"step_us": {128: 20.0, 4096: 60.0}, "build_s": {4096: 0.5}, "edit_us": 50.0}
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
+    return (f"{model}; {os.cpu_count()} logical cores ({usable} usable){load}; Python {platform.python_version()}, "
+            f"numpy {np.__version__}, torch {torch.__version__}")
+
 
 def build_tree(n_seqs: int, shared_tokens: int, private_tokens: int, n_heads: int = 1, d_head: int = 8,
-               chunk_size: int = 64) -> ChunkKVCache:
-    """n_seqs sequences sharing one prompt of shared_tokens, each with private_tokens of its own."""
-    per_seq = -(-private_tokens // chunk_size) + 1
+               chunk_size: int = 64, extra_chunks: int = 0) -> tuple[ChunkKVCache, float]:
+    """n_seqs sequences sharing one prompt of shared_tokens, each with private_tokens of its own; (cache, seconds)."""
+    per_seq = -(-private_tokens // chunk_size) + 2
     cache = ChunkKVCache(n_heads, d_head, chunk_size, torch.float32, "cpu",
-                         capacity_chunks=shared_tokens // chunk_size + n_seqs * (per_seq + 2) + 1)
-    kv = torch.zeros(shared_tokens + private_tokens, n_heads, d_head)  # content is irrelevant to the plan's cost
-    for s in range(n_seqs):
-        tokens = list(range(shared_tokens)) + [10**6 + s] * private_tokens
-        cache.add_seq(tokens, kv, kv)
-    return cache
+                         capacity_chunks=shared_tokens // chunk_size + n_seqs * per_seq + extra_chunks + 1)
+    kv = torch.zeros(shared_tokens + private_tokens, n_heads, d_head)  # content is irrelevant to the cost
+    prompt = np.arange(shared_tokens, dtype=np.int64)
+    tokens = [np.concatenate((prompt, np.full(private_tokens, 10**6 + s, np.int64))) for s in range(n_seqs)]
+    start = time.perf_counter()
+    for t in tokens:
+        cache.add_seq(t, kv, kv)
+    return cache, time.perf_counter() - start
 
 
-def measure(n_seqs: int, shared_tokens: int = 4096, private_tokens: int = 512, repeats: int = 5) -> dict:
-    cache = build_tree(n_seqs, shared_tokens, private_tokens)
+def _median_us(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
-        cache._changed()  # what every tree change does: drop the cached plan
         start = time.perf_counter()
-        cache.plan()
+        fn()
         times.append(time.perf_counter() - start)
-    # A decode step appends one token to every sequence, then asks for the plan: over chunk_size steps that is
-    # chunk_size - 1 in-place length updates and one rebuild per sequence's new chunk.
+    return 1e6 * statistics.median(times)
+
+
+def measure(n_seqs: int, shared_tokens: int = 4096, private_tokens: int = 512, repeats: int = 5,
+            edits: int = 50) -> dict:
+    cache, build_s = build_tree(n_seqs, shared_tokens, private_tokens, extra_chunks=2 * edits)
+    fast = hasattr(cache, "reserve")  # main before issue 10 had no lock-step path
+
+    def rebuild():
+        cache._changed()  # what every tree change does: drop the plan
+        cache.plan()
+
+    rebuild_ms = _median_us(rebuild, repeats) / 1e3
     ids = cache.seq_ids
     step_kv = torch.zeros(len(ids), cache.n_heads, cache.d_head)
     steps = cache.chunk_size
-    start = time.perf_counter()
-    for _ in range(steps):
-        cache.append_tokens(ids, [1] * len(ids), step_kv, step_kv)
-        cache.plan()
-    step_ms = 1e3 * (time.perf_counter() - start) / steps
-    return {"n_seqs": n_seqs, "shared_tokens": shared_tokens, "private_tokens": private_tokens,
-            "median_ms": 1e3 * statistics.median(times), "repeats": repeats, "step_ms": step_ms}
+    out = {"n_seqs": n_seqs, "build_s": build_s, "rebuild_ms": rebuild_ms, "host_us": None, "work_ms": None}
+    rng = np.random.default_rng(0)
+    if fast:
+        tokens = rng.integers(0, 1000, (steps, len(ids)))
+        start = time.perf_counter()
+        for t in range(steps):
+            cache.reserve(tokens[t])
+            cache.plan()
+        out["host_us"] = 1e6 * (time.perf_counter() - start) / steps
+        start = time.perf_counter()
+        for t in range(steps):
+            cache.append_tokens(None, tokens[t], step_kv, step_kv)
+            cache.plan()
+        out["eager_us"] = 1e6 * (time.perf_counter() - start) / steps
+        from .tk_chunk import build_work
+
+        out["work_ms"] = _median_us(lambda: build_work(cache.plan(), 8, 32, "cpu", n_sm=132), repeats) / 1e3
+    else:
+        tokens = rng.integers(0, 1000, (steps, len(ids))).tolist()
+        start = time.perf_counter()
+        for t in range(steps):
+            cache.append_tokens(ids, tokens[t], step_kv, step_kv)
+            cache.plan()
+        out["eager_us"] = 1e6 * (time.perf_counter() - start) / steps
+    picks = rng.choice(ids, size=min(edits, len(ids)), replace=False).tolist()
+    forks, removes, new = [], [], []
+    for s in picks:
+        start = time.perf_counter()
+        new.append(cache.fork(s))
+        forks.append(time.perf_counter() - start)
+    for s in new:
+        start = time.perf_counter()
+        cache.remove_seq(s)
+        removes.append(time.perf_counter() - start)
+    out["fork_us"] = 1e6 * statistics.median(forks)
+    out["remove_us"] = 1e6 * statistics.median(removes)
+    return out
+
+
+def _fmt(value, spec: str, target=None) -> str:
+    if value is None:
+        return "n/a"
+    text = format(value, spec)
+    return text if target is None else f"{text} ({'ok' if value <= target else 'over'} <= {target:g})"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tkprefix plan-cost", description=__doc__)
-    parser.add_argument("--seqs", type=int, nargs="+", default=[128, 1024])
+    parser = argparse.ArgumentParser(prog="tkprefix plan-cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seqs", type=int, nargs="+", default=[128, 1024, 4096])
     parser.add_argument("--shared", type=int, default=4096)
     parser.add_argument("--private", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    for name, value in (("--shared", args.shared), ("--private", args.private), ("--repeats", args.repeats)):
+        if value < (1 if name == "--repeats" else 0):
+            parser.error(f"{name} must be {'positive' if name == '--repeats' else 'non-negative'}, got {value}")
+    if any(n < 1 for n in args.seqs) or args.shared + args.private < 1:
+        parser.error("--seqs must be positive and --shared + --private at least 1")
+    torch.set_num_threads(1)  # the K/V writes here are tiny; intra-op threads would only add synchronization
+    print(f"machine: {machine()}")
+    print(f"tree: one shared prompt of {args.shared} tokens, {args.private} private tokens per sequence, chunk 64; "
+          "step = mean over 64 lock-step decode steps, the border step included")
+    print("| seqs | build (s) | plan rebuild (ms) | step host (us) | step eager (us) | work lists (ms, /64) | "
+          "fork (us) | remove (us) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.seqs:
-        r = measure(n, args.shared, args.private)
-        print(f"{r['n_seqs']} seqs, shared {r['shared_tokens']}, private {r['private_tokens']}: plan rebuild "
-              f"{r['median_ms']:.2f} ms (median of {r['repeats']}); decode step (append_tokens to every sequence + plan), "
-              f"mean over one chunk of steps: {r['step_ms']:.2f} ms")
+        r = measure(n, args.shared, args.private, args.repeats)
+        step_t = TARGETS["step_us"].get(n)
+        work = "n/a" if r["work_ms"] is None else f"{r['work_ms']:.2f} ({1e3 * r['work_ms'] / 64:.1f} us)"
+        print(f"| {n} | {_fmt(r['build_s'], '.3f', TARGETS['build_s'].get(n))} | {r['rebuild_ms']:.2f} | "
+              f"{_fmt(r['host_us'], '.1f', step_t)} | {_fmt(r['eager_us'], '.1f', step_t)} | {work} | "
+              f"{_fmt(r['fork_us'], '.1f', TARGETS['edit_us'])} | {_fmt(r['remove_us'], '.1f', TARGETS['edit_us'])} |",
+              flush=True)
     return 0

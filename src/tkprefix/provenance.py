@@ -125,6 +125,12 @@ def collect() -> dict[str, Any]:
             peers[mod] = str(getattr(m, "__version__", "installed"))
         except Exception as e:  # noqa: BLE001
             peers[mod] = f"unavailable: {type(e).__name__}"
+    try:
+        from .bench.peers_tree import versions
+
+        peers.update(versions())
+    except Exception as e:  # noqa: BLE001
+        peers["fasttree_artifact"] = f"unavailable: {type(e).__name__}"
     return {
         "collected_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),

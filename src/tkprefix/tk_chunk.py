@@ -210,7 +210,7 @@ def plan_work(cache, n_q_heads: int, max_chunks: int | None = None, wide_rows: i
     return plan, work
 
 
-def _check(q, cache):
+def _check(q, cache, layer=0):
     if not isinstance(q, torch.Tensor):
         raise TypeError(f"q must be a torch.Tensor, got {type(q).__name__}")
     if not q.is_cuda:
@@ -219,7 +219,8 @@ def _check(q, cache):
         raise TypeError(f"q must be bfloat16 or float16 for the TK kernels, got {q.dtype}")
     if q.dim() != 3:
         raise ValueError(f"q must be (n_seqs, Hq, D), got shape {tuple(q.shape)}")
-    k_pool, v_pool = cache.k_pool, cache.v_pool
+    cache._check_layer(layer)
+    k_pool, v_pool = cache.k_pools[layer], cache.v_pools[layer]
     if k_pool.dtype != q.dtype or v_pool.dtype != q.dtype:
         raise TypeError(f"q dtype {q.dtype} must match the cache's pool dtype {k_pool.dtype}")
     if k_pool.device != q.device:
@@ -243,17 +244,17 @@ def _aligned(q):
     return q if q.data_ptr() % 16 == 0 else q.clone()
 
 
-def _launch_attend(q, cache, plan, work, part_o, part_lse, stream, chunk_first_only=False, max_blocks=0):
+def _launch_attend(q, cache, plan, work, part_o, part_lse, stream, chunk_first_only=False, max_blocks=0, layer=0):
     o = ops()
     for nc in (2, 1):
         items = (work.chunk_first_items if chunk_first_only else work.items)[nc]
         if items.shape[0]:
-            o.chunk_attend(q, cache.k_pool, cache.v_pool, items, work.cf_chunks, plan.private_chunk,
+            o.chunk_attend(q, cache.k_pools[layer], cache.v_pools[layer], items, work.cf_chunks, plan.private_chunk,
                            plan.private_len, part_o, part_lse, nc, stream, max_blocks)
 
 
 def chunk_attention(q: torch.Tensor, cache, return_lse: bool = False, max_chunks: int | None = None,
-                    poison: float | None = None, wide_rows: int = 64, max_blocks: int = 0):
+                    poison: float | None = None, wide_rows: int = 64, max_blocks: int = 0, layer: int = 0):
     """One decode step on the H100: q (n_seqs, Hq, D) in `cache.seq_ids` order → o (n_seqs, Hq, D) in q's dtype
     (and lse (n_seqs, Hq) float32, natural log, if return_lse). Hq a multiple of cache.n_heads; D 64 or 128;
     bf16 or fp16; chunk_size 64. No host sync; capturable in a CUDA graph while the tree keeps its shape.
@@ -261,8 +262,8 @@ def chunk_attention(q: torch.Tensor, cache, return_lse: bool = False, max_chunks
     max_chunks, wide_rows: work split (see `build_work`); max_blocks: grid cap (0: persistent, as many blocks as
     fit). poison: tests only -- fill the partial and output buffers with this value first, so that an unwritten
     row shows."""
-    _check(q, cache)
-    n_seqs = len(cache.seq_ids)
+    _check(q, cache, layer)
+    n_seqs = cache.n_seqs
     if q.shape[0] != n_seqs:
         raise ValueError(f"q must have one row per sequence of the cache ({n_seqs}), got {q.shape[0]}")
     q = _aligned(q)
@@ -276,7 +277,7 @@ def chunk_attention(q: torch.Tensor, cache, return_lse: bool = False, max_chunks
         for t in (part_o, part_lse, out, lse):
             if t is not None:
                 t.fill_(poison)
-    _launch_attend(q, cache, plan, work, part_o, part_lse, stream, max_blocks=max_blocks)
+    _launch_attend(q, cache, plan, work, part_o, part_lse, stream, max_blocks=max_blocks, layer=layer)
     ops().chunk_merge(part_o, part_lse, work.merge_offset, work.merge_rows, out, lse, stream)
     return (out, lse) if return_lse else out
 

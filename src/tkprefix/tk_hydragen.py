@@ -9,7 +9,8 @@ Three kernels (``kernels/hydragen/``):
 * ``prefix``  -- TK TMA + wgmma: the ``(B/Bp)*Nq*(Hq/Hkv)`` queries that share one (prefix row, kv-head) are stacked
   into one matrix and attend non-causally to the prefix, read in place from its ``(Bp, P, Hkv, D)`` cache; the key
   range is split over blocks when there are too few rows to fill the 132 SMs.
-* ``decode``  -- the unique part: per-sequence attention, memory-bound, split-KV for long caches.
+* ``decode``  -- the unique part: per-sequence attention, memory-bound, split-KV for long caches; one pass over a
+  (sequence, kv-head)'s K/V serves all its ``Nq*Hq/Hkv`` query rows on the tensor cores (GQA-packed).
 * ``merge``   -- exact LSE merge of fp32 partial slots (key splits, prefix levels, the unique part) in one pass.
 
 No function here synchronises with the host or allocates outside torch's caching allocator, so a decode step made
@@ -42,6 +43,9 @@ PREFIX_BLOCK_ROWS = 192   # query rows per prefix block (3 consumer warpgroups x
 PREFIX_TILE_KEYS = 128    # keys per prefix pipeline stage
 DECODE_TILE_KEYS = 64     # keys per decode tile
 DECODE_WARPS = 4
+# Resident decode blocks per SM (68 KB of shared memory each at D 128): decode_splits splits the keys only until the
+# blocks fill one such wave (scripts/device/NOTES.md, H200 sweep: one split was fastest at >= 1.3 waves).
+DECODE_BLOCKS_PER_SM = 3
 
 
 _EXT = None
@@ -160,17 +164,24 @@ def prefix_splits(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0
 
 @lru_cache(maxsize=4096)
 def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
-    """(n_splits, split_keys) for the decode kernel: enough blocks for ~4 per SM, at least 2 tiles per split."""
+    """(n_splits, split_keys) for the decode kernel: split the keys only while the blocks do not fill one wave of
+    DECODE_BLOCKS_PER_SM per SM, keeping at least 2 tiles per split.
+
+    Measured on the H200 (scripts/device/NOTES.md): with 512-4096 blocks (1.3-10 waves) one split beat 2/4/8 splits
+    in every shape (c1 MHA B16-B128 S512, c3 32/8 and 8/1 S512), e.g. B16 32/32 S512 50.4 us unsplit vs 51.6 us in
+    two splits; the earlier target of 4 blocks per SM split that shape in two. A split costs fp32 partials, a merge
+    pass, and the decode can no longer merge the prefix slots itself."""
     n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
-    want = max(1, math.ceil(4 * n_sm / max(blocks, 1)))
+    want = max(1, math.ceil(DECODE_BLOCKS_PER_SM * n_sm / max(blocks, 1)))
     s = max(1, min(want, n_tiles // 2 if n_tiles >= 2 else 1))
     tps = math.ceil(n_tiles / s)
     return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS
 
 
 def _decode_blocks(B, Nq, Hq, Hkv):
+    """Blocks of one decode split (rows per block as kernels/hydragen/decode.cu's launch_rows picks them)."""
     rows = Nq * (Hq // Hkv)
-    per_block = 1 if rows <= 1 else 2 if rows <= 2 else 4 if rows <= 4 else 8
+    per_block = 16 if rows <= 16 else 32 if rows <= 32 else 64
     return math.ceil(rows / per_block) * B * Hkv
 
 

@@ -254,7 +254,7 @@ def test_stale_nan_in_pool_is_masked():
     world = World(3, 2, 128, torch.bfloat16, "cuda", depth=2, max_fanout=4, max_seqs=12)
     used = set(world.cache.chunk_refcounts())
     plan = world.cache.plan()
-    for c, n in zip(plan.host["private_chunk"], plan.host["private_len"]):  # garbage past each valid length
+    for c, n in zip(plan.host["private_chunk"].tolist(), plan.private_len.tolist()):  # garbage past each valid length
         world.cache.k_pool[c, :, n:] = float("nan")
         world.cache.v_pool[c, :, n:] = float("inf")
     free = [c for c in range(world.cache.capacity_chunks) if c not in used]

@@ -171,6 +171,30 @@ def test_decode_attention(requires_tk, dtype, D, case, mode, splits):
     check(o, lse, o_ref, lse_ref, dtype, f"decode {case} {mode} splits={splits}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("G", [1, 2, 4, 8, 16, 64])
+@pytest.mark.parametrize("Nq", [1, 3])
+@pytest.mark.parametrize("mode", ["causal", "seq_len"])
+def test_decode_gqa_groups_strided(requires_tk, dtype, D, G, Nq, mode):
+    """G q-heads per kv-head (one pass over K/V serves the G*Nq rows), q/k/v read in place from strided views."""
+    from tkprefix import tk_hydragen as tkh
+
+    B, Hkv, S = 3, 2, 333
+    Hq = G * Hkv
+    q = rnd(B, Nq, 2 * Hq, D, dtype=dtype)[:, :, 1::2]                      # q-head stride 2*D
+    k = rnd(B, S + 9, Hkv + 1, D, dtype=dtype, scale=1.5)[:, 5:5 + S, :Hkv]  # a window of a larger cache
+    v = rnd(B, S + 9, Hkv + 1, D, dtype=dtype)[:, 2:2 + S, 1:]
+    assert not (q.is_contiguous() or k.is_contiguous() or v.is_contiguous())
+    seq_len = None
+    if mode == "seq_len":
+        seq_len = torch.tensor([0, S, 131], device="cuda", dtype=torch.int32)
+    for n in (None, 1):
+        o, lse = tkh.decode_attention(q, k, v, seq_len, n_splits=n, out=poisoned(q))
+        o_ref, lse_ref = ref_attention(q, k, v, visibility(B, Nq, S, seq_len, "cuda"))
+        check(o, lse, o_ref, lse_ref, dtype, f"decode G{G} Nq{Nq} {mode} splits={n}")
+
+
 def test_decode_empty_cache(requires_tk):
     from tkprefix import tk_hydragen as tkh
 
@@ -210,6 +234,8 @@ NOPAD_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, mode)
     (5, 1, 8, 1, [(1, 513)], 0, "seq_len"),      # empty unique part
     (4, 1, 8, 8, [(1, 0), (2, 33)], 10, "seq_len"),   # an empty level
     (1, 1, 32, 32, [(1, 4096)], 512, "seq_len"),
+    (16, 1, 8, 1, [(1, 1000)], 512, "seq_len"),      # c3's 8/1 heads: 8 rows per kv-head
+    (3, 3, 32, 2, [(1, 200)], 100, "causal"),        # 48 rows per kv-head
 ]
 
 

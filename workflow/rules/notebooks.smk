@@ -61,6 +61,31 @@ rule notebook_performance:
         NB_SHELL
 
 
+rule notebook_peers:
+    input:
+        nb="notebooks/peers.py",
+        lib="notebooks/tkpaper.py",
+        data=data_inputs,
+    output:
+        src="results/notebooks/src/peers.ipynb",
+        ipynb="results/notebooks/peers.ipynb",
+        macros=f"{GEN}/macros_peers.tex",
+        table=f"{GEN}/tables/peers.tex",
+        sharing=f"{GEN}/tables/peers_sharing.tex",
+        pdf=f"{GEN}/figures/peers_speedup.pdf",
+        png=report(f"{GEN}/figures/peers_speedup.png", category="Performance"),
+    log:
+        "results/logs/notebooks/peers.log",
+    benchmark:
+        "results/benchmarks/notebooks/peers.tsv"
+    params:
+        **nb_params(),
+    conda:
+        "../envs/tkprefix.yaml"
+    shell:
+        NB_SHELL
+
+
 rule notebook_e2e:
     input:
         nb="notebooks/e2e.py",

@@ -30,6 +30,7 @@ rule paper:
         macros=rules.macros.output,
         correctness=rules.notebook_correctness.output,
         performance=rules.notebook_performance.output,
+        peers=rules.notebook_peers.output,
         e2e=rules.notebook_e2e.output,
     output:
         report("paper/build/tkprefix.pdf", category="Paper"),

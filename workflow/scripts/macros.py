@@ -109,7 +109,7 @@ def repro_table(bench_dir: Path, data_dir: Path, sweeps: dict, mode: str, prov: 
                      tp.tt(f"tkprefix bench --out results/h100 (then tkprefix record)"),
                      f"{float(wall):.0f} s (recorded run's wall_s)"])
     for nb, what in (("correctness", "Tab./Fig. correctness"), ("performance", "Figs. latency, roofline; Tabs."),
-                     ("e2e", "Fig./Tab. end-to-end")):
+                     ("peers", "Tab./Fig. every peer"), ("e2e", "Fig./Tab. end-to-end")):
         rows.append([f"Figures and tables from the data ({nb})", what,
                      tp.tt(f"snakemake --cores 2 --config mode={mode} -- results/notebooks/{nb}.ipynb"),
                      stage_time(bench_dir, f"notebooks/{nb}.tsv", mode)])

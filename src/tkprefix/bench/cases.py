@@ -21,6 +21,12 @@ A sweep file (config/sweeps/*.yaml) names a configuration and a grid::
     impls: [sdpa_naive, sdpa_hydragen, flashinfer_cascade, tk_hydragen]
     graph: [false, true]
     reps: 30
+
+A grid may also list ``dtype: [float16, bfloat16]`` (overrides the file's ``dtype``) and, instead of
+batch/prefix/levels/suffix, ``trees:`` (a list of tree specs, :func:`tkprefix.bench.trees.generate`): a *tree case*
+(configuration 8) has one query per leaf of the tree (batch = leaves, in preorder); ``levels``/``suffix`` then hold
+the tree's Hydragen level form where it has one (:attr:`Tree.level_form`), else ``()``/``0`` and only the
+implementations that take trees run (:func:`tkprefix.bench.peers.tree_reason`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from . import stats
+from .trees import Tree, generate
 
 __all__ = ["Case", "Sweep", "load_sweep", "load_sweeps", "expand_grid"]
 
@@ -47,6 +54,15 @@ class Case:
     dtype: str = "bfloat16"
     chunk_size: int = 64
     n_queries: int = 1
+    tree: Tree | None = None
+
+    @classmethod
+    def for_tree(cls, config: str, tree: Tree, q_heads: int, kv_heads: int, head_dim: int, dtype: str = "bfloat16",
+                 chunk_size: int = 64) -> "Case":
+        form = tree.level_form
+        levels, suffix = form if not isinstance(form, str) else ((), 0)
+        return cls(config=config, batch=tree.n_leaves, q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
+                   levels=levels, suffix=suffix, dtype=dtype, chunk_size=chunk_size, tree=tree)
 
     def __post_init__(self) -> None:
         for name in ("batch", "q_heads", "kv_heads", "head_dim", "chunk_size", "n_queries"):
@@ -60,18 +76,35 @@ class Case:
             if rows <= 0 or length <= 0 or self.batch % rows:
                 raise ValueError(
                     f"levels[{i}]: need n_rows > 0 dividing batch={self.batch} and length > 0, got {(rows, length)}")
+        if self.tree is not None and self.tree.n_leaves != self.batch:
+            raise ValueError(f"batch: a tree case has one query per leaf ({self.tree.n_leaves}), got {self.batch}")
         if self.total_keys == 0:
             raise ValueError("case: a query must see at least one key (prefix + suffix > 0)")
         stats.dtype_bytes(self.dtype)
 
     @property
     def prefix(self) -> int:
-        """Total shared tokens a sequence sees (sum of level lengths)."""
+        """Total shared tokens a sequence sees (sum of level lengths; for a tree, the most tokens above a leaf)."""
+        if self.tree is not None:
+            return max(self.tree.start[leaf] for leaf in self.tree.leaves)
         return sum(length for _, length in self.levels)
 
     @property
     def total_keys(self) -> int:
+        """Keys of the longest sequence."""
+        if self.tree is not None:
+            return max(self.tree.path_len(b) for b in range(self.batch))
         return self.prefix + self.suffix
+
+    @property
+    def key_sum(self) -> int:
+        """Keys seen summed over the batch."""
+        return self.tree.path_tokens if self.tree is not None else self.batch * self.total_keys
+
+    @property
+    def leaf_max(self) -> int:
+        """The longest private part of a sequence (a tree's longest leaf node)."""
+        return max(self.tree.lengths[leaf] for leaf in self.tree.leaves) if self.tree is not None else self.suffix
 
     @property
     def group(self) -> int:
@@ -79,14 +112,18 @@ class Case:
 
     @property
     def unique_bytes(self) -> int:
+        if self.tree is not None:  # every node's K and V once, queries in, outputs out
+            e = stats.dtype_bytes(self.dtype)
+            return (self.tree.unique_tokens * self.kv_heads * self.head_dim * 2 * e
+                    + 2 * self.batch * self.n_queries * self.q_heads * self.head_dim * e)
         return stats.attention_unique_bytes(
             batch=self.batch, q_heads=self.q_heads, kv_heads=self.kv_heads, head_dim=self.head_dim,
             levels=self.levels, suffix=self.suffix, n_queries=self.n_queries, dtype=self.dtype)
 
     @property
     def flops(self) -> int:
-        return stats.attention_flops(batch=self.batch, q_heads=self.q_heads, head_dim=self.head_dim,
-                                     keys_per_query=self.total_keys, n_queries=self.n_queries)
+        return stats.attention_flops(batch=1, q_heads=self.q_heads, head_dim=self.head_dim,
+                                     keys_per_query=self.key_sum, n_queries=self.n_queries)
 
     @property
     def naive_bytes(self) -> int:
@@ -94,19 +131,30 @@ class Case:
         return self.batch * self.total_keys * self.kv_heads * self.head_dim * 2 * stats.dtype_bytes(self.dtype)
 
     def levels_str(self) -> str:
+        if self.tree is not None:
+            return f"tree:{self.tree.name}" + (f"={';'.join(f'{r}x{n}' for r, n in self.levels)}|{self.suffix}"
+                                                if self.levels else "")
         return ";".join(f"{r}x{n}" for r, n in self.levels)
 
     def label(self) -> str:
+        if self.tree is not None:
+            return (f"{self.config} {self.tree.name} B{self.batch} H{self.q_heads}/{self.kv_heads} "
+                    f"depth{self.tree.depth} nodes{self.tree.n_nodes} {self.dtype}")
         return (f"{self.config} B{self.batch} H{self.q_heads}/{self.kv_heads} P[{self.levels_str()}] "
                 f"S{self.suffix}")
 
     def base_row(self) -> dict[str, Any]:
-        return {
+        row = {
             "config": self.config, "batch": self.batch, "q_heads": self.q_heads, "kv_heads": self.kv_heads,
-            "head_dim": self.head_dim, "prefix": self.prefix, "suffix": self.suffix, "dtype": self.dtype,
+            "head_dim": self.head_dim, "prefix": self.prefix, "suffix": self.leaf_max, "dtype": self.dtype,
             "unique_bytes": self.unique_bytes, "flops": self.flops, "levels": self.levels_str(),
             "chunk_size": self.chunk_size,
         }
+        if self.tree is not None:
+            t = self.tree
+            row.update(tree=t.name, n_nodes=t.n_nodes, depth=t.depth, unique_tokens=t.unique_tokens,
+                       path_tokens=t.path_tokens, sharing_ideal=round(t.sharing_ideal, 4))
+        return row
 
 
 @dataclass
@@ -138,11 +186,20 @@ def _pairs(value: Any, name: str) -> list[tuple[int, int]]:
 def expand_grid(config: str, grid: Mapping[str, Any], *, head_dim: int = 128, dtype: str = "bfloat16",
                 chunk_size: int = 64) -> Iterator[Case]:
     """Every case of a sweep grid (see the module docstring)."""
-    known = {"heads", "batch", "prefix", "suffix", "batch_prefix", "levels"}
+    known = {"heads", "batch", "prefix", "suffix", "batch_prefix", "levels", "dtype", "trees"}
     unknown = set(grid) - known
     if unknown:
         raise ValueError(f"grid: unknown keys {sorted(unknown)} (known: {sorted(known)})")
     heads = _pairs(grid.get("heads", [[32, 32]]), "grid.heads")
+    dtypes = [str(d) for d in grid.get("dtype", [dtype])]
+    if "trees" in grid:
+        clash = {"batch", "prefix", "suffix", "batch_prefix", "levels"} & set(grid)
+        if clash:
+            raise ValueError(f"grid: trees fix batch and prefixes; drop {sorted(clash)}")
+        trees = [generate(spec) for spec in grid["trees"]]
+        for tree, (hq, hkv), dt in itertools.product(trees, heads, dtypes):
+            yield Case.for_tree(config, tree, hq, hkv, head_dim, dtype=dt, chunk_size=chunk_size)
+        return
     suffixes = [int(s) for s in grid.get("suffix", [0])]
     if "batch_prefix" in grid:
         if "batch" in grid or "prefix" in grid:
@@ -159,9 +216,9 @@ def expand_grid(config: str, grid: Mapping[str, Any], *, head_dim: int = 128, dt
         else:
             level_sets = [((1, int(p)),) if int(p) else () for p in grid.get("prefix", [0])]
         bl = list(itertools.product(batches, level_sets))
-    for (hq, hkv), (b, levels), s in itertools.product(heads, bl, suffixes):
+    for dt, (hq, hkv), (b, levels), s in itertools.product(dtypes, heads, bl, suffixes):
         yield Case(config=config, batch=b, q_heads=hq, kv_heads=hkv, head_dim=head_dim, levels=tuple(levels),
-                   suffix=s, dtype=dtype, chunk_size=chunk_size)
+                   suffix=s, dtype=dt, chunk_size=chunk_size)
 
 
 def load_sweep(path: str | Path) -> Sweep:

@@ -18,6 +18,11 @@ Attention implementations (each owns its KV layout):
 * ``sdpa_hydragen``: prompt K/V once ``(1, Hkv, P, D)`` + suffix cache; FlashAttention with LSE for both + merge.
 * ``flashinfer_cascade``: paged cache (page 16), prompt pages shared; two-level cascade, planned every step.
 * ``tk_hydragen`` / ``torch_hydragen``: ``tkprefix.hydragen_attention_nopad`` with ``seq_len`` (prompt once).
+* ``tk_chunk_attn`` / ``torch_chunk_attn``: ``tkprefix.chunk_attention`` over one ``ChunkKVCache`` (a pool per
+  layer, one prefix tree): the prompt's full chunks shared, each sequence's new tokens appended into private chunks
+  (``reserve`` on the host, lengths + K/V writes on the device). A step where the sequences cross a chunk border
+  changes the tree: it is re-planned on the host and, in graph mode, the step is captured again, inside the timed
+  loop (every ``chunk_size`` steps in lock-step; the note counts them).
 """
 
 from __future__ import annotations
@@ -156,12 +161,19 @@ class Model:
 
 
 class Attention:
-    """Per-implementation KV state across layers. ``plan(t)`` is host work before step t (FlashInfer's plan);
+    """Per-implementation KV state across layers. ``plan(t)`` is host work before step t (FlashInfer's plan); it
+    returns True when a captured graph of the step is no longer valid (the implementation's plan changed shape).
     ``begin_step(t_dev)`` and ``attend(layer, q, k, v)`` are device-only (capturable): attend appends (k, v) at the
-    step's slot and attends over the prompt plus the ``t + 1`` new tokens."""
+    step's slot and attends over the prompt plus the ``t + 1`` new tokens. ``reset()`` (untimed) brings the state
+    back to the prompt alone before a decode loop, and returns True if it changed what a graph captured."""
 
-    def plan(self, t: int) -> None:
-        pass
+    replans = 0
+
+    def plan(self, t: int) -> bool:
+        return False
+
+    def reset(self) -> bool:
+        return False
 
     def begin_step(self, t_dev: torch.Tensor) -> None:
         self.t = t_dev
@@ -274,6 +286,62 @@ class TkHydragenAttention(Attention):
         return o.reshape(B, Hq, D)
 
 
+class ChunkAttention(Attention):
+    """``tkprefix.chunk_attention`` over one ChunkKVCache for every layer: B sequences of the prompt's tokens (its
+    full chunks shared), each step's token appended to every sequence. ``stream_host`` (T, B): the step tokens, on
+    the host, as a server holds sampled tokens."""
+
+    def __init__(self, prefix_kv, B: int, T: int, backend: str, prompt, stream_host, q_heads: int,
+                 chunk_size: int = 64) -> None:
+        import numpy as np
+
+        import tkprefix
+
+        self.tk, self.backend, self.q_heads = tkprefix, backend, q_heads
+        P, Hkv, D = prefix_kv[0][0].shape
+        dev, dt = prefix_kv[0][0].device, prefix_kv[0][0].dtype
+        self.B, self.prompt = B, np.asarray(prompt.cpu() if isinstance(prompt, torch.Tensor) else prompt, np.int64)
+        self.stream = np.asarray(stream_host, dtype=np.int64)
+        self.pk = torch.stack([pk for pk, _ in prefix_kv])  # (layers, P, Hkv, D)
+        self.pv = torch.stack([pv for _, pv in prefix_kv])
+        capacity = -(-P // chunk_size) + B * (-(-T // chunk_size) + 2)
+        self.cache = tkprefix.ChunkKVCache(Hkv, D, chunk_size, dt, dev, capacity_chunks=capacity,
+                                           n_layers=len(prefix_kv))
+        self.n_dev = torch.zeros((), dtype=torch.int32, device=dev)
+        self.reset()
+
+    def reset(self) -> bool:
+        for s in self.cache.seq_ids:
+            self.cache.remove_seq(s)
+        ids = [self.cache.add_seq(self.prompt, self.pk, self.pv) for _ in range(self.B)]
+        if self.cache.seq_ids != ids:
+            raise RuntimeError("the cache's row order differs from the batch order")
+        self.last_t, self.replans, self.stale = None, 0, True  # a new tree: the next step needs a new graph
+        return True
+
+    def plan(self, t: int) -> bool:
+        if t == self.last_t:  # planned already (the graph was captured right after)
+            return False
+        self.last_t = t
+        changed = self.cache.reserve(self.stream[t]) or self.stale
+        self.stale = False
+        self.n_dev.fill_(self.cache.appended)
+        if changed:
+            self.replans += 1
+            if self.backend == "tk":  # build the kernels' work lists now, outside any graph capture
+                from tkprefix import tk_chunk
+
+                tk_chunk.plan_work(self.cache, self.q_heads)
+        return changed
+
+    def begin_step(self, t_dev):
+        self.cache.step_lengths(self.n_dev)
+
+    def attend(self, layer, q, k, v):
+        self.cache.write_kv(k, v, layer)
+        return self.tk.chunk_attention(q, self.cache, backend=self.backend, layer=layer)
+
+
 class FlashInferAttention(Attention):
     """FlashInfer's two-level cascade over a paged cache (page 16): the prompt's pages shared by all sequences, each
     sequence's new tokens in its own pages; planned on the host before every step (into fixed buffers, so the
@@ -338,7 +406,8 @@ class FlashInferAttention(Attention):
         return self.w.run(q, pool)
 
 
-def _make_attention(name: str, prefix_kv, B: int, T: int, cfg: ModelConfig) -> Attention:
+def _make_attention(name: str, prefix_kv, B: int, T: int, cfg: ModelConfig, prompt=None,
+                    stream_host=None) -> Attention:
     if name == "sdpa_naive":
         return NaiveAttention(prefix_kv, B, T)
     if name == "sdpa_hydragen":
@@ -349,12 +418,14 @@ def _make_attention(name: str, prefix_kv, B: int, T: int, cfg: ModelConfig) -> A
         return TkHydragenAttention(prefix_kv, B, T, "tk")
     if name == "torch_hydragen":
         return TkHydragenAttention(prefix_kv, B, T, "torch")
+    if name in ("tk_chunk_attn", "torch_chunk_attn"):
+        return ChunkAttention(prefix_kv, B, T, name.split("_")[0], prompt, stream_host, cfg.q_heads)
     raise KeyError(name)
 
 
-E2E_IMPLS = ("sdpa_naive", "sdpa_hydragen", "flashinfer_cascade", "tk_hydragen", "torch_hydragen")
+E2E_IMPLS = ("sdpa_naive", "sdpa_hydragen", "flashinfer_cascade", "tk_hydragen", "torch_hydragen", "tk_chunk_attn",
+             "torch_chunk_attn")
 E2E_UNSUPPORTED = {
-    "tk_chunk_attn": "not run end to end: ChunkKVCache.append_token is host-side Python per sequence and layer",
     "chunk_attn_upstream": "not run end to end: microsoft/chunk-attention is not installed on the device",
     "hydragen_upstream": "flash-attn not installed",
 }
@@ -376,7 +447,7 @@ def _availability(name: str) -> str | None:
             import flashinfer  # noqa: F401
         except Exception as e:
             return f"flashinfer not importable ({type(e).__name__}: {e})"
-    if name == "tk_hydragen":
+    if name in ("tk_hydragen", "tk_chunk_attn"):
         from .peers import _tk_reason
 
         try:
@@ -443,6 +514,7 @@ def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: 
         stream = torch.randint(0, cfg.vocab, (T, B), generator=gen, device=dev)  # the same tokens for every impl
         tokens = torch.empty(B, dtype=torch.long, device=dev)  # step inputs live on the device (graph-capturable)
         t_dev = torch.zeros(1, dtype=torch.long, device=dev)
+        stream_host = stream.cpu().numpy()  # the prefix-tree cache records tokens on the host, as a server has them
         ref_logits: torch.Tensor | None = None
         for name in sweep.impls:
             reason = (skip or {}).get(name) or _availability(name)
@@ -453,12 +525,12 @@ def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: 
             att = graph = None
             prog(name, f"batch {B}: setup + warm-up")
             try:
-                att = _make_attention(name, prefix_kv, B, T, cfg)
+                att = _make_attention(name, prefix_kv, B, T, cfg, prompt, stream_host)
 
-                def set_step(t: int) -> None:
+                def set_step(t: int) -> bool:
                     tokens.copy_(stream[t])
                     t_dev.fill_(t)
-                    att.plan(t)
+                    return bool(att.plan(t))
 
                 def step() -> torch.Tensor:
                     return model.step(tokens, t_dev, P, att, cos, sin)
@@ -472,26 +544,32 @@ def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: 
                     try:
                         if g:
                             prog(name, f"batch {B}: graph capture")
+                            att.reset()
                             set_step(0)
                             graph, gout = capture_graph(step)
                             run = graph.replay
                         else:
                             run = step
-                        walls, steps = [], []
+                        walls, steps, replans = [], [], []
                         logits = None
                         for rep in range(reps if g else eager_reps):
                             prog(name, f"batch {B}: {label} decode loop {rep}")
+                            att.reset()  # untimed: back to the prompt alone (a no-op for fixed-slot caches)
                             ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                                   for _ in range(T)]
                             torch.cuda.synchronize()
                             w0 = time.perf_counter()
                             for t in range(T):
-                                set_step(t)
+                                if set_step(t) and g:  # the step's plan changed shape: capture it again (timed)
+                                    graph = None
+                                    graph, gout = capture_graph(step, warmup=0)
+                                    run = graph.replay
                                 ev[t][0].record()
                                 out = run()
                                 ev[t][1].record()
                             torch.cuda.synchronize()
                             walls.append(time.perf_counter() - w0)
+                            replans.append(att.replans)
                             steps += [a.elapsed_time(b) * 1e3 for a, b in ev]
                             logits = gout if g else out
                         last = logits.float()
@@ -507,18 +585,21 @@ def run_e2e(sweep: Sweep, ceilings: dict[str, float], *, run_id: str = "", log: 
                         q = stats.quantiles(steps)
                         wall = sorted(walls)[len(walls) // 2]
                         tps = B * T / wall
+                        replan_note = (f"; re-planned (tree changed) at {max(replans)} of {T} steps per loop"
+                                       + (", graph captured again each time inside the timed loop" if g else "")
+                                       if any(replans) else "")
                         res = dict(median_us=q.median, p20_us=q.p20, p80_us=q.p80, n=q.n, rel_err=err,
                                    tokens_per_s=tps, median_step_us=q.median, graph=int(g),
                                    pct_roofline=stats.pct_of_roofline(base(B)["roofline_us"], q.median),
                                    note=f"{label}; wall per {T}-step loop (s): {', '.join(f'{x:.3f}' for x in walls)};"
-                                        f" last-step logits vs {ref_note}")
+                                        f" last-step logits vs {ref_note}{replan_note}")
                         if err > 5e-2:
                             add(B, name, schema.wrong(f"last-step logits rel_err {err:.3g} > 5e-2 vs the first ok "
                                                       "implementation"), rel_err=err, graph=int(g))
                             continue
                         add(B, name, "ok", **res)
                         log(f"[e2e] B={B} {name} {label}: {tps:,.0f} tok/s, step median {q.median:.0f} us "
-                            f"(p20 {q.p20:.0f}, p80 {q.p80:.0f}), rel_err {err:.3g}")
+                            f"(p20 {q.p20:.0f}, p80 {q.p80:.0f}), rel_err {err:.3g}{replan_note}")
                     except torch.cuda.OutOfMemoryError:
                         add(B, name, "oom", graph=int(g))
                     except Exception as e:  # noqa: BLE001

@@ -3,6 +3,10 @@
 Layouts (upstream Hydragen's): q ``(B, 1, Hq, D)``; ``shared_ks[i]`` / ``shared_vs[i]`` ``(rows_i, P_i, Hkv, D)``;
 k, v ``(B, S, Hkv, D)`` (the private suffix of every sequence). Every implementation returns ``(B, Hq, D)`` in batch
 order (adapters undo any reordering outside the timed region).
+
+A tree case (``case.tree``) also has ``node_ks[i]`` / ``node_vs[i]`` ``(len_i, Hkv, D)`` per tree node; leaf ``b``'s keys
+are its root-to-leaf nodes' in order. Where the tree has a level form, ``shared_ks`` / ``k`` are that form and the node
+tensors are views of them (one copy of the data); otherwise ``shared_ks`` is empty and ``k`` / ``v`` hold no tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class Inputs:
     k: torch.Tensor
     v: torch.Tensor
     seed: int
+    node_ks: list[torch.Tensor] | None = None
+    node_vs: list[torch.Tensor] | None = None
+    tree: object = None  # tkprefix.bench.trees.Tree of a tree case
 
 
 def make_inputs(case: Case, device: str | torch.device = "cuda", seed: int = 0) -> Inputs:
@@ -46,11 +53,32 @@ def make_inputs(case: Case, device: str | torch.device = "cuda", seed: int = 0) 
     svs = [rnd(rows, length, Hkv, D) for rows, length in case.levels]
     k = rnd(B, case.suffix, Hkv, D)
     v = rnd(B, case.suffix, Hkv, D)
-    return Inputs(q=q, shared_ks=sks, shared_vs=svs, k=k, v=v, seed=seed)
+    inp = Inputs(q=q, shared_ks=sks, shared_vs=svs, k=k, v=v, seed=seed)
+    tree = case.tree
+    if tree is None:
+        return inp
+    inp.tree = tree
+    if case.levels or case.suffix:  # level form: node i at depth d is row r of level d (nodes of a depth in order)
+        row_of: dict[int, int] = {}
+        seen = [0] * tree.depth
+        for i in range(tree.n_nodes):
+            d = tree.depth_of[i]
+            row_of[i], seen[d] = seen[d], seen[d] + 1
+        lk, lv = sks + [k], svs + [v]
+        inp.node_ks = [lk[tree.depth_of[i]][row_of[i]] for i in range(tree.n_nodes)]
+        inp.node_vs = [lv[tree.depth_of[i]][row_of[i]] for i in range(tree.n_nodes)]
+    else:
+        inp.node_ks = [rnd(n, Hkv, D) for n in tree.lengths]
+        inp.node_vs = [rnd(n, Hkv, D) for n in tree.lengths]
+    return inp
 
 
 def full_kv(inp: Inputs, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sequence ``b``'s whole key and value set ``(N, Hkv, D)``: its prefix rows of every level, then its suffix."""
+    """Sequence ``b``'s whole key and value set ``(N, Hkv, D)``: its prefix rows of every level, then its suffix (for a
+    tree: its root-to-leaf nodes)."""
+    if inp.tree is not None:
+        path = inp.tree.path(b)
+        return torch.cat([inp.node_ks[i] for i in path], 0), torch.cat([inp.node_vs[i] for i in path], 0)
     B = inp.q.shape[0]
     ks, vs = [], []
     for sk, sv in zip(inp.shared_ks, inp.shared_vs):

@@ -10,23 +10,28 @@ region. An adapter raises :class:`Unsupported` for shapes it does not handle (�
 other exception becomes ``wrong: <error>`` and an out-of-memory error ``oom``.
 
 Peers (BENCHMARKS.md): ``sdpa_naive``, ``sdpa_hydragen``, ``flashinfer_cascade``, ``chunk_attn_upstream``,
-``hydragen_upstream``; ours: ``tk_hydragen``, ``tk_chunk_attn``; and ``torch_hydragen`` / ``torch_chunk_attn``
+``hydragen_upstream``; the tree peers of :mod:`tkprefix.bench.peers_tree` (``fasttree``, ``deft``, ``sglang_triton``,
+``flashinfer_decode``); ours: ``tk_hydragen``, ``tk_chunk_attn``; and ``torch_hydragen`` / ``torch_chunk_attn``
 (tkprefix's exact PyTorch backend: the harness's debugging reference, not a peer).
+
+Tree cases (configuration 8, ``case.tree``): an adapter with ``trees = True`` takes any tree; the others take the
+tree's level form where it has one, else :func:`tree_reason` gives their ``unavailable`` row.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from .cases import Case
 from .inputs import Inputs
 
-__all__ = ["Impl", "Prepared", "Unsupported", "REGISTRY", "get_impl"]
+__all__ = ["Impl", "Prepared", "Unsupported", "REGISTRY", "get_impl", "tree_reason"]
 
 
 class Unsupported(Exception):
@@ -40,11 +45,13 @@ class Prepared:
     state: Any = None
     graph_ok: bool = True
     note: str = ""
+    extra: dict = field(default_factory=dict)  # further columns of this implementation's ok rows (e.g. sharing)
 
 
 class Impl:
     name = ""
     graph_ok = True
+    trees = False  # takes any tree case (else only a tree's level form)
 
     def unavailable_reason(self, case: Case) -> str | None:
         return None
@@ -54,6 +61,21 @@ class Impl:
 
     def prepare(self, case: Case, inp: Inputs) -> Prepared:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def tree_reason(impl: Impl, case: Case) -> str | None:
+    """Why ``impl`` cannot take tree case ``case``, or None (not a tree, a tree-taking adapter, or a level form)."""
+    if case.tree is None or impl.trees or case.levels or case.suffix:
+        return None
+    return f"{impl.name} takes shared prefix levels and this tree has no level form ({case.tree.level_form})"
+
+
+def sharing_extra(case: Case, kv_tokens_read: int) -> dict:
+    """Row columns of a tree case: KV tokens the implementation's layout reads per kv-head and the sharing that
+    achieves (Σ path tokens / tokens read; the tree's ideal is the row's ``sharing_ideal``)."""
+    if case.tree is None:
+        return {}
+    return {"kv_tokens_read": int(kv_tokens_read), "sharing": round(case.tree.path_tokens / kv_tokens_read, 4)}
 
 
 def _elem(case: Case) -> int:
@@ -74,11 +96,14 @@ class SdpaNaive(Impl):
     GQA folded into query rows."""
 
     name = "sdpa_naive"
+    trees = True
 
     def extra_bytes(self, case: Case) -> int:
         return case.naive_bytes
 
     def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        if case.tree is not None:
+            return self._prepare_tree(case, inp)
         import torch.nn.functional as F
 
         B, Hkv, D, N = case.batch, case.kv_heads, case.head_dim, case.total_keys
@@ -102,6 +127,33 @@ class SdpaNaive(Impl):
             return F.scaled_dot_product_attention(q, K, V)
 
         return Prepared(run=run, canonical=lambda o: o.reshape(B, case.q_heads, D), state=(K, V, q))
+
+    def _prepare_tree(self, case: Case, inp: Inputs) -> Prepared:
+        """Every leaf's root-to-leaf K/V copied into ``(B, Hkv, N_max, D)``, zero-padded, with a key mask where the
+        paths differ in length (SDPA then takes its memory-efficient backend, FlashAttention takes no mask)."""
+        import torch.nn.functional as F
+
+        from .inputs import full_kv
+
+        B, Hkv, D, N = case.batch, case.kv_heads, case.head_dim, case.total_keys
+        K = torch.zeros(B, Hkv, N, D, dtype=inp.q.dtype, device=inp.q.device)
+        V = torch.zeros_like(K)
+        lens = [case.tree.path_len(b) for b in range(B)]
+        for b in range(B):
+            k, v = full_kv(inp, b)
+            K[b, :, : lens[b]].copy_(k.transpose(0, 1))
+            V[b, :, : lens[b]].copy_(v.transpose(0, 1))
+        mask = None
+        if min(lens) != N:
+            mask = torch.arange(N, device=K.device)[None, :] < torch.tensor(lens, device=K.device)[:, None]
+            mask = mask[:, None, None, :]  # (B, 1, 1, N): broadcast over kv-heads and the g query rows
+        q = _fold_q(inp.q, Hkv)
+
+        def run() -> torch.Tensor:
+            return F.scaled_dot_product_attention(q, K, V, attn_mask=mask)
+
+        return Prepared(run=run, canonical=lambda o: o.reshape(B, case.q_heads, D), state=(K, V, q, mask),
+                        extra=sharing_extra(case, case.tree.path_tokens))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -170,24 +222,67 @@ class SdpaHydragen(Impl):
 class FlashInferCascade(Impl):
     """``flashinfer.MultiLevelCascadeAttentionWrapper``: one level per shared prefix level (all sequences sharing a
     prefix row form one query segment against that prefix's pages) plus the per-sequence suffix level, over one paged
-    cache ``(pages, 2, page_size, Hkv, D)`` (NHD). Planned once (untimed), CUDA-graph capturable."""
+    cache ``(pages, 2, page_size, Hkv, D)`` (NHD). Planned once (untimed), CUDA-graph capturable.
+
+    A tree case without a level form runs one cascade level per depth (the leaves under a node are one contiguous
+    query segment against that node's pages; a node's last page may be partial), which needs every leaf at the same
+    depth: a level must hold every query."""
 
     name = "flashinfer_cascade"
     page_size = 16
+    trees = True
+
+    @staticmethod
+    def _by_depth(case: Case) -> bool:
+        return case.tree is not None and not (case.levels or case.suffix)
 
     def unavailable_reason(self, case: Case) -> str | None:
         try:
             importlib.import_module("flashinfer")
         except Exception as e:  # ImportError or a broken install
             return f"flashinfer not importable ({type(e).__name__}: {e})"
+        from .peers_tree import flashinfer_dtype_reason
+
+        r = flashinfer_dtype_reason(case)
+        if r:
+            return r
+        if self._by_depth(case):
+            t = case.tree
+            if any(t.depth_of[leaf] != t.depth - 1 for leaf in t.leaves):
+                return ("cascade levels cannot express this tree: its leaves sit at different depths and every level "
+                        "must hold every query (flashinfer_decode runs it)")
         return None
 
     def _pages(self, case: Case) -> int:
         ps = self.page_size
+        if self._by_depth(case):
+            return sum(math.ceil(n / ps) for n in case.tree.lengths)
         return sum(r * math.ceil(n / ps) for r, n in case.levels) + case.batch * math.ceil(case.suffix / ps)
 
     def extra_bytes(self, case: Case) -> int:
         return self._pages(case) * 2 * self.page_size * case.kv_heads * case.head_dim * _elem(case) + (256 << 20)
+
+    def _tree_layout(self, case: Case, inp: Inputs, pool: torch.Tensor):
+        ps, t, dev = self.page_size, case.tree, inp.q.device
+        qo, kvp, idx, last = [], [], [], []
+        base = 0
+        for d in range(t.depth):
+            nodes = [i for i in range(t.n_nodes) if t.depth_of[i] == d]
+            q_lo, ptr, ids, lasts = [], [0], [], []
+            for i in nodes:
+                n = t.lengths[i]
+                npg = math.ceil(n / ps)
+                for j, src in ((0, inp.node_ks[i]), (1, inp.node_vs[i])):
+                    src = torch.nn.functional.pad(src, (0, 0, 0, 0, 0, npg * ps - n))
+                    pool[base:base + npg, j].copy_(src.view(npg, ps, *src.shape[1:]))
+                q_lo.append(t.leaf_range[i][0])
+                ptr.append(ptr[-1] + npg)
+                ids.extend(range(base, base + npg))
+                lasts.append(n - (npg - 1) * ps)
+                base += npg
+            for arr, vals in ((qo, q_lo + [case.batch]), (kvp, ptr), (idx, ids), (last, lasts)):
+                arr.append(torch.tensor(vals, dtype=torch.int32, device=dev))
+        return qo, kvp, idx, last
 
     def prepare(self, case: Case, inp: Inputs) -> Prepared:
         import flashinfer
@@ -208,6 +303,8 @@ class FlashInferCascade(Impl):
                 pool[base:base + rows * npg, j].copy_(src.reshape(rows * npg, ps, Hkv, D))
             return npg
 
+        if self._by_depth(case):
+            qo, kvp, idx, last = self._tree_layout(case, inp, pool)
         for sk, sv in zip(inp.shared_ks, inp.shared_vs):
             rows, P = sk.shape[0], sk.shape[1]
             npg = fill(sk, sv, rows, P)
@@ -241,23 +338,33 @@ class FlashInferCascade(Impl):
         def run() -> torch.Tensor:
             return w.run(q, pool)
 
-        return Prepared(run=run, canonical=lambda o: o, state=(w, pool, workspace, bufs, q))
+        read = (sum(case.tree.lengths) if case.tree is not None else 0)  # every node's pages once
+        return Prepared(run=run, canonical=lambda o: o, state=(w, pool, workspace, bufs, q),
+                        extra=sharing_extra(case, read) if read else {})
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Peer 4: upstream ChunkAttention (microsoft/chunk-attention), if its extension is installed
 # --------------------------------------------------------------------------------------------------------------------
 def _tokens(case: Case, b: int) -> list[int]:
-    """Token ids of sequence b: each prefix row of each level has its own ids, every suffix token is unique."""
-    toks: list[int] = []
-    base = 0
+    """Token ids of sequence b: each prefix row of each level has its own ids, every suffix token is unique (a tree
+    node's tokens are its own ids, so equal ids mean the same node)."""
+    return _token_array(case, b).tolist()
+
+
+def _token_array(case: Case, b: int) -> np.ndarray:
+    """`_tokens` as an int64 array (what ChunkKVCache.add_seq takes without a per-token conversion)."""
+    if case.tree is not None:
+        t = case.tree
+        return np.concatenate([np.arange(t.offsets[i], t.offsets[i + 1], dtype=np.int64) for i in t.path(b)])
+    parts, base = [], 0
     for rows, n in case.levels:
         row = b // (case.batch // rows)
-        toks.extend(range(base + row * n, base + (row + 1) * n))
+        parts.append(np.arange(base + row * n, base + (row + 1) * n, dtype=np.int64))
         base += rows * n
     s0 = base + b * case.suffix
-    toks.extend(range(s0, s0 + case.suffix))
-    return toks
+    parts.append(np.arange(s0, s0 + case.suffix, dtype=np.int64))
+    return np.concatenate(parts)
 
 
 class ChunkAttnUpstream(Impl):
@@ -364,7 +471,8 @@ class TkHydragen(Impl):
         except (ValueError, TypeError, NotImplementedError) as e:  # a clear argument error: an unsupported shape
             raise Unsupported(f"{type(e).__name__}: {e}") from e
         return Prepared(run=run, canonical=lambda o: o.reshape(case.batch, case.q_heads, case.head_dim),
-                        graph_ok=self.backend == "tk")
+                        graph_ok=self.backend == "tk",  # a level form reads every tree node once per kv-head
+                        extra=sharing_extra(case, case.tree.unique_tokens) if case.tree is not None else {})
 
 
 def _tk_reason(tk: Any) -> str | None:
@@ -380,6 +488,8 @@ def _tk_reason(tk: Any) -> str | None:
 class TkChunkAttn(Impl):
     """``tkprefix.chunk_attention(q, cache, backend=...)`` over a ``ChunkKVCache`` built from the case's tokens
     (shared chunks found by the prefix tree); q is reordered to ``cache.seq_ids`` order outside the timed region."""
+
+    trees = True
 
     def __init__(self, name: str, backend: str, max_tokens: int = 40_000_000) -> None:
         self.name, self.backend, self.max_tokens = name, backend, max_tokens
@@ -398,6 +508,8 @@ class TkChunkAttn(Impl):
 
     def _chunks(self, case: Case) -> int:
         c = case.chunk_size
+        if case.tree is not None:  # exact: full chunks shared where the tokens match, one partial per leaf
+            return case.tree.chunks(c)
         # prefix chunks (a partial last chunk of a level is not shared and is counted per sequence) + suffix chunks
         return (sum(r * math.ceil(n / c) for r, n in case.levels)
                 + case.batch * (math.ceil(case.total_keys / c) - case.prefix // c + len(case.levels) + 1))
@@ -414,7 +526,7 @@ class TkChunkAttn(Impl):
         b_of = {}
         for b in range(case.batch):
             k, v = full_kv(inp, b)
-            b_of[cache.add_seq(_tokens(case, b), k, v)] = b
+            b_of[cache.add_seq(_token_array(case, b), k, v)] = b
         order = [b_of[s] for s in cache.seq_ids]
         perm = torch.tensor(order, device=inp.q.device)
         inv = torch.empty_like(perm)
@@ -430,7 +542,9 @@ class TkChunkAttn(Impl):
             run()
         except (ValueError, TypeError, NotImplementedError) as e:
             raise Unsupported(f"{type(e).__name__}: {e}") from e
-        return Prepared(run=run, canonical=lambda o: o[inv], state=(cache, q), graph_ok=self.backend == "tk")
+        extra = sharing_extra(case, case.tree.chunk_tokens(case.chunk_size)) if case.tree is not None else {}
+        return Prepared(run=run, canonical=lambda o: o[inv], state=(cache, q), graph_ok=self.backend == "tk",
+                        extra=extra)
 
 
 class TkChunkFirst(TkChunkAttn):
@@ -438,6 +552,8 @@ class TkChunkFirst(TkChunkAttn):
     of the sequences sharing it → fp32 partials + LSE. Only for cases without private tokens (configuration 4), where
     the partials of a sequence are all chunk-first rows; they are merged on the host side of the check (outside the
     timed region) by the LSE rule and compared with the float64 reference like every other output."""
+
+    trees = False
 
     def __init__(self) -> None:
         super().__init__("tk_chunk_first", "tk")
@@ -484,6 +600,9 @@ REGISTRY: dict[str, Impl] = {
         TkHydragen("torch_hydragen", "torch"), TkChunkAttn("torch_chunk_attn", "torch"),
     )
 }
+
+
+from . import peers_tree  # noqa: E402,F401  (registers fasttree, deft, sglang_triton, flashinfer_decode)
 
 
 def get_impl(name: str) -> Impl:

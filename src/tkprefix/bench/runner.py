@@ -23,7 +23,7 @@ import torch
 from . import schema, stats
 from .cases import Case
 from .inputs import TOLERANCE, make_inputs, pick_rows, reference_rows, rel_err
-from .peers import Prepared, Unsupported, get_impl
+from .peers import Prepared, Unsupported, get_impl, tree_reason
 from .timing import L2Flusher, capture_graph, estimate_us, time_interleaved
 
 __all__ = ["run_case", "FatalCudaError", "is_fatal_cuda"]
@@ -122,7 +122,7 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
     graphs: list[Any] = []
     for name in impls:
         impl = get_impl(name)
-        reason = (skip or {}).get(name) or impl.unavailable_reason(case)
+        reason = (skip or {}).get(name) or tree_reason(impl, case) or impl.unavailable_reason(case)
         if reason:
             status = reason if reason.startswith("wrong: ") else schema.unavailable(reason)
             for g in graph_modes:
@@ -202,7 +202,8 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
                 q = stats.quantiles(xs)
                 row(name, g, "ok", median_us=q.median, p20_us=q.p20, p80_us=q.p80, n=q.n, rel_err=errs[name],
                     pct_roofline=stats.pct_of_roofline(roof, q.median), note=prepared[name].note,
-                    tflops=case.flops / q.median / 1e6, gbps=case.unique_bytes / q.median / 1e3)
+                    tflops=case.flops / q.median / 1e6, gbps=case.unique_bytes / q.median / 1e3,
+                    **prepared[name].extra)
         except Exception as e:  # noqa: BLE001
             log(f"timing {case.label()}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
             if is_fatal_cuda(e):

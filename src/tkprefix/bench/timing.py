@@ -32,14 +32,15 @@ class L2Flusher:
         self.buf.fill_(self.value)
 
 
-def capture_graph(fn: Callable[[], object]) -> tuple[torch.cuda.CUDAGraph, object]:
-    """Capture ``fn`` (after warm-up on a side stream, as PyTorch requires) into a CUDA graph.
+def capture_graph(fn: Callable[[], object], warmup: int = 2) -> tuple[torch.cuda.CUDAGraph, object]:
+    """Capture ``fn`` (after ``warmup`` runs on a side stream, as PyTorch requires the first time) into a CUDA graph;
+    ``warmup=0`` captures again a function that has run before.
 
     Returns the graph and the output tensor(s) it writes on every replay."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
-        for _ in range(2):
+        for _ in range(warmup):
             fn()
     torch.cuda.current_stream().wait_stream(s)
     torch.cuda.synchronize()
