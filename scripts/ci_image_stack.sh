@@ -72,17 +72,17 @@ step_python() {
     while IFS= read -r line; do
         n=$((n + 1))
         log "  \$ $line"
-        ( source "$venv/bin/activate" && cd "$WORK" && export PIP_QUIET=1 && eval "$line" )
+        ( cd "$WORK" && VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH PIP_QUIET=1 bash -euo pipefail -c "$line" )
     done < <(ci_stack_lines)
     [[ $n -eq 4 ]] || { log "expected 4 ci-stack lines in the Dockerfile, found $n"; return 1; }
     "$venv/bin/python" -c "import torch, tkprefix, snakemake; print('torch', torch.__version__, '| tkprefix from',
 tkprefix.__file__)"
     log "install: $(since "$t0")"
     local t1; t1=$(date +%s)
-    ( source "$venv/bin/activate" && cd "$WORK/src" && python -m pytest -q -p no:cacheprovider )
+    ( cd "$WORK/src" && VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH python -m pytest -q -p no:cacheprovider )
     log "pytest (torch 2.5.1 venv): $(since "$t1")"
     local t2; t2=$(date +%s)
-    ( source "$venv/bin/activate" && cd "$WORK/src" && snakemake --cores 2 --config mode=replay )
+    ( cd "$WORK/src" && VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH snakemake --cores 2 --config mode=replay )
     test -s "$WORK/src/paper/build/tkprefix.pdf"
     log "replay pipeline (torch 2.5.1 venv): $(since "$t2"); $(pdfinfo "$WORK/src/paper/build/tkprefix.pdf" \
         | awk '/^Pages:/ {print $2}') pages"
