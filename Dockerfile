@@ -1,9 +1,21 @@
 # tkprefix: the full artifact (TK kernels, peers, pipeline, paper) in one image.
 #   docker build -t tkprefix .
-#   docker run --rm --gpus all --network none -v "$PWD/out:/out" tkprefix            # live on an H100 (auto)
-#   docker run --rm --network none -v "$PWD/out:/out" tkprefix mode=replay           # any machine: paper from data/h100
-# The pipeline runs offline: everything it needs (torch, TK, peers, TeX) is installed here at build time.
+#   mkdir -p out && docker run --rm --gpus all --network none --user "$(id -u):$(id -g)" -v "$PWD/out:/out" tkprefix
+#                                                                          # live on a Hopper GPU (mode=auto)
+#   mkdir -p out && docker run --rm --network none --user "$(id -u):$(id -g)" -v "$PWD/out:/out" tkprefix mode=replay
+#                                                                          # any machine: the paper from data/
+# The pipeline runs offline: everything it needs (torch, TK, peers, TeX) is installed here at build time. Every
+# install step fails the build when it fails (bash -o pipefail, no masking). Create ./out before `docker run` (a
+# missing one is created by Docker, owned by root) and pass your ids with --user, so its files are yours.
+# Lines tagged `# ci-stack` are run verbatim (index URL and /opt/tkprefix swapped, see there) by
+# scripts/ci_image_stack.sh, which CI uses to prove this image's Python stack and CUDA 12.6 kernel build.
 FROM nvidia/cuda:12.6.3-devel-ubuntu22.04@sha256:d49bb8a4ff97fb5fe477947a3f02aa8c0a53eae77e11f00ec28618a0bcaa2ad1
+
+# Python 3.11 from Ubuntu 22.04's own archive (package python3.11, universe, with its -dev and -venv): snakemake >= 8
+# needs Python >= 3.11 and jammy's default python3 is 3.10. Chosen over a PPA (deadsnakes: a third-party archive and
+# key) and over a source build (slow, and ours to patch); the RUN below asserts the version.
+# scripts/ci_image_stack.sh reads this line for the Python minor of its venv.
+ARG PYTHON=python3.11
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -23,30 +35,26 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # System: Python, build tools, TeX Live for latexmk (the minimal set the paper needs), poppler for PNG previews.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3 python3-dev python3-venv git cmake ninja-build g++ \
+        "${PYTHON}" "${PYTHON}-dev" "${PYTHON}-venv" git cmake ninja-build g++ \
         latexmk texlive-latex-recommended texlive-fonts-recommended poppler-utils \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* \
+    && "${PYTHON}" -c 'import sys; assert sys.version_info >= (3, 11), sys.version'
 
-# A non-root user whose caches (torch extensions, FlashInfer JIT, matplotlib, Jupyter) are writable.
-RUN useradd --create-home --uid 1000 tk \
-    && mkdir -p /opt/venv /out /home/tk/.cache/torch_extensions /home/tk/.cache/flashinfer /home/tk/.config/matplotlib \
-    && chown -R tk:tk /opt /out /home/tk
-USER 1000:1000
-ENV HOME=/home/tk \
-    XDG_CACHE_HOME=/home/tk/.cache \
-    TORCH_EXTENSIONS_DIR=/home/tk/.cache/torch_extensions \
-    MPLCONFIGDIR=/home/tk/.config/matplotlib
 WORKDIR /opt
 
 # PyTorch 2.5.1 from the cu124 wheels (there is no cu126 build of 2.5.1; nvcc 12.6 with a cu124 torch only warns).
-RUN python3 -m venv /opt/venv \
-    && pip install --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1 \
-    && pip install torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124 \
-    && pip install ninja==1.11.1.3 numpy==1.26.4 einops==0.8.0 packaging==24.2 mypy==1.13.0
+RUN "${PYTHON}" -m venv /opt/venv
+RUN pip install --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1  # ci-stack
+RUN pip install torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124  # ci-stack
+RUN pip install ninja==1.11.1.3 numpy==1.26.4 einops==0.8.0 packaging==24.2 mypy==1.13.0  # ci-stack
 
-# ThunderKittens at the pinned commit (headers only: the extension is built by tkprefix).
+# ThunderKittens at the pinned commit (headers only: the extension is built by tkprefix), with the CUDA < 12.8
+# workaround (docker/patches/*.patch says why; `tkprefix doctor` checks it is there).
+COPY docker/patches/tk-0b55588d-cuda-lt-12.8.patch /opt/patches/
 RUN git clone https://github.com/HazyResearch/ThunderKittens.git /opt/ThunderKittens \
-    && git -C /opt/ThunderKittens checkout "$TK_COMMIT"
+    && git -C /opt/ThunderKittens checkout "$TK_COMMIT" \
+    && git -C /opt/ThunderKittens apply /opt/patches/tk-0b55588d-cuda-lt-12.8.patch \
+    && git config --system --add safe.directory /opt/ThunderKittens
 
 # Peers. FlashInfer: a release with prebuilt kernels for torch 2.5 + cu124 (cascade attention on sm_90).
 # flash-attn (needed by upstream Hydragen): its setup fetches a prebuilt wheel matching torch 2.5 / CUDA 12.
@@ -69,11 +77,25 @@ RUN git clone https://github.com/microsoft/chunk-attention.git /opt/chunk-attent
         -DUSE_MKL=OFF -DUSE_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
     && cmake --build /opt/chunk-attention/build
 
-# tkprefix itself with the pipeline and benchmark extras.
-COPY --chown=tk:tk . /opt/tkprefix
-RUN pip install -e "/opt/tkprefix[pipeline,bench,dev]" \
-    && python -m ipykernel install --user --name python3 \
-    && tkprefix doctor || true
+# tkprefix itself with the pipeline and benchmark extras; the Jupyter kernel the notebooks run on, inside the venv
+# (every uid finds it there). Then doctor's checks that need no GPU: TK, its CUDA < 12.8 patch, nvcc, compiler.
+COPY . /opt/tkprefix
+RUN pip install -e "/opt/tkprefix[pipeline,bench,dev]"  # ci-stack
+RUN python -m ipykernel install --sys-prefix --name python3 \
+    && tkprefix doctor --no-gpu
+
+# Built as root into /opt (read-only at run time); run as any uid (`docker run --user "$(id -u):$(id -g)"`, so the
+# files in ./out are yours; default uid 1000). HOME and every cache (torch extensions, FlashInfer JIT, Triton,
+# matplotlib) live in /tmp/home, which every uid may write; LOGNAME serves a uid with no passwd entry.
+RUN useradd --uid 1000 --no-create-home --home-dir /tmp/home tk \
+    && mkdir -m 1777 /tmp/home \
+    && mkdir -p /out && chmod 1777 /out
+ENV HOME=/tmp/home \
+    LOGNAME=tk \
+    XDG_CACHE_HOME=/tmp/home/.cache \
+    TORCH_EXTENSIONS_DIR=/tmp/home/.cache/torch_extensions \
+    MPLCONFIGDIR=/tmp/home/.config/matplotlib
+USER 1000:1000
 
 WORKDIR /out
 ENTRYPOINT ["/opt/tkprefix/workflow/scripts/docker-entrypoint.sh"]

@@ -1,21 +1,21 @@
-// kernels/binding.cpp -- the torch extension module: tensors -> pointers/strides, checks, launcher calls.
+// kernels/binding.cpp -- the one torch extension binding: tensors -> pointers/strides, checks, launcher calls.
 //
 // Needs only torch/extension.h (no CUDA headers): it compiles with a CPU build of torch. Streams come from Python as
 // integers (torch.cuda.current_stream().cuda_stream), so every op is CUDA-graph capturable.
 //
-// Sections: [helpers] [hydragen] [module]. The chunk_attn family registers its ops from its own file,
-// kernels/chunk_attn/binding_chunk.cpp, through `void register_chunk_ops(pybind11::module_&)`; it is declared weak
-// below, so this module also links (without chunk ops) when that family is not compiled in.
+// Sections: [helpers] [hydragen] [chunk_attn] [module]. A family's section is compiled only when its kernels are
+// (src/tkprefix/build.py defines TKP_FAMILY_HYDRAGEN / TKP_FAMILY_CHUNK_ATTN for the families it builds), so the
+// module links with any subset; `has_hydragen_ops` / `has_chunk_ops` say which it holds.
 #include <torch/extension.h>
 #include <pybind11/stl.h>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 #include "launch.h"
+#include "chunk_attn/launch_chunk.h"
 
 namespace py = pybind11;
-
-void register_chunk_ops(py::module_ &m) __attribute__((weak));
 
 namespace {
 
@@ -66,6 +66,7 @@ tkp_out make_out(const at::Tensor &o, const at::Tensor &lse, const at::Tensor &q
 }
 
 // ============================================================================================ [hydragen]
+#ifdef TKP_FAMILY_HYDRAGEN
 void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &o,
                       const at::Tensor &lse, int64_t n_splits, int64_t consumer_warpgroups, bool pingpong,
                       int64_t stream) {
@@ -155,11 +156,88 @@ void merge_slots(const std::vector<std::pair<at::Tensor, at::Tensor>> &segments,
                              lse_out.data_ptr<float>(), reinterpret_cast<void *>(stream)));
 }
 
+#endif  // TKP_FAMILY_HYDRAGEN
+
+// ============================================================================================ [chunk_attn]
+// Shapes and meaning: kernels/chunk_attn/launch_chunk.h.
+//   chunk_attend(q, k_pool, v_pool, items, cf_chunks, priv_chunks, priv_lens, part_o, part_lse, consumers, stream,
+//                max_blocks=0) -> None
+//   chunk_merge(part_o, part_lse, merge_offset, merge_rows, o, lse, stream) -> None   (lse may be None)
+#ifdef TKP_FAMILY_CHUNK_ATTN
+int chunk_dtype(const at::Tensor &t, const char *name) {
+    TORCH_CHECK(t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf, name,
+                " must be bfloat16 or float16, got ", t.scalar_type());
+    return t.scalar_type() == at::kBFloat16 ? TKP_DTYPE_BF16 : TKP_DTYPE_FP16;
+}
+
+void check(const at::Tensor &t, const char *name, at::ScalarType st, int dim) {
+    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+    TORCH_CHECK(t.scalar_type() == st, name, " must be ", st, ", got ", t.scalar_type());
+    TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
+}
+
+const int32_t *ids_ptr(const at::Tensor &t, const char *name) {
+    check(t, name, at::kInt, 1);
+    return t.numel() ? t.data_ptr<int32_t>() : nullptr;
+}
+
+void chunk_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor &v_pool, const at::Tensor &items,
+                  const at::Tensor &cf_chunks, const at::Tensor &priv_chunks, const at::Tensor &priv_lens,
+                  const at::Tensor &part_o, const at::Tensor &part_lse, int64_t consumers, int64_t stream,
+                  int64_t max_blocks) {
+    check(q, "q", q.scalar_type(), 3);
+    const int dt = chunk_dtype(q, "q");
+    check(k_pool, "k_pool", q.scalar_type(), 4);
+    check(v_pool, "v_pool", q.scalar_type(), 4);
+    TORCH_CHECK(k_pool.sizes() == v_pool.sizes(), "k_pool and v_pool must have the same shape");
+    check(items, "items", at::kInt, 2);
+    TORCH_CHECK(items.size(1) == TKP_CHUNK_ITEM_INTS, "items must have ", TKP_CHUNK_ITEM_INTS, " columns");
+    TORCH_CHECK(priv_chunks.numel() == priv_lens.numel(), "priv_chunks and priv_lens must have the same length");
+    check(part_o, "part_o", at::kFloat, 3);
+    check(part_lse, "part_lse", at::kFloat, 2);
+    const int64_t d = q.size(2), hq = q.size(1), hkv = k_pool.size(1);
+    TORCH_CHECK(k_pool.size(3) == d, "k_pool head_dim ", k_pool.size(3), " != q head_dim ", d);
+    TORCH_CHECK(part_o.size(1) == hq && part_o.size(2) == d, "part_o must be (rows, ", hq, ", ", d, ")");
+    TORCH_CHECK(part_lse.size(0) == part_o.size(0) && part_lse.size(1) == hq, "part_lse must be (rows, ", hq, ")");
+    raise_if(tkp_chunk_attend(dt, (int)d, (int)k_pool.size(2), (int)consumers, q.data_ptr(), k_pool.data_ptr(),
+                              v_pool.data_ptr(), (int)k_pool.size(0), (int)hkv, (int)hq, items.data_ptr<int32_t>(),
+                              (int)items.size(0), ids_ptr(cf_chunks, "cf_chunks"),
+                              ids_ptr(priv_chunks, "priv_chunks"), ids_ptr(priv_lens, "priv_lens"),
+                              part_o.data_ptr<float>(), part_lse.data_ptr<float>(), (int)max_blocks,
+                              reinterpret_cast<void *>(stream)));
+}
+
+void chunk_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at::Tensor &merge_offset,
+                 const at::Tensor &merge_rows, const at::Tensor &o, const std::optional<at::Tensor> &lse,
+                 int64_t stream) {
+    check(o, "o", o.scalar_type(), 3);
+    const int dt = chunk_dtype(o, "o");
+    check(part_o, "part_o", at::kFloat, 3);
+    check(part_lse, "part_lse", at::kFloat, 2);
+    check(merge_offset, "merge_offset", at::kInt, 1);
+    check(merge_rows, "merge_rows", at::kInt, 1);
+    TORCH_CHECK(merge_offset.size(0) == o.size(0) + 1, "merge_offset must have n_seqs + 1 entries");
+    float *lse_ptr = nullptr;
+    if (lse.has_value()) {
+        check(*lse, "lse", at::kFloat, 2);
+        TORCH_CHECK(lse->size(0) == o.size(0) && lse->size(1) == o.size(1), "lse must be (n_seqs, n_q_heads)");
+        lse_ptr = lse->data_ptr<float>();
+    }
+    raise_if(tkp_chunk_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), part_o.data_ptr<float>(),
+                             part_lse.data_ptr<float>(), merge_offset.data_ptr<int32_t>(),
+                             merge_rows.numel() ? merge_rows.data_ptr<int32_t>() : nullptr, o.data_ptr(),
+                             lse_ptr, reinterpret_cast<void *>(stream)));
+}
+
+#endif  // TKP_FAMILY_CHUNK_ATTN
+
 }  // namespace
 
 // ============================================================================================ [module]
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.doc() = "tkprefix ThunderKittens kernels (H100): Hydragen prefix/decode/merge, ChunkAttention";
+    m.doc() = "tkprefix ThunderKittens kernels (sm_90): Hydragen prefix/decode/merge, ChunkAttention";
+#ifdef TKP_FAMILY_HYDRAGEN
     m.def("prefix_attention", &prefix_attention, "Hydragen prefix attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("lse"), py::arg("n_splits"),
           py::arg("consumer_warpgroups"), py::arg("pingpong"), py::arg("stream"));
@@ -169,6 +247,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("merge_slots", &merge_slots, "exact LSE merge of partial (o, lse) slots",
           py::arg("segments"), py::arg("o_out"), py::arg("lse_out"), py::arg("stream"));
     m.def("num_sms", &tkp_num_sms, "multiprocessor count of the current device");
-    m.attr("has_chunk_ops") = py::bool_(register_chunk_ops != nullptr);
-    if (register_chunk_ops != nullptr) register_chunk_ops(m);
+    m.attr("has_hydragen_ops") = py::bool_(true);
+#else
+    m.attr("has_hydragen_ops") = py::bool_(false);
+#endif
+#ifdef TKP_FAMILY_CHUNK_ATTN
+    m.def("chunk_attend", &chunk_attend, "ChunkAttention attend phase (chunk-first / sequence-first items)",
+          py::arg("q"), py::arg("k_pool"), py::arg("v_pool"), py::arg("items"), py::arg("cf_chunks"),
+          py::arg("priv_chunks"), py::arg("priv_lens"), py::arg("part_o"), py::arg("part_lse"), py::arg("consumers"),
+          py::arg("stream"), py::arg("max_blocks") = 0);
+    m.def("chunk_merge", &chunk_merge, "ChunkAttention LSE merge of partial rows into o",
+          py::arg("part_o"), py::arg("part_lse"), py::arg("merge_offset"), py::arg("merge_rows"), py::arg("o"),
+          py::arg("lse"), py::arg("stream"));
+    m.attr("has_chunk_ops") = py::bool_(true);
+#else
+    m.attr("has_chunk_ops") = py::bool_(false);
+#endif
 }

@@ -7,7 +7,7 @@
 // what failed (a bad argument or the CUDA error of the launch); the binding turns it into a Python RuntimeError.
 //
 // Sections: [common types] [hydragen] -- the chunk_attn family declares its launchers in
-// kernels/chunk_attn/launch_chunk.h (its own file, so the two families never edit the same lines).
+// kernels/chunk_attn/launch_chunk.h; the one binding, kernels/binding.cpp, includes both.
 #pragma once
 #include <stdint.h>
 

@@ -174,9 +174,9 @@ def test_main_exit_code_and_report(monkeypatch, capsys):
     ok = doctor.Check("gpu", "ok", "H100")
     bad = doctor.Check("tk", "fail", "THUNDERKITTENS_ROOT is not set", "export THUNDERKITTENS_ROOT=...")
     warn = doctor.Check("arch", "warn", "unset", "export TORCH_CUDA_ARCH_LIST=9.0a")
-    monkeypatch.setattr(doctor, "run_checks", lambda: [ok, warn])
+    monkeypatch.setattr(doctor, "run_checks", lambda gpu=True: [ok, warn])
     assert doctor.main([]) == 0
-    monkeypatch.setattr(doctor, "run_checks", lambda: [ok, bad, warn])
+    monkeypatch.setattr(doctor, "run_checks", lambda gpu=True: [ok, bad, warn])
     assert doctor.main([]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] tk" in out and "fix: export THUNDERKITTENS_ROOT" in out and "1 failed, 1 warnings" in out
@@ -187,4 +187,107 @@ def test_main_exit_code_and_report(monkeypatch, capsys):
 
 def test_run_checks_on_this_machine_does_not_raise():
     checks = doctor.run_checks()
-    assert [c.name for c in checks] == ["gpu", "torch", "nvcc", "tk", "tk_api", "compiler", "arch", "libcuda"]
+    assert [c.name for c in checks] == ["gpu", "torch", "nvcc", "tk", "tk_api", "tk_cuda", "compiler", "arch", "libcuda"]
+    assert [c.name for c in doctor.run_checks(gpu=False)] == ["torch", "nvcc", "tk", "tk_api", "tk_cuda", "compiler",
+                                                              "arch"]
+
+
+def test_no_gpu_flag_leaves_out_the_gpu_checks(monkeypatch):
+    seen = []
+    monkeypatch.setattr(doctor, "run_checks", lambda gpu=True: seen.append(gpu) or [doctor.Check("tk", "ok", "")])
+    assert doctor.main(["--no-gpu"]) == 0 and seen == [False]
+
+
+# ------------------------------------------------------------------------------ tk_cuda: TK 0b55588d vs CUDA < 12.8
+# The lines of TK's include/common/util.cuh (pinned commit) that matter, unpatched and as the patch leaves them.
+UTIL_UNPATCHED = """struct LaunchConfig {
+    __host__ inline LaunchConfig(dim3 grid, dim3 block) noexcept requires(!CLUSTER) { }
+
+    __host__ inline LaunchConfig(dim3 grid, dim3 block, dim3 cluster_preferred) noexcept requires(CLUSTER) {
+        attributes[0].id = cudaLaunchAttributePreferredClusterDimension;
+        attributes[1].id = cudaLaunchAttributeClusterDimension;
+    }
+};
+"""
+
+
+def patched(text: str) -> str:
+    """util.cuh as docker/patches/tk-0b55588d-cuda-lt-12.8.patch leaves it: the cluster constructor guarded."""
+    start = "    __host__ inline LaunchConfig(dim3 grid, dim3 block, dim3 cluster_preferred)"
+    end = "        attributes[1].id = cudaLaunchAttributeClusterDimension;\n    }\n"
+    i, j = text.index(start), text.index(end) + len(end)
+    return text[:i] + "#if CUDART_VERSION >= 12080\n" + text[i:j] + "#endif  // CUDART_VERSION >= 12080\n" + text[j:]
+
+
+@pytest.fixture
+def tk_with_util(tk_root, tmp_path_factory, monkeypatch):
+    """TK tree + a CUDA toolkit (nvcc + cuda_runtime_api.h) in tmp_path; returns (write_util, set_cudart)."""
+    monkeypatch.setenv("THUNDERKITTENS_ROOT", str(tk_root))
+    (tk_root / "include" / "common").mkdir()
+    cuda = tmp_path_factory.mktemp("cuda")
+    (cuda / "bin").mkdir()
+    (cuda / "include").mkdir()
+    (cuda / "bin" / "nvcc").write_text("#!/bin/sh\n")
+    monkeypatch.setenv("CUDA_HOME", str(cuda))
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+
+    def write_util(text):
+        (tk_root / "include" / "common" / "util.cuh").write_text(text)
+
+    def set_cudart(version):
+        (cuda / "include" / "cuda_runtime_api.h").write_text(f"#define CUDART_VERSION  {version}\n")
+
+    return write_util, set_cudart
+
+
+def test_tk_cuda_unpatched_tk_with_cuda_12_6_fails_naming_the_patch(tk_with_util):
+    write_util, set_cudart = tk_with_util
+    write_util(UTIL_UNPATCHED)
+    set_cudart(12060)
+    c = doctor.check_tk_cuda()
+    assert c.status == "fail", c
+    assert "util.cuh:5" in c.detail and "CUDA 12.6" in c.detail and "is undefined" in c.detail
+    assert "git -C" in c.fix and "tk-0b55588d-cuda-lt-12.8.patch" in c.fix
+
+
+def test_tk_cuda_patched_tk_with_cuda_12_6_is_ok(tk_with_util):
+    write_util, set_cudart = tk_with_util
+    write_util(patched(UTIL_UNPATCHED))
+    set_cudart(12060)
+    assert doctor.check_tk_cuda().status == "ok"
+
+
+def test_tk_cuda_unpatched_tk_with_cuda_12_8_or_13_is_ok(tk_with_util):
+    write_util, set_cudart = tk_with_util
+    write_util(UTIL_UNPATCHED)
+    for v in (12080, 13000):
+        set_cudart(v)
+        assert doctor.check_tk_cuda().status == "ok", v
+
+
+def test_tk_cuda_guard_for_an_older_version_or_the_else_branch_does_not_count(tk_with_util):
+    write_util, set_cudart = tk_with_util
+    set_cudart(12060)
+    write_util(patched(UTIL_UNPATCHED).replace("CUDART_VERSION >= 12080", "CUDART_VERSION >= 12000"))
+    assert doctor.check_tk_cuda().status == "fail"
+    body = "        attributes[0].id = cudaLaunchAttributePreferredClusterDimension;\n"
+    write_util("#if CUDART_VERSION >= 12080\n#else\n" + body + "#endif\n")
+    assert doctor.check_tk_cuda().status == "fail"
+
+
+def test_tk_cuda_version_from_nvcc_when_no_headers(tk_with_util, monkeypatch):
+    write_util, _ = tk_with_util
+    write_util(UTIL_UNPATCHED)
+    monkeypatch.setattr(doctor, "_run", fake_run({"nvcc": (0, "Cuda compilation tools, release 12.6, V12.6.85")}))
+    assert doctor.check_tk_cuda().status == "fail"
+    monkeypatch.setattr(doctor, "_run", fake_run({}))
+    assert doctor.check_tk_cuda().status == "warn"
+
+
+def test_tk_cuda_patch_file_matches_the_fixture():
+    """The repository's patch guards exactly the constructor the fixture models (its added lines)."""
+    patch = (doctor.Path(doctor.__file__).resolve().parents[2] / doctor.TK_CUDA_PATCH).read_text()
+    added = [line[1:] for line in patch.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert "#if CUDART_VERSION >= 12080" in added and "#endif  // CUDART_VERSION >= 12080" in added
+    context = [line[1:] for line in patch.splitlines() if line.startswith(" ")]
+    assert any("cudaLaunchAttributePreferredClusterDimension" in line for line in context)

@@ -1,7 +1,7 @@
 // Plain-C launchers of the ChunkAttention kernels (kernels/chunk_attn/chunk_attn.cu).
 //
-// Only pointers, ints and a stream cross this boundary, so the pybind binding (binding_chunk.cpp) needs no CUDA
-// header and the .cu needs no torch header (see docs/design.md, "Why a plain-C launcher header").
+// Only pointers, ints and a stream cross this boundary, so the binding (kernels/binding.cpp, section [chunk_attn])
+// needs no CUDA header and the .cu needs no torch header (see docs/design.md, "Why a plain-C launcher header").
 //
 // Work description (built on the host by src/tkprefix/tk_chunk.py from a ChunkPlan, once per plan):
 //   items  int32 (n_items, TKP_CHUNK_ITEM_INTS): one thread block per (item, kv-head):

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One device call of the ChunkAttention work: GPU tests, compute-sanitizer (memcheck, racecheck); benchmarks are the
 # harness's (`tkprefix bench`, config/sweeps).
-# Usage on the H100 machine (repo root, build/chunk carried): bash scripts/chunk/device_run.sh OUTDIR [what...]
-# what: any of tests sanitize ext (default: tests sanitize)
+# Usage on the GPU machine (repo root, third_party/ThunderKittens carried): bash scripts/chunk/device_run.sh OUTDIR [what...]
+# what: any of tests sanitize (default: tests sanitize)
 set -uo pipefail
 OUT=${1:?outdir}; shift
 WHAT=${*:-tests sanitize}
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 TKPREFIX_CHUNK_LIB=$PWD/build/chunk/libtkchunk.so
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1   # kernels through tkprefix.build (the one loader)
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu --format=csv > "$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
 for w in $WHAT; do
@@ -20,13 +20,5 @@ for w in $WHAT; do
         timeout 120 "$CS" --tool $tool --print-limit 20 python scripts/chunk/sanitize_case.py > "$OUT/$tool.log" 2>&1
         echo "rc=$?" >> "$OUT/$tool.log"; tail -6 "$OUT/$tool.log"
       done ;;
-    ext)  # the project extension path (tkprefix.build compiles kernels/chunk_attn + binding_chunk.cpp)
-      ( unset TKPREFIX_CHUNK_LIB; export TKPREFIX_BUILD_DIR=/tmp/tkp_ext THUNDERKITTENS_ROOT=$PWD/third_party/ThunderKittens
-        timeout 200 python -c "
-import torch, time; t=time.time()
-from tkprefix import tk_chunk
-o = tk_chunk.ops(); print('ops from', type(o).__name__, getattr(o, '__name__', ''), f'{time.time()-t:.0f}s')
-assert not isinstance(o, tk_chunk._CtypesOps), 'extension path not taken'
-" && timeout 100 python scripts/chunk/sanitize_case.py ) 2>&1 | tail -5 | tee "$OUT/ext.log" ;;
   esac
 done

@@ -30,7 +30,7 @@ for step in $STEPS; do
              --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats $PY scripts/device/prefix_probe.py \
              > "$OUT/ncu.log" 2>&1; echo "ncu rc=$?"
            grep -E "prefix_kernel|decode_kernel|Memory Throughput|DRAM Throughput|Duration|Compute \(SM\) Throughput|L2 Hit|Achieved Occupancy" "$OUT/ncu.log" | head -40;;
-    buildall)   # every kernel family in one extension (the chunk family registers through binding.cpp's weak hook)
+    buildall)   # every kernel family in one extension (kernels/binding.cpp compiles each family's section)
            TKPREFIX_FAMILIES= timeout 200 $PY -c "import tkprefix.build as b; m = b.load_extension(); print('families', b.available_families(), 'has_chunk_ops', m.has_chunk_ops, 'ops', [n for n in dir(m) if not n.startswith('_')])" \
              > "$OUT/buildall.log" 2>&1; echo "buildall rc=$?"; tail -3 "$OUT/buildall.log";;
     probes) # harness probes (config/probes: c1 without sharing, c3 suffix 512), graph replay; PROBES_ONLY=p3 for one

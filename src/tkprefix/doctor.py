@@ -8,12 +8,15 @@ The checks cover what broke while building Hydragen on ThunderKittens (see the p
 - nvcc       nvcc is found and its major version matches torch's CUDA (a mismatch breaks the extension build)
 - tk         $THUNDERKITTENS_ROOT points at a TK checkout with include/kittens.cuh
 - tk_api     that checkout has the scoped `warp::` / `warpgroup::` API (older TK fails with template errors)
+- tk_cuda    a TK that uses cudaLaunchAttributePreferredClusterDimension (CUDA 12.8+) unguarded, with CUDA < 12.8
+             headers (the Docker image's 12.6): needs docker/patches/tk-0b55588d-cuda-lt-12.8.patch
 - compiler   a host C++ compiler new enough for C++20 (g++ >= 11)
 - arch       TORCH_CUDA_ARCH_LIST is 9.0a, and no `-arch=sm_90a` in NVCC flags (CUDA 13's ptxas rejects wgmma in
              the compute_90 PTX that -arch embeds; use -gencode arch=compute_90a,code=sm_90a)
 - libcuda    the driver library that `-lcuda` links (TK calls cuGetErrorString and the TMA driver API)
 
-Usage: `tkprefix doctor [--json]`; exit status 0 when nothing fails (warnings allowed), 1 otherwise.
+Usage: `tkprefix doctor [--json] [--no-gpu]`; exit status 0 when nothing fails (warnings allowed), 1 otherwise.
+`--no-gpu` leaves out the checks that need a GPU and its driver (gpu, libcuda): the Docker image build runs it.
 Example:
     >>> from tkprefix import doctor
     >>> checks = doctor.run_checks()          # doctest: +SKIP
@@ -34,6 +37,8 @@ import sys
 from pathlib import Path
 
 TK_PINNED_COMMIT = "0b55588d2769dde0c7a9a606ffc015b0ca7a9551"
+TK_CUDA_ATTR = "cudaLaunchAttributePreferredClusterDimension"   # first in CUDA 12.8 (CUDART_VERSION 12080)
+TK_CUDA_PATCH = "docker/patches/tk-0b55588d-cuda-lt-12.8.patch"
 MIN_GCC_MAJOR = 11
 STATUSES = ("ok", "warn", "fail")
 
@@ -183,6 +188,66 @@ def check_tk_api() -> Check:
                  "TK's old setup.py, do not compile against the pinned headers)")
 
 
+def _cudart_version(nvcc: str | None) -> int | None:
+    """CUDART_VERSION (e.g. 12060) of the CUDA headers nvcc compiles against, else its release (12.6 -> 12060)."""
+    roots = [Path(nvcc).resolve().parent.parent] if nvcc else []
+    roots += [Path(r) for r in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")) if r]
+    for root in roots:
+        for inc in (root / "include", root / "targets" / "x86_64-linux" / "include"):
+            header = inc / "cuda_runtime_api.h"
+            if header.is_file():
+                m = re.search(r"#define\s+CUDART_VERSION\s+(\d+)", header.read_text(errors="replace"))
+                if m:
+                    return int(m.group(1))
+    if nvcc:
+        code, out = _run([nvcc, "--version"])
+        m = re.search(r"release (\d+)\.(\d+)", out)
+        if code == 0 and m:
+            return int(m.group(1)) * 1000 + int(m.group(2)) * 10
+    return None
+
+
+def _unguarded_lines(text: str, name: str) -> list[int]:
+    """Line numbers where `name` is used outside an `#if CUDART_VERSION >= N` (N >= 12080) block."""
+    stack: list[bool] = []   # per open #if: does this branch guard for CUDA >= 12.8?
+    found = []
+    for i, line in enumerate(text.splitlines(), 1):
+        d = line.strip()
+        if d.startswith("#if"):
+            m = re.match(r"#if\s+CUDART_VERSION\s*>=\s*(\d+)", d)
+            stack.append(bool(m) and int(m.group(1)) >= 12080)
+        elif d.startswith(("#else", "#elif")) and stack:
+            stack[-1] = False
+        elif d.startswith("#endif") and stack:
+            stack.pop()
+        elif name in line and not line.lstrip().startswith("//") and not any(stack):
+            found.append(i)
+    return found
+
+
+def check_tk_cuda() -> Check:
+    root = os.environ.get("THUNDERKITTENS_ROOT", "")
+    util = Path(root, "include", "common", "util.cuh")
+    if not root or not util.is_file():
+        return Check("tk_cuda", "fail", "no TK include/common/util.cuh to inspect (see the tk check)",
+                     "fix the tk check first")
+    lines = _unguarded_lines(util.read_text(errors="replace"), TK_CUDA_ATTR)
+    cudart = _cudart_version(_nvcc_path())
+    shown = f"CUDA {cudart // 1000}.{cudart % 1000 // 10}" if cudart else "CUDA version unknown"
+    if not lines:
+        return Check("tk_cuda", "ok", f"TK's util.cuh has no unguarded {TK_CUDA_ATTR} ({shown})")
+    where = f"{util}:{lines[0]} uses {TK_CUDA_ATTR} (CUDA 12.8+) unguarded"
+    patch = Path(__file__).resolve().parents[2] / TK_CUDA_PATCH
+    fix = (f"git -C {root} apply {patch if patch.is_file() else TK_CUDA_PATCH} (guards TK's cluster LaunchConfig "
+           "with #if CUDART_VERSION >= 12080; the Docker image applies it), or use CUDA >= 12.8")
+    if cudart is None:
+        return Check("tk_cuda", "warn", f"{where}; no CUDA headers or nvcc found to tell the CUDA version", fix)
+    if cudart < 12080:
+        return Check("tk_cuda", "fail", f"{where}, and the headers are {shown}: every .cu that includes "
+                     f"kittens.cuh stops with 'identifier \"{TK_CUDA_ATTR}\" is undefined'", fix)
+    return Check("tk_cuda", "ok", f"{shown} defines {TK_CUDA_ATTR} (TK unpatched, fine from 12.8 on)")
+
+
 def check_compiler() -> Check:
     cxx = os.environ.get("CXX") or _which("c++") or _which("g++")
     if not cxx:
@@ -226,10 +291,13 @@ def check_libcuda() -> Check:
     return Check("libcuda", "ok", lib)
 
 
-def run_checks() -> list[Check]:
+def run_checks(gpu: bool = True) -> list[Check]:
+    """Every check; gpu=False leaves out those that need a GPU and its driver (gpu, libcuda)."""
     torch_info = _torch_info()
-    return [check_gpu(torch_info), check_torch(torch_info), check_nvcc(torch_info), check_tk(), check_tk_api(),
-            check_compiler(), check_arch(), check_libcuda()]
+    checks = [check_gpu(torch_info)] if gpu else []
+    checks += [check_torch(torch_info), check_nvcc(torch_info), check_tk(), check_tk_api(), check_tk_cuda(),
+               check_compiler(), check_arch()]
+    return checks + ([check_libcuda()] if gpu else [])
 
 
 def format_report(checks: list[Check]) -> str:
@@ -250,8 +318,10 @@ def format_report(checks: list[Check]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tkprefix doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+    parser.add_argument("--no-gpu", action="store_true",
+                        help="leave out the checks that need a GPU and its driver (gpu, libcuda), e.g. at image build")
     args = parser.parse_args(argv)
-    checks = run_checks()
+    checks = run_checks(gpu=not args.no_gpu)
     if args.json:
         print(json.dumps([dataclasses.asdict(c) for c in checks], indent=2))
     else:

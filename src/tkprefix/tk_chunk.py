@@ -25,12 +25,9 @@ Example (needs a Hopper GPU and the built kernels)::
 """
 from __future__ import annotations
 
-import ctypes
 import math
-import os
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -175,79 +172,22 @@ def build_work(plan, n_kv_heads: int, n_q_heads: int, device, n_sm: int = 132, m
 
 
 # ------------------------------------------------------------------------------------------------ the kernels
-class _CtypesOps:
-    """The launchers of launch_chunk.h through ctypes, from a shared library built by scripts/chunk/build_lib.sh.
-
-    Same call signatures as the pybind functions of binding_chunk.cpp (`register_chunk_ops`)."""
-
-    def __init__(self, path: str):
-        ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_GLOBAL)  # TK's host code calls the driver API
-        lib = ctypes.CDLL(path)
-        p, i = ctypes.c_void_p, ctypes.c_int
-        lib.tkp_chunk_attend.restype = ctypes.c_char_p
-        lib.tkp_chunk_attend.argtypes = [i, i, i, i, p, p, p, i, i, i, p, i, p, p, p, p, p, i, p]
-        lib.tkp_chunk_merge.restype = ctypes.c_char_p
-        lib.tkp_chunk_merge.argtypes = [i, i, i, i, p, p, p, p, p, p, p]
-        self.lib, self.path = lib, path
-
-    @staticmethod
-    def _ptr(t):
-        return t.data_ptr() if t is not None and t.numel() else None
-
-    def chunk_attend(self, q, k_pool, v_pool, items, cf_chunks, priv_chunks, priv_lens, part_o, part_lse,
-                     consumers, stream, max_blocks=0):
-        err = self.lib.tkp_chunk_attend(
-            _DTYPE_CODE[q.dtype], q.shape[2], k_pool.shape[2], consumers, q.data_ptr(), k_pool.data_ptr(),
-            v_pool.data_ptr(), k_pool.shape[0], k_pool.shape[1], q.shape[1], self._ptr(items), items.shape[0],
-            self._ptr(cf_chunks), self._ptr(priv_chunks), self._ptr(priv_lens), self._ptr(part_o),
-            self._ptr(part_lse), max_blocks, stream)
-        if err:
-            raise RuntimeError(err.decode())
-
-    def chunk_merge(self, part_o, part_lse, merge_offset, merge_rows, o, lse, stream):
-        err = self.lib.tkp_chunk_merge(
-            _DTYPE_CODE[o.dtype], o.shape[2], o.shape[0], o.shape[1], self._ptr(part_o), self._ptr(part_lse),
-            self._ptr(merge_offset), self._ptr(merge_rows), o.data_ptr(), self._ptr(lse), stream)
-        if err:
-            raise RuntimeError(err.decode())
-
-
-_DTYPE_CODE = {torch.bfloat16: 0, torch.float16: 1}
 _OPS = None
 
 
 def ops():
-    """The kernel entry points (`chunk_attend`, `chunk_merge`): the ctypes library named by $TKPREFIX_CHUNK_LIB if set;
-    else the project extension (tkprefix.build, which compiles kernels/chunk_attn with binding_chunk.cpp); else the
-    standalone library build/chunk/libtkchunk.so made by scripts/chunk/build_lib.sh."""
+    """The kernel entry points (`chunk_attend`, `chunk_merge`) of the tkprefix extension (:mod:`tkprefix.build`, the
+    one loader: kernels/chunk_attn compiled here, or prebuilt objects from $TKPREFIX_PREBUILT_OBJECTS)."""
     global _OPS
-    if _OPS is not None:
-        return _OPS
-    default = Path(__file__).resolve().parents[2] / "build/chunk/libtkchunk.so"
-    env = os.environ.get("TKPREFIX_CHUNK_LIB")
-    if env:
-        if not os.path.exists(env):
-            raise RuntimeError(f"TKPREFIX_CHUNK_LIB={env} does not exist: run scripts/chunk/build_lib.sh")
-        torch.cuda.init()  # load torch's CUDA runtime first, so the library binds to the same libcudart
-        _OPS = _CtypesOps(env)
-        return _OPS
-    ext_error = None
-    try:
+    if _OPS is None:
         from . import build
 
         ext = build.load_extension()
-        if getattr(ext, "has_chunk_ops", False):
-            _OPS = ext
-            return _OPS
-        ext_error = "the tkprefix extension was built without the chunk_attn family"
-    except Exception as exc:  # noqa: BLE001 -- fall back to the standalone library, or fail naming both
-        ext_error = f"{type(exc).__name__}: {exc}"
-    if default.exists():
-        torch.cuda.init()
-        _OPS = _CtypesOps(str(default))
-        return _OPS
-    raise RuntimeError(f"the ChunkAttention TK kernels are unavailable: extension: {ext_error}; standalone library "
-                       f"{default} missing (scripts/chunk/build_lib.sh builds it)")
+        if not getattr(ext, "has_chunk_ops", False):
+            raise RuntimeError("the tkprefix extension was built without the chunk_attn family: "
+                               "include chunk_attn in TKPREFIX_FAMILIES (or unset it)")
+        _OPS = ext
+    return _OPS
 
 
 # ------------------------------------------------------------------------------------------------ public API
