@@ -86,6 +86,11 @@ def _build_root() -> Path:
     return Path.home() / ".cache" / "tkprefix" / "tk_ext"
 
 
+# Folders of kernels/ that are not kernel families of the extension: shared device helpers, and the bindings of
+# peers' kernels (built on their own, at run time, by tkprefix.bench; never linked into tkprefix's extension).
+NOT_FAMILIES = ("common", "peers")
+
+
 def available_families() -> list[str]:
     kd = kernels_dir()
     if not kd.is_dir():
@@ -93,7 +98,7 @@ def available_families() -> list[str]:
     return sorted(
         p.name
         for p in kd.iterdir()
-        if p.is_dir() and p.name != "common" and (any(p.glob("*.cu")) or any(p.glob("*.cpp")))
+        if p.is_dir() and p.name not in NOT_FAMILIES and (any(p.glob("*.cu")) or any(p.glob("*.cpp")))
     )
 
 
