@@ -60,7 +60,8 @@ rule check:
         "{params.cli} check --out results/live > {log} 2>&1 || test $? -eq 1"
 
 
-# Peers compiled from carried third-party code (upstream ChunkAttention, the prior TK chunk-first kernel). Never
+# Peers compiled from carried third-party code (upstream ChunkAttention, the prior TK chunk-first kernel), and the
+# JIT modules of FlashInfer and the Triton peers (a JIT build inside a supervised bench child looks like a hang). Never
 # fails: a peer that does not build is reported in its rows. CPU-only (no gpu resource): it runs beside `check`.
 rule build_peers:
     input:
@@ -93,6 +94,7 @@ rule bench:
     params:
         cli=config["cli"],
         sweeps=lambda w, input: os.path.dirname(input.sweep),
+        deadline=config["bench_deadline_s"],
     wildcard_constraints:
         sweep="|".join(ATTENTION_SWEEPS) or "no-attention-sweep",
     resources:
@@ -102,6 +104,7 @@ rule bench:
         "../envs/tkprefix.yaml"
     shell:
         "({params.cli} bench --sweeps {params.sweeps} --only {wildcards.sweep} --out results/live/jobs/{wildcards.sweep}"
+        " --deadline-s {params.deadline}"
         " && cp results/live/jobs/{wildcards.sweep}/bench_{wildcards.sweep}.csv {output}) > {log} 2>&1"
 
 
@@ -109,6 +112,7 @@ rule bench_e2e:
     input:
         sweeps=ancient(expand(f"{config['sweeps_dir']}/{{s}}.yaml", s=E2E_SWEEPS)),
         checked=rules.check.output,
+        peers=rules.build_peers.output,
     output:
         "results/live/e2e.csv",
     log:

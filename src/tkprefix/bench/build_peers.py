@@ -2,9 +2,10 @@
 build inside a benchmark child would look like a hang to its supervisor):
 
 * upstream ChunkAttention (``scripts/peers/build_chunk_attn_upstream.sh``, from ``third_party/chunk-attention``);
-* the TK chunk-first kernel of jacksontromero/chunk-attention-tk (``tkprefix.bench.prior_tk``).
+* the TK chunk-first kernel of jacksontromero/chunk-attention-tk (``tkprefix.bench.prior_tk``);
+* FlashInfer's JIT modules and the Triton tree peers' kernels (``tkprefix.bench.fi_prewarm``: minutes on first use).
 
-Both run at once. A peer that is not carried or does not build is reported here and becomes rows saying why; the
+All three run at once. A peer that is not carried or does not build is reported here and becomes rows saying why; the
 command itself always exits 0 so the pipeline goes on.
 """
 from __future__ import annotations
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                               text=True)
     else:
         print("upstream ChunkAttention: not carried (third_party/chunk-attention); its rows will say so")
+    # FlashInfer JIT + Triton compiles (GPU-light, CPU-heavy): in its own process, beside the two builds
+    warm = subprocess.Popen([sys.executable, "-m", "tkprefix.bench.fi_prewarm"], cwd=_REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         mod = prior_tk.build(verbose="--verbose" in (argv or []))
         print(f"prior_tk_chunk_first: built {mod.__file__}")
@@ -37,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         out, _ = ca.communicate()
         sys.stdout.write(out)
         print(f"upstream ChunkAttention: build rc={ca.returncode}")
+    out, _ = warm.communicate()
+    sys.stdout.write(out)
+    print(f"fi_prewarm: rc={warm.returncode}")
     print(f"build-peers: {time.perf_counter() - t0:.0f} s")
     return 0
 
