@@ -43,6 +43,7 @@ import os
 import sys
 import types
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ class NodeTable:
     blocks: list[tuple[torch.Tensor, torch.Tensor]]
     block_first: list[int]
 
-    @property
+    @cached_property
     def offsets(self) -> list[int]:
         out = [0]
         for n in self.lengths:
@@ -107,6 +108,11 @@ class NodeTable:
 
     def path_len(self, b: int) -> int:
         return sum(self.lengths[i] for i in self.paths[b])
+
+    def positions(self, b: int) -> torch.Tensor:
+        """The node-store index of each position of request b (its root-to-leaf path), int64."""
+        offsets = self.offsets
+        return torch.cat([torch.arange(offsets[i], offsets[i + 1]) for i in self.paths[b]])
 
 
 def node_table(case: Case, inp: Inputs | None = None, rooted: bool = True) -> NodeTable | str:
@@ -349,11 +355,10 @@ def remap_padded_entries(entries: torch.Tensor, table: NodeTable, max_len: int) 
     e = entries.to(torch.int64).cpu()
     valid = e >= 0
     reqs = torch.unique(e[valid] // max_len).tolist()
-    offsets = table.offsets
     base, tables = {}, []
     at = 0
     for r in reqs:
-        pos = torch.cat([torch.arange(offsets[i], offsets[i + 1]) for i in table.paths[r]])
+        pos = table.positions(r)
         base[r] = at
         tables.append(pos)
         at += len(pos)
@@ -372,11 +377,10 @@ def remap_padded_entries(entries: torch.Tensor, table: NodeTable, max_len: int) 
 # --------------------------------------------------------------------------------------------------------------------
 def req_to_token(table: NodeTable, batch: int) -> tuple[torch.Tensor, list[int]]:
     """Per request, the node-store index of each of its positions ``(B, max_len)`` (int64, 0-padded) and the lengths."""
-    offsets = table.offsets
     lens = [table.path_len(b) for b in range(batch)]
     out = torch.zeros(batch, max(lens), dtype=torch.int64)
     for b in range(batch):
-        out[b, : lens[b]] = torch.cat([torch.arange(offsets[i], offsets[i + 1]) for i in table.paths[b]])
+        out[b, : lens[b]] = table.positions(b)
     return out, lens
 
 
