@@ -6,7 +6,7 @@ import torch
 from . import reference
 from .backend import resolve_backend
 from .cache import ChunkKVCache, ChunkPlan
-from .validation import check_dim, check_gqa, check_tensor, same_device
+from .validation import check_dim, check_gqa, check_tensor
 
 
 def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto", layer: int = 0) -> torch.Tensor:
@@ -31,7 +31,7 @@ def chunk_attention(q: torch.Tensor, cache: ChunkKVCache, backend: str = "auto",
     check_gqa(q.shape[1], cache.n_heads, "q", "cache")
     if q.dtype != cache.dtype:
         raise TypeError(f"q must have the cache's dtype {cache.dtype}, got {q.dtype}")
-    if not same_device(q.device, cache.device):
+    if q.device != cache.device:  # cache.device is normalized ("cuda" -> "cuda:<index>") at construction
         raise ValueError(f"q must be on the cache's device {cache.device}, got {q.device}")
     use_tk = resolve_backend(backend, q) == "tk"
     if use_tk and backend == "auto":

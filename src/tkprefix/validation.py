@@ -84,12 +84,3 @@ def check_seq_len_values(seq_len: torch.Tensor | None, max_len: int, validate: b
     lo, hi = torch.stack(torch.aminmax(seq_len)).tolist()
     if lo < 0 or hi > max_len:
         raise ValueError(f"seq_len values must lie in [0, {max_len}] (the cache length k.shape[1]), got [{lo}, {hi}]")
-
-
-def same_device(a: torch.device, b: torch.device) -> bool:
-    """a and b name the same device ("cuda" without an index is the current CUDA device)."""
-    def norm(d):
-        d = torch.device(d)
-        return torch.device("cuda", torch.cuda.current_device()) if d.type == "cuda" and d.index is None else d
-
-    return norm(a) == norm(b)
