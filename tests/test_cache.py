@@ -408,3 +408,91 @@ def test_device_half_rejects_bad_input():
     cache.add_seq([1], kv_for([1]), kv_for([1]))  # the tree changed: reserve first
     with pytest.raises(RuntimeError, match="reserve"):
         cache.step_lengths(torch.tensor(1))
+
+
+def cache_state(cache):
+    """Everything add_seqs must reproduce exactly: ids, tree order, chunk ids and keys, tokens, K/V, plan."""
+    live = np.flatnonzero(cache._ref > 0)
+    ids = cache.seq_ids
+    return (ids, [cache.seq_chunks(s) for s in ids], [cache.tokens(s) for s in ids], cache.chunk_refcounts(),
+            cache.free_chunk_ids(), cache._key[live].tolist(), cache._seq_key[ids].tolist(),
+            {n: t.tolist() for n, t in cache.plan().host.items()}, cache.plan().private_len.tolist(),
+            [[x.tolist() for x in cache.gather_kv(s)] for s in ids])
+
+
+batches = st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=14), max_size=12)
+
+
+@given(before=operations, batch=batches, collide=st.booleans(), capacity=st.integers(4, 60))
+def test_add_seqs_equals_one_add_seq_per_sequence(before, batch, collide, capacity):
+    """add_seqs after random operations (so against a tree with shared, partial, forked and removed chunks) leaves
+    exactly the cache that one add_seq per sequence leaves: same ids, chunk ids, keys, plan and K/V; with every
+    hash colliding too (grouping falls back to the tokens). A batch that does not fit raises and changes nothing."""
+    one, many = (ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=capacity)
+                 for _ in range(2))
+    if collide:
+        for cache in (one, many):
+            cache._hash_rows = lambda rows: np.zeros(len(rows), np.uint64)
+    models = [{}, {}]
+    for op, pick, tokens in before:
+        for cache, model in zip((one, many), models):
+            apply(cache, model, op, pick, tokens)
+    model = models[1]
+    free = one.free_chunks
+    try:
+        ids = [one.add_seq(t, kv_for(t), 2 * kv_for(t)) for t in batch]
+    except RuntimeError:
+        ids = None  # one by one ran out of chunks part-way; add_seqs must refuse the whole batch
+    state = snapshot(many)
+    try:
+        got = many.add_seqs(batch, [kv_for(t) for t in batch], [2 * kv_for(t) for t in batch])
+    except RuntimeError as exc:
+        assert ids is None and f"{free} of capacity_chunks={capacity}" in str(exc)
+        assert snapshots_equal(snapshot(many), state)
+        check_invariants(many, model)
+        return
+    assert got == ids
+    assert cache_state(many) == cache_state(one)
+    model.update({s: list(t) for s, t in zip(got, batch)})
+    check_invariants(many, model)
+
+
+def test_add_seqs_shares_within_the_batch_and_with_the_tree():
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=32)
+    prompt = list(range(8))
+    cache.add_seq(prompt[:4], kv_for(prompt[:4]), 2 * kv_for(prompt[:4]))
+    batch = [prompt + [20 + i] * i for i in range(4)] + [[7]]
+    ids = cache.add_seqs(batch, [kv_for(t) for t in batch], [2 * kv_for(t) for t in batch])
+    assert ids == [1, 2, 3, 4, 5]
+    refs = cache.chunk_refcounts()
+    first, second = cache.seq_chunks(ids[0])
+    assert refs[first] == 5 and refs[second] == 4  # the tree's chunk, and the batch's own second chunk
+    assert cache.stats()["physical_tokens"] == 8 + 1 + 2 + 3 + 1
+    check_invariants(cache, {0: prompt[:4], **{s: t for s, t in zip(ids, batch)}})
+
+
+def test_add_seqs_rejects_bad_input_and_leaves_the_cache_unchanged():
+    cache, model = lock_step_world(4, capacity=64)
+    good = [[1, 2, 3], [4, 5]]
+    kv = [kv_for(t) for t in good]
+    cases = [
+        (TypeError, "tokens must be a sequence", lambda: cache.add_seqs(5, kv, kv)),
+        (ValueError, "one entry per new sequence each, got 2, 1 and 2", lambda: cache.add_seqs(good, kv[:1], kv)),
+        (TypeError, r"tokens\[1\] must be a sequence of ints", lambda: cache.add_seqs([[1, 2, 3], [0.5, 1]], kv, kv)),
+        (TypeError, r"tokens\[0\] must be a sequence of ints", lambda: cache.add_seqs([1, 2], kv, kv)),
+        (ValueError, r"tokens\[1\] must hold at least one token", lambda: cache.add_seqs([[1], []], kv, kv)),
+        (ValueError, r"k\[1\].shape\[0\] \(tokens\) must be 2", lambda: cache.add_seqs(good, [kv[0], kv[0]], kv)),
+        (TypeError, r"v\[0\] must have the cache's dtype", lambda: cache.add_seqs(good, kv, [kv[0].double(), kv[1]])),
+        (TypeError, r"k\[1\] must be a torch.Tensor", lambda: cache.add_seqs(good, [kv[0], None], kv)),
+        (RuntimeError, "ChunkKVCache is full", lambda: cache.add_seqs([list(range(100 + 40 * i, 140 + 40 * i))
+                                                                       for i in range(8)],
+                                                                      [kv_for([0] * 40)] * 8, [kv_for([0] * 40)] * 8)),
+    ]
+    before = snapshot(cache)
+    for error, match, call in cases:
+        with pytest.raises(error, match=match):
+            call()
+        assert snapshots_equal(snapshot(cache), before), match
+    assert cache.add_seqs([], [], []) == []
+    assert snapshots_equal(snapshot(cache), before)
+    check_invariants(cache, model)

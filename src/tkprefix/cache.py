@@ -67,6 +67,13 @@ _HOST_FIELDS = ("shared_chunk", "shared_row_start", "shared_row_end", "shared_pa
                 "private_chunk", "seq_partial_offset", "seq_partial_index")
 
 
+def _at(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """values[index] where index >= 0, -1 elsewhere."""
+    out = np.full(index.shape, -1, np.int64)
+    out[index >= 0] = values[index[index >= 0]]
+    return out
+
+
 class ChunkKVCache:
     """Prefix-tree KV cache. `n_heads` are KV heads; tokens are ints; k, v per token are (n_heads, d_head)
     (with a leading (n_layers,) dimension when n_layers > 1).
@@ -108,7 +115,9 @@ class ChunkKVCache:
         self._free = np.arange(cap - 1, -1, -1, dtype=np.int64)  # a stack (top at _n_free - 1): lowest ids first
         self._n_free = cap
         self._keys = 0
-        self._index: dict[tuple[int, bytes], list[int]] = {}  # (parent, tokens) -> full chunks, as sibling candidates
+        # (parent, token hash) as one int -> full chunks: a chunk id, or a list of several (sibling candidates). Ints
+        # only, so indexing thousands of chunks allocates nothing the garbage collector tracks.
+        self._index: dict[int, int | list[int]] = {}
         self._unindexed: list[np.ndarray] = []  # chunks filled by appends, indexed when add_seq next needs the index
         self._duplicates = 0  # index entries with several chunks (equal full siblings)
         self._last_match: np.ndarray | None = None  # the path add_seq matched last
@@ -229,6 +238,85 @@ class ChunkKVCache:
         self._seq_last[seq_id] = node
         self._changed()
         return seq_id
+
+    def add_seqs(self, tokens, k, v) -> list[int]:
+        """Insert many sequences at once; the same as `[add_seq(t, k_i, v_i) for ...]` (same ids, chunks, sharing and
+        plan) with one allocation, one write of the chunk tables and one K/V copy per pool. tokens: one token
+        sequence per new sequence; k, v: one (len(tokens[i]), H, D) tensor each (a leading (n_layers,) when
+        n_layers > 1). The new sequences share full chunks with the tree and with each other. Bad input or a full
+        pool raises before anything changes."""
+        toks, ks, vs = self._check_batch(tokens, k, v)
+        n, size = len(toks), self.chunk_size
+        if not n:
+            return []
+        self._sync()
+        self._flush_index()
+        lens = np.array([len(t) for t in toks], np.int64)
+        nf = lens // size  # full pieces of each sequence
+        hashes = np.zeros((n, max(1, int(nf.max()))), np.uint64)
+        for i, t in enumerate(toks):
+            hashes[i, : nf[i]] = self._hash_rows(t[: nf[i] * size].reshape(-1, size))
+        # The batch's own prefix tree of full pieces: node[i, j] is sequence i's node at depth j, `owner` the first
+        # sequence through each node. Grouped by hash, then confirmed on the tokens; on a hash collision, grouped
+        # by the tokens themselves.
+        node, owner, parent, level = self._batch_tree(hashes, nf)
+        if not self._batch_tree_holds(toks, node, owner, nf):
+            exact: dict[bytes, int] = {}
+            ids = np.zeros(hashes.shape, np.int64)
+            for i, t in enumerate(toks):
+                ids[i, : nf[i]] = [exact.setdefault(p.tobytes(), len(exact)) for p in t[: nf[i] * size].reshape(-1, size)]
+            node, owner, parent, level = self._batch_tree(ids, nf)
+        chunk_of = self._match_nodes(toks, hashes, owner, parent, level)  # -1: a new chunk
+        # New chunks, in the order one add_seq per sequence allocates them: by sequence, root first; each
+        # sequence's unmatched nodes it is the first through, then its partial last piece.
+        fresh = np.flatnonzero(chunk_of < 0)
+        tail = np.flatnonzero(lens % size)
+        last_node = np.where(nf > 0, node[np.arange(n), np.maximum(nf - 1, 0)], -1)
+        item_owner = np.concatenate((owner[fresh], tail))
+        item_level = np.concatenate((level[fresh], nf[tail]))
+        order = np.lexsort((item_level, item_owner))
+        item_owner, item_level = item_owner[order], item_level[order]
+        item_node = np.concatenate((fresh, np.full(len(tail), -1)))[order]
+        item_parent = np.concatenate((parent[fresh], last_node[tail]))[order]
+        n_new = len(order)
+        self._reserve(n_new)  # nothing has changed before this point
+        # keys and ids as n add_seq calls hand them out: each sequence, then its chunks
+        per_seq = np.bincount(item_owner, minlength=n)
+        seq_first = np.cumsum(per_seq + 1) - (per_seq + 1)
+        item_first = np.cumsum(per_seq) - per_seq
+        new = self._alloc(n_new)
+        self._key[new] = self._keys - n_new + seq_first[item_owner] + 1 + np.arange(n_new) - item_first[item_owner]
+        seq_ids = np.arange(self._next_id, self._next_id + n)
+        self._grow_seqs(self._next_id + n)
+        self._seq_key[seq_ids] = self._keys - n_new + seq_first
+        self._keys += n
+        self._next_id += n
+        self._n_live += n
+        full = item_node >= 0
+        uses = np.bincount(node[node >= 0], minlength=len(owner))  # sequences through each node
+        matched = np.flatnonzero(chunk_of >= 0)
+        np.add.at(self._ref, chunk_of[matched], uses[matched])
+        chunk_of[item_node[full]] = new[full]
+        self._parent[new] = _at(chunk_of, item_parent)
+        self._depth[new] = item_level
+        fill = np.where(full, size, lens[item_owner] - item_level * size)
+        self._fill[new] = fill
+        self._ref[new] = np.where(full, _at(uses, item_node), 1)
+        kparts, vparts = [], []
+        for i in np.flatnonzero(per_seq).tolist():
+            first, count = int(item_level[item_first[i]]), int(per_seq[i])
+            rest = np.zeros(count * size, np.int64)
+            rest[: lens[i] - first * size] = toks[i][first * size :]
+            self._tok[new[item_first[i] : item_first[i] + count]] = rest.reshape(count, size)
+            kparts.append(ks[i].narrow(-3, first * size, int(lens[i]) - first * size))
+            vparts.append(vs[i].narrow(-3, first * size, int(lens[i]) - first * size))
+        self._index_chunks(new[full], hashes[item_owner[full], item_level[full]])
+        self._write_chunks_of(new, kparts, vparts)
+        self._seq_last[seq_ids] = _at(chunk_of, last_node)
+        self._seq_last[seq_ids[tail]] = new[~full]  # tails, allocated in sequence order
+        self._last_match = chunk_of[node[-1, : nf[-1]]]
+        self._changed()
+        return seq_ids.tolist()
 
     def fork(self, seq_id: int) -> int:
         """A new sequence with the same tokens: shares every full chunk, copies the partial last chunk."""
@@ -541,24 +629,48 @@ class ChunkKVCache:
 
     def _hash_rows(self, rows: np.ndarray) -> np.ndarray:
         """A 64-bit hash of each row of tokens (a match is confirmed on the tokens themselves, see _match)."""
-        return (rows.astype(np.uint64) * self._hash_mult).sum(axis=1, dtype=np.uint64)
+        rows = rows.view(np.uint64) if rows.dtype == np.int64 and rows.flags.c_contiguous else rows.astype(np.uint64)
+        return rows @ self._hash_mult  # wraps modulo 2**64
 
-    def _index_chunks(self, chunks: np.ndarray) -> None:
-        """Make full chunks matchable by add_seq: (parent, token hash) -> chunks, siblings in key order."""
-        self._hash[chunks] = self._hash_rows(self._tok[chunks])
-        for c, parent, h in zip(chunks.tolist(), self._parent[chunks].tolist(), self._hash[chunks].tolist()):
-            match = self._index.setdefault((parent, h), [])
-            match.append(c)
-            self._duplicates += len(match) == 2
+    @staticmethod
+    def _index_key(parent: int, h: int) -> int:
+        return (parent + 1) << 64 | h
+
+    def _candidates(self, parent: int, h: int) -> list[int]:
+        """The indexed full chunks under `parent` whose tokens hash to h."""
+        match = self._index.get(self._index_key(parent, h), [])
+        return [match] if isinstance(match, int) else match
+
+    def _index_chunks(self, chunks: np.ndarray, hashes: np.ndarray | None = None) -> None:
+        """Make full chunks matchable by add_seq: (parent, token hash) -> chunks. hashes: their token hashes, where
+        known."""
+        self._hash[chunks] = self._hash_rows(self._tok[chunks]) if hashes is None else hashes
+        keys = [self._index_key(p, h) for p, h in zip(self._parent[chunks].tolist(), self._hash[chunks].tolist())]
+        index = self._index
+        if len(set(keys)) == len(keys) and index.keys().isdisjoint(keys):  # the usual case: no equal keys
+            index.update(zip(keys, chunks.tolist()))
+        else:
+            for key, c in zip(keys, chunks.tolist()):
+                match = index.get(key)
+                if match is None:
+                    index[key] = c
+                elif isinstance(match, int):
+                    index[key] = [match, c]
+                    self._duplicates += 1
+                else:
+                    match.append(c)
         self._indexed[chunks] = True
 
     def _drop_from_index(self, c: int) -> None:
-        key = (int(self._parent[c]), int(self._hash[c]))
+        key = self._index_key(int(self._parent[c]), int(self._hash[c]))
         match = self._index[key]
-        self._duplicates -= len(match) == 2
-        match.remove(c)
-        if not match:
+        if isinstance(match, int):
             del self._index[key]
+        else:
+            match.remove(c)
+            if len(match) == 1:
+                self._index[key] = match[0]
+                self._duplicates -= 1
         self._indexed[c] = False
 
     def _match(self, pieces: np.ndarray, hashes: np.ndarray) -> list[int]:
@@ -573,7 +685,7 @@ class ChunkKVCache:
             path = prev[: len(prev) if ok.all() else int(np.argmin(ok))].tolist()
         node = path[-1] if path else -1
         for i, h in enumerate(hashes[len(path) :].tolist(), start=len(path)):
-            match = self._index.get((node, h))
+            match = self._candidates(node, h)
             if not match:
                 break
             if len(match) > 1:
@@ -589,6 +701,78 @@ class ChunkKVCache:
         self._last_match = np.asarray(path, dtype=np.int64)
         return path
 
+    def _batch_tree(self, keys: np.ndarray, nf: np.ndarray):
+        """The prefix tree of sequences whose piece j has key keys[i, j] (j < nf[i]): node[i, j] (-1 past nf[i]),
+        and per node its owner (first sequence through it), parent node (-1: the root) and depth. Nodes are
+        numbered depth by depth."""
+        n, depth = keys.shape
+        node = np.full((n, depth), -1, np.int64)
+        prev = np.full(n, -1, np.int64)
+        owner, parent, level = [], [], []
+        count = 0
+        for j in range(depth):
+            seqs = np.flatnonzero(nf > j)
+            p, key = prev[seqs], keys[seqs, j]
+            order = np.lexsort((key, p))  # stable: a group's first entry is its first sequence
+            p, key = p[order], key[order]
+            starts = np.ones(len(seqs), bool)
+            starts[1:] = (p[1:] != p[:-1]) | (key[1:] != key[:-1])
+            ids = np.empty(len(seqs), np.int64)
+            ids[order] = count + np.cumsum(starts) - 1
+            node[seqs, j] = prev[seqs] = ids
+            owner.append(seqs[order[starts]])
+            parent.append(p[starts])
+            level.append(np.full(int(starts.sum()), j))
+            count += len(owner[-1])
+        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
+        return node, cat(owner), cat(parent), cat(level)
+
+    def _batch_tree_holds(self, toks: list, node: np.ndarray, owner: np.ndarray, nf: np.ndarray) -> bool:
+        """Every sequence's full pieces equal those of the owners of its nodes (no hash collision grouped them)."""
+        size = self.chunk_size
+        owners = _at(owner, node)
+        others = ((owners >= 0) & (owners < np.arange(len(toks))[:, None])).sum(axis=1)  # a prefix of each path
+        one_owner = (owners == owners[:, :1]) | (np.arange(owners.shape[1]) >= others[:, None])
+        for i in np.flatnonzero(others).tolist():
+            o = owners[i, : others[i]]
+            cuts = [0, *([] if one_owner[i].all() else (np.flatnonzero(o[1:] != o[:-1]) + 1).tolist()), int(others[i])]
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                if not np.array_equal(toks[i][a * size : b * size], toks[o[a]][a * size : b * size]):
+                    return False
+        return True
+
+    def _match_nodes(self, toks: list, hashes: np.ndarray, owner, parent, level) -> np.ndarray:
+        """The existing full chunk each batch node matches (-1: none), as add_seq matches: down from the root while
+        the parent matched; among equal siblings, the first in key order."""
+        size = self.chunk_size
+        chunk_of = np.full(len(owner), -1, np.int64)
+        if not self._index:
+            return chunk_of
+        bounds = np.searchsorted(level, np.arange(int(level.max(initial=-1)) + 2))
+        for j in range(len(bounds) - 1):
+            nodes = np.arange(bounds[j], bounds[j + 1])
+            pc = np.where(parent[nodes] >= 0, chunk_of[np.maximum(parent[nodes], 0)], -1)
+            live = (parent[nodes] < 0) | (pc >= 0)
+            if not live.any():
+                break
+            for nd, p in zip(nodes[live].tolist(), pc[live].tolist()):
+                o = int(owner[nd])
+                match = self._candidates(p, int(hashes[o, j]))
+                if match:
+                    piece = toks[o][j * size : (j + 1) * size]
+                    equal = [c for c in match if np.array_equal(self._tok[c], piece)]
+                    if equal:
+                        chunk_of[nd] = min(equal, key=lambda c: self._key[c])
+        return chunk_of
+
+    def _grow_seqs(self, n: int) -> None:
+        """Per-sequence arrays with room for ids below n."""
+        while n > len(self._seq_last):
+            grow = len(self._seq_last)
+            self._seq_last = np.concatenate((self._seq_last, np.full(grow, -1, np.int64)))
+            self._seq_row = np.concatenate((self._seq_row, np.full(grow, -1, np.int64)))
+            self._seq_key = np.concatenate((self._seq_key, np.zeros(grow, np.int64)))
+
     def _alloc(self, n: int) -> np.ndarray:
         new = self._free[self._n_free - n : self._n_free][::-1].copy()
         self._n_free -= n
@@ -601,11 +785,7 @@ class ChunkKVCache:
 
     def _new_seq_id(self) -> int:
         seq_id = self._next_id
-        if seq_id >= len(self._seq_last):
-            grow = len(self._seq_last)
-            self._seq_last = np.concatenate((self._seq_last, np.full(grow, -1, np.int64)))
-            self._seq_row = np.concatenate((self._seq_row, np.full(grow, -1, np.int64)))
-            self._seq_key = np.concatenate((self._seq_key, np.zeros(grow, np.int64)))
+        self._grow_seqs(seq_id + 1)
         self._seq_key[seq_id] = self._new_keys(1)[0]
         self._next_id += 1
         self._n_live += 1
@@ -659,6 +839,27 @@ class ChunkKVCache:
         if rest:
             self._kv[:, :, int(chunks[-1]), :, :rest] = x[:, :, n_full * size :].transpose(2, 3)
 
+    def _write_chunks_of(self, chunks: np.ndarray, kparts: list, vparts: list) -> None:
+        """K/V into whole chunks, every layer: the parts ((n_layers,) tokens, H, D) concatenated, each padded to a
+        whole number of chunks, fill `chunks` in order; one index_copy_ per pool. Slots past a chunk's fill get
+        zeros (never read)."""
+        if not len(chunks):
+            return
+        size, dim = self.chunk_size, 0 if self.n_layers == 1 else 1
+        index = torch.from_numpy(chunks).to(self.device)
+        for pools, parts in ((self.k_pools, kparts), (self.v_pools, vparts)):
+            padded = []
+            for part in parts:
+                padded.append(part)
+                if part.shape[dim] % size:
+                    shape = list(part.shape)
+                    shape[dim] = size - shape[dim] % size
+                    padded.append(part.new_zeros(shape))
+            x = torch.cat([part.to(self.device) for part in padded], dim)  # (..., chunks * size, H, D)
+            x = x.unflatten(dim, (len(chunks), size)).transpose(dim + 1, dim + 2)  # (..., chunks, H, size, D)
+            for layer, pool in enumerate(pools):
+                pool.index_copy_(0, index, x if dim == 0 else x[layer])
+
     def _layered(self, k: torch.Tensor, v: torch.Tensor, first: int = 0) -> torch.Tensor:
         """Tokens first.. of k, v ((n_layers,) tokens, H, D) as one (n_layers, 2, tokens, H, D) tensor on the cache's
         device."""
@@ -685,9 +886,30 @@ class ChunkKVCache:
                             + (f" of dtype {out.dtype}" if out is not None and out.ndim == 1 else ""))
         return out.astype(np.int64, copy=False)
 
-    def _check_kv(self, k, v, n_tokens: int) -> None:
+    def _check_batch(self, tokens, k, v) -> tuple[list, list, list]:
+        """add_seqs' arguments, checked: token arrays and k, v lists of one entry per sequence."""
+        for name, x in (("tokens", tokens), ("k", k), ("v", v)):
+            if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__len__") or not hasattr(x, "__iter__"):
+                raise TypeError(f"{name} must be a sequence with one entry per new sequence, got {type(x).__name__}")
+        if not len(tokens) == len(k) == len(v):
+            raise ValueError(f"tokens, k and v must have one entry per new sequence each, got {len(tokens)}, "
+                             f"{len(k)} and {len(v)}")
+        toks = [self._check_tokens(f"tokens[{i}]", t) for i, t in enumerate(tokens)]
+        empty = [i for i, t in enumerate(toks) if not len(t)]
+        if empty:
+            raise ValueError(f"tokens[{empty[0]}] must hold at least one token")
+        ks, vs = list(k), list(v)
+        lead = () if self.n_layers == 1 else (self.n_layers,)
+        for i, (t, a, b) in enumerate(zip(toks, ks, vs)):
+            shape = (*lead, len(t), self.n_heads, self.d_head)
+            if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == shape == b.shape
+                    and a.dtype == self.dtype == b.dtype):
+                self._check_kv(a, b, len(t), (f"k[{i}]", f"v[{i}]"))  # raises, naming the argument
+        return toks, ks, vs
+
+    def _check_kv(self, k, v, n_tokens: int, names=("k", "v")) -> None:
         lead = 0 if self.n_layers == 1 else 1
-        for name, t in (("k", k), ("v", v)):
+        for name, t in zip(names, (k, v)):
             check_tensor(name, t, ndim=3 + lead)  # (n_layers, tokens, H, D) when the cache has several layers
             if lead:
                 check_dim(name, t, 0, self.n_layers, "n_layers of the cache")

@@ -58,8 +58,7 @@ def build_tree(n_seqs: int, shared_tokens: int, private_tokens: int, n_heads: in
     prompt = np.arange(shared_tokens, dtype=np.int64)
     tokens = [np.concatenate((prompt, np.full(private_tokens, 10**6 + s, np.int64))) for s in range(n_seqs)]
     start = time.perf_counter()
-    for t in tokens:
-        cache.add_seq(t, kv, kv)
+    cache.add_seqs(tokens, [kv] * n_seqs, [kv] * n_seqs)  # one batched call (a server admitting a batch)
     return cache, time.perf_counter() - start
 
 
