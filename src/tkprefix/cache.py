@@ -302,14 +302,14 @@ class ChunkKVCache:
         fill = np.where(full, size, lens[item_owner] - item_level * size)
         self._fill[new] = fill
         self._ref[new] = np.where(full, _at(uses, item_node), 1)
-        kparts, vparts = [], []
-        for i in np.flatnonzero(per_seq).tolist():
-            first, count = int(item_level[item_first[i]]), int(per_seq[i])
-            rest = np.zeros(count * size, np.int64)
-            rest[: lens[i] - first * size] = toks[i][first * size :]
-            self._tok[new[item_first[i] : item_first[i] + count]] = rest.reshape(count, size)
-            kparts.append(ks[i].narrow(-3, first * size, int(lens[i]) - first * size))
-            vparts.append(vs[i].narrow(-3, first * size, int(lens[i]) - first * size))
+        writers = np.flatnonzero(per_seq)
+        tparts, kparts, vparts, pad = [], [], [], np.zeros(size, np.int64)
+        for i, a in zip(writers.tolist(), (item_level[item_first[writers]] * size).tolist()):
+            t = toks[i]
+            tparts += [t[a:], pad[: -(len(t) - a) % size]]  # padded to whole chunks, as add_seq leaves them
+            kparts.append(ks[i].narrow(-3, a, len(t) - a))
+            vparts.append(vs[i].narrow(-3, a, len(t) - a))
+        self._tok[new] = np.concatenate(tparts).reshape(n_new, size)
         self._index_chunks(new[full], hashes[item_owner[full], item_level[full]])
         self._write_chunks_of(new, kparts, vparts)
         self._seq_last[seq_ids] = _at(chunk_of, last_node)
@@ -737,7 +737,7 @@ class ChunkKVCache:
             o = owners[i, : others[i]]
             cuts = [0, *([] if one_owner[i].all() else (np.flatnonzero(o[1:] != o[:-1]) + 1).tolist()), int(others[i])]
             for a, b in zip(cuts[:-1], cuts[1:]):
-                if not np.array_equal(toks[i][a * size : b * size], toks[o[a]][a * size : b * size]):
+                if not (toks[i][a * size : b * size] == toks[o[a]][a * size : b * size]).all():
                     return False
         return True
 
