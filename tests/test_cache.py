@@ -420,14 +420,17 @@ def cache_state(cache):
             [[x.tolist() for x in cache.gather_kv(s)] for s in ids])
 
 
-batches = st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=14), max_size=12)
+# sequences of 0-2 full chunks of zeros, then a random tail: much sharing, within the batch and with the tree
+batches = st.lists(st.builds(lambda zeros, tail: [0] * zeros + tail, st.sampled_from([0, 4, 8]),
+                             st.lists(st.integers(0, 2), max_size=10)).filter(len), max_size=12)
 
 
 @given(before=operations, batch=batches, collide=st.booleans(), capacity=st.integers(4, 60))
 def test_add_seqs_equals_one_add_seq_per_sequence(before, batch, collide, capacity):
-    """add_seqs after random operations (so against a tree with shared, partial, forked and removed chunks) leaves
-    exactly the cache that one add_seq per sequence leaves: same ids, chunk ids, keys, plan and K/V; with every
-    hash colliding too (grouping falls back to the tokens). A batch that does not fit raises and changes nothing."""
+    """add_seqs after random operations (so against a tree with shared, partial, forked and removed chunks), then the
+    same batch again (now mostly in the tree), leaves exactly the cache that one add_seq per sequence leaves: same
+    ids, chunk ids, keys, plan and K/V; with every hash colliding too (grouping falls back to the tokens). A batch
+    that does not fit raises and changes nothing."""
     one, many = (ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=capacity)
                  for _ in range(2))
     if collide:
@@ -438,23 +441,24 @@ def test_add_seqs_equals_one_add_seq_per_sequence(before, batch, collide, capaci
         for cache, model in zip((one, many), models):
             apply(cache, model, op, pick, tokens)
     model = models[1]
-    free = one.free_chunks
-    try:
-        ids = [one.add_seq(t, kv_for(t), 2 * kv_for(t)) for t in batch]
-    except RuntimeError:
-        ids = None  # one by one ran out of chunks part-way; add_seqs must refuse the whole batch
-    state = snapshot(many)
-    try:
-        got = many.add_seqs(batch, [kv_for(t) for t in batch], [2 * kv_for(t) for t in batch])
-    except RuntimeError as exc:
-        assert ids is None and f"{free} of capacity_chunks={capacity}" in str(exc)
-        assert snapshots_equal(snapshot(many), state)
+    for _ in range(2):
+        free = one.free_chunks
+        try:
+            ids = [one.add_seq(t, kv_for(t), 2 * kv_for(t)) for t in batch]
+        except RuntimeError:
+            ids = None  # one by one ran out of chunks part-way; add_seqs must refuse the whole batch
+        state = snapshot(many)
+        try:
+            got = many.add_seqs(batch, [kv_for(t) for t in batch], [2 * kv_for(t) for t in batch])
+        except RuntimeError as exc:
+            assert ids is None and f"{free} of capacity_chunks={capacity}" in str(exc)
+            assert snapshots_equal(snapshot(many), state)
+            check_invariants(many, model)
+            return
+        assert got == ids
+        assert cache_state(many) == cache_state(one)
+        model.update({s: list(t) for s, t in zip(got, batch)})
         check_invariants(many, model)
-        return
-    assert got == ids
-    assert cache_state(many) == cache_state(one)
-    model.update({s: list(t) for s, t in zip(got, batch)})
-    check_invariants(many, model)
 
 
 def test_add_seqs_shares_within_the_batch_and_with_the_tree():
@@ -469,6 +473,16 @@ def test_add_seqs_shares_within_the_batch_and_with_the_tree():
     assert refs[first] == 5 and refs[second] == 4  # the tree's chunk, and the batch's own second chunk
     assert cache.stats()["physical_tokens"] == 8 + 1 + 2 + 3 + 1
     check_invariants(cache, {0: prompt[:4], **{s: t for s, t in zip(ids, batch)}})
+
+
+def test_add_seqs_of_sequences_the_tree_holds_allocates_nothing():
+    cache = ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=4)
+    tokens = list(range(8))
+    cache.add_seq(tokens, kv_for(tokens), 2 * kv_for(tokens))
+    batch = [tokens, tokens[:4]]
+    assert cache.add_seqs(batch, [kv_for(t) for t in batch], [2 * kv_for(t) for t in batch]) == [1, 2]
+    assert cache.free_chunks == 2 and list(cache.chunk_refcounts().values()) == [3, 2]
+    check_invariants(cache, {0: tokens, 1: tokens, 2: tokens[:4]})
 
 
 def test_add_seqs_rejects_bad_input_and_leaves_the_cache_unchanged():

@@ -264,7 +264,8 @@ class ChunkKVCache:
             exact: dict[bytes, int] = {}
             ids = np.zeros(hashes.shape, np.int64)
             for i, t in enumerate(toks):
-                ids[i, : nf[i]] = [exact.setdefault(p.tobytes(), len(exact)) for p in t[: nf[i] * size].reshape(-1, size)]
+                pieces = t[: nf[i] * size].reshape(-1, size)
+                ids[i, : nf[i]] = [exact.setdefault(p.tobytes(), len(exact)) for p in pieces]
             node, owner, parent, level = self._batch_tree(ids, nf)
         chunk_of = self._match_nodes(toks, hashes, owner, parent, level)  # -1: a new chunk
         # New chunks, in the order one add_seq per sequence allocates them: by sequence, root first; each
@@ -309,7 +310,8 @@ class ChunkKVCache:
             tparts += [t[a:], pad[: -(len(t) - a) % size]]  # padded to whole chunks, as add_seq leaves them
             kparts.append(ks[i].narrow(-3, a, len(t) - a))
             vparts.append(vs[i].narrow(-3, a, len(t) - a))
-        self._tok[new] = np.concatenate(tparts).reshape(n_new, size)
+        if n_new:
+            self._tok[new] = np.concatenate(tparts).reshape(n_new, size)
         self._index_chunks(new[full], hashes[item_owner[full], item_level[full]])
         self._write_chunks_of(new, kparts, vparts)
         self._seq_last[seq_ids] = _at(chunk_of, last_node)

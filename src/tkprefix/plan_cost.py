@@ -2,17 +2,17 @@
 
 For each number of sequences, a tree of one shared prompt (`--shared` tokens) with `--private` tokens per sequence:
 
-* build: adding every sequence in one `add_seqs` call, median of 3 builds (the batched add; tokens as arrays, as a server holds them;
-  K/V of 1 head of 8, so pool writes are small and the figure is mostly the tree's own cost);
+* build: adding every sequence in one `add_seqs` call (the batched add), median of 3 builds; tokens as arrays, as
+  a server holds them; K/V of 1 head of 8, so pool writes are small and the figure is mostly the tree's own cost;
 * rebuild: the plan from scratch (what a tree edit costs at the next step), median;
 * step: one lock-step decode step (a token for every sequence) averaged over chunk_size steps, so that the step where
   every sequence crosses a chunk border (and the plan is updated) is included. `step host` is the host half alone
   (`reserve` + `plan()`: what remains per step on the host when the device half runs in a CUDA graph); the step
   target applies to it. `step + device half on CPU` is `append_tokens(None, ...)` + `plan()` on a cache that lives
-  on the CPU: the host half, the argument checks, and the device half (`step_lengths` + `write_kv`: four index
-  writes over every sequence) executed by torch on this CPU in place of the GPU. It is neither the graph step's
-  host cost (there the device half is inside the graph) nor the eager GPU step's (there it is kernel launches, not
-  CPU memory work), so no target applies to it;
+  on the CPU: the host half, the argument checks, and the device half (`step_lengths`: every row's length and
+  write slot; `write_kv`: one index_copy_ per pool) executed by torch on this CPU in place of the GPU. It is
+  neither the graph step's host cost (there the device half is inside the graph) nor the eager GPU step's (there
+  it is kernel launches, not CPU memory work), so no target applies to it;
 * work: building the TK kernels' work lists from a new plan (tk_chunk.build_work, host numpy), done once per plan
   change on the GPU path, so amortized over chunk_size steps too (`work/64`);
 * fork, remove: median of single edits (the plan is rebuilt at the next step, see rebuild).
