@@ -48,11 +48,14 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, backend: str = "auto", cost
 def gather_plan_kv(tree: PagedTree, plan: TreePlan) -> tuple[torch.Tensor, torch.Tensor]:
     """K and V of every token the plan reads, (kv_tokens_read, Hkv, D) each, in segment order (so item i's tokens are
     one contiguous range): each token is read from the pool once, through the page table."""
-    seg_len = plan.seg_len.long()
-    start = torch.cumsum(seg_len, 0) - seg_len
-    t = torch.arange(plan.kv_tokens_read, device=seg_len.device) - torch.repeat_interleave(start, seg_len)
-    pos = torch.repeat_interleave(plan.seg_slot.long(), seg_len) + t
-    page = plan.page_table.long()[torch.repeat_interleave(plan.seg_page.long(), seg_len) + pos // tree.page_size]
+    seg_len, n = plan.seg_len.long(), plan.kv_tokens_read
+
+    def per_token(x: torch.Tensor) -> torch.Tensor:  # output_size given: no device sync (graph-capturable)
+        return torch.repeat_interleave(x.long(), seg_len, output_size=n)
+
+    t = torch.arange(n, device=seg_len.device) - per_token(torch.cumsum(seg_len, 0) - seg_len)
+    pos = per_token(plan.seg_slot) + t
+    page = plan.page_table.long()[per_token(plan.seg_page) + pos // tree.page_size]
     slot = pos % tree.page_size
     return tree.k_pool[page, :, slot], tree.v_pool[page, :, slot]
 
