@@ -1,5 +1,7 @@
 """`tkprefix plan-cost` runs end to end on a tiny tree and prints the machine and one row per size (no timing check:
 the figures are a benchmark)."""
+from pathlib import Path
+
 import pytest
 
 from tkprefix import plan_cost
@@ -18,3 +20,15 @@ def test_plan_cost_rejects_bad_arguments():
         plan_cost.main(["--seqs", "0"])
     with pytest.raises(SystemExit):
         plan_cost.main(["--private", "-1"])
+
+
+def test_plan_cost_tree_table_reaches_ideal_sharing(capsys):
+    sweep = Path(__file__).resolve().parents[1] / "config" / "sweeps" / "c8_trees.yaml"
+    assert plan_cost.main(["--seqs", "3", "--shared", "64", "--private", "1", "--repeats", "1", "--trees",
+                           str(sweep)]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| wide")
+            or line.startswith("| binary10")]
+    assert len(rows) == 3  # wide1024, wide4096, binary10
+    for row in rows:
+        achieved, ideal = row[-1].split("/")
+        assert float(achieved) == float(ideal) > 1
