@@ -213,6 +213,18 @@ def test_bad_from_nodes():
         PagedTree.from_nodes([-1, 0], ks, ks, page_size=2, page_perm=[0, 0])
     with pytest.raises(ValueError, match="node_ks and node_vs need one tensor per node"):
         PagedTree.from_nodes([-1, 0], ks, ks[:1])
+    with pytest.raises(ValueError, match=r"node_vs\[1\] must match node_ks\[1\]"):
+        PagedTree.from_nodes([-1, 0], ks, [ks[0], torch.zeros(2, 2, 8)])
+    with pytest.raises(ValueError, match=r"lengths\[1\]: a node holds at least one token"):
+        PagedTree.from_nodes([-1, 0], [ks[0], ks[1][:0]], [ks[0], ks[1][:0]])
+    with pytest.raises(ValueError, match=r"CostModel.kv_tile must be a positive int"):
+        CostModel(kv_tile=0)
+
+
+def test_tree_arrays_are_frozen():
+    tree, *_ = build([-1, 0, 0], [10, 1, 2])
+    with pytest.raises(ValueError, match="read-only"):
+        tree.lengths[0] = 3
 
 
 @pytest.mark.parametrize("change, error, match", [

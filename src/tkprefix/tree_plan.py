@@ -105,7 +105,7 @@ class PagedTree:
     _plans: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.shape = tree_shape(self.parents)
+        self.shape = tree_shape(self.parents)  # checks parents (root, preorder)
         self.parents = _ints("parents", self.parents)
         n = len(self.parents)
         for name in ("lengths", "first_slot", "node_page_offset", "page_table"):
@@ -139,6 +139,8 @@ class PagedTree:
         if len(self.page_table) and (self.page_table.min() < 0 or self.page_table.max() >= n_pages):
             raise ValueError(f"page_table entries must be page ids in [0, n_pages={n_pages}) of k_pool, got "
                              f"[{self.page_table.min()}, {self.page_table.max()}]")
+        for name in ("parents", "lengths", "first_slot", "node_page_offset", "page_table"):
+            getattr(self, name).setflags(write=False)  # the cached plans describe these: a changed tree is a new one
 
     @property
     def n_nodes(self) -> int:
@@ -183,6 +185,11 @@ class PagedTree:
             raise ValueError(f"page_size must be a positive int, got {page_size!r}")
         if len(node_ks) != len(node_vs) or not len(node_ks):
             raise ValueError(f"node_ks and node_vs need one tensor per node, got {len(node_ks)} and {len(node_vs)}")
+        for i, (k, v) in enumerate(zip(node_ks, node_vs)):
+            check_tensor(f"node_ks[{i}]", k, ndim=3)
+            if v.shape != k.shape or v.dtype != k.dtype:
+                raise ValueError(f"node_vs[{i}] must match node_ks[{i}]'s shape and dtype, got {tuple(v.shape)} "
+                                 f"{v.dtype} and {tuple(k.shape)} {k.dtype}")
         lengths = np.array([k.shape[0] for k in node_ks], np.int64)
         if packed:
             start = _excl_cumsum(lengths)[:-1]  # token of the stream where node i starts
@@ -226,6 +233,15 @@ class CostModel:
     item_overhead: float = 2.0
     partial_cost: float = 1 / 32
     min_piece_tiles: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("n_sm", "kv_tile", "rows_per_pass", "min_piece_tiles"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"CostModel.{name} must be a positive int, got {value!r}")
+        for name in ("item_overhead", "partial_cost"):
+            if not float(getattr(self, name)) >= 0:
+                raise ValueError(f"CostModel.{name} must be a number >= 0, got {getattr(self, name)!r}")
 
     def cost(self, tokens: np.ndarray, stacked_rows: np.ndarray) -> np.ndarray:
         passes = -(-tokens // self.kv_tile) * -(-stacked_rows // self.rows_per_pass)
