@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 OURS = ("tk_hydragen", "tk_chunk_attn", "tk_chunk_first")
-KEY = ("batch", "q_heads", "kv_heads", "prefix", "suffix", "levels")
+KEY = ("batch", "q_heads", "kv_heads", "head_dim", "prefix", "suffix", "levels", "dtype")  # one case per key
 
 
 def load(path: Path) -> list[dict[str, str]]:
@@ -61,7 +61,10 @@ def status_summary(rows: list[dict[str, str]], impl: str) -> str:
 
 
 def fmt_case(case: tuple) -> str:
-    return "B{} H{}/{} P{} S{}".format(*case[:5])
+    c = dict(zip(KEY, case))
+    tree = c["levels"].split("=")[0] if c["levels"].startswith("tree:") else ""
+    return (f"B{c['batch']} H{c['q_heads']}/{c['kv_heads']} " + (tree if tree else f"P{c['prefix']} S{c['suffix']}")
+            + ("" if c["dtype"] in ("bfloat16", "") else f" {c['dtype']}"))
 
 
 def _find(rows, impl, **kw):
