@@ -1,4 +1,4 @@
-"""Tree attention at node granularity: a prefix tree of KV nodes over a paged pool, and the work list of one decode step.
+"""Tree attention at node granularity: a prefix tree of KV nodes over a paged pool and the work list of a decode step.
 
 `PagedTree` is the tree (nodes in depth-first preorder, one decode query per leaf, leaves in preorder = the rows of q)
 and where each node's tokens live in a paged pool: node boundaries may fall anywhere inside a page, and a node may be
@@ -222,10 +222,10 @@ class PagedTree:
 class CostModel:
     """What one work item costs, in passes of one KV tile (``kv_tile`` tokens of one kv-head) over one block of
     ``rows_per_pass`` stacked query rows (a CTA's consumer warpgroups): ``item_overhead + kv_tiles * row_passes +
-    partial_cost * stacked_rows`` (a partial row is written, then read by the merge: ``G * D * 4`` bytes twice against
-    a KV tile's ``2 * kv_tile * D * 2``, so 1/32 per stacked row at G = 1). A node chain is split into KV pieces when its
-    cost exceeds a balanced share of ``n_sm`` processors (pieces of at least ``min_piece_tiles`` tiles). The defaults
-    are H200 guesses (132 SMs); the TK kernel's session tunes them (docs/design.md, "Tree attention")."""
+    partial_cost * stacked_rows``. A stacked row's partial (``D * 4`` bytes) is written, then read by the merge,
+    against ``2 * kv_tile * D * 2`` bytes of a KV tile: 1/32. A node chain is split into KV pieces when its cost
+    exceeds a balanced share of ``n_sm`` processors (pieces of at least ``min_piece_tiles`` tiles). The defaults are
+    H200 guesses (132 SMs); the TK kernel's session tunes them (docs/design.md, "Tree attention")."""
 
     n_sm: int = 132
     kv_tile: int = 64
@@ -258,7 +258,8 @@ class TreePlan:
     item i (n_items, in descending cost: the order a persistent kernel takes them)
         item_row_start[i], item_row_end[i]   its leaf rows [start, end): every leaf under its nodes
         item_seg_offset[i] .. [i + 1]        its KV segments (CSR; consecutive node pieces with the same rows)
-        item_partial_offset[i]               leaf row r of the item writes partial row item_partial_offset[i] + r - start
+        item_partial_offset[i]               leaf row r of the item writes partial row
+                                             item_partial_offset[i] + r - start
         item_node[i]                         the first node it reads (diagnostics)
     segment s (n_segs; the segments of all items hold every token of the tree exactly once)
         seg_page[s]   index into page_table of the page holding its first token
