@@ -361,7 +361,7 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
             "leaf_partial_index": np.argsort(partial_row, kind="stable"), "page_table": tree.page_table}
     dev = tree.k_pool.device
     tensors = {name: torch.from_numpy(a.astype(np.int32)).to(dev) for name, a in host.items()}
-    item_tokens = np.add.reduceat(seg["seg_len"], item_seg_offset[:-1]) if len(order) else np.zeros(0, np.int64)
+    item_tokens = np.add.reduceat(seg["seg_len"], item_seg_offset[:-1])  # every tree has a node, so an item
     return TreePlan(**tensors, group=G, n_items=len(order), n_segs=len(cuts), n_partials=n_partials, n_rows=n_rows,
                     max_item_rows=int(n_item_rows.max()), max_item_tokens=int(item_tokens.max()),
                     max_leaf_partials=int(per_leaf.max()), kv_tokens_read=int(seg["seg_len"].sum()), host=host)
