@@ -193,6 +193,16 @@ else:
             else:
                 why.append(f"Ours and the peers gain alike ({tp.fmt(go)}$\\times$ and {tp.fmt(gp)}$\\times$, "
                            "geometric means), so the speedups carry over")
+            more = [i for i, v in sorted(peers.items()) if v > go * 1.02]
+            less = [i for i, v in sorted(peers.items()) if v < go / 1.02]
+            per_peer = [f"against {', '.join(tp.tex_escape(i) for i in grp)}, which gain{'s' if len(grp) == 1 else ''} "
+                        f"{word} than ours, our speedups are {size} on the {g}"
+                        for grp, word, size in ((more, "more", "smaller"), (less, "less", "larger")) if grp]
+            if per_peer:
+                why.append("Per peer, " + "; ".join(per_peer) + (
+                    f". A gain near the bandwidth ratio ({tp.fmt(bw)}$\\times$) marks an implementation bound by "
+                    f"memory reads on both GPUs; one near the GEMM-rate ratio ({tp.fmt(gemm)}$\\times$), one bound "
+                    "by compute or launches" if not (math.isnan(bw) or math.isnan(gemm)) else ""))
         why.append("our kernels reach a median of " + " and ".join(
             f"{tp.fmt(pct_roofline_ours(x), 2)}\\,\\% ({x})" for x in (ref, g)) + " of each GPU's unique-bytes roofline")
     macros.add("CrossTimeChange", "; ".join(changes), raw=True)

@@ -186,6 +186,11 @@ def test_deft_and_fasttree_shape_reasons(monkeypatch):
     assert "group 32" in pt.FastTree().unavailable_reason(g32)
     assert "root" in pt.FastTree().unavailable_reason(Case("t", 4, 4, 4, 32, (), 8, dtype="float16"))
     assert pt.FastTree().unavailable_reason(bf16) is None
+    # FastTree's int32 K/V offsets: the c2/c3 cases whose pool reaches 2^31 elements crashed on the H200 (data/h200)
+    assert "int32" in pt.FastTree().unavailable_reason(Case("t", 256, 32, 32, 128, ((1, 2048),), 2048))
+    assert "int32" in pt.FastTree().unavailable_reason(Case("t", 4096, 32, 8, 128, ((1, 8192),), 512))
+    assert pt.FastTree().unavailable_reason(Case("t", 256, 32, 32, 128, ((1, 32768),), 512)) is None
+    assert pt.FastTree().unavailable_reason(Case("t", 4096, 32, 8, 128, ((1, 8192),), 256)) is None
 
 
 def test_sweep_grid_trees_and_dtypes():

@@ -2,7 +2,7 @@
 # The GPU machine's side of a recorded run: what that machine (no network, Python 3.12 with torch) needs before the
 # README's live command, then that command, unchanged. Carried beside the working tree: third_party/ThunderKittens
 # (TK at the pinned commit) and .whl/ (made with network by scripts/bench/fetch_peer_wheels.sh).
-#   TKPREFIX_GIT_COMMIT=<sha> TKPREFIX_GIT_DIRTY=0 bash scripts/bench/device_run.sh [extra snakemake args]
+#   TKPREFIX_GIT_COMMIT=<sha> TKPREFIX_GIT_DIRTY=0 [TKPREFIX_RUN_DEADLINE_S=550] bash scripts/bench/device_run.sh [extra snakemake args]
 # e.g. `--omit-from paper` where the machine has no TeX: the run is then recorded and its paper built elsewhere
 # (`tkprefix record`, then the README's main command). With $OUT set, results/ is packed into $OUT/results.tgz.
 set -euo pipefail
@@ -14,7 +14,20 @@ fi
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .   # the `tkprefix` command, offline
 export THUNDERKITTENS_ROOT=${THUNDERKITTENS_ROOT:-$PWD/third_party/ThunderKittens} TORCH_CUDA_ARCH_LIST=9.0a
 status=0
-snakemake --workflow-profile workflow/profiles/local --config mode=live "$@" || status=$?
+if [ -n "${TKPREFIX_RUN_DEADLINE_S:-}" ]; then
+    # A lease call shorter than the DAG: after the deadline, TERM the run's process group (Snakemake marks what was
+    # running incomplete), pack what is done, and let the next call (same warm machine, nothing carried: builds,
+    # results/ and FlashInfer's JIT cache stay) run this again to resume.
+    setsid snakemake --workflow-profile workflow/profiles/local --config mode=live "$@" &
+    run=$!
+    (sleep "$TKPREFIX_RUN_DEADLINE_S"; echo "[device_run] deadline ${TKPREFIX_RUN_DEADLINE_S} s: stopping the run" >&2
+     kill -TERM -- -$run 2>/dev/null; sleep 20; kill -KILL -- -$run 2>/dev/null) &
+    timer=$!
+    wait $run || status=$?
+    kill $timer 2>/dev/null || true
+else
+    snakemake --workflow-profile workflow/profiles/local --config mode=live "$@" || status=$?
+fi
 if [ -n "${OUT:-}" ]; then
     tar czf "$OUT/results.tgz" results/live results/logs results/benchmarks
 fi

@@ -17,6 +17,10 @@ For each number of sequences, a tree of one shared prompt (`--shared` tokens) wi
   change on the GPU path, so amortized over chunk_size steps too (`work/64`);
 * fork, remove: median of single edits (the plan is rebuilt at the next step, see rebuild).
 
+With ``--trees SWEEP.yaml`` (the c8 sweep) it also prints the host cost of tree attention's plan (issue 13) for each
+tree of that sweep and a 4096-leaf tree: `PagedTree` (its checks and vectorized structure) plus `plan_tree`, once per
+tree change, median; with the plan's size and the sharing it reaches (path tokens / KV tokens the work list reads).
+
 Targets (issue 10): step host <= 20 us at 128 sequences and <= 60 us at 4096; build of 4096 <= 0.5 s; fork, remove
 <= 50 us. A tiny untimed run goes first, so that first-call costs (torch's lazy set-up) land in no row.
 """
@@ -132,6 +136,43 @@ def measure(n_seqs: int, shared_tokens: int = 4096, private_tokens: int = 512, r
     return out
 
 
+WIDE4096 = {"name": "wide4096", "fanout": [16, 16, 16], "lengths": [2048, [64, 300], [16, 64], [1, 32]], "seed": 7}
+
+
+def measure_tree(tree, q_heads: int = 32, kv_heads: int = 32, repeats: int = 5) -> dict:
+    """Host cost of one tree change for tree attention: PagedTree over a page-aligned layout (the pool holds no
+    values: the plan never looks at them) and plan_tree, median over repeats."""
+    from .tree_plan import PagedTree, plan_tree
+
+    lengths = np.asarray(tree.lengths, np.int64)
+    pages = -(-lengths // 64)
+    offsets = np.concatenate(([0], np.cumsum(pages)))
+    pool = torch.empty(int(offsets[-1]), kv_heads, 64, 1)
+    layout = dict(parents=np.asarray(tree.parents), lengths=lengths, page_table=np.arange(offsets[-1]),
+                  node_page_offset=offsets, first_slot=np.zeros(len(lengths), np.int64), k_pool=pool, v_pool=pool)
+    plan = plan_tree(PagedTree(**layout), q_heads)
+    plan_ms = _median_us(lambda: plan_tree(PagedTree(**layout), q_heads), repeats) / 1e3
+    return {"plan_ms": plan_ms, "items": plan.n_items, "partials": plan.n_partials,
+            "max_merge": plan.max_leaf_partials, "sharing": tree.path_tokens / plan.kv_tokens_read}
+
+
+def tree_table(sweep_path: str, repeats: int) -> None:
+    from .bench.cases import load_sweep
+    from .bench.trees import generate
+
+    trees = {c.tree.name: c.tree for c in load_sweep(sweep_path).cases if c.tree is not None}
+    trees[WIDE4096["name"]] = generate(WIDE4096)
+    print(f"tree attention plans (32/32 heads, page 64): PagedTree + plan_tree per tree change, median of {repeats}")
+    print("| tree | nodes | leaves | depth | unique tokens | plan (ms) | items | partial rows | max merge | "
+          "sharing / ideal |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, t in trees.items():
+        r = measure_tree(t, repeats=repeats)
+        print(f"| {name} | {t.n_nodes} | {t.n_leaves} | {t.depth} | {t.unique_tokens} | {r['plan_ms']:.2f} | "
+              f"{r['items']} | {r['partials']} | {r['max_merge']} | {r['sharing']:.2f} / {t.sharing_ideal:.2f} |",
+              flush=True)
+
+
 def _fmt(value, spec: str, target=None) -> str:
     if value is None:
         return "n/a"
@@ -146,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=int, default=4096)
     parser.add_argument("--private", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--trees", metavar="SWEEP.yaml", help="also the tree attention plans of this sweep's trees")
     args = parser.parse_args(argv)
     for name, value in (("--shared", args.shared), ("--private", args.private), ("--repeats", args.repeats)):
         if value < (1 if name == "--repeats" else 0):
@@ -172,4 +214,6 @@ def main(argv: list[str] | None = None) -> int:
           "[1] append_tokens(None, ...) + plan() on a CPU cache: the host half plus the device half (step_lengths + "
           "write_kv) run by torch on this CPU. Not a host cost: in the CUDA-graph step the device half is inside the "
           "graph, so no target applies (the step target is for 'step host').")
+    if args.trees:
+        tree_table(args.trees, args.repeats)
     return 0

@@ -125,6 +125,15 @@ def collect() -> dict[str, Any]:
             peers[mod] = str(getattr(m, "__version__", "installed"))
         except Exception as e:  # noqa: BLE001
             peers[mod] = f"unavailable: {type(e).__name__}"
+    if peers["chunk_attn"].startswith("unavailable"):
+        # Upstream ChunkAttention is built from a carried copy by `tkprefix build-peers`, after this runs
+        try:
+            from .bench.peers import chunk_attn_version
+
+            if commit := chunk_attn_version():
+                peers["chunk_attn"] = f"source {commit} carried (built by build-peers after this; rows' notes name it)"
+        except Exception:  # noqa: BLE001
+            pass
     try:
         from .bench.peers_tree import versions
 

@@ -215,6 +215,9 @@ def _q_tiles(group: int) -> tuple[int, int] | None:
 # --------------------------------------------------------------------------------------------------------------------
 # FastTree
 # --------------------------------------------------------------------------------------------------------------------
+FASTTREE_MAX_POOL_ELEMENTS = 2**31  # its int32 offsets: kv_entries (int32) * stride_k0 overflows beyond
+
+
 class FastTree(Impl):
     name = "fasttree"
     trees = True
@@ -228,7 +231,13 @@ class FastTree(Impl):
         if case.head_dim not in (16, 32, 64, 128, 256):
             return f"head_dim {case.head_dim}: FastTree's kernel takes 16, 32, 64, 128 or 256"
         t = node_table(case)
-        return t if isinstance(t, str) else None
+        if isinstance(t, str):
+            return t
+        elements = sum(t.lengths) * case.kv_heads * case.head_dim
+        if elements >= FASTTREE_MAX_POOL_ELEMENTS:
+            return (f"FastTree's kernel indexes K/V in int32 (kv entry x token stride, kernel_bench/fasttree.py): this "
+                    f"pool has {elements:,} elements >= 2^31 (on the H200 such cases hit an illegal memory access)")
+        return None
 
     def extra_bytes(self, case: Case) -> int:
         t = node_table(case)

@@ -1,0 +1,140 @@
+"""scripts/bench/summarize.py: issue 11's best-of-ours against best-peer figures, its targets, issue 12's peer tables.
+
+The run is a tiny synthetic folder written in tmp_path (a test fixture, not results); every expected number below
+follows from its rows by hand."""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+_spec = importlib.util.spec_from_file_location("summarize", Path(__file__).parents[1] / "scripts/bench/summarize.py")
+summarize = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(summarize)
+
+COLS = ["config", "impl", "status", "batch", "q_heads", "kv_heads", "head_dim", "prefix", "suffix", "dtype", "graph",
+        "median_us", "rel_err", "roofline_us", "tflops", "pct_roofline", "levels", "chunk_size", "note"]
+A = dict(config="c1_system_prompt", batch=16, q_heads=32, kv_heads=32, prefix=0, suffix=512, roofline_us=50.0)
+B = dict(config="c1_system_prompt", batch=32, q_heads=32, kv_heads=32, prefix=1024, suffix=64, roofline_us=45.0)
+C = dict(config="c3_gqa_large_batch", batch=1024, q_heads=32, kv_heads=8, prefix=2048, suffix=0, roofline_us=70.0)
+D = dict(config="c1_system_prompt", batch=16, q_heads=32, kv_heads=32, prefix=1024, suffix=64, roofline_us=5.0,
+         dtype="float16")
+
+
+def _row(case, impl, graph, us, status="ok", rel_err=1e-3, **kw):
+    r = {"dtype": "bfloat16", "head_dim": 128, "levels": "", "chunk_size": 64, "note": "", "tflops": 1.0,
+         "pct_roofline": 50.0, **case, "impl": impl, "graph": graph, "status": status, "rel_err": rel_err,
+         "median_us": us if status == "ok" else ""}
+    r.update(kw)
+    return r
+
+
+ROWS = [
+    # A: ours 90 (tk_chunk_attn, graph) against sdpa_naive 80: slower, 0.889x; fasttree wrong takes no part.
+    _row(A, "tk_hydragen", 1, 100.0), _row(A, "tk_hydragen", 0, 110.0), _row(A, "tk_chunk_attn", 1, 90.0),
+    _row(A, "sdpa_naive", 1, 80.0, rel_err=2e-3), _row(A, "fasttree", 1, 1.0, status="wrong: illegal | address"),
+    # B: graph in both: 200 / 50 = 4.0; flashinfer_decode's faster eager-only row is not compared.
+    _row(B, "tk_hydragen", 1, 50.0), _row(B, "tk_hydragen", 0, 60.0), _row(B, "sdpa_naive", 1, 200.0),
+    _row(B, "flashinfer_decode", 0, 40.0, rel_err=5e-3, note="flashinfer 0.7.2"),
+    _row(B, "flashinfer_decode", 1, "", status="unavailable: no graph"),
+    _row(B, "fasttree", 1, 300.0, rel_err=4e-3, note="q tiles [8, 2] @ FastTree-Artifact 167928b56513; bfloat16"),
+    # C: the new peer sglang_triton (90) beats ours (100): 0.9x; the old peer set's best is 125: 1.25x.
+    _row(C, "tk_hydragen", 1, 100.0, tflops=400.0), _row(C, "flashinfer_cascade", 1, 125.0),
+    _row(C, "sglang_triton", 1, 90.0),
+    # D (fp16, roofline 5 us): the peer is ok in eager only, so eager: 18 / 10 = 1.8x, ours 2.0x its roofline.
+    _row(D, "tk_chunk_attn", 1, 9.0), _row(D, "tk_chunk_attn", 0, 10.0), _row(D, "sdpa_naive", 0, 18.0),
+    _row(D, "sdpa_naive", 1, "", status="oom"),
+]
+PROV = {"peers": {"flashinfer": "0.7.2"}, "torch": {"version": "2.11.0"}}
+
+
+def _run(tmp_path, rows, prov=PROV):
+    d = tmp_path / "run"
+    d.mkdir(parents=True)
+    df = pd.DataFrame(rows, columns=COLS)
+    for cfg, g in df.groupby("config"):
+        g.to_csv(d / f"bench_{cfg}.csv", index=False)
+    if prov is not None:
+        (d / "provenance.json").write_text(json.dumps(prov))
+    return d
+
+
+def test_best_of_ours_against_best_peer(tmp_path):
+    df = summarize.load_bench(_run(tmp_path, ROWS))
+    s = summarize.issue11_stats(df)
+    speed = {"A": 80 / 90, "B": 4.0, "C": 0.9, "D": 1.8}
+    assert s["cases"] == 4 and s["per_config"] == {"c1_system_prompt": 3, "c3_gqa_large_batch": 1}
+    assert s["geomean"] == pytest.approx(math.prod(speed.values()) ** 0.25)
+    assert list(s["slower"]["case"]) == ["c1 B16 H32/32 P0 S512", "c3 B1024 H32/8 P2048 S0"]
+    assert s["min"]["speedup"] == pytest.approx(80 / 90) and s["min"]["peer_impl"] == "sdpa_naive"
+    assert s["max"]["speedup"] == pytest.approx(4.0)
+    t = s["table"].set_index("case")
+    assert tuple(t.loc["c1 B32 H32/32 P1024 S64", ["graph", "peer_impl"]]) == (1, "sdpa_naive")
+    assert t.loc["c1 B16 H32/32 P1024 S64 fp16", "graph"] == 0
+    assert t.loc["c1 B16 H32/32 P1024 S64 fp16", "speedup"] == pytest.approx(1.8)
+    # ours / roofline: A 1.8, B 1.11, C 1.43, D 2.0 (eager, the mode compared)
+    assert (s["roofline_cases"], s["within_115"], s["within_15"], s["under_10us"]) == (4, 1, 2, 1)
+
+    old = summarize.issue11_stats(df, list(summarize.OLD_PEERS))
+    assert len(old["slower"]) == 1 and old["geomean"] == pytest.approx((80 / 90 * 4.0 * 1.25 * 1.8) ** 0.25)
+
+
+def test_issue11_targets_and_auto(tmp_path):
+    df = summarize.load_bench(_run(tmp_path, ROWS))
+    text = "\n".join(summarize.issue11_targets(df))
+    assert "| 11 of 93 (all in c3) | 2 of 4; old peer set: 1 of 4, on c1–c5 1 of 4 | no |" in text
+    assert "400 TFLOP/s (100.0 µs, tk_hydragen, graph=1) | no |" in text
+    assert "| best of ours, no `auto` rows recorded: 0.89× worst (c1 B16 H32/32 P0 S512, tk_chunk_attn)" in text
+    assert "1 of 4 (25 %); 1 cases have a roofline < 10 µs | no |" in text
+    # c4: tk_chunk_attn against sdpa_hydragen (graph mode, whatever is faster); c3 8/1 S512: best ours / roofline
+    c4 = dict(config="c4_chunk_first", batch=32, q_heads=16, kv_heads=16, prefix=16384, suffix=0, roofline_us=10.0)
+    c8 = dict(config="c8_trees", batch=64, q_heads=32, kv_heads=32, prefix=2048, suffix=128, roofline_us=40.0,
+              levels="tree:sample64=1x2048|128")
+    gqa = dict(config="c3_gqa_large_batch", batch=512, q_heads=8, kv_heads=1, prefix=1024, suffix=512, roofline_us=20.0)
+    extra = [_row(c4, "tk_chunk_attn", 1, 100.0), _row(c4, "tk_chunk_first", 1, 10.0),
+             _row(c4, "sdpa_hydragen", 1, 110.0), _row(c4, "sdpa_hydragen", 0, 500.0),
+             _row(c4 | {"batch": 64}, "tk_chunk_attn", 1, 100.0), _row(c4 | {"batch": 64}, "sdpa_hydragen", 1, 150.0),
+             _row(gqa, "tk_hydragen", 1, 30.0), _row(gqa, "tk_chunk_attn", 1, 26.0),
+             _row(gqa, "tk_chunk_attn", 0, 20.0),
+             _row(c8, "tk_chunk_attn", 1, 100.0), _row(c8, "sdpa_naive", 1, 50.0)]  # c8: outside issue 11's c1-c5
+    text = "\n".join(summarize.issue11_targets(summarize.load_bench(_run(tmp_path / "c4", ROWS + extra))))
+    assert f"| {(1.1 * 1.5) ** 0.5:.2f}× geomean (1.10× worst, c4 B32 H16/16 P16384 S0; 2 cases) | no |" in text
+    assert "| 1.30–1.30× roofline over 1 cases (worst c3 B512 H8/1 P1024 S512) | yes |" in text
+    assert "| 3 of 7; old peer set: 2 of 7, on c1–c5 1 of 6 | no |" in text
+    # with backend="auto" rows, the prefix-0 target takes `auto` alone: 80 / 70
+    df = summarize.load_bench(_run(tmp_path / "auto", ROWS + [_row(A, "auto", 1, 70.0)]))
+    text = "\n".join(summarize.issue11_targets(df))
+    assert f"| `auto`: {80 / 70:.2f}× worst (c1 B16 H32/32 P0 S512, auto)" in text
+    assert "| yes |" in text
+
+
+def test_issue12_status_versions_speedups_errors(tmp_path):
+    df = summarize.load_bench(_run(tmp_path, ROWS))
+    st = summarize.peer_status(df)
+    assert st.loc["fasttree", "c1_system_prompt"] == "ok 1; wrong: illegal / address ×1"
+    assert st.loc["flashinfer_decode", "c1_system_prompt"] == "ok 1"  # ok in one mode counts the case ok
+    assert st.loc["sdpa_naive", "c1_system_prompt"] == "ok 3" and st.loc["sdpa_naive", "c3_gqa_large_batch"] == "–"
+    assert summarize.peer_versions(PROV, "flashinfer_decode") == "peers.flashinfer 0.7.2"
+    assert summarize.peer_versions(PROV, "fasttree") == "not in provenance"
+    assert summarize.peer_versions(PROV, "prior_tk_chunk_first") == "not in provenance"
+    assert summarize.note_commits(df, "fasttree") == "167928b56513"
+    text = "\n".join(summarize.issue12_section(df, PROV))
+    g = (80 / 90 * 4.0 * 1.8) ** (1 / 3)
+    assert (f"| sdpa_naive | 3 | 1 | {g:.2f}× | 0.89× (c1 B16 H32/32 P0 S512) | 4.00× (c1 B32 H32/32 P1024 S64) |"
+            in text)
+    assert "| fasttree | 1 | 0 | 6.00× |" in text  # 300 / 50 in graph mode
+    assert "| flashinfer_decode | 1 | 1 | 0.67× |" in text  # eager only: 40 / 60
+    assert "| flashinfer_decode | 1 | 5.00e-03 | c1 B32 H32/32 P1024 S64 |" in text
+    assert "| fasttree | 1 | 4.00e-03 |" in text  # the wrong row's error is not counted
+
+
+def test_main_without_peers_or_provenance(tmp_path, capsys):
+    """A run of our kernels alone (as data/h100 lacks most peers) prints every section without failing."""
+    d = _run(tmp_path, [r for r in ROWS if r["impl"].startswith("tk_")], prov=None)
+    assert summarize.main(["summarize.py", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "No case has an ok row of ours and of a peer." in out and "No peer rows in this run." in out
+    assert summarize.main(["summarize.py", str(tmp_path / "nothing")]) == 2
+    assert "holds no bench_*.csv" in capsys.readouterr().err

@@ -1,0 +1,254 @@
+"""tree_attention and its planner (issue 13) on the CPU: random trees against a float64 reference of each leaf's
+root-to-leaf attention, ideal sharing of the work list, poisoned partials, bad input."""
+import dataclasses
+import doctest
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tkprefix import CostModel, PagedTree, plan_tree, tree_attention
+from tkprefix.bench.trees import Tree, generate
+from tkprefix.reference import naive_attention
+from tkprefix.tree_attention import tree_attention_torch
+from tkprefix.tree_plan import tree_shape
+
+TOL = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+SPLIT_HARD = CostModel(n_sm=4, kv_tile=16, min_piece_tiles=1)  # splits every chain longer than one 16-token tile
+
+
+def preorder_parents(depths):
+    """Parents of the preorder tree whose node depths are `depths` (d[0] = 0, 1 <= d[i] <= d[i-1] + 1)."""
+    parents, last_at = [-1], [0]
+    for d in depths[1:]:
+        parents.append(last_at[d - 1])
+        last_at[d:] = [len(parents) - 1]
+    return parents
+
+
+@st.composite
+def cases(draw):
+    n = draw(st.integers(1, 40))
+    depths = [0]
+    for _ in range(n - 1):
+        depths.append(draw(st.integers(1, min(depths[-1] + 1, 9))))  # at most 10 levels
+    lengths = draw(st.lists(st.one_of(st.just(1), st.integers(1, 300)), min_size=n, max_size=n))
+    return dict(parents=preorder_parents(depths), lengths=lengths, kv_heads=draw(st.integers(1, 2)),
+                group=draw(st.sampled_from([1, 2, 3, 8])), page_size=draw(st.sampled_from([1, 3, 16, 64])),
+                packed=draw(st.booleans()), dtype=draw(st.sampled_from(list(TOL))),
+                cost=draw(st.sampled_from([None, SPLIT_HARD])), seed=draw(st.integers(0, 2**31 - 1)))
+
+
+def build(parents, lengths, kv_heads=2, group=2, page_size=16, packed=True, dtype=torch.float32, seed=0, dim=16):
+    """The tree in a shuffled paged pool, its true per-node K/V (float64) and q."""
+    gen = torch.Generator().manual_seed(seed)
+    ks = [torch.randn(n, kv_heads, dim, generator=gen, dtype=torch.float64).to(dtype) for n in lengths]
+    vs = [torch.randn(n, kv_heads, dim, generator=gen, dtype=torch.float64).to(dtype) for n in lengths]
+    probe = PagedTree.from_nodes(parents, ks, vs, page_size=page_size, packed=packed)
+    perm = np.random.default_rng(seed).permutation(probe.k_pool.shape[0])
+    tree = PagedTree.from_nodes(parents, ks, vs, page_size=page_size, packed=packed, page_perm=perm)
+    q = torch.randn(tree.n_leaves, kv_heads * group, dim, generator=gen, dtype=torch.float64).to(dtype)
+    return tree, ks, vs, q
+
+
+def leaf_paths(parents):
+    children = {p for p in parents[1:]}
+    paths = []
+    for leaf in (i for i in range(len(parents)) if i not in children):
+        path = [leaf]
+        while parents[path[-1]] >= 0:
+            path.append(parents[path[-1]])
+        paths.append(path[::-1])
+    return paths
+
+
+def reference(parents, ks, vs, q):
+    paths = leaf_paths(parents)
+    keys = [torch.cat([ks[i] for i in p]) for p in paths]
+    values = [torch.cat([vs[i] for i in p]) for p in paths]
+    return naive_attention(q[:, None], keys, values)[:, 0]
+
+
+def check(parents, lengths, cost=None, **kw):
+    tree, ks, vs, q = build(parents, lengths, **kw)
+    out = tree_attention(q, tree, backend="torch", cost=cost)
+    assert out.dtype == q.dtype and out.shape == q.shape
+    assert not out.isnan().any()
+    torch.testing.assert_close(out.double(), reference(parents, ks, vs, q), atol=TOL[q.dtype], rtol=0)
+    return tree
+
+
+@settings(max_examples=30)
+@given(cases())
+def test_random_trees_match_float64(case):
+    check(case["parents"], case["lengths"], cost=case["cost"], kv_heads=case["kv_heads"], group=case["group"],
+          page_size=case["page_size"], packed=case["packed"], dtype=case["dtype"], seed=case["seed"])
+
+
+@pytest.mark.parametrize("dtype", list(TOL))
+@pytest.mark.parametrize("spec", [
+    {"fanout": [64], "lengths": [300, [1, 9]], "seed": 1},  # fan-out 64
+    {"fanout": [2] * 9, "lengths": [5, 1, 3, 1, 1, 2, 1, 1, 1, 1], "seed": 3},  # 10 levels, 512 leaves
+    {"fanout": [[2, 5], [1, 4], [1, 3]], "lengths": [[100, 299], [1, 64], [1, 64], [1, 33]], "prune": 0.3,
+     "seed": 5},  # uneven depth and fan-out, chains of single children
+])
+def test_generated_trees(spec, dtype):
+    t = generate(spec)
+    check(list(t.parents), list(t.lengths), kv_heads=2, group=4, page_size=16, dtype=dtype, seed=7)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_long_chain_is_split_and_merged_exactly(packed):
+    """A 10-node chain over one leaf is one chain item; the cost model cuts it into pieces across node borders."""
+    tree = check(list(range(-1, 9)), [1, 37, 2, 64, 1, 99, 3, 1, 50, 7], cost=SPLIT_HARD, group=1, packed=packed)
+    plan = tree.plan(2, SPLIT_HARD)
+    assert plan.n_items > 1 and plan.n_segs > plan.n_items and plan.max_leaf_partials == plan.n_items
+    tokens = np.add.reduceat(plan.host["seg_len"], plan.host["item_seg_offset"][:-1])
+    assert tokens.sum() == 265 and (tokens % 16 != 0).sum() <= 1, "pieces are cut at kv-tile multiples"
+
+
+def address_sets(tree, plan):
+    """Per item, the physical (page, slot) of every token it reads (from the work list alone)."""
+    h, P = plan.host, tree.page_size
+    out = []
+    for i in range(plan.n_items):
+        addrs = []
+        for s in range(h["item_seg_offset"][i], h["item_seg_offset"][i + 1]):
+            pos = h["seg_slot"][s] + np.arange(h["seg_len"][s])
+            addrs += zip(h["page_table"][h["seg_page"][s] + pos // P].tolist(), (pos % P).tolist())
+        out.append(addrs)
+    return out
+
+
+@settings(max_examples=30)
+@given(cases())
+def test_plan_reads_every_token_once_per_kv_head(case):
+    """Ideal sharing: the work list names each pool token of the tree exactly once, and each leaf's items read
+    exactly its path (so sharing = path tokens / unique tokens)."""
+    tree, *_ = build(case["parents"], case["lengths"], page_size=case["page_size"], packed=case["packed"])
+    plan = tree.plan(2 * case["group"], case["cost"])
+    items = address_sets(tree, plan)
+    flat = [a for addrs in items for a in addrs]
+    assert plan.kv_tokens_read == len(flat) == len(set(flat)) == tree.unique_tokens == sum(case["lengths"])
+    h = plan.host
+    path_lens = [sum(case["lengths"][i] for i in p) for p in leaf_paths(case["parents"])]
+    for r, want in enumerate(path_lens):
+        mine = [i for i in range(plan.n_items) if h["item_row_start"][i] <= r < h["item_row_end"][i]]
+        assert sum(len(items[i]) for i in mine) == want
+        merged = h["leaf_partial_index"][h["leaf_partial_offset"][r]:h["leaf_partial_offset"][r + 1]]
+        assert sorted(merged.tolist()) == sorted(h["item_partial_offset"][i] + r - h["item_row_start"][i]
+                                                 for i in mine)
+    cost = (case["cost"] or CostModel()).cost
+    tokens = [len(a) for a in items]
+    stacked = (h["item_row_end"] - h["item_row_start"]) * plan.group
+    assert (np.diff(cost(np.array(tokens), stacked)) <= 0).all(), "items in descending cost"
+    assert all(t.dtype == torch.int32 for t in (plan.seg_page, plan.leaf_partial_index, plan.item_seg_offset))
+
+
+@settings(max_examples=20)
+@given(cases())
+def test_tree_shape_matches_the_generator_tree(case):
+    t, shape = Tree(tuple(case["parents"]), tuple(case["lengths"])), tree_shape(case["parents"])
+    assert shape["depth"].tolist() == list(t.depth_of)
+    assert shape["leaves"].tolist() == list(t.leaves)
+    assert list(zip(shape["leaf_lo"].tolist(), shape["leaf_hi"].tolist())) == list(t.leaf_range)
+
+
+def test_unwritten_partial_rows_poison_their_leaves():
+    """Drop the last item from the plan: exactly the leaves under it come out NaN (the check above fails on them)."""
+    tree, ks, vs, q = build([-1, 0, 1, 1, 0], [40, 3, 1, 5, 2])
+    plan = tree.plan(q.shape[1])
+    short = dataclasses.replace(plan, n_items=plan.n_items - 1)
+    out = tree_attention_torch(q, tree, short)
+    lost = range(plan.host["item_row_start"][-1], plan.host["item_row_end"][-1])
+    assert [r for r in range(tree.n_leaves) if out[r].isnan().any()] == list(lost)
+
+
+def test_plan_is_built_once_per_tree():
+    tree, _, _, q = build([-1, 0, 0], [10, 1, 2])
+    tree_attention(q, tree, backend="torch")
+    first = tree.plan(q.shape[1])
+    tree_attention(q, tree, backend="torch")
+    assert tree.plan(q.shape[1]) is first and tree.plan(q.shape[1], SPLIT_HARD) is not first
+
+
+def test_doctest():
+    failures = doctest.testmod(importlib.import_module("tkprefix.tree_attention"), optionflags=doctest.ELLIPSIS).failed
+    assert failures == 0
+
+
+def pools(n_pages=4, heads=2, page=4, dim=8):
+    return torch.zeros(n_pages, heads, page, dim), torch.zeros(n_pages, heads, page, dim)
+
+
+@pytest.mark.parametrize("args, error, match", [
+    (dict(parents=[0, 0]), ValueError, r"parents: node 0 must be the root"),
+    (dict(parents=[-1, 2, 0]), ValueError, r"parents\[1\] must be an earlier node"),
+    (dict(parents=[-1, 0, 1, 0, 2]), ValueError, r"parents\[4\] = 2: nodes must be numbered in depth-first preorder"),
+    (dict(parents=[[-1]]), TypeError, r"parents must be a 1-D sequence of ints"),
+    (dict(lengths=[3, 0, 1]), ValueError, r"lengths\[1\]: a node holds at least one token"),
+    (dict(first_slot=[0, 4, 0]), ValueError, r"first_slot\[1\] must lie in \[0, page_size=4\)"),
+    (dict(node_page_offset=[0, 2, 2, 3]), ValueError, r"node_page_offset must be a CSR over page_table"),
+    (dict(page_table=[0, 1, 9]), ValueError, r"page_table entries must be page ids in \[0, n_pages=4\)"),
+    (dict(lengths=[3, 1]), ValueError, r"lengths must hold 3 entries"),
+    (dict(v_pool=torch.zeros(4, 2, 4, 4)), ValueError, r"v_pool must match k_pool"),
+    (dict(k_pool=torch.zeros(4, 2, 4)), ValueError, r"k_pool must have 4 dimensions"),
+])
+def test_bad_trees(args, error, match):
+    k, v = pools()
+    base = dict(parents=[-1, 0, 0], lengths=[3, 1, 2], page_table=[0, 1, 2], node_page_offset=[0, 1, 2, 3],
+                first_slot=[0, 0, 0], k_pool=k, v_pool=v)
+    with pytest.raises(error, match=match):
+        PagedTree(**{**base, **args})
+
+
+def test_bad_from_nodes():
+    ks = [torch.zeros(3, 2, 8), torch.zeros(1, 2, 8)]
+    with pytest.raises(ValueError, match="page_size must be a positive int"):
+        PagedTree.from_nodes([-1, 0], ks, ks, page_size=0)
+    with pytest.raises(ValueError, match="page_perm must be a permutation of range"):
+        PagedTree.from_nodes([-1, 0], ks, ks, page_size=2, page_perm=[0, 0])
+    with pytest.raises(ValueError, match="node_ks and node_vs need one tensor per node"):
+        PagedTree.from_nodes([-1, 0], ks, ks[:1])
+    with pytest.raises(ValueError, match=r"node_vs\[1\] must match node_ks\[1\]"):
+        PagedTree.from_nodes([-1, 0], ks, [ks[0], torch.zeros(2, 2, 8)])
+    with pytest.raises(ValueError, match=r"lengths\[1\]: a node holds at least one token"):
+        PagedTree.from_nodes([-1, 0], [ks[0], ks[1][:0]], [ks[0], ks[1][:0]])
+    with pytest.raises(ValueError, match=r"CostModel.kv_tile must be a positive int"):
+        CostModel(kv_tile=0)
+
+
+def test_tree_arrays_are_frozen():
+    tree, *_ = build([-1, 0, 0], [10, 1, 2])
+    with pytest.raises(ValueError, match="read-only"):
+        tree.lengths[0] = 3
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (dict(q=torch.zeros(2, 4)), ValueError, r"q must have 3 dimensions"),
+    (dict(q=torch.zeros(3, 4, 16)), ValueError, r"q.shape\[0\] \(n_leaves: one query row per leaf"),
+    (dict(q=torch.zeros(2, 4, 8)), ValueError, r"q.shape\[2\] \(head_dim"),
+    (dict(q=torch.zeros(2, 3, 16)), ValueError, r"q has 3 heads, which must be a multiple of tree's 2 kv-heads"),
+    (dict(q=torch.zeros(2, 4, 16, dtype=torch.float16)), TypeError, r"q must have the tree's dtype torch.float32"),
+    (dict(q=torch.zeros(2, 4, 16, dtype=torch.int32)), TypeError, r"q must have dtype in"),
+    (dict(tree="tree"), TypeError, r"tree must be a PagedTree, got str"),
+    (dict(backend="cuda"), ValueError, r"backend must be one of \('auto', 'torch', 'tk'\)"),
+    (dict(cost=3), TypeError, r"cost must be a CostModel or None"),
+    (dict(backend="tk"), NotImplementedError, r"the TK tree kernel is not written yet \(issue 13\)"),
+])
+def test_bad_calls(change, error, match):
+    tree, _, _, q = build([-1, 0, 0], [10, 1, 2])
+    args = {"q": q, "tree": tree, "backend": "torch", "cost": None, **change}
+    with pytest.raises(error, match=match):
+        tree_attention(args["q"], args["tree"], backend=args["backend"], cost=args["cost"])
+
+
+def test_bad_plan_arguments():
+    tree, *_ = build([-1, 0, 0], [10, 1, 2])
+    with pytest.raises(ValueError, match=r"q_heads must be a positive multiple of the tree's 2 kv-heads, got 3"):
+        plan_tree(tree, 3)
+    with pytest.raises(TypeError, match="tree must be a PagedTree"):
+        plan_tree([-1, 0], 2)
