@@ -510,3 +510,11 @@ def test_add_seqs_rejects_bad_input_and_leaves_the_cache_unchanged():
     assert cache.add_seqs([], [], []) == []
     assert snapshots_equal(snapshot(cache), before)
     check_invariants(cache, model)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import tkprefix.cache
+
+    assert doctest.testmod(tkprefix.cache).failed == 0

@@ -244,7 +244,15 @@ class ChunkKVCache:
         plan) with one allocation, one write of the chunk tables and one K/V copy per pool. tokens: one token
         sequence per new sequence; k, v: one (len(tokens[i]), H, D) tensor each (a leading (n_layers,) when
         n_layers > 1). The new sequences share full chunks with the tree and with each other. Bad input or a full
-        pool raises before anything changes."""
+        pool raises before anything changes.
+
+        >>> cache = ChunkKVCache(n_heads=2, d_head=8, chunk_size=4, dtype=torch.float32, capacity_chunks=16)
+        >>> kv = torch.randn(9, 2, 8)
+        >>> cache.add_seqs([list(range(8)) + [s] for s in range(3)], [kv] * 3, [kv] * 3)
+        [0, 1, 2]
+        >>> cache.stats()["shared_chunks"], cache.free_chunks
+        (2, 11)
+        """
         toks, ks, vs = self._check_batch(tokens, k, v)
         n, size = len(toks), self.chunk_size
         if not n:
