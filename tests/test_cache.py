@@ -485,6 +485,23 @@ def test_add_seqs_of_sequences_the_tree_holds_allocates_nothing():
     check_invariants(cache, {0: tokens, 1: tokens, 2: tokens[:4]})
 
 
+def test_add_seqs_with_several_layers_equals_add_seq():
+    layers = 3
+    per_layer = lambda tokens: torch.stack([(i + 1) * kv_for(tokens) for i in range(layers)])  # noqa: E731
+    one, many = (ChunkKVCache(HEADS, DIM, chunk_size=CHUNK, dtype=torch.float32, capacity_chunks=32, n_layers=layers)
+                 for _ in range(2))
+    batch = [[1] * 6, [1] * 4 + [2], [1] * 8, [3]]
+    ids = [one.add_seq(t, per_layer(t), -per_layer(t)) for t in batch]
+    assert many.add_seqs(batch, [per_layer(t) for t in batch], [-per_layer(t) for t in batch]) == ids
+    assert cache_state(many) == cache_state(one)
+    for s, tokens in zip(ids, batch):
+        for layer in range(layers):
+            k, v = many.gather_kv(s, layer)
+            assert torch.equal(k, (layer + 1) * kv_for(tokens)) and torch.equal(v, -(layer + 1) * kv_for(tokens))
+    with pytest.raises(ValueError, match=r"k\[0\] must have 4 dimensions"):
+        many.add_seqs([[1]], [kv_for([1])], [kv_for([1])])
+
+
 def test_add_seqs_rejects_bad_input_and_leaves_the_cache_unchanged():
     cache, model = lock_step_world(4, capacity=64)
     good = [[1, 2, 3], [4, 5]]
