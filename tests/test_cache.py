@@ -508,6 +508,7 @@ def test_add_seqs_rejects_bad_input_and_leaves_the_cache_unchanged():
     kv = [kv_for(t) for t in good]
     cases = [
         (TypeError, "tokens must be a sequence", lambda: cache.add_seqs(5, kv, kv)),
+        (TypeError, "k and v must be sequences", lambda: cache.add_seqs(good, torch.tensor(1.0), kv)),
         (ValueError, "one entry per new sequence each, got 2, 1 and 2", lambda: cache.add_seqs(good, kv[:1], kv)),
         (TypeError, r"tokens\[1\] must be a sequence of ints", lambda: cache.add_seqs([[1, 2, 3], [0.5, 1]], kv, kv)),
         (TypeError, r"tokens\[0\] must be a sequence of ints", lambda: cache.add_seqs([1, 2], kv, kv)),

@@ -644,7 +644,7 @@ class ChunkKVCache:
 
     @staticmethod
     def _index_key(parent: int, h: int) -> int:
-        return (parent + 1) << 64 | h
+        return (int(parent) + 1) << 64 | int(h)  # ints: numpy's would overflow
 
     def _candidates(self, parent: int, h: int) -> list[int]:
         """The indexed full chunks under `parent` whose tokens hash to h."""
@@ -901,9 +901,13 @@ class ChunkKVCache:
         for name, x in (("tokens", tokens), ("k", k), ("v", v)):
             if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__len__") or not hasattr(x, "__iter__"):
                 raise TypeError(f"{name} must be a sequence with one entry per new sequence, got {type(x).__name__}")
-        if not len(tokens) == len(k) == len(v):
-            raise ValueError(f"tokens, k and v must have one entry per new sequence each, got {len(tokens)}, "
-                             f"{len(k)} and {len(v)}")
+        try:
+            sizes = len(tokens), len(k), len(v)
+        except TypeError as exc:  # e.g. a 0-d tensor
+            raise TypeError(f"tokens, k and v must be sequences with one entry per new sequence ({exc})") from None
+        if not sizes[0] == sizes[1] == sizes[2]:
+            raise ValueError(f"tokens, k and v must have one entry per new sequence each, got {sizes[0]}, "
+                             f"{sizes[1]} and {sizes[2]}")
         toks = [self._check_tokens(f"tokens[{i}]", t) for i, t in enumerate(tokens)]
         empty = [i for i, t in enumerate(toks) if not len(t)]
         if empty:
