@@ -1,0 +1,292 @@
+// Tree attention at node granularity in ThunderKittens (H100/H200, wgmma): executes a TreePlan's work list
+// (src/tkprefix/tree_plan.py; docs/design.md, "Tree attention"; the contract is kernels/tree/launch_tree.h).
+//
+// attend: a persistent grid over units (item, kv-head) in the plan's order. A unit's stacked query rows (its leaf rows
+// x the G q-heads of the kv-head) are taken NC * 64 at a time (NC consumer warpgroups of 64 rows, one wgmma M tile
+// each); for each such row block the item's KV segments are streamed in 64-token tiles with an online softmax, and
+// each stacked row writes one fp32 (o, lse) partial row.
+//
+// This first version favours correctness over speed: every thread of the block is a consumer, and the KV tile is
+// GATHERED token by token through the page table with 16-byte loads (no TMA, no producer warp, no pipelining), so a
+// node may start and end anywhere inside a page of any size and a tile may span several segments and pages. Per
+// tile: warp 0 resolves the tile's 64 token addresses (pool rows) into shared memory, every thread copies K and V rows
+// into the swizzled tiles (rows past the item's last token are zeroed, and their scores set to -inf), then the
+// active warpgroups run Q K^T, the softmax step and P V. Three block barriers per tile keep the single buffer safe.
+//
+// merge: kernels/common/tkp_merge_rows.cuh over the plan's per-leaf CSR (leaf_partial_offset / leaf_partial_index).
+#include "kittens.cuh"
+#include "../launch.h"
+#include "launch_tree.h"
+#include "../common/tkp_common.cuh"
+#include "../common/tkp_softmax.cuh"
+#include "../common/tkp_merge_rows.cuh"
+
+using namespace kittens;
+
+namespace tkprefix_tree {
+
+constexpr int ROWS_PER_CONSUMER = 64;  // one wgmma M tile per consumer warpgroup
+constexpr int KV_TILE = 64;            // tokens per KV tile
+
+template<typename T, int D, int NC> struct tree_layout {
+    static_assert(D == 64 || D == 128, "d_head must be 64 or 128");
+    static_assert(NC == 1 || NC == 2, "1 or 2 consumer warpgroups");
+    using q_tile  = st<T, ROWS_PER_CONSUMER, D>;
+    using kv_tile = st<T, KV_TILE, D>;
+    using att_fl  = rt_fl<16, KV_TILE>;        // per warp: 16 stacked rows x 64 keys
+    using att_mma = rt<T, 16, KV_TILE>;
+    using o_fl    = rt_fl<16, D>;
+    using row_vec = typename att_fl::col_vec;  // one value per stacked row
+    static constexpr int THREADS = NC * WARPGROUP_THREADS;
+    static constexpr int MIN_BLOCKS = (NC == 1) ? 2 : 1;
+    static constexpr size_t SMEM = NC * sizeof(q_tile) + 2 * sizeof(kv_tile) + 1024;  // + swizzle alignment
+
+    struct globals {
+        const T *q;                        // (n_rows, hq, D)
+        const T *k, *v;                    // pools (n_pages, hkv, page_size, D)
+        const int32_t *item_row_start, *item_row_end, *item_seg_offset, *item_partial_offset;
+        const int32_t *seg_page, *seg_slot, *seg_len, *page_table;
+        float *part_o;                     // (n_partials, hq, D)
+        float *part_lse;                   // (n_partials, hq)
+        int hq, group, hkv, page_size, n_items;
+    };
+};
+
+__device__ static inline void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+__device__ static inline void st_shared_v4(uint32_t dst, uint4 v) {
+    asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" :: "r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
+template<typename T, int D, int NC>
+__global__ __launch_bounds__(tree_layout<T, D, NC>::THREADS, tree_layout<T, D, NC>::MIN_BLOCKS)
+void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::globals g) {
+    using L = tree_layout<T, D, NC>;
+    extern __shared__ int __shm[];
+    tma_swizzle_allocator al((int*)&__shm[0]);
+    typename L::q_tile  (&q_smem)[NC] = al.allocate<typename L::q_tile, NC>();
+    typename L::kv_tile &k_smem = al.allocate<typename L::kv_tile>();
+    typename L::kv_tile &v_smem = al.allocate<typename L::kv_tile>();
+    __shared__ long long tok_row[KV_TILE];  // pool row ((page * hkv + h) * page_size + slot) of each tile token; -1: none
+
+    constexpr int VECS_PER_ROW = D / 8;     // 16-byte vectors per row
+    constexpr float SCALE = tkp::softmax_scale_log2<D>();
+    const int warpid = kittens::warpid(), wg = warpid / WARPGROUP_WARPS, lane = laneid();
+    const int tid = threadIdx.x % WARPGROUP_THREADS;  // thread within the warpgroup
+    const uint32_t q_base = static_cast<uint32_t>(__cvta_generic_to_shared(&q_smem[wg].data[0]));
+    const uint32_t k_base = static_cast<uint32_t>(__cvta_generic_to_shared(&k_smem.data[0]));
+    const uint32_t v_base = static_cast<uint32_t>(__cvta_generic_to_shared(&v_smem.data[0]));
+    const int n_units = g.n_items * g.hkv;
+
+    // Every loop bound below depends only on the unit and the plan, so all threads of the block run the same
+    // iterations and reach every __syncthreads.
+    for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
+        const int item = u / g.hkv, h = u % g.hkv;
+        const int row0 = g.item_row_start[item], n_leaf_rows = g.item_row_end[item] - row0;
+        const int s_begin = g.item_seg_offset[item], s_end = g.item_seg_offset[item + 1];
+        const int part0 = g.item_partial_offset[item];
+        const int n_stacked = n_leaf_rows * g.group;
+
+        for (int rb = 0; rb < n_stacked; rb += NC * ROWS_PER_CONSUMER) {
+            const int tile_row0 = rb + wg * ROWS_PER_CONSUMER;  // first stacked row of this warpgroup's tile
+            const int my_rows = min(ROWS_PER_CONSUMER, n_stacked - tile_row0);  // <= 0: idle in this row block
+            const bool active = my_rows > 0;
+
+            // gather this warpgroup's query rows (rows past my_rows are zero: finite, and never written back). The
+            // previous row block's wgmmas are complete (it ended with a block barrier after mma_async_wait).
+            if (active) {
+                for (int v = tid; v < ROWS_PER_CONSUMER * VECS_PER_ROW; v += WARPGROUP_THREADS) {
+                    const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
+                    uint4 val = make_uint4(0, 0, 0, 0);
+                    if (r < my_rows) {
+                        const int e = tile_row0 + r;
+                        const int leaf = row0 + e / g.group, qh = h * g.group + e % g.group;
+                        val = *reinterpret_cast<const uint4*>(g.q + ((size_t)leaf * g.hq + qh) * D + c);
+                    }
+                    st_shared_v4(L::q_tile::idx(q_base, {r, c}), val);
+                }
+            }
+            // (made visible to wgmma by the fence + barrier after the first KV tile's copy)
+
+            typename L::att_fl  att;
+            typename L::att_mma att_mma;
+            typename L::o_fl    o_reg;
+            typename L::row_vec max_vec, norm_vec, max_last_scaled, max_scaled;
+            warp::neg_infty(max_vec);
+            warp::zero(norm_vec);
+            warp::zero(o_reg);
+
+            int seg = s_begin, seg_off = 0;  // cursor: next token is token seg_off of segment seg
+            while (seg < s_end) {
+                // ---- resolve the tile's token addresses (every thread advances the cursor; warp 0 writes) ----
+                int filled = 0;
+                while (filled < KV_TILE && seg < s_end) {
+                    const int len = g.seg_len[seg];
+                    const int n = min(len - seg_off, KV_TILE - filled);
+                    if (warpid == 0) {
+                        const int page0 = g.seg_page[seg], pos0 = g.seg_slot[seg] + seg_off;
+                        for (int j = lane; j < n; j += WARP_THREADS) {
+                            const int pos = pos0 + j;
+                            const long long page = g.page_table[page0 + pos / g.page_size];
+                            tok_row[filled + j] = (page * g.hkv + h) * g.page_size + pos % g.page_size;
+                        }
+                    }
+                    filled += n;
+                    seg_off += n;
+                    if (seg_off == len) { seg++; seg_off = 0; }
+                }
+                if (warpid == 0) {
+                    for (int j = filled + lane; j < KV_TILE; j += WARP_THREADS) tok_row[j] = -1;
+                }
+                __syncthreads();  // tok_row written; the previous tile's wgmmas are done (barrier at the loop end)
+
+                // ---- gather K and V rows into the swizzled tiles (rows without a token: zero) ----
+                for (int v = threadIdx.x; v < KV_TILE * VECS_PER_ROW; v += L::THREADS) {
+                    const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
+                    const long long row = tok_row[r];
+                    uint4 kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+                    if (row >= 0) {
+                        kk = *reinterpret_cast<const uint4*>(g.k + row * D + c);
+                        vv = *reinterpret_cast<const uint4*>(g.v + row * D + c);
+                    }
+                    st_shared_v4(L::kv_tile::idx(k_base, {r, c}), kk);
+                    st_shared_v4(L::kv_tile::idx(v_base, {r, c}), vv);
+                }
+                fence_async_shared();  // generic stores (q, K, V) -> wgmma (async proxy)
+                __syncthreads();
+
+                if (active) {
+                    warpgroup::mm_ABt(att, q_smem[wg], k_smem);
+                    warp::mul(max_last_scaled, max_vec, SCALE);
+                    warpgroup::mma_async_wait();
+                    if (filled < KV_TILE) warp::right_fill(att, att, filled, base_types::constants<float>::neg_infty());
+
+                    tkp::online_softmax_step(att, max_vec, norm_vec, max_last_scaled, max_scaled, SCALE);
+                    warp::copy(att_mma, att);
+                    warp::mul_row(o_reg, o_reg, max_last_scaled);
+
+                    warpgroup::mma_AB(o_reg, att_mma, v_smem);
+                    warpgroup::mma_async_wait();
+                }
+                __syncthreads();  // every wgmma of this tile is done before tok_row, K, V (and q) are rewritten
+            }
+
+            if (!active) continue;
+            // ---- finish: o /= sum, lse = max*scale*ln2 + ln(sum); write this warp's 16 stacked rows ----
+            warp::div_row(o_reg, o_reg, norm_vec);
+            warp::mul(max_scaled, max_scaled, 0.69314718055994530942f);  // ln 2
+            warp::log(norm_vec, norm_vec);
+            warp::add(norm_vec, norm_vec, max_scaled);
+
+            const int warp_row0 = tile_row0 + (warpid % WARPGROUP_WARPS) * 16;
+            #pragma unroll
+            for (int half_ = 0; half_ < 2; half_++) {  // rows lane/4 and lane/4 + 8 of the warp's 16
+                const int e = warp_row0 + lane / 4 + 8 * half_;
+                if (e >= n_stacked) continue;
+                const int prow = part0 + e / g.group, qh = h * g.group + e % g.group;
+                float *dst = g.part_o + ((size_t)prow * g.hq + qh) * D;
+                #pragma unroll
+                for (int j = 0; j < D / 16; j++) {
+                    const int col = j * 16 + 2 * (lane % 4);
+                    *reinterpret_cast<float2*>(dst + col)     = o_reg.tiles[0][j].data[0 + half_];
+                    *reinterpret_cast<float2*>(dst + col + 8) = o_reg.tiles[0][j].data[2 + half_];
+                }
+                if (lane % 4 == 0) {
+                    g.part_lse[(size_t)prow * g.hq + qh] = half_ == 0 ? norm_vec[0][0].x : norm_vec[0][0].y;
+                }
+            }
+        }
+    }
+}
+
+// ---- host side ----
+template<typename T, int D, int NC>
+static const char *launch_attend(const void *q, const void *k_pool, const void *v_pool, int hkv, int page_size,
+                                 int hq, const int32_t *row_start, const int32_t *row_end, const int32_t *seg_offset,
+                                 const int32_t *partial_offset, int n_items, const int32_t *seg_page,
+                                 const int32_t *seg_slot, const int32_t *seg_len, const int32_t *page_table,
+                                 float *po, float *pl, int max_blocks, cudaStream_t stream) {
+    using L = tree_layout<T, D, NC>;
+    typename L::globals g{(const T*)q, (const T*)k_pool, (const T*)v_pool, row_start, row_end, seg_offset,
+                          partial_offset, seg_page, seg_slot, seg_len, page_table, po, pl, hq, hq / hkv, hkv,
+                          page_size, n_items};
+    auto kernel = tree_attend_kernel<T, D, NC>;
+    static int resident = 0;  // blocks of this instantiation that fit on the whole GPU (computed once)
+    if (resident == 0) {
+        int dev = 0, sms = 0, per_sm = 0;
+        TKP_TRY(cudaGetDevice(&dev));
+        TKP_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::SMEM));
+        TKP_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+        TKP_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, L::THREADS, L::SMEM));
+        if (per_sm < 1) return tkp::arg_error("tkp_tree: tree_attend_kernel does not fit on an SM");
+        resident = sms * per_sm;
+    }
+    const long long units = (long long)n_items * hkv;
+    long long blocks = max_blocks > 0 ? (long long)max_blocks : (long long)resident;
+    if (blocks > units) blocks = units;
+    kernel<<<dim3((unsigned)blocks), L::THREADS, L::SMEM, stream>>>(g);
+    return tkp::launch_error("tree_attend_kernel");
+}
+
+template<typename T, int D>
+static const char *launch_merge(int n_rows, int hq, const float *po, const float *pl, const int32_t *off,
+                                const int32_t *idx, void *o, float *lse, cudaStream_t stream) {
+    dim3 grid(n_rows, (hq + 3) / 4);
+    tkp::merge_rows_kernel<T, D><<<grid, 128, 0, stream>>>(po, pl, off, idx, (T*)o, lse, hq);
+    return tkp::launch_error("tree merge_rows_kernel");
+}
+
+}  // namespace tkprefix_tree
+
+using namespace tkprefix_tree;
+
+extern "C" const char *tkp_tree_attend(int dtype, int d_head, int consumers,
+                                       const void *q, const void *k_pool, const void *v_pool,
+                                       int n_pages, int n_kv_heads, int page_size, int n_q_heads,
+                                       const int32_t *item_row_start, const int32_t *item_row_end,
+                                       const int32_t *item_seg_offset, const int32_t *item_partial_offset,
+                                       int n_items, const int32_t *seg_page, const int32_t *seg_slot,
+                                       const int32_t *seg_len, const int32_t *page_table, float *part_o,
+                                       float *part_lse, int max_blocks, void *stream) {
+    if (d_head != 64 && d_head != 128) return "tkp_tree: d_head must be 64 or 128";
+    if (consumers != 1 && consumers != 2) return "tkp_tree: consumers must be 1 or 2";
+    if (dtype != TKP_BF16 && dtype != TKP_FP16) return "tkp_tree: dtype must be bf16 or fp16";
+    if (n_kv_heads <= 0 || n_q_heads <= 0 || n_q_heads % n_kv_heads != 0)
+        return "tkp_tree: n_q_heads must be a positive multiple of n_kv_heads";
+    if (n_pages <= 0 || page_size <= 0) return "tkp_tree: n_pages and page_size must be positive";
+    if (n_items < 0) return "tkp_tree: n_items must be >= 0";
+    if ((long long)n_items * n_kv_heads > 0x7fffffffLL) return "tkp_tree: n_items * n_kv_heads must fit in int32";
+    if (n_items == 0) return nullptr;
+    if (!q || !k_pool || !v_pool || !item_row_start || !item_row_end || !item_seg_offset || !item_partial_offset ||
+        !seg_page || !seg_slot || !seg_len || !page_table || !part_o || !part_lse)
+        return "tkp_tree: null pointer argument";
+    cudaStream_t s = (cudaStream_t)stream;
+    const bool b = dtype == TKP_BF16;
+    #define TKP_ATTEND(TT, DD, NN) launch_attend<TT, DD, NN>(q, k_pool, v_pool, n_kv_heads, page_size, n_q_heads, \
+        item_row_start, item_row_end, item_seg_offset, item_partial_offset, n_items, seg_page, seg_slot, seg_len, \
+        page_table, part_o, part_lse, max_blocks, s)
+    if (d_head == 128) {
+        if (consumers == 1) return b ? TKP_ATTEND(bf16, 128, 1) : TKP_ATTEND(half, 128, 1);
+        return b ? TKP_ATTEND(bf16, 128, 2) : TKP_ATTEND(half, 128, 2);
+    }
+    if (consumers == 1) return b ? TKP_ATTEND(bf16, 64, 1) : TKP_ATTEND(half, 64, 1);
+    return b ? TKP_ATTEND(bf16, 64, 2) : TKP_ATTEND(half, 64, 2);
+    #undef TKP_ATTEND
+}
+
+extern "C" const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q_heads,
+                                      const float *part_o, const float *part_lse,
+                                      const int32_t *leaf_partial_offset, const int32_t *leaf_partial_index,
+                                      void *o, float *lse, void *stream) {
+    if (d_head != 64 && d_head != 128) return "tkp_tree: d_head must be 64 or 128";
+    if (dtype != TKP_BF16 && dtype != TKP_FP16) return "tkp_tree: dtype must be bf16 or fp16";
+    if (n_rows < 0 || n_q_heads <= 0) return "tkp_tree: n_rows must be >= 0 and n_q_heads > 0";
+    if (n_rows == 0) return nullptr;
+    if (!leaf_partial_offset || !o) return "tkp_tree: null pointer argument";
+    cudaStream_t s = (cudaStream_t)stream;
+    const bool b = dtype == TKP_BF16;
+    if (d_head == 128) return b ? launch_merge<bf16, 128>(n_rows, n_q_heads, part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, s)
+                                : launch_merge<half, 128>(n_rows, n_q_heads, part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, s);
+    return b ? launch_merge<bf16, 64>(n_rows, n_q_heads, part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, s)
+             : launch_merge<half, 64>(n_rows, n_q_heads, part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, s);
+}
