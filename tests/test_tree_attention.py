@@ -237,7 +237,7 @@ def test_tree_arrays_are_frozen():
     (dict(tree="tree"), TypeError, r"tree must be a PagedTree, got str"),
     (dict(backend="cuda"), ValueError, r"backend must be one of \('auto', 'torch', 'tk'\)"),
     (dict(cost=3), TypeError, r"cost must be a CostModel or None"),
-    (dict(backend="tk"), NotImplementedError, r"the TK tree kernel is not written yet \(issue 13\)"),
+    (dict(backend="tk"), ValueError, r"backend='tk' needs CUDA tensors on a Hopper GPU \(sm_90\), got q on cpu"),
 ])
 def test_bad_calls(change, error, match):
     tree, _, _, q = build([-1, 0, 0], [10, 1, 2])
