@@ -10,7 +10,7 @@ from tkprefix import ChunkKVCache
 from tkprefix.bench import peers_tree as pt
 from tkprefix.bench.cases import Case, expand_grid, load_sweep
 from tkprefix.bench.inputs import full_kv, make_inputs, reference_rows, rel_err
-from tkprefix.bench.peers import REGISTRY, SdpaNaive, TkChunkAttn, _tokens, tree_reason
+from tkprefix.bench.peers import REGISTRY, SdpaNaive, TkChunkAttn, TreeAttn, _tokens, tree_reason
 from tkprefix.bench.trees import Tree, chain_tree, generate
 
 SPECS = {
@@ -86,13 +86,22 @@ def test_tree_paths_of_torch_peers_match_reference(name):
     inp = make_inputs(case, "cpu", seed=2)
     rows = list(range(case.batch))
     ref = reference_rows(case, inp, rows)
-    for impl in (SdpaNaive(), TkChunkAttn("torch_chunk_attn", "torch")):
+    for impl in (SdpaNaive(), TkChunkAttn("torch_chunk_attn", "torch"), TreeAttn("torch_tree", "torch")):
         assert tree_reason(impl, case) is None
         p = impl.prepare(case, inp)
         out = p.canonical(p.run())
         assert out.shape == (case.batch, case.q_heads, case.head_dim), impl.name
         assert rel_err(out[rows], ref) < 1e-5, impl.name
         assert p.extra["sharing"] > 0 and p.extra["kv_tokens_read"] >= case.tree.unique_tokens
+
+
+def test_tree_attention_reads_each_node_once_and_tk_tree_gives_a_reason():
+    case = tree_case(SPECS["pruned"])
+    p = REGISTRY["torch_tree"].prepare(case, make_inputs(case, "cpu", seed=3))
+    assert p.extra["kv_tokens_read"] == case.tree.unique_tokens  # ideal sharing
+    assert p.extra["sharing"] == round(case.tree.sharing_ideal, 4)
+    assert REGISTRY["tk_tree"].unavailable_reason(case).startswith("TK backend unavailable")  # no GPU here
+    assert "tree cases" in REGISTRY["torch_tree"].unavailable_reason(LEVEL_CASES[0])
 
 
 def test_level_only_impls_get_a_reason_on_irregular_trees():
