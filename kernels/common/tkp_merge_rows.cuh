@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 namespace tkp {
+namespace {  // internal linkage: each family's translation unit has its own copy (no clash of kernel stubs at link)
 
 template<typename T> __device__ inline T merge_out(float x);
 template<> __device__ inline __nv_bfloat16 merge_out<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
@@ -49,4 +50,5 @@ void merge_rows_kernel(const float *__restrict__ part_o, const float *__restrict
     if (lse_out != nullptr && lane == 0) lse_out[(size_t)seq * hq + qh] = sum > 0.f ? m + logf(sum) : -INFINITY;
 }
 
+}  // namespace
 }  // namespace tkp
