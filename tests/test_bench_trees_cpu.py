@@ -417,3 +417,25 @@ def test_cascade_tree_levels_merge_to_exact_attention(name):
                 o[b] = o[b] * torch.exp(lse[b] - new)[:, None] + ob[0] * torch.exp(lb[0] - new)[:, None]
                 lse[b] = new
     assert rel_err(o, reference_rows(case, inp, list(range(case.batch)))) < 1e-10
+
+
+def test_runner_rows_of_tree_attention(monkeypatch):
+    """The whole run_case path on a tree case (device-only steps stood in for): torch_tree gives a validated ok row
+    with the ideal sharing; tk_tree an 'unavailable' row naming why (no TK backend on this machine)."""
+    from tkprefix.bench import inputs, runner, schema
+
+    monkeypatch.setattr(runner, "make_inputs", lambda case, dev, seed=0: inputs.make_inputs(case, "cpu", seed=seed))
+    monkeypatch.setattr(runner, "_poison_allocator", lambda *a: None)
+    monkeypatch.setattr(runner, "estimate_us", lambda fn: 1.0)
+    monkeypatch.setattr(runner, "time_interleaved", lambda rs, n, fl: {k: [5.0 + i for i in range(n)] for k in rs})
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1 << 40, 1 << 40))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    case = tree_case(SPECS["uneven"], dtype="bfloat16")
+    rows = runner.run_case(case, ["torch_tree", "tk_tree"], [False], None,
+                           {"copy_bw_bytes_per_s": 3e12, "gemm_flops_per_s": 7e14}, log=print, reps=10)
+    ok, tk = rows
+    assert ok["status"] == "ok" and ok["rel_err"] < 1e-2, ok
+    assert ok["kv_tokens_read"] == case.tree.unique_tokens
+    assert tk["status"].startswith("unavailable: TK backend unavailable"), tk
+    for r in rows:
+        schema.validate_row(r)

@@ -772,7 +772,8 @@ class TreeAttn(Impl):
 
     def extra_bytes(self, case: Case) -> int:
         t = case.tree
-        pool = (t.unique_tokens + self.page_size) * case.kv_heads * case.head_dim * 2 * _elem(case)
+        # K and V pools, and PagedTree.from_nodes's transient copies while it builds them (about 3x)
+        pool = 3 * (t.unique_tokens + self.page_size) * case.kv_heads * case.head_dim * 2 * _elem(case)
         partials = t.n_leaves * (t.depth + 2) * case.q_heads * (case.head_dim + 1) * 4  # a few partials per leaf
         return pool + partials
 
