@@ -13,14 +13,17 @@ shared-memory layout and the barriers are only checked by tests/gpu/test_tk_tree
 """
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from test_tree_attention import SPLIT_HARD, build, leaf_paths, preorder_parents
+from tkprefix.reference import attention_with_lse
 
 ROWS_PER_CONSUMER = KV_TILE = 64  # tree.cu
 WARPGROUP_WARPS, WARP_THREADS = 4, 32
@@ -225,3 +228,85 @@ def test_model_checks_can_fail(monkeypatch):
         monkeypatch.setitem(globals(), "kernel_model", broken)
         with pytest.raises(AssertionError):
             check_model(case, nc=1, grid=1)
+
+
+def emulate(q, tree, plan, nc=1, grid=1):
+    """The kernel's arithmetic on the model's traffic, on the CPU: per (unit, row block, warpgroup) a zero-padded 64-row
+    q tile, per KV tile the gathered K/V rows (zero where tok_row is -1), scores masked from `filled` on, the base-2
+    online softmax of tkp_softmax.cuh with P rounded to q's dtype for P V, the finish (o / sum, lse = max * scale *
+    ln 2 + ln sum), then merge_rows_kernel's LSE merge. Returns o (q's dtype) and lse (float32)."""
+    hkv, page_size, d = tree.kv_heads, tree.page_size, q.shape[2]
+    hq, group = q.shape[1], q.shape[1] // tree.kv_heads
+    scale = 1.4426950408889634 / d ** 0.5  # tkp::softmax_scale_log2<D>
+    reads, q_rows, _, lse_writes = kernel_model(plan, hkv, page_size, hq, nc, grid, d)
+    k_rows, v_rows = (p.reshape(-1, d).float() for p in (tree.k_pool, tree.v_pool))
+    dest = {(u, e): (p, qh) for u, e, p, qh in lse_writes}
+    part_o = torch.full((plan.n_partials, hq, d), float("nan"))
+    part_lse = torch.full((plan.n_partials, hq), float("nan"))
+    tiles = defaultdict(list)
+    for u, unit_tiles in reads.items():
+        for rb, wg, tok_row, filled in unit_tiles:
+            tiles[(u, rb, wg)].append((tok_row, filled))
+    for (u, rb, wg), unit_tiles in tiles.items():
+        tile_row0 = rb + wg * ROWS_PER_CONSUMER
+        q_tile = torch.zeros(ROWS_PER_CONSUMER, d)
+        for r in range(ROWS_PER_CONSUMER):
+            if tile_row0 + r in q_rows[u]:
+                q_tile[r] = q[q_rows[u][tile_row0 + r]].float()
+        m, norm, o = torch.full((ROWS_PER_CONSUMER,), float("-inf")), torch.zeros(ROWS_PER_CONSUMER), 0
+        for tok_row, filled in unit_tiles:
+            idx = torch.tensor(tok_row)
+            k = torch.where(idx[:, None] >= 0, k_rows[idx.clamp(min=0)], 0.0)
+            v = torch.where(idx[:, None] >= 0, v_rows[idx.clamp(min=0)], 0.0)
+            att = q_tile @ k.T
+            att[:, filled:] = float("-inf")
+            rescale = m * scale
+            m = torch.maximum(att.max(dim=1).values, m)
+            max_scaled = m * scale
+            att = torch.exp2(att * scale - max_scaled[:, None])
+            rescale = torch.exp2(rescale - max_scaled)
+            norm = norm * rescale + att.sum(dim=1)
+            o = o * rescale[:, None] + att.to(q.dtype).float() @ v
+        o, lse = o / norm[:, None], max_scaled * math.log(2) + torch.log(norm)
+        for r in range(ROWS_PER_CONSUMER):
+            if (u, tile_row0 + r) in dest:
+                prow, qh = dest[(u, tile_row0 + r)]
+                part_o[prow, qh], part_lse[prow, qh] = o[r], lse[r]
+    off, idx = plan.host["leaf_partial_offset"], plan.host["leaf_partial_index"]
+    out, lse_out = torch.empty(q.shape, dtype=q.dtype), torch.empty(q.shape[:2])
+    for r in range(plan.n_rows):  # merge_rows_kernel
+        ls, os_ = part_lse[idx[off[r]:off[r + 1]]], part_o[idx[off[r]:off[r + 1]]]
+        mx = ls.max(dim=0).values
+        w = torch.exp(ls - mx)
+        out[r] = ((w[..., None] * os_).sum(dim=0) / w.sum(dim=0)[:, None]).to(q.dtype)
+        lse_out[r] = mx + torch.log(w.sum(dim=0))
+    return out, lse_out
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.bfloat16, 2e-2), (torch.float16, 4e-3)])
+@pytest.mark.parametrize("nc, page_size, packed", [(1, 3, True), (2, 16, False), (1, 1, True)])
+def test_emulated_kernel_matches_float64(dtype, tol, nc, page_size, packed):
+    """The kernel's arithmetic over its modelled traffic equals float64 attention over each leaf's path, with every
+    pool slot no node owns holding NaN (the tolerances of tests/gpu/test_tk_tree.py)."""
+    parents, lengths = [-1, 0, 1, 1, 0, 4, 4, 4], [70, 1, 5, 64, 2, 130, 1, 9]
+    tree, ks, vs, q = build(parents, lengths, kv_heads=2, group=3, page_size=page_size, packed=packed, dtype=dtype,
+                            dim=64)
+    for pool in (tree.k_pool, tree.v_pool):  # NaN in every slot no node owns
+        owned = torch.zeros(pool.shape[0], page_size, dtype=torch.bool)
+        for i, n in enumerate(tree.lengths.tolist()):
+            pos = tree.first_slot[i] + np.arange(n)
+            owned[torch.from_numpy(tree.page_table[tree.node_page_offset[i] + pos // page_size]),
+                  torch.from_numpy(pos % page_size)] = True
+        pool.transpose(1, 2)[~owned] = float("nan")
+    plan = tree.plan(q.shape[1], SPLIT_HARD)
+    o, lse = emulate(q, tree, plan, nc=nc, grid=3)
+    ref_o, ref_lse = [], []
+    for r, path in enumerate(leaf_paths(parents)):
+        k, v = (torch.cat([x[i] for i in path]).double()[None] for x in (ks, vs))
+        a, b = attention_with_lse(q[r:r + 1].double()[None], k, v)
+        ref_o.append(a[0, 0])
+        ref_lse.append(b[0, 0])
+    ref_o, ref_lse = torch.stack(ref_o), torch.stack(ref_lse)
+    assert torch.isfinite(o).all()
+    assert float((o.double() - ref_o).norm() / ref_o.norm()) < tol
+    assert float((lse.double() - ref_lse).abs().max()) < 1e-2
