@@ -310,3 +310,19 @@ def test_emulated_kernel_matches_float64(dtype, tol, nc, page_size, packed):
     assert torch.isfinite(o).all()
     assert float((o.double() - ref_o).norm() / ref_o.norm()) < tol
     assert float((lse.double() - ref_lse).abs().max()) < 1e-2
+
+
+def test_wrapper_rejects_a_plan_that_does_not_fit():
+    """tk_tree checks the plan against q and the tree before anything reaches the kernel (on the CPU too)."""
+    from tkprefix import tk_tree
+
+    tree, _, _, q = build([-1, 0, 0], [10, 1, 2], kv_heads=2, group=2)
+    other, *_ = build([-1, 0, 0], [10, 1, 2], kv_heads=2, group=2)
+    with pytest.raises(ValueError, match="plan must be a plan of this tree"):
+        tk_tree.tree_attention(q, tree, other.plan(4))
+    with pytest.raises(ValueError, match=r"q must be \(n_rows=2, plan.group \* tree.kv_heads=2, D\)"):
+        tk_tree.tree_attention(q, tree, tree.plan(2))
+    with pytest.raises(TypeError, match="plan must be a TreePlan"):
+        tk_tree.tree_attention(q, tree, None)
+    with pytest.raises(ValueError, match="q must be a CUDA tensor"):
+        tk_tree.tree_attention(q, tree, tree.plan(4))

@@ -57,6 +57,17 @@ def _check(q: torch.Tensor, tree: PagedTree) -> None:
             raise ValueError(f"tree.{name} must be 16-byte aligned (the kernel reads K/V rows with 16-byte loads)")
 
 
+def _check_plan(q: torch.Tensor, tree: PagedTree, plan: TreePlan) -> None:
+    """The kernel trusts the plan's indices: a plan of another tree or head count would read or write out of bounds."""
+    if not isinstance(plan, TreePlan):
+        raise TypeError(f"plan must be a TreePlan (tree.plan(q_heads)), got {type(plan).__name__}")
+    if plan.host["page_table"] is not tree.page_table:
+        raise ValueError("plan must be a plan of this tree (tree.plan(q_heads)): its page table is another tree's")
+    if q.ndim != 3 or q.shape[0] != plan.n_rows or q.shape[1] != plan.group * tree.kv_heads:
+        raise ValueError(f"q must be (n_rows={plan.n_rows}, plan.group * tree.kv_heads="
+                         f"{plan.group * tree.kv_heads}, D), as the plan was built for, got {tuple(q.shape)}")
+
+
 def consumers_for(plan: TreePlan) -> int:
     """Consumer warpgroups per block: 2 (128 stacked rows per pass) when some item has more than 64 stacked rows,
     else 1 (64 rows, two blocks per SM)."""
@@ -72,6 +83,7 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
     consumers: 1 or 2 consumer warpgroups (None: `consumers_for(plan)`); max_blocks: grid cap (0: persistent, as many
     blocks as fit). poison: tests only -- fill the partial and output buffers with this value first, so that an
     unwritten row shows."""
+    _check_plan(q, tree, plan)
     _check(q, tree)
     if consumers is None:
         consumers = consumers_for(plan)
