@@ -83,7 +83,7 @@ def running(run: Path, since: float = 0.0) -> list[str]:
             if p.stat().st_mtime < since:
                 continue
             names.append(base64.urlsafe_b64decode(p.name).decode())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, FileNotFoundError):  # not a marker; or its job ended after glob
             continue
     return sorted(names)
 
