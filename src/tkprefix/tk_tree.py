@@ -69,9 +69,9 @@ def _check_plan(q: torch.Tensor, tree: PagedTree, plan: TreePlan) -> None:
 
 
 def consumers_for(plan: TreePlan) -> int:
-    """Consumer warpgroups per block: 2 (128 stacked rows per pass) when some item has more than 64 stacked rows,
-    else 1 (64 rows, two blocks per SM)."""
-    return 2 if plan.max_item_rows * plan.group > ROWS_PER_CONSUMER else 1
+    """Consumer warpgroups per block of the MMA kernel: 2 (128 stacked rows per pass) when some MMA item has more than
+    64 stacked rows, else 1 (64 rows, two blocks per SM)."""
+    return 2 if plan.max_mma_rows * plan.group > ROWS_PER_CONSUMER else 1
 
 
 def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse: bool = False,
@@ -107,6 +107,6 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
     ext = ops()
     ext.tree_attend(q, tree.k_pool, tree.v_pool, plan.item_row_start, plan.item_row_end, plan.item_seg_offset,
                     plan.item_partial_offset, plan.seg_page, plan.seg_slot, plan.seg_len, plan.page_table, part_o,
-                    part_lse, consumers, stream, max_blocks)
+                    part_lse, plan.n_mma_items, consumers, stream, max_blocks)
     ext.tree_merge(part_o, part_lse, plan.leaf_partial_offset, plan.leaf_partial_index, out, lse, stream)
     return (out, lse) if return_lse else out

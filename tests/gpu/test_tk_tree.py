@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_tree_attention import SPLIT_HARD, leaf_paths, preorder_parents
+from test_tree_attention import DECODE_ALL, SPLIT_HARD, leaf_paths, preorder_parents
 from tkprefix import CostModel, PagedTree, tree_attention
 from tkprefix.bench.trees import generate
 from tkprefix.reference import attention_with_lse
@@ -124,7 +124,7 @@ def test_random_trees(seed, dim, dtype):
     rng = random.Random(2000 + seed)
     parents, lengths = random_case(rng)
     kv_heads, group = rng.choice([(1, 1), (2, 1), (1, 2), (2, 3), (2, 4), (1, 8), (4, 8)])
-    _, plan, _, err = run_checked(parents, lengths, cost=rng.choice([None, SPLIT_HARD]), kv_heads=kv_heads,
+    _, plan, _, err = run_checked(parents, lengths, cost=rng.choice([None, SPLIT_HARD, DECODE_ALL]), kv_heads=kv_heads,
                                   group=group, page_size=rng.choice([1, 3, 16, 64]), packed=rng.random() < 0.7,
                                   dtype=dtype, dim=dim, seed=seed, consumers=rng.choice([None, 1, 2]),
                                   max_blocks=rng.choice([0, 0, 1, 7]))
@@ -155,6 +155,30 @@ def test_wide_item_loops_over_row_blocks(consumers):
 
 
 @gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dim", [128, 64])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 9])
+def test_decode_kernel_row_groups_and_odd_lengths(rows, dim, dtype):
+    """Every item on the decode kernel (DECODE_ALL): 1-9 stacked rows per item (row groups of 2, the last one
+    partial), token counts 1 and odd, pieces of 64 tokens crossing node and page borders, page size 3."""
+    parents = preorder_parents([0, 1, 2, 2, 1, 2] + [1] * rows)  # = [-1, 0, 1, 1, 0, 4] + [0] * rows
+    lengths = [131, 1, 7, 64, 3, 257] + [1 + 2 * i for i in range(rows)]
+    _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL,
+                                kv_heads=2, group=1 + rows % 3, page_size=3, dtype=dtype, dim=dim, seed=rows)
+    assert plan.n_mma_items == 0 and plan.n_items > len(parents)
+
+
+@gpu
+def test_decode_and_mma_items_in_one_launch():
+    """The default cost model: the root (8 x 4 stacked rows) on the wgmma kernel, the leaves (4 rows) on the
+    decode kernel, in one tree_attend call."""
+    parents = [-1] + [0] * 8
+    lengths = [1000] + [1, 2, 63, 64, 65, 129, 300, 511]
+    _, plan, _, _ = run_checked(parents, lengths, kv_heads=2, group=4, page_size=16, seed=21)
+    assert 0 < plan.n_mma_items < plan.n_items
+
+
+@gpu
 @pytest.mark.parametrize("packed", [True, False])
 def test_long_chain_split_across_node_borders(packed):
     run_checked(list(range(-1, 9)), [1, 37, 2, 64, 1, 99, 3, 1, 50, 7], cost=SPLIT_HARD, group=1, packed=packed,
@@ -168,6 +192,7 @@ def test_sanitizer_small_cases():
     run_checked([-1, 0, 1], [1, 1, 1], kv_heads=1, group=1, page_size=1, dtype=torch.float16, dim=64, seed=2)
     run_checked(list(range(-1, 5)), [17, 1, 64, 3, 130, 9], cost=SPLIT_HARD, kv_heads=2, group=2, page_size=3,
                 consumers=2, max_blocks=3, seed=3)
+    run_checked([-1, 0, 0, 2, 2], [70, 1, 9, 3, 130], cost=DECODE_ALL, kv_heads=2, group=3, page_size=3, seed=4)
 
 
 @gpu
