@@ -25,8 +25,11 @@ template<typename T, int D> struct decode_layout {
     static constexpr int MIN_BLOCKS = 4;      // 16 warps per SM: <= 128 registers (no spills at ROWS 2)
 };
 
+__device__ static inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ static inline float to_float(__half x) { return __half2float(x); }
+
 template<typename T> __device__ static inline float elem(const uint4 &raw, int i) {
-    return static_cast<float>(reinterpret_cast<const T *>(&raw)[i]);
+    return to_float(reinterpret_cast<const T *>(&raw)[i]);  // torch builds with __CUDA_NO_*_CONVERSIONS__
 }
 
 template<typename T> __device__ static inline void load8(const T *p, float (&f)[8]) {
