@@ -8,7 +8,7 @@
 //
 // No producer warp and no TMA: every thread of the block is a consumer, and each KV tile is GATHERED token by token
 // through the page table with 16-byte cp.async copies, so a node may start and end anywhere inside a page of any size
-// and a tile may span several segments and pages. The tiles run through a ring of STAGES shared K/V buffers (two):
+// and a tile may span several segments and pages. The tiles run through a ring of STAGES shared K/V buffers (2 or 3):
 //   resolve: every thread walks the segment cursor; warp 0 writes the tile's 64 pool rows (tok_row) into shared
 //            memory, STAGES tiles ahead of the one computed;
 //   issue:   every thread starts cp.async copies of K and V rows into the swizzled buffer of tile t + STAGES - 1
@@ -46,9 +46,11 @@ template<typename T, int D, int NC> struct tree_layout {
     using row_vec = typename att_fl::col_vec;  // one value per stacked row
     static constexpr int THREADS = NC * WARPGROUP_THREADS;
     static constexpr int MIN_BLOCKS = (NC == 1) ? 2 : 1;
-    static constexpr int STAGES = 2;           // K/V buffer pairs in the ring (tile t + 1 loads while t computes)
+    // K/V buffer pairs in the ring: tiles t + 1 .. t + STAGES - 1 load while t computes. Three, except one warpgroup
+    // at D = 128, where three (~113 KB) would leave room for only one block per SM instead of MIN_BLOCKS = 2.
+    static constexpr int STAGES = (NC == 1 && D == 128) ? 2 : 3;
     // q tiles + STAGES (K, V) tile pairs + swizzle alignment; D = 128: NC = 1 ~81 KB (2 blocks fit in 227 KB),
-    // NC = 2 ~97 KB (the static tok_row ring adds STAGES * 512 bytes)
+    // NC = 2 ~129 KB (one block: its registers allow no second); the static tok_row ring adds STAGES * 512 bytes
     static constexpr size_t SMEM = NC * sizeof(q_tile) + 2 * STAGES * sizeof(kv_tile) + 1024;
 
     struct globals {
