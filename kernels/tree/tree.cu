@@ -6,12 +6,19 @@
 // each); for each such row block the item's KV segments are streamed in 64-token tiles with an online softmax, and
 // each stacked row writes one fp32 (o, lse) partial row.
 //
-// This first version favours correctness over speed: every thread of the block is a consumer, and the KV tile is
-// GATHERED token by token through the page table with 16-byte loads (no TMA, no producer warp, no pipelining), so a
-// node may start and end anywhere inside a page of any size and a tile may span several segments and pages. Per
-// tile: warp 0 resolves the tile's 64 token addresses (pool rows) into shared memory, every thread copies K and V rows
-// into the swizzled tiles (rows past the item's last token are zeroed, and their scores set to -inf), then the
-// active warpgroups run Q K^T, the softmax step and P V. Three block barriers per tile keep the single buffer safe.
+// No producer warp and no TMA: every thread of the block is a consumer, and each KV tile is GATHERED token by token
+// through the page table with 16-byte cp.async copies, so a node may start and end anywhere inside a page of any size
+// and a tile may span several segments and pages. The tiles run through a ring of STAGES shared K/V buffers (2 or 3):
+//   resolve: every thread walks the segment cursor; warp 0 writes the tile's 64 pool rows (tok_row) into shared
+//            memory, STAGES tiles ahead of the one computed;
+//   issue:   every thread starts cp.async copies of K and V rows into the swizzled buffer of tile t + STAGES - 1
+//            (rows without a token: src_bytes = 0 zero-fills them, and their scores are set to -inf);
+//   compute: the active warpgroups run Q K^T, the softmax step and P V on tile t while those copies fly (warp 0
+//            first resolves tile t + STAGES: its page-table lookups delay its own warpgroup's wgmmas, not the copies).
+// One block barrier per tile (plus one per row block, once its first tiles are resolved), after cp.async.wait_group
+// + fence.proxy.async (the copies write through the generic proxy, wgmma reads through the async one); it also orders
+// every wgmma of tile t - 1 before its buffer is refilled, and warp 0's tok_row writes before they are read.
+// Compile-checked only: the pipelined version has not run on a GPU (the gathered single-buffer version before it did).
 //
 // merge: kernels/common/tkp_merge_rows.cuh over the plan's per-leaf CSR (leaf_partial_offset / leaf_partial_index).
 #include "kittens.cuh"
@@ -39,7 +46,12 @@ template<typename T, int D, int NC> struct tree_layout {
     using row_vec = typename att_fl::col_vec;  // one value per stacked row
     static constexpr int THREADS = NC * WARPGROUP_THREADS;
     static constexpr int MIN_BLOCKS = (NC == 1) ? 2 : 1;
-    static constexpr size_t SMEM = NC * sizeof(q_tile) + 2 * sizeof(kv_tile) + 1024;  // + swizzle alignment
+    // K/V buffer pairs in the ring: tiles t + 1 .. t + STAGES - 1 load while t computes. Three, except one warpgroup
+    // at D = 128, where three (~113 KB) would leave room for only one block per SM instead of MIN_BLOCKS = 2.
+    static constexpr int STAGES = (NC == 1 && D == 128) ? 2 : 3;
+    // q tiles + STAGES (K, V) tile pairs + swizzle alignment; D = 128: NC = 1 ~81 KB (2 blocks fit in 227 KB),
+    // NC = 2 ~129 KB (one block: its registers allow no second); the static tok_row ring adds STAGES * 512 bytes
+    static constexpr size_t SMEM = NC * sizeof(q_tile) + 2 * STAGES * sizeof(kv_tile) + 1024;
 
     struct globals {
         const T *q;                        // (n_rows, hq, D)
@@ -58,24 +70,31 @@ __device__ static inline void st_shared_v4(uint32_t dst, uint4 v) {
     asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" :: "r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
+// 16-byte global -> shared copy; src_bytes = 0 reads nothing and zero-fills the 16 bytes
+__device__ static inline void cp_async_16(uint32_t dst, const void *src, uint32_t src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ static inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template<int N> __device__ static inline void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory"); }
+
 template<typename T, int D, int NC>
 __global__ __launch_bounds__(tree_layout<T, D, NC>::THREADS, tree_layout<T, D, NC>::MIN_BLOCKS)
 void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::globals g) {
     using L = tree_layout<T, D, NC>;
     extern __shared__ int __shm[];
     tma_swizzle_allocator al((int*)&__shm[0]);
+    constexpr int S = L::STAGES;
     typename L::q_tile  (&q_smem)[NC] = al.allocate<typename L::q_tile, NC>();
-    typename L::kv_tile &k_smem = al.allocate<typename L::kv_tile>();
-    typename L::kv_tile &v_smem = al.allocate<typename L::kv_tile>();
-    __shared__ long long tok_row[KV_TILE];  // pool row ((page * hkv + h) * page_size + slot) of each tile token; -1: none
+    typename L::kv_tile (&k_smem)[S]  = al.allocate<typename L::kv_tile, S>();
+    typename L::kv_tile (&v_smem)[S]  = al.allocate<typename L::kv_tile, S>();
+    __shared__ long long tok_row[S][KV_TILE];  // per stage: pool row ((page * hkv + h) * page_size + slot) of each
+                                               // tile token; -1: none
 
     constexpr int VECS_PER_ROW = D / 8;     // 16-byte vectors per row
     constexpr float SCALE = tkp::softmax_scale_log2<D>();
     const int warpid = kittens::warpid(), wg = warpid / WARPGROUP_WARPS, lane = laneid();
     const int tid = threadIdx.x % WARPGROUP_THREADS;  // thread within the warpgroup
     const uint32_t q_base = static_cast<uint32_t>(__cvta_generic_to_shared(&q_smem[wg].data[0]));
-    const uint32_t k_base = static_cast<uint32_t>(__cvta_generic_to_shared(&k_smem.data[0]));
-    const uint32_t v_base = static_cast<uint32_t>(__cvta_generic_to_shared(&v_smem.data[0]));
     const int n_units = g.n_items * g.hkv;
 
     // Every loop bound below depends only on the unit and the plan, so all threads of the block run the same
@@ -92,8 +111,8 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
             const int my_rows = min(ROWS_PER_CONSUMER, n_stacked - tile_row0);  // <= 0: idle in this row block
             const bool active = my_rows > 0;
 
-            // gather this warpgroup's query rows (rows past my_rows are zero: finite, and never written back). The
-            // previous row block's wgmmas are complete (it ended with a block barrier after mma_async_wait).
+            // gather this warpgroup's query rows (rows past my_rows are zero: finite, and never written back). Only
+            // this warpgroup's wgmmas read q_smem[wg], and its threads waited for them (mma_async_wait).
             if (active) {
                 for (int v = tid; v < ROWS_PER_CONSUMER * VECS_PER_ROW; v += WARPGROUP_THREADS) {
                     const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
@@ -106,19 +125,12 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
                     st_shared_v4(L::q_tile::idx(q_base, {r, c}), val);
                 }
             }
-            // (made visible to wgmma by the fence + barrier after the first KV tile's copy)
+            // (made visible to wgmma by the fence + barrier before the first KV tile's wgmma)
 
-            typename L::att_fl  att;
-            typename L::att_mma att_mma;
-            typename L::o_fl    o_reg;
-            typename L::row_vec max_vec, norm_vec, max_last_scaled, max_scaled;
-            warp::neg_infty(max_vec);
-            warp::zero(norm_vec);
-            warp::zero(o_reg);
-
+            // resolve: the next tile's token addresses into tok_row[stage]; returns its token count (0: no tile
+            // left). Every thread advances the cursor (same values everywhere), warp 0 writes.
             int seg = s_begin, seg_off = 0;  // cursor: next token is token seg_off of segment seg
-            while (seg < s_end) {
-                // ---- resolve the tile's token addresses (every thread advances the cursor; warp 0 writes) ----
+            auto resolve = [&](int stage) -> int {
                 int filled = 0;
                 while (filled < KV_TILE && seg < s_end) {
                     const int len = g.seg_len[seg];
@@ -128,7 +140,7 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
                         for (int j = lane; j < n; j += WARP_THREADS) {
                             const int pos = pos0 + j;
                             const long long page = g.page_table[page0 + pos / g.page_size];
-                            tok_row[filled + j] = (page * g.hkv + h) * g.page_size + pos % g.page_size;
+                            tok_row[stage][filled + j] = (page * g.hkv + h) * g.page_size + pos % g.page_size;
                         }
                     }
                     filled += n;
@@ -136,39 +148,80 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
                     if (seg_off == len) { seg++; seg_off = 0; }
                 }
                 if (warpid == 0) {
-                    for (int j = filled + lane; j < KV_TILE; j += WARP_THREADS) tok_row[j] = -1;
+                    for (int j = filled + lane; j < KV_TILE; j += WARP_THREADS) tok_row[stage][j] = -1;
                 }
-                __syncthreads();  // tok_row written; the previous tile's wgmmas are done (barrier at the loop end)
-
-                // ---- gather K and V rows into the swizzled tiles (rows without a token: zero) ----
+                return filled;
+            };
+            // issue: cp.async copies of the K and V rows listed in tok_row[stage] into the stage's swizzled tiles
+            auto issue = [&](int stage) {
+                const uint32_t k_base = static_cast<uint32_t>(__cvta_generic_to_shared(&k_smem[stage].data[0]));
+                const uint32_t v_base = static_cast<uint32_t>(__cvta_generic_to_shared(&v_smem[stage].data[0]));
                 for (int v = threadIdx.x; v < KV_TILE * VECS_PER_ROW; v += L::THREADS) {
                     const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
-                    const long long row = tok_row[r];
-                    uint4 kk = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-                    if (row >= 0) {
-                        kk = *reinterpret_cast<const uint4*>(g.k + row * D + c);
-                        vv = *reinterpret_cast<const uint4*>(g.v + row * D + c);
-                    }
-                    st_shared_v4(L::kv_tile::idx(k_base, {r, c}), kk);
-                    st_shared_v4(L::kv_tile::idx(v_base, {r, c}), vv);
+                    const long long row = tok_row[stage][r];
+                    const long long off = row >= 0 ? row * D + c : 0;  // no token: a valid address, nothing read
+                    const uint32_t bytes = row >= 0 ? 16 : 0;
+                    cp_async_16(L::kv_tile::idx(k_base, {r, c}), g.k + off, bytes);
+                    cp_async_16(L::kv_tile::idx(v_base, {r, c}), g.v + off, bytes);
                 }
-                fence_async_shared();  // generic stores (q, K, V) -> wgmma (async proxy)
-                __syncthreads();
+            };
 
+            typename L::att_fl  att;
+            typename L::att_mma att_mma;
+            typename L::o_fl    o_reg;
+            typename L::row_vec max_vec, norm_vec, max_last_scaled, max_scaled;
+            warp::neg_infty(max_vec);
+            warp::zero(norm_vec);
+            warp::zero(o_reg);
+
+            // Pipeline over the tiles t = 0, 1, ...: tile t lives in stage t % S; filled[i] is the token count of
+            // tile t + i (0: past the item's end), resolved S tiles ahead of the computed one, copied S - 1 ahead.
+            int filled[S];
+            #pragma unroll
+            for (int i = 0; i < S; i++) filled[i] = resolve(i);
+            // tok_row[0 .. S-1] written; every wgmma of the previous row block is done (each thread waited for its
+            // warpgroup's before arriving), so every K/V stage may be refilled
+            __syncthreads();
+            #pragma unroll
+            for (int i = 0; i < S - 1; i++) {
+                if (filled[i] > 0) issue(i);
+                cp_async_commit();  // one group per tile, empty past the end, so wait_group<S - 2> always means tile t
+            }
+
+            int stage = 0;  // stage of tile t
+            while (filled[0] > 0) {  // same value in every thread
+                cp_async_wait<S - 2>();  // this thread's copies of tile t landed (tiles t+1 .. t+S-2 may fly)
+                fence_async_shared();    // its cp.async (and q) writes -> wgmma (async proxy)
+                // every thread's copies of tile t landed; every wgmma of tile t - 1 is done, so its stage
+                // (t + S - 1) % S may be refilled; warp 0's tok_row writes for tile t + S - 1 are visible
+                __syncthreads();
+                const int fill_stage = stage == 0 ? S - 1 : stage - 1;  // (t + S - 1) % S
+                if (filled[S - 1] > 0) issue(fill_stage);
+                cp_async_commit();
+
+                // tile t + S into tok_row[stage] (tok_row[stage] was last read by tile t's issue, before the barrier
+                // above, and is next read by its issue after the next barrier). Here, not inside the Q K^T wgmma:
+                // warp 0's divergent lookups there make ptxas serialize the wgmmas (C7518). With NC = 2 the other
+                // warpgroup's wgmmas overlap them.
+                const int next_filled = resolve(stage);
+                const int cur_filled = filled[0];
                 if (active) {
-                    warpgroup::mm_ABt(att, q_smem[wg], k_smem);
+                    warpgroup::mm_ABt(att, q_smem[wg], k_smem[stage]);
                     warp::mul(max_last_scaled, max_vec, SCALE);
                     warpgroup::mma_async_wait();
-                    if (filled < KV_TILE) warp::right_fill(att, att, filled, base_types::constants<float>::neg_infty());
+                    if (cur_filled < KV_TILE) warp::right_fill(att, att, cur_filled, base_types::constants<float>::neg_infty());
 
                     tkp::online_softmax_step(att, max_vec, norm_vec, max_last_scaled, max_scaled, SCALE);
                     warp::copy(att_mma, att);
                     warp::mul_row(o_reg, o_reg, max_last_scaled);
 
-                    warpgroup::mma_AB(o_reg, att_mma, v_smem);
-                    warpgroup::mma_async_wait();
+                    warpgroup::mma_AB(o_reg, att_mma, v_smem[stage]);
+                    warpgroup::mma_async_wait();  // before the next barrier: the stage may then be refilled
                 }
-                __syncthreads();  // every wgmma of this tile is done before tok_row, K, V (and q) are rewritten
+                #pragma unroll
+                for (int i = 0; i < S - 1; i++) filled[i] = filled[i + 1];
+                filled[S - 1] = next_filled;
+                stage = stage == S - 1 ? 0 : stage + 1;
             }
 
             if (!active) continue;

@@ -193,6 +193,12 @@ def test_sanitizer_small_cases():
     run_checked(list(range(-1, 5)), [17, 1, 64, 3, 130, 9], cost=SPLIT_HARD, kv_heads=2, group=2, page_size=3,
                 consumers=2, max_blocks=3, seed=3)
     run_checked([-1, 0, 0, 2, 2], [70, 1, 9, 3, 130], cost=DECODE_ALL, kv_heads=2, group=3, page_size=3, seed=4)
+    # the KV pipeline's hand-overs on one block: a 5-tile item (the 2- and 3-stage rings wrap) of 160 stacked rows
+    # (3 row blocks of 1 warpgroup; 2 of 2, the second with an idle warpgroup), then 40 one-tile items (all on the
+    # wgmma kernel: decode_rows=0)
+    for consumers, dim in ((1, 128), (2, 128), (1, 64)):
+        run_checked([-1] + [0] * 40, [300] + [1 + i % 3 for i in range(40)], cost=CostModel(decode_rows=0),
+                    kv_heads=1, group=4, page_size=16, dim=dim, consumers=consumers, max_blocks=1, seed=4)
 
 
 @gpu
