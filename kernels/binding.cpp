@@ -237,15 +237,16 @@ void chunk_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at:
 // ============================================================================================ [tree]
 // Shapes and meaning: kernels/tree/launch_tree.h; the plan tensors are a TreePlan's (src/tkprefix/tree_plan.py).
 //   tree_attend(q, k_pool, v_pool, item_row_start, item_row_end, item_seg_offset, item_partial_offset, seg_page,
-//               seg_slot, seg_len, page_table, part_o, part_lse, n_mma_items, consumers, stream, max_blocks=0)
-//               -> None   (items [0, n_mma_items) on the wgmma kernel, the rest on the decode kernel)
+//               seg_slot, seg_len, page_table, part_o, part_lse, n_mma_items, decode_pass_rows, consumers, stream,
+//               max_blocks=0) -> None   (items [0, n_mma_items) on the wgmma kernel, the rest on the decode kernel)
 //   tree_merge(part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, stream) -> None   (lse may be None)
 #ifdef TKP_FAMILY_TREE
 void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor &v_pool,
                  const at::Tensor &item_row_start, const at::Tensor &item_row_end, const at::Tensor &item_seg_offset,
                  const at::Tensor &item_partial_offset, const at::Tensor &seg_page, const at::Tensor &seg_slot,
                  const at::Tensor &seg_len, const at::Tensor &page_table, const at::Tensor &part_o,
-                 const at::Tensor &part_lse, int64_t n_mma_items, int64_t consumers, int64_t stream,
+                 const at::Tensor &part_lse, int64_t n_mma_items, int64_t decode_pass_rows, int64_t consumers,
+                 int64_t stream,
                  int64_t max_blocks) {
     check(q, "q", q.scalar_type(), 3);
     const int dt = chunk_dtype(q, "q");
@@ -275,7 +276,7 @@ void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor
                              (int)k_pool.size(0), (int)hkv, (int)k_pool.size(2), (int)hq,
                              ids_ptr(item_row_start, "item_row_start"), ids_ptr(item_row_end, "item_row_end"),
                              ids_ptr(item_seg_offset, "item_seg_offset"),
-                             ids_ptr(item_partial_offset, "item_partial_offset"), (int)n_items, (int)n_mma_items,
+                             ids_ptr(item_partial_offset, "item_partial_offset"), (int)n_items, (int)n_mma_items, (int)decode_pass_rows,
                              ids_ptr(seg_page, "seg_page"), ids_ptr(seg_slot, "seg_slot"), ids_ptr(seg_len, "seg_len"),
                              ids_ptr(page_table, "page_table"), part_o.data_ptr<float>(), part_lse.data_ptr<float>(),
                              (int)max_blocks, reinterpret_cast<void *>(stream)));
@@ -343,7 +344,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           py::arg("q"), py::arg("k_pool"), py::arg("v_pool"), py::arg("item_row_start"), py::arg("item_row_end"),
           py::arg("item_seg_offset"), py::arg("item_partial_offset"), py::arg("seg_page"), py::arg("seg_slot"),
           py::arg("seg_len"), py::arg("page_table"), py::arg("part_o"), py::arg("part_lse"), py::arg("n_mma_items"),
-          py::arg("consumers"),
+          py::arg("decode_pass_rows"), py::arg("consumers"),
           py::arg("stream"), py::arg("max_blocks") = 0);
     m.def("tree_merge", &tree_merge, "tree attention: LSE merge of each leaf row's partials into o",
           py::arg("part_o"), py::arg("part_lse"), py::arg("leaf_partial_offset"), py::arg("leaf_partial_index"),

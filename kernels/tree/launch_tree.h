@@ -7,7 +7,8 @@
 // Pool: k_pool, v_pool (n_pages, n_kv_heads, page_size, d_head) of dtype, contiguous; q (n_rows, n_q_heads, d_head).
 // Work: unit u = (item u / n_kv_heads, kv-head h = u % n_kv_heads), items in the plan's order: items
 //   [0, n_mma_items) run on the persistent wgmma kernel (descending cost), items [n_mma_items, n_items) on the decode
-//   kernel (a warp per unit, for items of a few stacked rows; any row count is correct, in groups of 2 rows).
+//   kernel (a warp per unit, for items of a few stacked rows; any row count is correct, in groups of
+//   decode_pass_rows = 1 or 2 rows: 1 unrolls deeper, for plans whose decode items all have one stacked row).
 //   item i: leaf rows [item_row_start[i], item_row_end[i]); its stacked query rows are e = 0 .. (rows * G) - 1,
 //           e -> (leaf row item_row_start[i] + e / G, q-head h * G + e % G), G = n_q_heads / n_kv_heads;
 //           its keys are the tokens of segments item_seg_offset[i] .. item_seg_offset[i + 1] - 1 in order;
@@ -34,7 +35,7 @@ const char *tkp_tree_attend(int dtype, int d_head, int consumers,
                             int n_pages, int n_kv_heads, int page_size, int n_q_heads,
                             const int32_t *item_row_start, const int32_t *item_row_end,
                             const int32_t *item_seg_offset, const int32_t *item_partial_offset, int n_items,
-                            int n_mma_items, const int32_t *seg_page, const int32_t *seg_slot, const int32_t *seg_len,
+                            int n_mma_items, int decode_pass_rows, const int32_t *seg_page, const int32_t *seg_slot, const int32_t *seg_len,
                             const int32_t *page_table, float *part_o, float *part_lse, int max_blocks,
                             void *stream);
 

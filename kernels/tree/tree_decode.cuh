@@ -6,7 +6,8 @@
 // one block per SM cannot hide a gather's latency on thousands of tiny units). A token's D-vector is spread over
 // LPT = D / 8 lanes (16-byte loads), so a warp reads TPS = 32 / LPT tokens per step, UNROLL steps at a time; each
 // lane group of LPT lanes keeps its own online softmax per stacked row, and the groups merge by shuffles at the end.
-// Up to ROWS stacked rows are held in registers at once; an item with more loops over row groups (re-reading its KV).
+// ROWS (1 or 2: the launcher picks 1 when every decode item has one stacked row, for deeper unrolling) stacked rows
+// are held in registers at once; an item with more loops over row groups (re-reading its KV).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -14,15 +15,16 @@
 
 namespace tkprefix_tree {
 
-template<typename T, int D> struct decode_layout {
+template<typename T, int D, int ROWS_> struct decode_layout {
     static_assert(D == 64 || D == 128, "d_head must be 64 or 128");
-    static constexpr int ROWS = 2;            // stacked rows held in registers at once
+    static_assert(ROWS_ == 1 || ROWS_ == 2, "1 or 2 stacked rows per pass");
+    static constexpr int ROWS = ROWS_;        // stacked rows held in registers at once
     static constexpr int LPT = D / 8;         // lanes per token (8 elements = 16 bytes each)
     static constexpr int TPS = 32 / LPT;      // tokens per warp step
-    static constexpr int UNROLL = 4;          // steps whose loads are issued together
+    static constexpr int UNROLL = 8 / ROWS;   // steps whose loads are issued together (the registers one row frees)
     static constexpr int WARPS = 4;           // warps (units) per block
     static constexpr int THREADS = WARPS * 32;
-    static constexpr int MIN_BLOCKS = 4;      // 16 warps per SM: <= 128 registers (no spills at ROWS 2)
+    static constexpr int MIN_BLOCKS = 4;      // 16 warps per SM: <= 128 registers (no spills)
 };
 
 __device__ static inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -38,10 +40,10 @@ template<typename T> __device__ static inline void load8(const T *p, float (&f)[
     for (int i = 0; i < 8; i++) f[i] = elem<T>(raw, i);
 }
 
-template<typename T, int D>
-__global__ __launch_bounds__(decode_layout<T, D>::THREADS, decode_layout<T, D>::MIN_BLOCKS)
+template<typename T, int D, int ROWS>
+__global__ __launch_bounds__(decode_layout<T, D, ROWS>::THREADS, decode_layout<T, D, ROWS>::MIN_BLOCKS)
 void tree_decode_kernel(const __grid_constant__ typename tree_layout<T, D, 1>::globals g, int item0) {
-    using L = decode_layout<T, D>;
+    using L = decode_layout<T, D, ROWS>;
     constexpr int R = L::ROWS, LPT = L::LPT, TPS = L::TPS, U = L::UNROLL;
     constexpr float SCALE = tkp::softmax_scale_log2<D>();
     const int lane = threadIdx.x % 32;

@@ -1,9 +1,11 @@
 """`backend="tk"` tree attention: the ThunderKittens kernels of kernels/tree/ executing a `TreePlan` over a `PagedTree`.
 
-One decode step is two launches and no host sync: ``tree_attend`` (a persistent grid over the plan's (item, kv-head)
-units, in the plan's cost order: each unit's stacked query rows against its KV segments, read in place through the
-page table, into fp32 (o, lse) partial rows) and ``tree_merge`` (the LSE merge of each leaf row's partials, written
-in q's dtype). The plan's int32 tensors are passed as they are: nothing is derived per step.
+One decode step is three launches and no host sync: ``tree_attend`` runs the plan's MMA items (a persistent wgmma
+grid over (item, kv-head) units, in the plan's cost order) and, concurrently on a second stream, its decode items (a
+warp per unit: leaves and nodes of a few stacked rows); each unit's stacked query rows against its KV segments, read
+in place through the page table, into fp32 (o, lse) partial rows; then ``tree_merge`` (the LSE merge of each leaf
+row's partials, written in q's dtype). The plan's int32 tensors are passed as they are (sliced views): nothing is
+derived per step.
 
 Status: compile-checked for sm_90a only, never run on a GPU (docs/design.md, "Tree attention");
 tests/gpu/test_tk_tree.py is the check to run first.
@@ -74,14 +76,26 @@ def consumers_for(plan: TreePlan) -> int:
     return 2 if plan.max_mma_rows * plan.group > ROWS_PER_CONSUMER else 1
 
 
+_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One extra stream per device for the decode kernel, created once (a new stream per call would leak)."""
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[device]
+
+
 def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse: bool = False,
-                   consumers: int | None = None, max_blocks: int = 0, poison: float | None = None):
+                   consumers: int | None = None, max_blocks: int = 0, poison: float | None = None,
+                   overlap: bool = True):
     """One decode step on a Hopper GPU: q (n_leaves, Hq, D) (checked by `tkprefix.tree_attention.tree_attention`) →
     o (n_leaves, Hq, D) in q's dtype (and lse (n_leaves, Hq) float32, natural log, if return_lse). bf16 or fp16,
     D 64 or 128, any page size, any GQA ratio.
 
     consumers: 1 or 2 consumer warpgroups (None: `consumers_for(plan)`); max_blocks: grid cap (0: persistent, as many
-    blocks as fit). poison: tests only -- fill the partial and output buffers with this value first, so that an
+    blocks as fit). overlap: run the wgmma items and the decode items on two streams at once (False: one after the
+    other on the current stream). poison: tests only -- fill the partial and output buffers with this value first, so that an
     unwritten row shows."""
     _check_plan(q, tree, plan)
     _check(q, tree)
@@ -103,10 +117,26 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
         for t in (part_o, part_lse, out, lse):
             if t is not None:
                 t.fill_(poison)
-    stream = torch.cuda.current_stream(q.device).cuda_stream
+    main = torch.cuda.current_stream(q.device)
     ext = ops()
-    ext.tree_attend(q, tree.k_pool, tree.v_pool, plan.item_row_start, plan.item_row_end, plan.item_seg_offset,
-                    plan.item_partial_offset, plan.seg_page, plan.seg_slot, plan.seg_len, plan.page_table, part_o,
-                    part_lse, plan.n_mma_items, consumers, stream, max_blocks)
-    ext.tree_merge(part_o, part_lse, plan.leaf_partial_offset, plan.leaf_partial_index, out, lse, stream)
+    pass_rows = 1 if plan.max_decode_rows * plan.group <= 1 else 2  # 1: the decode kernel unrolls deeper
+
+    def attend(lo: int, hi: int, n_mma: int, stream) -> None:  # items [lo, hi), the first n_mma on the wgmma kernel
+        ext.tree_attend(q, tree.k_pool, tree.v_pool, plan.item_row_start[lo:hi], plan.item_row_end[lo:hi],
+                        plan.item_seg_offset[lo:hi + 1], plan.item_partial_offset[lo:hi], plan.seg_page,
+                        plan.seg_slot, plan.seg_len, plan.page_table, part_o, part_lse, n_mma, pass_rows, consumers,
+                        stream.cuda_stream, max_blocks)
+
+    n, n_mma = plan.n_items, plan.n_mma_items
+    if overlap and 0 < n_mma < n:
+        # the wgmma kernel (one big block per SM) and the decode kernel (small blocks, memory-bound) run concurrently:
+        # decode blocks fill what the wgmma blocks leave of each SM. Fork/join by events, so a CUDA graph captures it.
+        side = _side_stream(q.device)
+        side.wait_stream(main)
+        attend(0, n_mma, n_mma, main)
+        attend(n_mma, n, 0, side)
+        main.wait_stream(side)  # part_o/part_lse are read (and freed) on main only after this
+    else:
+        attend(0, n, n_mma, main)
+    ext.tree_merge(part_o, part_lse, plan.leaf_partial_offset, plan.leaf_partial_index, out, lse, main.cuda_stream)
     return (out, lse) if return_lse else out

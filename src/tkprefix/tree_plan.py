@@ -303,6 +303,7 @@ class TreePlan:
     n_rows: int
     max_item_rows: int
     max_mma_rows: int
+    max_decode_rows: int
     max_item_tokens: int
     max_leaf_partials: int
     kv_tokens_read: int
@@ -381,5 +382,7 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     n_mma = int((~item_decode).sum())
     return TreePlan(**tensors, group=G, n_items=len(order), n_mma_items=n_mma, n_segs=len(cuts),
                     n_partials=n_partials, n_rows=n_rows, max_item_rows=int(n_item_rows.max()),
-                    max_mma_rows=int(n_item_rows[:n_mma].max()) if n_mma else 0, max_item_tokens=int(item_tokens.max()),
+                    max_mma_rows=int(n_item_rows[:n_mma].max()) if n_mma else 0,
+                    max_decode_rows=int(n_item_rows[n_mma:].max()) if n_mma < len(order) else 0,
+                    max_item_tokens=int(item_tokens.max()),
                     max_leaf_partials=int(per_leaf.max()), kv_tokens_read=int(seg["seg_len"].sum()), host=host)

@@ -90,13 +90,13 @@ def oracle(parents, ks, vs, q):
     return torch.stack(outs), torch.stack(lses)
 
 
-def run_checked(parents, lengths, cost=None, consumers=None, max_blocks=0, **kw):
+def run_checked(parents, lengths, cost=None, consumers=None, max_blocks=0, overlap=True, **kw):
     from tkprefix import tk_tree
 
     tree, ks, vs, q = make(parents, lengths, **kw)
     plan = tree.plan(q.shape[1], cost)
     o, lse = tk_tree.tree_attention(q, tree, plan, return_lse=True, consumers=consumers, max_blocks=max_blocks,
-                                    poison=float("nan"))
+                                    poison=float("nan"), overlap=overlap)
     torch.cuda.synchronize()
     ref_o, ref_lse = oracle(parents, ks, vs, q)
     assert o.shape == q.shape and o.dtype == q.dtype
@@ -127,7 +127,7 @@ def test_random_trees(seed, dim, dtype):
     _, plan, _, err = run_checked(parents, lengths, cost=rng.choice([None, SPLIT_HARD, DECODE_ALL]), kv_heads=kv_heads,
                                   group=group, page_size=rng.choice([1, 3, 16, 64]), packed=rng.random() < 0.7,
                                   dtype=dtype, dim=dim, seed=seed, consumers=rng.choice([None, 1, 2]),
-                                  max_blocks=rng.choice([0, 0, 1, 7]))
+                                  max_blocks=rng.choice([0, 0, 1, 7]), overlap=rng.random() < 0.7)
     print(f"seed={seed} d={dim} {dtype} nodes={len(parents)} items={plan.n_items} segs={plan.n_segs} err={err:.2e}")
 
 
@@ -169,12 +169,14 @@ def test_decode_kernel_row_groups_and_odd_lengths(rows, dim, dtype):
 
 
 @gpu
-def test_decode_and_mma_items_in_one_launch():
-    """The default cost model: the root (8 x 4 stacked rows) on the wgmma kernel, the leaves (4 rows) on the
-    decode kernel, in one tree_attend call."""
+@pytest.mark.parametrize("group", [1, 4])
+@pytest.mark.parametrize("overlap", [True, False])
+def test_decode_and_mma_items_in_one_launch(overlap, group):
+    """The default cost model: the root (8 x group stacked rows) on the wgmma kernel, the leaves (group rows: 1 takes
+    the decode kernel's one-row pass) on the decode kernel, on two streams at once or one after the other."""
     parents = [-1] + [0] * 8
     lengths = [1000] + [1, 2, 63, 64, 65, 129, 300, 511]
-    _, plan, _, _ = run_checked(parents, lengths, kv_heads=2, group=4, page_size=16, seed=21)
+    _, plan, _, _ = run_checked(parents, lengths, kv_heads=2, group=group, page_size=16, seed=21, overlap=overlap)
     assert 0 < plan.n_mma_items < plan.n_items
 
 
