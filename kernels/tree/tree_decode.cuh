@@ -73,22 +73,25 @@ void tree_decode_kernel(const __grid_constant__ typename tree_layout<T, D, 1>::g
         for (int s = s_begin; s < s_end; s++) {
             const int page0 = g.seg_page[s], slot0 = g.seg_slot[s], len = g.seg_len[s];
             for (int t0 = 0; t0 < len; t0 += TPS * U) {
-                uint4 kr[U], vr[U];  // raw 16-byte vectors (converted at use: fewer registers, more warps per SM)
+                // Every load of the U steps is issued before any is used, and none is conditional: a step past the
+                // segment's end re-reads its last token (finite: the segment owns it) and gets score -inf. So one
+                // step costs two round trips (page table, then K/V), not 2 U.
+                int page[U], slot[U];
                 bool ok[U];
                 #pragma unroll
-                for (int j = 0; j < U; j++) {  // issue every load of the U steps first
+                for (int j = 0; j < U; j++) {
                     const int t = t0 + j * TPS + sub;
                     ok[j] = t < len;
-                    if (ok[j]) {
-                        const int pos = slot0 + t;
-                        const long long row =
-                            ((long long)g.page_table[page0 + pos / g.page_size] * g.hkv + h) * g.page_size +
-                            pos % g.page_size;
-                        kr[j] = *reinterpret_cast<const uint4 *>(g.k + row * D + c);
-                        vr[j] = *reinterpret_cast<const uint4 *>(g.v + row * D + c);
-                    } else {
-                        kr[j] = vr[j] = make_uint4(0, 0, 0, 0);  // finite; its score is replaced by -inf
-                    }
+                    const int pos = slot0 + min(t, len - 1);
+                    page[j] = g.page_table[page0 + pos / g.page_size];
+                    slot[j] = pos % g.page_size;
+                }
+                uint4 kr[U], vr[U];  // raw 16-byte vectors (converted at use: fewer registers, more warps per SM)
+                #pragma unroll
+                for (int j = 0; j < U; j++) {
+                    const long long row = ((long long)page[j] * g.hkv + h) * g.page_size + slot[j];
+                    kr[j] = *reinterpret_cast<const uint4 *>(g.k + row * D + c);
+                    vr[j] = *reinterpret_cast<const uint4 *>(g.v + row * D + c);
                 }
                 #pragma unroll
                 for (int r = 0; r < R; r++) {
