@@ -3,9 +3,9 @@
 // Needs only torch/extension.h (no CUDA headers): it compiles with a CPU build of torch. Streams come from Python as
 // integers (torch.cuda.current_stream().cuda_stream), so every op is CUDA-graph capturable.
 //
-// Sections: [helpers] [hydragen] [chunk_attn] [module]. A family's section is compiled only when its kernels are
-// (src/tkprefix/build.py defines TKP_FAMILY_HYDRAGEN / TKP_FAMILY_CHUNK_ATTN for the families it builds), so the
-// module links with any subset; `has_hydragen_ops` / `has_chunk_ops` say which it holds.
+// Sections: [helpers] [hydragen] [chunk_attn] [tree] [module]. A family's section is compiled only when its kernels are
+// (src/tkprefix/build.py defines TKP_FAMILY_HYDRAGEN / TKP_FAMILY_CHUNK_ATTN / TKP_FAMILY_TREE for the families it
+// builds), so the module links with any subset; `has_hydragen_ops` / `has_chunk_ops` / `has_tree_ops` say which it holds.
 #include <torch/extension.h>
 #include <pybind11/stl.h>
 #include <optional>
@@ -14,6 +14,7 @@
 #include <vector>
 #include "launch.h"
 #include "chunk_attn/launch_chunk.h"
+#include "tree/launch_tree.h"
 
 namespace py = pybind11;
 
@@ -63,6 +64,25 @@ tkp_out make_out(const at::Tensor &o, const at::Tensor &lse, const at::Tensor &q
     out.o_slot_stride = slotted ? o.stride(0) : 0;
     out.lse_slot_stride = slotted ? lse.stride(0) : 0;
     return out;
+}
+
+// For the plain (non-strided) launchers of the chunk_attn and tree families: bf16/fp16 codes, contiguous int32 lists.
+int chunk_dtype(const at::Tensor &t, const char *name) {
+    TORCH_CHECK(t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf, name,
+                " must be bfloat16 or float16, got ", t.scalar_type());
+    return t.scalar_type() == at::kBFloat16 ? TKP_DTYPE_BF16 : TKP_DTYPE_FP16;
+}
+
+void check(const at::Tensor &t, const char *name, at::ScalarType st, int dim) {
+    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+    TORCH_CHECK(t.scalar_type() == st, name, " must be ", st, ", got ", t.scalar_type());
+    TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
+}
+
+const int32_t *ids_ptr(const at::Tensor &t, const char *name) {
+    check(t, name, at::kInt, 1);
+    return t.numel() ? t.data_ptr<int32_t>() : nullptr;
 }
 
 // ============================================================================================ [hydragen]
@@ -164,24 +184,6 @@ void merge_slots(const std::vector<std::pair<at::Tensor, at::Tensor>> &segments,
 //                max_blocks=0) -> None
 //   chunk_merge(part_o, part_lse, merge_offset, merge_rows, o, lse, stream) -> None   (lse may be None)
 #ifdef TKP_FAMILY_CHUNK_ATTN
-int chunk_dtype(const at::Tensor &t, const char *name) {
-    TORCH_CHECK(t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf, name,
-                " must be bfloat16 or float16, got ", t.scalar_type());
-    return t.scalar_type() == at::kBFloat16 ? TKP_DTYPE_BF16 : TKP_DTYPE_FP16;
-}
-
-void check(const at::Tensor &t, const char *name, at::ScalarType st, int dim) {
-    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
-    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-    TORCH_CHECK(t.scalar_type() == st, name, " must be ", st, ", got ", t.scalar_type());
-    TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
-}
-
-const int32_t *ids_ptr(const at::Tensor &t, const char *name) {
-    check(t, name, at::kInt, 1);
-    return t.numel() ? t.data_ptr<int32_t>() : nullptr;
-}
-
 void chunk_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor &v_pool, const at::Tensor &items,
                   const at::Tensor &cf_chunks, const at::Tensor &priv_chunks, const at::Tensor &priv_lens,
                   const at::Tensor &part_o, const at::Tensor &part_lse, int64_t consumers, int64_t stream,
@@ -232,11 +234,85 @@ void chunk_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at:
 
 #endif  // TKP_FAMILY_CHUNK_ATTN
 
+// ============================================================================================ [tree]
+// Shapes and meaning: kernels/tree/launch_tree.h; the plan tensors are a TreePlan's (src/tkprefix/tree_plan.py).
+//   tree_attend(q, k_pool, v_pool, item_row_start, item_row_end, item_seg_offset, item_partial_offset, seg_page,
+//               seg_slot, seg_len, page_table, part_o, part_lse, n_mma_items, decode_pass_rows, consumers, stream,
+//               max_blocks=0) -> None   (items [0, n_mma_items) on the wgmma kernel, the rest on the decode kernel)
+//   tree_merge(part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, stream) -> None   (lse may be None)
+#ifdef TKP_FAMILY_TREE
+void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor &v_pool,
+                 const at::Tensor &item_row_start, const at::Tensor &item_row_end, const at::Tensor &item_seg_offset,
+                 const at::Tensor &item_partial_offset, const at::Tensor &seg_page, const at::Tensor &seg_slot,
+                 const at::Tensor &seg_len, const at::Tensor &page_table, const at::Tensor &part_o,
+                 const at::Tensor &part_lse, int64_t n_mma_items, int64_t decode_pass_rows, int64_t consumers,
+                 int64_t stream,
+                 int64_t max_blocks) {
+    check(q, "q", q.scalar_type(), 3);
+    const int dt = chunk_dtype(q, "q");
+    check(k_pool, "k_pool", q.scalar_type(), 4);
+    check(v_pool, "v_pool", q.scalar_type(), 4);
+    TORCH_CHECK(k_pool.sizes() == v_pool.sizes(), "k_pool and v_pool must have the same shape");
+    TORCH_CHECK(k_pool.device() == q.device() && v_pool.device() == q.device(), "k_pool and v_pool must be on q's device");
+    const int64_t d = q.size(2), hq = q.size(1), hkv = k_pool.size(1), n_items = item_row_start.numel();
+    TORCH_CHECK(k_pool.size(3) == d, "k_pool head_dim ", k_pool.size(3), " != q head_dim ", d);
+    TORCH_CHECK(item_row_end.numel() == n_items && item_partial_offset.numel() == n_items,
+                "item_row_end and item_partial_offset must have n_items = item_row_start.numel() = ", n_items,
+                " entries, got ", item_row_end.numel(), " and ", item_partial_offset.numel());
+    TORCH_CHECK(item_seg_offset.numel() == n_items + 1, "item_seg_offset must have n_items + 1 = ", n_items + 1,
+                " entries, got ", item_seg_offset.numel());
+    TORCH_CHECK(seg_slot.numel() == seg_page.numel() && seg_len.numel() == seg_page.numel(),
+                "seg_page, seg_slot and seg_len must have the same length");
+    check(part_o, "part_o", at::kFloat, 3);
+    check(part_lse, "part_lse", at::kFloat, 2);
+    TORCH_CHECK(part_o.size(1) == hq && part_o.size(2) == d, "part_o must be (n_partials, ", hq, ", ", d, ")");
+    TORCH_CHECK(part_lse.size(0) == part_o.size(0) && part_lse.size(1) == hq, "part_lse must be (n_partials, ", hq, ")");
+    for (const at::Tensor *t : {&item_row_start, &item_row_end, &item_seg_offset, &item_partial_offset, &seg_page,
+                                &seg_slot, &seg_len, &page_table, &part_o, &part_lse})
+        TORCH_CHECK(t->device() == q.device(), "the plan tensors and part_o/part_lse must be on q's device");
+    TORCH_CHECK(n_mma_items >= 0 && n_mma_items <= n_items, "n_mma_items must be in [0, n_items = ", n_items,
+                "], got ", n_mma_items);
+    raise_if(tkp_tree_attend(dt, (int)d, (int)consumers, q.data_ptr(), k_pool.data_ptr(), v_pool.data_ptr(),
+                             (int)k_pool.size(0), (int)hkv, (int)k_pool.size(2), (int)hq,
+                             ids_ptr(item_row_start, "item_row_start"), ids_ptr(item_row_end, "item_row_end"),
+                             ids_ptr(item_seg_offset, "item_seg_offset"),
+                             ids_ptr(item_partial_offset, "item_partial_offset"), (int)n_items, (int)n_mma_items, (int)decode_pass_rows,
+                             ids_ptr(seg_page, "seg_page"), ids_ptr(seg_slot, "seg_slot"), ids_ptr(seg_len, "seg_len"),
+                             ids_ptr(page_table, "page_table"), part_o.data_ptr<float>(), part_lse.data_ptr<float>(),
+                             (int)max_blocks, reinterpret_cast<void *>(stream)));
+}
+
+void tree_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at::Tensor &leaf_partial_offset,
+                const at::Tensor &leaf_partial_index, const at::Tensor &o, const std::optional<at::Tensor> &lse,
+                int64_t stream) {
+    check(o, "o", o.scalar_type(), 3);
+    const int dt = chunk_dtype(o, "o");
+    check(part_o, "part_o", at::kFloat, 3);
+    check(part_lse, "part_lse", at::kFloat, 2);
+    TORCH_CHECK(part_o.size(1) == o.size(1) && part_o.size(2) == o.size(2), "part_o must be (n_partials, Hq, D) of o");
+    TORCH_CHECK(part_lse.size(0) == part_o.size(0) && part_lse.size(1) == o.size(1), "part_lse must be (n_partials, Hq)");
+    check(leaf_partial_offset, "leaf_partial_offset", at::kInt, 1);
+    check(leaf_partial_index, "leaf_partial_index", at::kInt, 1);
+    TORCH_CHECK(leaf_partial_offset.size(0) == o.size(0) + 1, "leaf_partial_offset must have n_rows + 1 entries");
+    float *lse_ptr = nullptr;
+    if (lse.has_value()) {
+        check(*lse, "lse", at::kFloat, 2);
+        TORCH_CHECK(lse->size(0) == o.size(0) && lse->size(1) == o.size(1), "lse must be (n_rows, n_q_heads)");
+        lse_ptr = lse->data_ptr<float>();
+    }
+    raise_if(tkp_tree_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), part_o.data_ptr<float>(),
+                            part_lse.data_ptr<float>(), leaf_partial_offset.data_ptr<int32_t>(),
+                            leaf_partial_index.numel() ? leaf_partial_index.data_ptr<int32_t>() : nullptr,
+                            o.data_ptr(), lse_ptr, reinterpret_cast<void *>(stream)));
+}
+
+#endif  // TKP_FAMILY_TREE
+
 }  // namespace
 
 // ============================================================================================ [module]
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.doc() = "tkprefix ThunderKittens kernels (sm_90): Hydragen prefix/decode/merge, ChunkAttention";
+    m.doc() = "tkprefix ThunderKittens kernels (sm_90): Hydragen prefix/decode/merge, ChunkAttention, tree attention";
 #ifdef TKP_FAMILY_HYDRAGEN
     m.def("prefix_attention", &prefix_attention, "Hydragen prefix attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("lse"), py::arg("n_splits"),
@@ -262,5 +338,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.attr("has_chunk_ops") = py::bool_(true);
 #else
     m.attr("has_chunk_ops") = py::bool_(false);
+#endif
+#ifdef TKP_FAMILY_TREE
+    m.def("tree_attend", &tree_attend, "tree attention: (o, lse) partials of a TreePlan's work list",
+          py::arg("q"), py::arg("k_pool"), py::arg("v_pool"), py::arg("item_row_start"), py::arg("item_row_end"),
+          py::arg("item_seg_offset"), py::arg("item_partial_offset"), py::arg("seg_page"), py::arg("seg_slot"),
+          py::arg("seg_len"), py::arg("page_table"), py::arg("part_o"), py::arg("part_lse"), py::arg("n_mma_items"),
+          py::arg("decode_pass_rows"), py::arg("consumers"),
+          py::arg("stream"), py::arg("max_blocks") = 0);
+    m.def("tree_merge", &tree_merge, "tree attention: LSE merge of each leaf row's partials into o",
+          py::arg("part_o"), py::arg("part_lse"), py::arg("leaf_partial_offset"), py::arg("leaf_partial_index"),
+          py::arg("o"), py::arg("lse"), py::arg("stream"));
+    m.attr("has_tree_ops") = py::bool_(true);
+#else
+    m.attr("has_tree_ops") = py::bool_(false);
 #endif
 }

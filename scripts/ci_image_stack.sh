@@ -9,7 +9,7 @@
 #            that venv and that copy:
 #            `python -m pytest -q` and the replay pipeline to the PDF. The peers (flashinfer, flash-attn, upstream
 #            Hydragen, ChunkAttention) need CUDA and a GPU to build or run: they are not part of this check.
-#   kernels  The four .cu files and the binding, compiled as the image compiles them: CUDA 12.6 headers, libdevice
+#   kernels  The five .cu files and the binding, compiled as the image compiles them: CUDA 12.6 headers, libdevice
 #            and ptxas (PyPI: nvidia-cuda-{runtime,cccl,nvcc}-cu12 12.6), torch 2.5.1's cpp_extension flags plus
 #            src/tkprefix/build.py's (read from build.extension_args, written by torch's own ninja writer),
 #            -gencode arch=compute_90a,code=sm_90a, TK 0b55588d with docker/patches/tk-0b55588d-cuda-lt-12.8.patch.
@@ -204,7 +204,7 @@ sys.exit(c.status != sys.argv[1] or (c.status == "fail" and doctor.TK_CUDA_PATCH
     done
     local -a objs
     mapfile -t objs < <(write_ninja "$good" "$patched" "$tc")
-    [[ ${#objs[@]} -eq 4 ]] || { log "kernels: expected 4 .cu files, build.py lists ${objs[*]}"; return 1; }
+    [[ ${#objs[@]} -eq 5 ]] || { log "kernels: expected 5 .cu files, build.py lists ${objs[*]}"; return 1; }
     log "compiling binding.o + ${#objs[@]} kernel objects (ninja -j2); nvcc flags:"
     sed -n 's/^cuda_cflags = /  /p' "$good/build.ninja"
     "$venv/bin/ninja" -C "$good" -j2 binding.o "${objs[@]#*:}"

@@ -10,7 +10,7 @@ from tkprefix import ChunkKVCache
 from tkprefix.bench import peers_tree as pt
 from tkprefix.bench.cases import Case, expand_grid, load_sweep
 from tkprefix.bench.inputs import full_kv, make_inputs, reference_rows, rel_err
-from tkprefix.bench.peers import REGISTRY, SdpaNaive, TkChunkAttn, _tokens, tree_reason
+from tkprefix.bench.peers import REGISTRY, SdpaNaive, TkChunkAttn, TreeAttn, _tokens, tree_reason
 from tkprefix.bench.trees import Tree, chain_tree, generate
 
 SPECS = {
@@ -86,13 +86,22 @@ def test_tree_paths_of_torch_peers_match_reference(name):
     inp = make_inputs(case, "cpu", seed=2)
     rows = list(range(case.batch))
     ref = reference_rows(case, inp, rows)
-    for impl in (SdpaNaive(), TkChunkAttn("torch_chunk_attn", "torch")):
+    for impl in (SdpaNaive(), TkChunkAttn("torch_chunk_attn", "torch"), TreeAttn("torch_tree", "torch")):
         assert tree_reason(impl, case) is None
         p = impl.prepare(case, inp)
         out = p.canonical(p.run())
         assert out.shape == (case.batch, case.q_heads, case.head_dim), impl.name
         assert rel_err(out[rows], ref) < 1e-5, impl.name
         assert p.extra["sharing"] > 0 and p.extra["kv_tokens_read"] >= case.tree.unique_tokens
+
+
+def test_tree_attention_reads_each_node_once_and_tk_tree_gives_a_reason():
+    case = tree_case(SPECS["pruned"])
+    p = REGISTRY["torch_tree"].prepare(case, make_inputs(case, "cpu", seed=3))
+    assert p.extra["kv_tokens_read"] == case.tree.unique_tokens  # ideal sharing
+    assert p.extra["sharing"] == round(case.tree.sharing_ideal, 4)
+    assert REGISTRY["tk_tree"].unavailable_reason(case).startswith("TK backend unavailable")  # no GPU here
+    assert "tree cases" in REGISTRY["torch_tree"].unavailable_reason(LEVEL_CASES[0])
 
 
 def test_level_only_impls_get_a_reason_on_irregular_trees():
@@ -408,3 +417,25 @@ def test_cascade_tree_levels_merge_to_exact_attention(name):
                 o[b] = o[b] * torch.exp(lse[b] - new)[:, None] + ob[0] * torch.exp(lb[0] - new)[:, None]
                 lse[b] = new
     assert rel_err(o, reference_rows(case, inp, list(range(case.batch)))) < 1e-10
+
+
+def test_runner_rows_of_tree_attention(monkeypatch):
+    """The whole run_case path on a tree case (device-only steps stood in for): torch_tree gives a validated ok row
+    with the ideal sharing; tk_tree an 'unavailable' row naming why (no TK backend on this machine)."""
+    from tkprefix.bench import inputs, runner, schema
+
+    monkeypatch.setattr(runner, "make_inputs", lambda case, dev, seed=0: inputs.make_inputs(case, "cpu", seed=seed))
+    monkeypatch.setattr(runner, "_poison_allocator", lambda *a: None)
+    monkeypatch.setattr(runner, "estimate_us", lambda fn: 1.0)
+    monkeypatch.setattr(runner, "time_interleaved", lambda rs, n, fl: {k: [5.0 + i for i in range(n)] for k in rs})
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1 << 40, 1 << 40))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    case = tree_case(SPECS["uneven"], dtype="bfloat16")
+    rows = runner.run_case(case, ["torch_tree", "tk_tree"], [False], None,
+                           {"copy_bw_bytes_per_s": 3e12, "gemm_flops_per_s": 7e14}, log=print, reps=10)
+    ok, tk = rows
+    assert ok["status"] == "ok" and ok["rel_err"] < 1e-2, ok
+    assert ok["kv_tokens_read"] == case.tree.unique_tokens
+    assert tk["status"].startswith("unavailable: TK backend unavailable"), tk
+    for r in rows:
+        schema.validate_row(r)

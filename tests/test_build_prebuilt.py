@@ -23,7 +23,7 @@ def make_prebuilt(tmp_path, families=None, cudart="libcudart.so.12"):
 
 
 def test_families_are_the_kernel_folders():
-    assert build.available_families() == ["chunk_attn", "hydragen"]
+    assert build.available_families() == ["chunk_attn", "hydragen", "tree"]
     assert [s.name for s in build.family_sources("hydragen")] == ["decode.cu", "merge.cu", "prefix.cu"]
     assert build.family_flags(("chunk_attn", "hydragen")) == ["-DTKP_FAMILY_CHUNK_ATTN", "-DTKP_FAMILY_HYDRAGEN"]
 

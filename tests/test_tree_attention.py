@@ -17,7 +17,8 @@ from tkprefix.tree_attention import tree_attention_torch
 from tkprefix.tree_plan import tree_shape
 
 TOL = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
-SPLIT_HARD = CostModel(n_sm=4, kv_tile=16, min_piece_tiles=1)  # splits every chain longer than one 16-token tile
+SPLIT_HARD = CostModel(n_sm=4, kv_tile=16, min_piece_tiles=1, decode_rows=0)  # splits every chain over a 16-token tile
+DECODE_ALL = CostModel(decode_rows=1 << 20, decode_piece_tokens=64)  # every item a decode item, pieces of 64 tokens
 
 
 def preorder_parents(depths):
@@ -39,7 +40,7 @@ def cases(draw):
     return dict(parents=preorder_parents(depths), lengths=lengths, kv_heads=draw(st.integers(1, 2)),
                 group=draw(st.sampled_from([1, 2, 3, 8])), page_size=draw(st.sampled_from([1, 3, 16, 64])),
                 packed=draw(st.booleans()), dtype=draw(st.sampled_from(list(TOL))),
-                cost=draw(st.sampled_from([None, SPLIT_HARD])), seed=draw(st.integers(0, 2**31 - 1)))
+                cost=draw(st.sampled_from([None, SPLIT_HARD, DECODE_ALL])), seed=draw(st.integers(0, 2**31 - 1)))
 
 
 def build(parents, lengths, kv_heads=2, group=2, page_size=16, packed=True, dtype=torch.float32, seed=0, dim=16):
@@ -110,6 +111,21 @@ def test_long_chain_is_split_and_merged_exactly(packed):
     assert tokens.sum() == 265 and (tokens % 16 != 0).sum() <= 1, "pieces are cut at kv-tile multiples"
 
 
+def test_leaves_are_decode_items_cut_into_pieces():
+    """Items of at most decode_rows stacked rows come last (the decode kernel's), long ones cut into
+    decode_piece_tokens pieces; the MMA items' balanced share ignores them; the result is still exact."""
+    parents, lengths = [-1, 0, 0, 0], [700, 300, 5, 1]  # a root of 6 stacked rows over three leaves of 2
+    cost = CostModel(decode_piece_tokens=128)
+    tree = check(parents, lengths, cost=cost, kv_heads=2, group=2)
+    plan = tree.plan(4, cost)
+    h = plan.host
+    stacked = (h["item_row_end"] - h["item_row_start"]) * plan.group
+    assert plan.n_mma_items >= 1 and (stacked[:plan.n_mma_items] == 6).all() and (stacked[plan.n_mma_items:] == 2).all()
+    tokens = np.add.reduceat(h["seg_len"], h["item_seg_offset"][:-1])[plan.n_mma_items:]
+    assert sorted(tokens.tolist()) == [1, 5, 44, 128, 128], "leaf 300 = 128 + 128 + 44 (kv-tile multiples)"
+    assert plan.max_mma_rows == 3 and plan.max_item_rows == 3
+
+
 def address_sets(tree, plan):
     """Per item, the physical (page, slot) of every token it reads (from the work list alone)."""
     h, P = plan.host, tree.page_size
@@ -141,10 +157,16 @@ def test_plan_reads_every_token_once_per_kv_head(case):
         merged = h["leaf_partial_index"][h["leaf_partial_offset"][r]:h["leaf_partial_offset"][r + 1]]
         assert sorted(merged.tolist()) == sorted(h["item_partial_offset"][i] + r - h["item_row_start"][i]
                                                  for i in mine)
-    cost = (case["cost"] or CostModel()).cost
-    tokens = [len(a) for a in items]
+    model = case["cost"] or CostModel()
+    tokens = np.array([len(a) for a in items])
     stacked = (h["item_row_end"] - h["item_row_start"]) * plan.group
-    assert (np.diff(cost(np.array(tokens), stacked)) <= 0).all(), "items in descending cost"
+    mma = slice(0, plan.n_mma_items)
+    dec = slice(plan.n_mma_items, plan.n_items)
+    assert (stacked[mma] > model.decode_rows).all() and (stacked[dec] <= model.decode_rows).all()
+    assert (tokens[dec] <= model.decode_piece_tokens).all() or model.decode_piece_tokens % model.kv_tile
+    for part in (mma, dec):
+        assert (np.diff(model.cost(tokens[part], stacked[part])) <= 0).all(), "items in descending cost"
+    assert plan.max_mma_rows == (int((h["item_row_end"] - h["item_row_start"])[mma].max()) if plan.n_mma_items else 0)
     assert all(t.dtype == torch.int32 for t in (plan.seg_page, plan.leaf_partial_index, plan.item_seg_offset))
 
 
@@ -237,7 +259,7 @@ def test_tree_arrays_are_frozen():
     (dict(tree="tree"), TypeError, r"tree must be a PagedTree, got str"),
     (dict(backend="cuda"), ValueError, r"backend must be one of \('auto', 'torch', 'tk'\)"),
     (dict(cost=3), TypeError, r"cost must be a CostModel or None"),
-    (dict(backend="tk"), NotImplementedError, r"the TK tree kernel is not written yet \(issue 13\)"),
+    (dict(backend="tk"), ValueError, r"backend='tk' needs CUDA tensors on a Hopper GPU \(sm_90\), got q on cpu"),
 ])
 def test_bad_calls(change, error, match):
     tree, _, _, q = build([-1, 0, 0], [10, 1, 2])

@@ -16,6 +16,7 @@
 #include "kittens.cuh"
 #include "launch_chunk.h"
 #include "../common/tkp_softmax.cuh"
+#include "../common/tkp_merge_rows.cuh"
 
 #include <cstdio>
 #include <cstring>
@@ -231,42 +232,7 @@ void attend_kernel(const __grid_constant__ typename attend_layout<T, D, CS, NC>:
     }
 }
 
-// ---- merge: one warp per (sequence, q-head) ----
-template<typename T> __device__ inline T to_out(float x);
-template<> __device__ inline bf16 to_out<bf16>(float x) { return __float2bfloat16(x); }
-template<> __device__ inline half to_out<half>(float x) { return __float2half(x); }
-
-template<typename T, int D>
-__global__ __launch_bounds__(128)
-void merge_kernel(const float *__restrict__ part_o, const float *__restrict__ part_lse,
-                  const int32_t *__restrict__ off, const int32_t *__restrict__ rows,
-                  T *__restrict__ o, float *__restrict__ lse_out, int hq) {
-    constexpr int PER_LANE = D / 32;
-    const int seq = blockIdx.x, qh = blockIdx.y * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (qh >= hq) return;
-    const int b = off[seq], e = off[seq + 1];
-    float m = -INFINITY;
-    for (int p = b; p < e; p++) m = fmaxf(m, part_lse[(size_t)rows[p] * hq + qh]);
-    float acc[PER_LANE];
-    #pragma unroll
-    for (int k = 0; k < PER_LANE; k++) acc[k] = 0.f;
-    float sum = 0.f;
-    if (m != -INFINITY) {
-        for (int p = b; p < e; p++) {
-            const size_t r = (size_t)rows[p] * hq + qh;
-            const float w = __expf(part_lse[r] - m);
-            sum += w;
-            const float *src = part_o + r * D + lane * PER_LANE;
-            #pragma unroll
-            for (int k = 0; k < PER_LANE; k++) acc[k] += w * src[k];
-        }
-    }
-    const float inv = sum > 0.f ? 1.f / sum : 0.f;
-    T *dst = o + ((size_t)seq * hq + qh) * D + lane * PER_LANE;
-    #pragma unroll
-    for (int k = 0; k < PER_LANE; k++) dst[k] = to_out<T>(acc[k] * inv);
-    if (lse_out != nullptr && lane == 0) lse_out[(size_t)seq * hq + qh] = sum > 0.f ? m + logf(sum) : -INFINITY;
-}
+// ---- merge: kernels/common/tkp_merge_rows.cuh (one warp per (sequence, q-head)) ----
 
 // ---- host side ----
 static thread_local char g_error[512];
@@ -312,7 +278,7 @@ template<typename T, int D>
 static const char *launch_merge(int n_seqs, int hq, const float *po, const float *pl, const int32_t *off, const int32_t *rows,
                         void *o, float *lse, cudaStream_t stream) {
     dim3 grid(n_seqs, (hq + 3) / 4);
-    merge_kernel<T, D><<<grid, 128, 0, stream>>>(po, pl, off, rows, (T*)o, lse, hq);
+    tkp::merge_rows_kernel<T, D><<<grid, 128, 0, stream>>>(po, pl, off, rows, (T*)o, lse, hq);
     return check_cuda(cudaGetLastError(), "merge_kernel launch");
 }
 

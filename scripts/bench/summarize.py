@@ -27,7 +27,7 @@ import pandas as pd
 
 from tkprefix.bench.compare import CASE_COLUMNS, load_run
 
-OURS = ("tk_hydragen", "tk_chunk_attn", "tk_chunk_first", "auto")  # `auto`: backend="auto", where a run records it
+OURS = ("tk_hydragen", "tk_chunk_attn", "tk_chunk_first", "tk_tree", "auto")  # `auto`: backend="auto", where a run records it
 OLD_PEERS = ("sdpa_naive", "sdpa_hydragen", "flashinfer_cascade")  # the peers of main 383d32f (issue 11's "before")
 OLD_CONFIGS = ("c1", "c2", "c3", "c4", "c5")  # the configurations of issue 11's "before" (93 cases)
 NUMERIC = ("roofline_us", "rel_err", "tflops", "pct_roofline", "tokens_per_s", "median_step_us")

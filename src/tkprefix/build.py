@@ -339,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"built {mod.__name__} from {kernels_dir()}"
           + (f" with the prebuilt kernels of {pre}" if pre else "") + f" in {mod.build_seconds:.1f} s "
           f"(hydragen ops: {bool(getattr(mod, 'has_hydragen_ops', False))}, "
-          f"chunk ops: {bool(getattr(mod, 'has_chunk_ops', False))}); module file {mod.__file__}")
+          f"chunk ops: {bool(getattr(mod, 'has_chunk_ops', False))}, "
+          f"tree ops: {bool(getattr(mod, 'has_tree_ops', False))}); module file {mod.__file__}")
     return 0
 
 

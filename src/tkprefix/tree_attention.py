@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from . import reference
+from .backend import resolve_backend
 from .tree_plan import CostModel, PagedTree, TreePlan
 from .validation import check_dim, check_gqa, check_tensor
 
@@ -16,8 +17,9 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, backend: str = "auto", cost
     """q (n_leaves, Hq, D), row r = the r-th leaf in preorder, Hq a multiple of tree.kv_heads → o, same shape.
 
     The plan is built once per (tree, Hq, cost) and reused (``tree.plan``). ``backend="torch"`` executes the plan in
-    PyTorch; ``"tk"`` raises NotImplementedError (the TK tree kernel is not written yet); ``"auto"`` is ``"torch"``
-    until it is.
+    PyTorch; ``"tk"`` runs the TK kernels (``tkprefix.tk_tree``: bf16/fp16, head_dim 64/128, a Hopper GPU and the
+    built extension, else a RuntimeError/ValueError naming what is missing). ``"auto"`` is ``"tk"`` where those hold
+    and the extension holds the tree family, else ``"torch"``.
 
     >>> import numpy as np
     >>> ks = [torch.randn(n, 2, 16) for n in (5, 3, 1)]  # a root of 5 tokens with two leaves of 3 and 1
@@ -39,9 +41,20 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, backend: str = "auto", cost
         raise TypeError(f"cost must be a CostModel or None, got {type(cost).__name__}")
     if backend not in TREE_BACKENDS:
         raise ValueError(f"backend must be one of {TREE_BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = resolve_backend("auto", q)
+        if backend == "tk":
+            from . import tk_tree
+
+            try:
+                tk_tree.ops()
+            except RuntimeError:  # an extension (e.g. prebuilt objects) without the tree family
+                backend = "torch"
     if backend == "tk":
-        raise NotImplementedError("tree_attention(backend='tk'): the TK tree kernel is not written yet (issue 13); "
-                                  "use backend='torch', which executes the same work list")
+        resolve_backend("tk", q)  # a clear error without CUDA q, a bf16/fp16 dtype, D 64/128, the extension or sm_90
+        from . import tk_tree
+
+        return tk_tree.tree_attention(q, tree, tree.plan(q.shape[1], cost))
     return tree_attention_torch(q, tree, tree.plan(q.shape[1], cost))
 
 

@@ -224,8 +224,13 @@ class CostModel:
     ``rows_per_pass`` stacked query rows (a CTA's consumer warpgroups): ``item_overhead + kv_tiles * row_passes +
     partial_cost * stacked_rows``. A stacked row's partial (``D * 4`` bytes) is written, then read by the merge,
     against ``2 * kv_tile * D * 2`` bytes of a KV tile: 1/32. A node chain is split into KV pieces when its cost
-    exceeds a balanced share of ``n_sm`` processors (pieces of at least ``min_piece_tiles`` tiles). The defaults are
-    H200 guesses (132 SMs); the TK kernel's session tunes them (docs/design.md, "Tree attention")."""
+    exceeds a balanced share of ``n_sm`` processors (pieces of at least ``min_piece_tiles`` tiles).
+
+    A chain of at most ``decode_rows`` stacked rows (a leaf, a node over a few leaves: no rows worth a 64-row MMA
+    tile) is a *decode* item instead: a memory-bound read that a kernel of many small warps runs (the TK backend's
+    decode kernel), cut into pieces of at most ``decode_piece_tokens`` tokens so that long leaves spread over the GPU;
+    the balanced share is then the MMA items' alone. ``decode_rows = 0``: every item is an MMA item. The defaults are
+    H200 guesses (132 SMs) (docs/design.md, "Tree attention")."""
 
     n_sm: int = 132
     kv_tile: int = 64
@@ -233,9 +238,13 @@ class CostModel:
     item_overhead: float = 2.0
     partial_cost: float = 1 / 32
     min_piece_tiles: int = 4
+    decode_rows: int = 4
+    decode_piece_tokens: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("n_sm", "kv_tile", "rows_per_pass", "min_piece_tiles"):
+        if isinstance(self.decode_rows, bool) or not isinstance(self.decode_rows, int) or self.decode_rows < 0:
+            raise ValueError(f"CostModel.decode_rows must be an int >= 0, got {self.decode_rows!r}")
+        for name in ("n_sm", "kv_tile", "rows_per_pass", "min_piece_tiles", "decode_piece_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"CostModel.{name} must be a positive int, got {value!r}")
@@ -255,7 +264,8 @@ class TreePlan:
     stacked query rows ``q[row_start:row_end, h*G:(h+1)*G]`` (``(row_end - row_start) * G`` rows, contiguous: no
     query index list).
 
-    item i (n_items, in descending cost: the order a persistent kernel takes them)
+    item i (n_items: first the n_mma_items MMA items in descending cost, the order a persistent kernel takes them;
+           then the decode items, of at most CostModel.decode_rows stacked rows, in descending cost)
         item_row_start[i], item_row_end[i]   its leaf rows [start, end): every leaf under its nodes
         item_seg_offset[i] .. [i + 1]        its KV segments (CSR; consecutive node pieces with the same rows)
         item_partial_offset[i]               leaf row r of the item writes partial row
@@ -287,10 +297,13 @@ class TreePlan:
     page_table: torch.Tensor
     group: int
     n_items: int
+    n_mma_items: int
     n_segs: int
     n_partials: int
     n_rows: int
     max_item_rows: int
+    max_mma_rows: int
+    max_decode_rows: int
     max_item_tokens: int
     max_leaf_partials: int
     kv_tokens_read: int
@@ -302,7 +315,8 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
 
     1. chains: a node whose parent has one child has its parent's rows, so a maximal run of such nodes (consecutive
        ids in preorder) is one chain, read by the same stacked rows;
-    2. each chain becomes ceil(cost / balanced share) KV pieces (``CostModel``), cut at kv-tile multiples;
+    2. each chain becomes ceil(cost / balanced share) KV pieces (``CostModel``), cut at kv-tile multiples; a chain
+       of at most ``cost.decode_rows`` stacked rows is a decode item, cut into pieces of ``cost.decode_piece_tokens``;
     3. pieces are cut at node boundaries into segments and addressed as (page-table index, slot, length);
     4. leaf row r merges one partial per item on its path.
     """
@@ -323,9 +337,11 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     chain_rows = sh["leaf_hi"][head] - sh["leaf_lo"][head]
     # 2. KV pieces
     whole = cost.cost(chain_len, chain_rows * G)
-    share = tree.kv_heads * whole.sum() / cost.n_sm
+    decode = chain_rows * G <= cost.decode_rows
+    share = max(tree.kv_heads * whole[~decode].sum() / cost.n_sm, 1e-9)
     tiles = -(-chain_len // cost.kv_tile)
     pieces = np.clip(np.ceil(whole / share).astype(np.int64), 1, np.maximum(1, tiles // cost.min_piece_tiles))
+    pieces = np.where(decode, -(-chain_len // cost.decode_piece_tokens), pieces)
     piece_len = -(-tiles // pieces) * cost.kv_tile
     pieces = -(-chain_len // piece_len)
     chain_of = np.repeat(np.arange(len(head)), pieces)
@@ -333,8 +349,9 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     t0 = chain_t0[chain_of] + k * piece_len[chain_of]  # increasing: chains are in node order
     t1 = np.minimum(t0 + piece_len[chain_of], chain_t0[chain_of] + chain_len[chain_of])
     rows = chain_rows[chain_of]
-    # order items by descending cost (stable: ties keep tree order)
-    order = np.argsort(-cost.cost(t1 - t0, rows * G), kind="stable")
+    # order: MMA items, then decode items, each by descending cost (stable: ties keep tree order)
+    item_decode = decode[chain_of]
+    order = np.lexsort((-cost.cost(t1 - t0, rows * G), item_decode))
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     # 3. segments: cut every piece at node starts
@@ -362,6 +379,10 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     dev = tree.k_pool.device
     tensors = {name: torch.from_numpy(a.astype(np.int32)).to(dev) for name, a in host.items()}
     item_tokens = np.add.reduceat(seg["seg_len"], item_seg_offset[:-1])  # every tree has a node, so an item
-    return TreePlan(**tensors, group=G, n_items=len(order), n_segs=len(cuts), n_partials=n_partials, n_rows=n_rows,
-                    max_item_rows=int(n_item_rows.max()), max_item_tokens=int(item_tokens.max()),
+    n_mma = int((~item_decode).sum())
+    return TreePlan(**tensors, group=G, n_items=len(order), n_mma_items=n_mma, n_segs=len(cuts),
+                    n_partials=n_partials, n_rows=n_rows, max_item_rows=int(n_item_rows.max()),
+                    max_mma_rows=int(n_item_rows[:n_mma].max()) if n_mma else 0,
+                    max_decode_rows=int(n_item_rows[n_mma:].max()) if n_mma < len(order) else 0,
+                    max_item_tokens=int(item_tokens.max()),
                     max_leaf_partials=int(per_leaf.max()), kv_tokens_read=int(seg["seg_len"].sum()), host=host)

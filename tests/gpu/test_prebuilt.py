@@ -29,4 +29,4 @@ def test_prebuilt_objects_are_what_runs(requires_tk):
     print(f"\n{soname} mapped from {mapped}")
     manifest = (d / "MANIFEST").read_text()
     print(f"\nprebuilt kernels from {d}:\n{manifest}")   # shown with -s: the toolchain that built them
-    assert ext.has_hydragen_ops and ext.has_chunk_ops
+    assert ext.has_hydragen_ops and ext.has_chunk_ops and ext.has_tree_ops

@@ -11,8 +11,9 @@ other exception becomes ``wrong: <error>`` and an out-of-memory error ``oom``.
 
 Peers (BENCHMARKS.md): ``sdpa_naive``, ``sdpa_hydragen``, ``flashinfer_cascade``, ``chunk_attn_upstream``,
 ``hydragen_upstream``; the tree peers of :mod:`tkprefix.bench.peers_tree` (``fasttree``, ``deft``, ``sglang_triton``,
-``flashinfer_decode``); ours: ``tk_hydragen``, ``tk_chunk_attn``; and ``torch_hydragen`` / ``torch_chunk_attn``
-(tkprefix's exact PyTorch backend: the harness's debugging reference, not a peer).
+``flashinfer_decode``); ours: ``tk_hydragen``, ``tk_chunk_attn``, ``tk_tree`` (tree cases only); and
+``torch_hydragen`` / ``torch_chunk_attn`` / ``torch_tree`` (tkprefix's exact PyTorch backend: the harness's debugging
+reference, not a peer).
 
 Tree cases (configuration 8, ``case.tree``): an adapter with ``trees = True`` takes any tree; the others take the
 tree's level form where it has one, else :func:`tree_reason` gives their ``unavailable`` row.
@@ -739,12 +740,72 @@ class TkChunkFirst(TkChunkAttn):
                         note="chunk-first phase only (partials merged outside the timed region)")
 
 
+class TreeAttn(Impl):
+    """``tkprefix.tree_attention(q, tree, backend=...)`` (issue 13: node-granular tree attention) over a ``PagedTree``
+    holding the case's tree nodes once, packed into pages of ``page_size`` tokens (nodes start and end inside pages).
+    The plan (``tree.plan``) is built outside the timed region, once per tree, as a serving system would."""
+
+    trees = True
+
+    def __init__(self, name: str, backend: str, page_size: int = 16) -> None:
+        self.name, self.backend, self.page_size = name, backend, page_size
+
+    def unavailable_reason(self, case: Case) -> str | None:
+        if case.tree is None:
+            return "tree attention takes tree cases (configuration 8)"
+        try:
+            tk = _tkprefix()
+            tk.tree_attention, tk.PagedTree  # noqa: B018
+        except Exception as e:  # noqa: BLE001
+            return f"tkprefix.tree_attention not importable ({type(e).__name__}: {e})"
+        if self.backend == "tk":
+            r = _tk_reason(tk)
+            if r:
+                return r
+            try:
+                fams = importlib.import_module("tkprefix.build")._families(None)
+            except Exception as e:  # noqa: BLE001
+                return f"tkprefix.build: {type(e).__name__}: {e}"
+            if "tree" not in fams:
+                return f"the extension is built without the tree kernel family (families {list(fams)})"
+        return None
+
+    def extra_bytes(self, case: Case) -> int:
+        t = case.tree
+        # K and V pools, and PagedTree.from_nodes's transient copies while it builds them (about 3x)
+        pool = 3 * (t.unique_tokens + self.page_size) * case.kv_heads * case.head_dim * 2 * _elem(case)
+        partials = t.n_leaves * (t.depth + 2) * case.q_heads * (case.head_dim + 1) * 4  # a few partials per leaf
+        return pool + partials
+
+    def prepare(self, case: Case, inp: Inputs) -> Prepared:
+        tk = _tkprefix()
+        tree = tk.PagedTree.from_nodes(list(case.tree.parents), inp.node_ks, inp.node_vs, page_size=self.page_size)
+        q = inp.q.reshape(case.batch, case.q_heads, case.head_dim).contiguous()  # batch b = leaf b in preorder
+        plan = tree.plan(case.q_heads)  # untimed: once per tree
+
+        def run() -> torch.Tensor:
+            return tk.tree_attention(q, tree, backend=self.backend)
+
+        try:
+            run()
+        except (ValueError, TypeError, NotImplementedError) as e:  # a clear argument error: an unsupported shape
+            raise Unsupported(f"{type(e).__name__}: {e}") from e
+        except RuntimeError as e:
+            if "without the tree family" in str(e):  # an extension (e.g. prebuilt objects) without kernels/tree
+                raise Unsupported(str(e)) from e
+            raise
+        return Prepared(run=run, canonical=lambda o: o, state=(tree, q), graph_ok=self.backend == "tk",
+                        note=f"page {self.page_size}, {plan.n_items} items, {plan.n_segs} segments",
+                        extra=sharing_extra(case, plan.kv_tokens_read))
+
+
 REGISTRY: dict[str, Impl] = {
     impl.name: impl
     for impl in (
         SdpaNaive(), SdpaHydragen(), FlashInferCascade(), ChunkAttnUpstream(), HydragenUpstream(),
         TkHydragen("tk_hydragen", "tk"), TkChunkAttn("tk_chunk_attn", "tk"), TkChunkFirst(),
         TkHydragen("torch_hydragen", "torch"), TkChunkAttn("torch_chunk_attn", "torch"),
+        TreeAttn("tk_tree", "tk"), TreeAttn("torch_tree", "torch"),
     )
 }
 

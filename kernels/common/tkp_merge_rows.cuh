@@ -1,0 +1,54 @@
+// kernels/common/tkp_merge_rows.cuh -- the LSE merge of fp32 partial rows listed by a CSR, shared by the chunk_attn and
+// tree families (each instantiates it in its own translation unit).
+//
+//   part_o (n_partial_rows, hq, D) float32, part_lse (n_partial_rows, hq) float32 natural log;
+//   off (n_out + 1) CSR into rows: output row i merges partial rows rows[off[i] .. off[i+1]).
+//   o (n_out, hq, D) of T; lse_out (n_out, hq) float32 or nullptr. An output row with no partials gets o = 0,
+//   lse = -inf. Launch: grid (n_out, ceil(hq / 4)), 128 threads: one warp per (output row, q-head).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdint.h>
+
+namespace tkp {
+namespace {  // internal linkage: each family's translation unit has its own copy (no clash of kernel stubs at link)
+
+template<typename T> __device__ inline T merge_out(float x);
+template<> __device__ inline __nv_bfloat16 merge_out<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
+template<> __device__ inline __half merge_out<__half>(float x) { return __float2half(x); }
+
+template<typename T, int D>
+__global__ __launch_bounds__(128)
+void merge_rows_kernel(const float *__restrict__ part_o, const float *__restrict__ part_lse,
+                       const int32_t *__restrict__ off, const int32_t *__restrict__ rows,
+                       T *__restrict__ o, float *__restrict__ lse_out, int hq) {
+    constexpr int PER_LANE = D / 32;
+    const int seq = blockIdx.x, qh = blockIdx.y * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (qh >= hq) return;
+    const int b = off[seq], e = off[seq + 1];
+    float m = -INFINITY;
+    for (int p = b; p < e; p++) m = fmaxf(m, part_lse[(size_t)rows[p] * hq + qh]);
+    float acc[PER_LANE];
+    #pragma unroll
+    for (int k = 0; k < PER_LANE; k++) acc[k] = 0.f;
+    float sum = 0.f;
+    if (m != -INFINITY) {
+        for (int p = b; p < e; p++) {
+            const size_t r = (size_t)rows[p] * hq + qh;
+            const float w = __expf(part_lse[r] - m);
+            sum += w;
+            const float *src = part_o + r * D + lane * PER_LANE;
+            #pragma unroll
+            for (int k = 0; k < PER_LANE; k++) acc[k] += w * src[k];
+        }
+    }
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    T *dst = o + ((size_t)seq * hq + qh) * D + lane * PER_LANE;
+    #pragma unroll
+    for (int k = 0; k < PER_LANE; k++) dst[k] = merge_out<T>(acc[k] * inv);
+    if (lse_out != nullptr && lane == 0) lse_out[(size_t)seq * hq + qh] = sum > 0.f ? m + logf(sum) : -INFINITY;
+}
+
+}  // namespace
+}  // namespace tkp
