@@ -12,7 +12,7 @@ import tkprefix
 from tkprefix.backend import resolve_backend
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-OPS = ("hydragen_attention_nopad", "chunk_attention")
+OPS = ("hydragen_attention_nopad", "chunk_attention", "tree_attention")
 
 
 def python_blocks(path: Path = README) -> list[str]:
