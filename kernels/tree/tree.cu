@@ -18,7 +18,7 @@
 // One block barrier per tile (plus one per row block, once its first tiles are resolved), after cp.async.wait_group
 // + fence.proxy.async (the copies write through the generic proxy, wgmma reads through the async one); it also orders
 // every wgmma of tile t - 1 before its buffer is refilled, and warp 0's tok_row writes before they are read.
-// Compile-checked only: the pipelined version has not run on a GPU (the gathered single-buffer version before it did).
+// Checked on the H200 by tests/gpu/test_tk_tree.py and compute-sanitizer (docs/design.md, "The TK kernels as written").
 //
 // merge: kernels/common/tkp_merge_rows.cuh over the plan's per-leaf CSR (leaf_partial_offset / leaf_partial_index).
 #include "kittens.cuh"

@@ -1,6 +1,7 @@
 """TK tree attention (kernels/tree, tkprefix.tk_tree) against a float64 oracle on random trees: GPU only.
 
-The kernel has only been compile-checked (sm_90a, nvcc 13); these tests are its first run. Skipped with the reason
+Both kernels (the wgmma one and the decode one, kernels/tree/; items on either, or both on two streams) and the
+merge. Skipped with the reason
 without an sm_90 GPU and an extension holding the tree family (`gpu` marker).
 
 Covered: random preorder trees of depth 1-10, node lengths 1, odd and up to 300, fan-out up to 600 leaves; GQA 1-8 with
