@@ -274,14 +274,6 @@ static const char *launch_attend(const void *q, const void *k_pool, const void *
     return check_cuda(cudaGetLastError(), "attend_kernel launch");
 }
 
-template<typename T, int D>
-static const char *launch_merge(int n_seqs, int hq, const float *po, const float *pl, const int32_t *off, const int32_t *rows,
-                        void *o, float *lse, cudaStream_t stream) {
-    dim3 grid(n_seqs, (hq + 3) / 4);
-    tkp::merge_rows_kernel<T, D><<<grid, 128, 0, stream>>>(po, pl, off, rows, (T*)o, lse, hq);
-    return check_cuda(cudaGetLastError(), "merge_kernel launch");
-}
-
 }  // namespace tkprefix_chunk
 
 using namespace tkprefix_chunk;
@@ -323,9 +315,6 @@ extern "C" const char *tkp_chunk_merge(int dtype, int d_head, int n_seqs, int n_
     if (n_seqs == 0) return nullptr;
     if (!merge_offset || !o) return "tkp_chunk: null pointer argument";
     cudaStream_t s = (cudaStream_t)stream;
-    const bool b = dtype == TKP_DTYPE_BF16;
-    if (d_head == 128) return b ? launch_merge<bf16, 128>(n_seqs, n_q_heads, part_o, part_lse, merge_offset, merge_rows, o, lse, s)
-                                : launch_merge<half, 128>(n_seqs, n_q_heads, part_o, part_lse, merge_offset, merge_rows, o, lse, s);
-    return b ? launch_merge<bf16, 64>(n_seqs, n_q_heads, part_o, part_lse, merge_offset, merge_rows, o, lse, s)
-             : launch_merge<half, 64>(n_seqs, n_q_heads, part_o, part_lse, merge_offset, merge_rows, o, lse, s);
+    return check_cuda(tkp::launch_merge_rows(dtype == TKP_DTYPE_BF16, d_head, n_seqs, n_q_heads, part_o, part_lse,
+                                             merge_offset, merge_rows, o, lse, s), "merge_kernel launch");
 }

@@ -5,6 +5,8 @@
 //   off (n_out + 1) CSR into rows: output row i merges partial rows rows[off[i] .. off[i+1]).
 //   o (n_out, hq, D) of T; lse_out (n_out, hq) float32 or nullptr. An output row with no partials gets o = 0,
 //   lse = -inf. Launch: grid (n_out, ceil(hq / 4)), 128 threads: one warp per (output row, q-head).
+//   launch_merge_rows: that launch for bf16 or fp16 and d_head 64 or 128 (checked by the caller); returns the launch's
+//   cudaError_t, which each family turns into its own message.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -48,6 +50,20 @@ void merge_rows_kernel(const float *__restrict__ part_o, const float *__restrict
     #pragma unroll
     for (int k = 0; k < PER_LANE; k++) dst[k] = merge_out<T>(acc[k] * inv);
     if (lse_out != nullptr && lane == 0) lse_out[(size_t)seq * hq + qh] = sum > 0.f ? m + logf(sum) : -INFINITY;
+}
+
+inline cudaError_t launch_merge_rows(bool bf16, int d_head, int n_out, int hq, const float *part_o,
+                                     const float *part_lse, const int32_t *off, const int32_t *rows, void *o,
+                                     float *lse_out, cudaStream_t stream) {
+    const dim3 grid(n_out, (hq + 3) / 4);
+    if (d_head == 128) {
+        if (bf16) merge_rows_kernel<__nv_bfloat16, 128><<<grid, 128, 0, stream>>>(part_o, part_lse, off, rows, (__nv_bfloat16 *)o, lse_out, hq);
+        else merge_rows_kernel<__half, 128><<<grid, 128, 0, stream>>>(part_o, part_lse, off, rows, (__half *)o, lse_out, hq);
+    } else {
+        if (bf16) merge_rows_kernel<__nv_bfloat16, 64><<<grid, 128, 0, stream>>>(part_o, part_lse, off, rows, (__nv_bfloat16 *)o, lse_out, hq);
+        else merge_rows_kernel<__half, 64><<<grid, 128, 0, stream>>>(part_o, part_lse, off, rows, (__half *)o, lse_out, hq);
+    }
+    return cudaGetLastError();
 }
 
 }  // namespace

@@ -304,14 +304,6 @@ static const char *launch_decode(const void *q, const void *k_pool, const void *
     return tkp::launch_error("tree_decode_kernel");
 }
 
-template<typename T, int D>
-static const char *launch_merge(int n_rows, int hq, const float *po, const float *pl, const int32_t *off,
-                                const int32_t *idx, void *o, float *lse, cudaStream_t stream) {
-    dim3 grid(n_rows, (hq + 3) / 4);
-    tkp::merge_rows_kernel<T, D><<<grid, 128, 0, stream>>>(po, pl, off, idx, (T*)o, lse, hq);
-    return tkp::launch_error("tree merge_rows_kernel");
-}
-
 }  // namespace tkprefix_tree
 
 using namespace tkprefix_tree;
@@ -375,9 +367,7 @@ extern "C" const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q
     if (n_rows == 0) return nullptr;
     if (!leaf_partial_offset || !o) return "tkp_tree: null pointer argument";
     cudaStream_t s = (cudaStream_t)stream;
-    const bool b = dtype == TKP_BF16;
-    if (d_head == 128) return b ? launch_merge<bf16, 128>(n_rows, n_q_heads, part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, s)
-                                : launch_merge<half, 128>(n_rows, n_q_heads, part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, s);
-    return b ? launch_merge<bf16, 64>(n_rows, n_q_heads, part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, s)
-             : launch_merge<half, 64>(n_rows, n_q_heads, part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, s);
+    const cudaError_t err = tkp::launch_merge_rows(dtype == TKP_BF16, d_head, n_rows, n_q_heads, part_o, part_lse,
+                                                   leaf_partial_offset, leaf_partial_index, o, lse, s);
+    return err == cudaSuccess ? nullptr : tkp::error_message("tree merge_rows_kernel", err);
 }
