@@ -115,7 +115,7 @@ def test_leaves_are_decode_items_cut_into_pieces():
     """Items of at most decode_rows stacked rows come last (the decode kernel's), long ones cut into
     decode_piece_tokens pieces; the MMA items' balanced share ignores them; the result is still exact."""
     parents, lengths = [-1, 0, 0, 0], [700, 300, 5, 1]  # a root of 6 stacked rows over three leaves of 2
-    cost = CostModel(decode_piece_tokens=128)
+    cost = CostModel(decode_rows=4, decode_piece_tokens=128)
     tree = check(parents, lengths, cost=cost, kv_heads=2, group=2)
     plan = tree.plan(4, cost)
     h = plan.host
@@ -124,6 +124,24 @@ def test_leaves_are_decode_items_cut_into_pieces():
     tokens = np.add.reduceat(h["seg_len"], h["item_seg_offset"][:-1])[plan.n_mma_items:]
     assert sorted(tokens.tolist()) == [1, 5, 44, 128, 128], "leaf 300 = 128 + 128 + 44 (kv-tile multiples)"
     assert plan.max_mma_rows == 3 and plan.max_item_rows == 3
+
+
+def test_short_nodes_over_many_leaves_are_decode_items():
+    """A short chain over more than decode_rows rows goes to the decode kernel when ceil(rows / 2) * tokens is at most
+    decode_short_work (a 16-token node over 32 leaves: 256); a long one over the same rows stays an MMA item."""
+    parents = [-1, 0, 1] + [2] * 32 + [0] + [35] * 32  # root -> a 15 + 1-token chain over 32 leaves; a 200-token node
+    lengths = [40, 15, 1] + [3] * 32 + [200] + [2] * 32
+    cost = CostModel(decode_rows=8, decode_short_work=256)
+    tree = check(parents, lengths, cost=cost, kv_heads=1, group=1)
+    h = tree.plan(1, cost).host
+    rows = h["item_row_end"] - h["item_row_start"]
+    tokens = np.add.reduceat(h["seg_len"], h["item_seg_offset"][:-1])
+    n_mma = tree.plan(1, cost).n_mma_items
+    assert sorted(zip(rows[:n_mma].tolist(), tokens[:n_mma].tolist())) == [(32, 200), (64, 40)]
+    assert (32, 16) in zip(rows[n_mma:].tolist(), tokens[n_mma:].tolist()), "the 16-token chain over 32 leaves"
+    assert tree.plan(1, CostModel(decode_short_work=0)).n_mma_items == 3
+    with pytest.raises(ValueError, match=r"CostModel.decode_short_work must be an int >= 0"):
+        CostModel(decode_short_work=-1)
 
 
 def address_sets(tree, plan):
@@ -162,7 +180,7 @@ def test_plan_reads_every_token_once_per_kv_head(case):
     stacked = (h["item_row_end"] - h["item_row_start"]) * plan.group
     mma = slice(0, plan.n_mma_items)
     dec = slice(plan.n_mma_items, plan.n_items)
-    assert (stacked[mma] > model.decode_rows).all() and (stacked[dec] <= model.decode_rows).all()
+    assert (stacked[mma] > model.decode_rows).all() and model.is_decode(tokens[dec], stacked[dec]).all()
     assert (tokens[dec] <= model.decode_piece_tokens).all() or model.decode_piece_tokens % model.kv_tile
     for part in (mma, dec):
         assert (np.diff(model.cost(tokens[part], stacked[part])) <= 0).all(), "items in descending cost"

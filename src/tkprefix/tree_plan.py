@@ -229,8 +229,11 @@ class CostModel:
     A chain of at most ``decode_rows`` stacked rows (a leaf, a node over a few leaves: no rows worth a 64-row MMA
     tile) is a *decode* item instead: a memory-bound read that a kernel of many small warps runs (the TK backend's
     decode kernel), cut into pieces of at most ``decode_piece_tokens`` tokens so that long leaves spread over the GPU;
-    the balanced share is then the MMA items' alone. ``decode_rows = 0``: every item is an MMA item. The defaults are
-    H200 guesses (132 SMs) (docs/design.md, "Tree attention")."""
+    the balanced share is then the MMA items' alone. So is a *short* chain over more rows when the decode kernel's
+    work on it, ``ceil(stacked_rows / 2) * tokens`` (it reads the KV once per 2 stacked rows), is at most
+    ``decode_short_work``: a 16-token node over 32 leaves is one partly filled tile on the MMA kernel, all per-item
+    overhead. ``decode_rows = 0``: every item is an MMA item. The defaults are tuned on the H200 (132 SMs) by a sweep
+    over the c8 trees (docs/design.md, "Tree attention")."""
 
     n_sm: int = 132
     kv_tile: int = 64
@@ -238,12 +241,16 @@ class CostModel:
     item_overhead: float = 2.0
     partial_cost: float = 1 / 32
     min_piece_tiles: int = 4
-    decode_rows: int = 4
-    decode_piece_tokens: int = 256
+    decode_rows: int = 8
+    decode_piece_tokens: int = 64
+    decode_short_work: int = 256
 
     def __post_init__(self) -> None:
         if isinstance(self.decode_rows, bool) or not isinstance(self.decode_rows, int) or self.decode_rows < 0:
             raise ValueError(f"CostModel.decode_rows must be an int >= 0, got {self.decode_rows!r}")
+        if isinstance(self.decode_short_work, bool) or not isinstance(self.decode_short_work, int) \
+                or self.decode_short_work < 0:
+            raise ValueError(f"CostModel.decode_short_work must be an int >= 0, got {self.decode_short_work!r}")
         for name in ("n_sm", "kv_tile", "rows_per_pass", "min_piece_tiles", "decode_piece_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -256,6 +263,12 @@ class CostModel:
         passes = -(-tokens // self.kv_tile) * -(-stacked_rows // self.rows_per_pass)
         return self.item_overhead + passes + self.partial_cost * stacked_rows
 
+    def is_decode(self, tokens: np.ndarray, stacked_rows: np.ndarray) -> np.ndarray:
+        """Which chains the decode kernel takes: few rows, or a short chain whose decode work is small."""
+        if self.decode_rows == 0:
+            return np.zeros(np.shape(tokens), bool)
+        return (stacked_rows <= self.decode_rows) | (-(-stacked_rows // 2) * tokens <= self.decode_short_work)
+
 
 @dataclass(frozen=True, eq=False)
 class TreePlan:
@@ -265,7 +278,7 @@ class TreePlan:
     query index list).
 
     item i (n_items: first the n_mma_items MMA items in descending cost, the order a persistent kernel takes them;
-           then the decode items, of at most CostModel.decode_rows stacked rows, in descending cost)
+           then the decode items (CostModel.is_decode), in descending cost)
         item_row_start[i], item_row_end[i]   its leaf rows [start, end): every leaf under its nodes
         item_seg_offset[i] .. [i + 1]        its KV segments (CSR; consecutive node pieces with the same rows)
         item_partial_offset[i]               leaf row r of the item writes partial row
@@ -316,7 +329,7 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     1. chains: a node whose parent has one child has its parent's rows, so a maximal run of such nodes (consecutive
        ids in preorder) is one chain, read by the same stacked rows;
     2. each chain becomes ceil(cost / balanced share) KV pieces (``CostModel``), cut at kv-tile multiples; a chain
-       of at most ``cost.decode_rows`` stacked rows is a decode item, cut into pieces of ``cost.decode_piece_tokens``;
+       the decode kernel takes (``cost.is_decode``) is a decode item, cut into pieces of ``cost.decode_piece_tokens``;
     3. pieces are cut at node boundaries into segments and addressed as (page-table index, slot, length);
     4. leaf row r merges one partial per item on its path.
     """
@@ -337,7 +350,7 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     chain_rows = sh["leaf_hi"][head] - sh["leaf_lo"][head]
     # 2. KV pieces
     whole = cost.cost(chain_len, chain_rows * G)
-    decode = chain_rows * G <= cost.decode_rows
+    decode = cost.is_decode(chain_len, chain_rows * G)
     share = max(tree.kv_heads * whole[~decode].sum() / cost.n_sm, 1e-9)
     tiles = -(-chain_len // cost.kv_tile)
     pieces = np.clip(np.ceil(whole / share).astype(np.int64), 1, np.maximum(1, tiles // cost.min_piece_tiles))

@@ -173,12 +173,22 @@ def test_decode_kernel_row_groups_and_odd_lengths(rows, dim, dtype):
 @pytest.mark.parametrize("group", [1, 4])
 @pytest.mark.parametrize("overlap", [True, False])
 def test_decode_and_mma_items_in_one_launch(overlap, group):
-    """The default cost model: the root (8 x group stacked rows) on the wgmma kernel, the leaves (group rows: 1 takes
+    """The default cost model: the root (12 x group stacked rows) on the wgmma kernel, the leaves (group rows: 1 takes
     the decode kernel's one-row pass) on the decode kernel, on two streams at once or one after the other."""
-    parents = [-1] + [0] * 8
-    lengths = [1000] + [1, 2, 63, 64, 65, 129, 300, 511]
+    parents = [-1] + [0] * 12
+    lengths = [1000] + [1, 2, 63, 64, 65, 129, 300, 511, 5, 17, 33, 2]
     _, plan, _, _ = run_checked(parents, lengths, kv_heads=2, group=group, page_size=16, seed=21, overlap=overlap)
     assert 0 < plan.n_mma_items < plan.n_items
+
+
+@gpu
+@pytest.mark.parametrize("group", [1, 3])
+def test_short_nodes_over_many_leaves_on_the_decode_kernel(group):
+    """The default cost model on a binary tree of 16-token nodes (as c8's binary10): the short inner nodes over up to
+    32 stacked rows are decode items (CostModel.decode_short_work), read in row passes of 2; the upper ones MMA items."""
+    t = generate({"fanout": [2] * 6, "lengths": [64, 16, 16, 16, 16, 16, 15], "seed": 3})
+    _, plan, _, _ = run_checked(list(t.parents), list(t.lengths), kv_heads=2, group=group, page_size=16, seed=23)
+    assert plan.n_mma_items > 0 and plan.max_decode_rows * group > CostModel().decode_rows
 
 
 @gpu
