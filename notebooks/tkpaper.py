@@ -302,18 +302,19 @@ def write_text(path: Path, text: str) -> None:
 
 # ----------------------------------------------------------------------------------------------------------- figures
 _COLORS = {  # one colour per implementation in every figure; ours warm, peers cool/grey
-    "tk_hydragen": "#d62728", "tk_chunk_attn": "#ff7f0e", "tk_chunk_first": "#8c564b",
+    "tk_hydragen": "#d62728", "tk_chunk_attn": "#ff7f0e", "tk_chunk_first": "#8c564b", "tk_tree": "#e6ab02",
     "flashinfer_cascade": "#1f77b4", "sdpa_hydragen": "#9467bd", "sdpa_naive": "#7f7f7f",
     "chunk_attn_upstream": "#2ca02c", "hydragen_upstream": "#e377c2",
 }
 _EXTRA = ["#17becf", "#bcbd22", "#aec7e8", "#98df8a", "#c5b0d5", "#c49c94"]
+_N_FIXED = len(_COLORS)
 
 
 def impl_color(label: str) -> str:
     """The colour of an implementation (its " (graph)" variant shares it)."""
     impl = str(label).replace(" (graph)", "")
     if impl not in _COLORS:
-        _COLORS[impl] = _EXTRA[(len(_COLORS) - 8) % len(_EXTRA)]
+        _COLORS[impl] = _EXTRA[(len(_COLORS) - _N_FIXED) % len(_EXTRA)]
     return _COLORS[impl]
 
 

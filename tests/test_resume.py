@@ -162,3 +162,24 @@ def test_killed_replay_pipeline_resumes_to_identical_outputs(tmp_path):
           f"resumed {got['paper/build/tkprefix.pdf']}")
     assert got == expected, [k for k in sorted(set(got) | set(expected)) if got.get(k) != expected.get(k)]
     assert not (run / "paper/build/.latexmk").exists()
+
+
+def test_a_changed_recorded_run_reruns_the_replay(tmp_path):
+    """The recorded files are ancient() inputs (a checkout's timestamps never rerun anything), so their contents
+    are a params digest: after a new recording (or a git pull) the plain command shows the new data, not a stale
+    copy in results/replay."""
+    run = copy_checkout(tmp_path / "run")
+    until = CMD + ["--until", "replay"]
+    assert subprocess.run(until, cwd=run, capture_output=True, timeout=300).returncode == 0
+    dry = lambda: subprocess.run(until + ["-n"], cwd=run, capture_output=True, text=True, timeout=300)  # noqa: E731
+    first = dry()
+    assert first.returncode == 0 and "replay:" not in first.stdout + first.stderr, "unchanged data: nothing to rerun"
+    import yaml
+
+    dirs = yaml.safe_load((run / "config/config.yaml").read_text())["recorded_dirs"]
+    primary = next(run / d for d in dirs if (run / d / "provenance.json").is_file())  # the replayed run
+    with open(primary / "check.csv", "a") as f:
+        f.write("\n")
+    second = dry()
+    assert second.returncode == 0 and "replay:" in second.stdout + second.stderr
+    assert "Params have changed" in second.stdout + second.stderr

@@ -111,6 +111,18 @@ def run_files(root):
     return [ancient(str(p)) for p in files]
 
 
+def content_digest(*roots):
+    """sha256 over the contents of the run_files of these folders: a rule's `params`, so that a recorded run whose
+    files change (a new recording, a git pull) reruns what reads it, which the ancient() inputs alone would not."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for root in roots:
+        for p in sorted(p for p in Path(root).glob("*") if p.is_file() and p.suffix in (".csv", ".json")):
+            h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def recorded_files(wildcards):
     """Every file of the primary recorded run."""
     return run_files(primary_run())
@@ -148,4 +160,5 @@ def nb_params():
 def crossgpu_params():
     """Extra notebook parameters of the cross-GPU notebook: the recorded runs and the rerun comparison."""
     return {"runs": ",".join(os.path.abspath(d) for d in recorded_runs()),
-            "rerun": os.path.abspath("results/compare/rerun.json") if rerun_dir() else ""}
+            "rerun": os.path.abspath("results/compare/rerun.json") if rerun_dir() else "",
+            "runs_digest": content_digest(*recorded_runs())}

@@ -13,6 +13,7 @@ rule replay:
         "results/benchmarks/replay/replay.tsv"
     params:
         src=primary_run(),
+        digest=content_digest(primary_run()),
     conda:
         "../envs/tkprefix.yaml"
     script:
@@ -33,6 +34,7 @@ rule compare_rerun:
         cli=config["cli"],
         data=DATA,
         rerun=rerun_dir(),
+        digest=content_digest(rerun_dir()) if rerun_dir() else "",
     conda:
         "../envs/tkprefix.yaml"
     shell:
