@@ -119,7 +119,8 @@ def content_digest(*roots):
     h = hashlib.sha256()
     for root in roots:
         for p in sorted(p for p in Path(root).glob("*") if p.is_file() and p.suffix in (".csv", ".json")):
-            h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+            h.update(p.name.encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
 
 
