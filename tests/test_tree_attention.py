@@ -89,13 +89,16 @@ def test_random_trees_match_float64(case):
           page_size=case["page_size"], packed=case["packed"], dtype=case["dtype"], seed=case["seed"])
 
 
-@pytest.mark.parametrize("dtype", list(TOL))
-@pytest.mark.parametrize("spec", [
+GENERATED_SPECS = [  # generator trees checked here and, on the GPU, by tests/gpu/test_tk_tree.py
     {"fanout": [64], "lengths": [300, [1, 9]], "seed": 1},  # fan-out 64
     {"fanout": [2] * 9, "lengths": [5, 1, 3, 1, 1, 2, 1, 1, 1, 1], "seed": 3},  # 10 levels, 512 leaves
     {"fanout": [[2, 5], [1, 4], [1, 3]], "lengths": [[100, 299], [1, 64], [1, 64], [1, 33]], "prune": 0.3,
      "seed": 5},  # uneven depth and fan-out, chains of single children
-])
+]
+
+
+@pytest.mark.parametrize("dtype", list(TOL))
+@pytest.mark.parametrize("spec", GENERATED_SPECS)
 def test_generated_trees(spec, dtype):
     t = generate(spec)
     check(list(t.parents), list(t.lengths), kv_heads=2, group=4, page_size=16, dtype=dtype, seed=7)

@@ -12,18 +12,9 @@ import torch
 import tkprefix
 from tkprefix import tk_chunk
 from tkprefix.cache import ChunkKVCache
+from tk_family import gpu_mark
 
-_REASON = None
-if not torch.cuda.is_available():
-    _REASON = "no CUDA GPU"
-elif torch.cuda.get_device_capability() != (9, 0):
-    _REASON = f"needs sm_90 (H100/H200), found {torch.cuda.get_device_name()}"
-else:
-    try:
-        tk_chunk.ops()
-    except Exception as exc:  # noqa: BLE001
-        _REASON = f"TK ChunkAttention kernels unavailable: {exc}"
-gpu = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+gpu = gpu_mark("TK ChunkAttention kernels", tk_chunk.ops)
 pytestmark = pytest.mark.gpu
 
 

@@ -17,6 +17,7 @@ import torch
 
 from tkprefix.cache import ChunkKVCache
 from tkprefix import tk_chunk
+from tk_family import gpu_mark
 
 
 # ------------------------------------------------------------------------------------------------ random worlds
@@ -183,24 +184,7 @@ def test_work_lists_cover_every_key_once(seed):
 
 
 # ------------------------------------------------------------------------------------------------ GPU
-def _gpu_reason():
-    if not torch.cuda.is_available():
-        return "no CUDA GPU"
-    if torch.cuda.get_device_capability() != (9, 0):
-        return f"needs sm_90 (H100), found {torch.cuda.get_device_name()}"
-    try:
-        tk_chunk.ops()
-    except Exception as exc:  # noqa: BLE001
-        return f"TK ChunkAttention kernels unavailable: {exc}"
-    return None
-
-
-_REASON = _gpu_reason() if torch.cuda.is_available() else "no CUDA GPU"
-
-
-def gpu(fn):
-    """`gpu` marker + skip with the reason where the H100 / the built kernels are missing."""
-    return pytest.mark.gpu(pytest.mark.skipif(_REASON is not None, reason=_REASON or "")(fn))
+gpu = gpu_mark("TK ChunkAttention kernels", tk_chunk.ops)
 TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
 
 

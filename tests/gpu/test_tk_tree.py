@@ -26,33 +26,16 @@ import numpy as np
 import pytest
 import torch
 
-from test_tree_attention import DECODE_ALL, SPLIT_HARD, leaf_paths, preorder_parents
-from tkprefix import CostModel, PagedTree, tree_attention
+from tk_family import gpu_mark
+from test_tree_attention import DECODE_ALL, GENERATED_SPECS, SPLIT_HARD, leaf_paths, preorder_parents
+from tkprefix import CostModel, PagedTree, tk_tree, tree_attention
 from tkprefix.bench.trees import generate
 from tkprefix.reference import attention_with_lse
 
 TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}  # relative Frobenius error of o
 
 
-def _gpu_reason():
-    if not torch.cuda.is_available():
-        return "no CUDA GPU"
-    if torch.cuda.get_device_capability() != (9, 0):
-        return f"needs sm_90 (H100/H200), found {torch.cuda.get_device_name()}"
-    try:
-        from tkprefix import tk_tree
-
-        tk_tree.ops()
-    except Exception as exc:  # noqa: BLE001
-        return f"TK tree kernels unavailable: {exc}"
-    return None
-
-
-_REASON = _gpu_reason()
-
-
-def gpu(fn):
-    return pytest.mark.gpu(pytest.mark.skipif(_REASON is not None, reason=_REASON or "")(fn))
+gpu = gpu_mark("TK tree kernels", tk_tree.ops)
 
 
 def make(parents, lengths, kv_heads=2, group=2, page_size=16, packed=True, dtype=torch.bfloat16, dim=128, seed=0,
@@ -92,8 +75,6 @@ def oracle(parents, ks, vs, q):
 
 
 def run_checked(parents, lengths, cost=None, consumers=None, max_blocks=0, overlap=True, **kw):
-    from tkprefix import tk_tree
-
     tree, ks, vs, q = make(parents, lengths, **kw)
     plan = tree.plan(q.shape[1], cost)
     o, lse = tk_tree.tree_attention(q, tree, plan, return_lse=True, consumers=consumers, max_blocks=max_blocks,
@@ -134,12 +115,7 @@ def test_random_trees(seed, dim, dtype):
 
 @gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("spec", [
-    {"fanout": [64], "lengths": [300, [1, 9]], "seed": 1},  # fan-out 64
-    {"fanout": [2] * 9, "lengths": [5, 1, 3, 1, 1, 2, 1, 1, 1, 1], "seed": 3},  # 10 levels, 512 leaves
-    {"fanout": [[2, 5], [1, 4], [1, 3]], "lengths": [[100, 299], [1, 64], [1, 64], [1, 33]], "prune": 0.3,
-     "seed": 5},  # uneven depth and fan-out, chains of single children
-])
+@pytest.mark.parametrize("spec", GENERATED_SPECS)
 def test_generated_trees(spec, dtype):
     t = generate(spec)
     run_checked(list(t.parents), list(t.lengths), kv_heads=2, group=4, page_size=16, dtype=dtype, seed=7)
@@ -225,8 +201,6 @@ def test_public_api_and_torch_backend_agree():
 
 @gpu
 def test_cuda_graph_replay():
-    from tkprefix import tk_tree
-
     parents, lengths = random_case(random.Random(9))
     tree, ks, vs, q = make(parents, lengths, kv_heads=2, group=2, page_size=16, seed=9)
     plan = tree.plan(q.shape[1])
@@ -246,8 +220,6 @@ def test_cuda_graph_replay():
 
 @gpu
 def test_bad_input_is_rejected_naming_the_argument():
-    from tkprefix import tk_tree
-
     tree, _, _, q = make([-1, 0, 0], [10, 1, 2], kv_heads=2, group=2, seed=1)
     with pytest.raises(TypeError, match="backend='tk' needs q of dtype bfloat16 or float16"):
         t32, _, _, q32 = make([-1, 0, 0], [10, 1, 2], dtype=torch.float32, nan_free_slots=False)
