@@ -104,23 +104,26 @@ def rerun_dir():
     return d if Path(d, "provenance.json").is_file() else None
 
 
+def result_paths(root):
+    """The result files of a recorded run: CSV and JSON at its top level, sorted."""
+    return sorted(p for p in Path(root).glob("*") if p.is_file() and p.suffix in (".csv", ".json"))
+
+
 def run_files(root):
-    """The result files of a recorded run (CSV and JSON at its top level) as ancient() inputs: replay never re-runs
-    because of their timestamps, only when they change."""
-    files = sorted(p for p in Path(root).glob("*") if p.is_file() and p.suffix in (".csv", ".json"))
-    return [ancient(str(p)) for p in files]
+    """A recorded run's result files as ancient() inputs: replay never re-runs because of their timestamps, only
+    when they change (content_digest)."""
+    return [ancient(str(p)) for p in result_paths(root)]
 
 
 def content_digest(*roots):
-    """sha256 over the contents of the run_files of these folders: a rule's `params`, so that a recorded run whose
-    files change (a new recording, a git pull) reruns what reads it, which the ancient() inputs alone would not."""
+    """sha256 over the contents of these runs' result files: a rule's `params`, so that a recorded run whose files
+    change (a new recording, a git pull) reruns what reads it, which the ancient() inputs alone would not."""
     import hashlib
 
     h = hashlib.sha256()
-    for root in roots:
-        for p in sorted(p for p in Path(root).glob("*") if p.is_file() and p.suffix in (".csv", ".json")):
-            h.update(p.name.encode())
-            h.update(hashlib.sha256(p.read_bytes()).digest())
+    for p in (p for root in roots for p in result_paths(root)):
+        h.update(p.name.encode())
+        h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
 
 
