@@ -263,7 +263,7 @@ void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor
                 " entries, got ", item_seg_offset.numel());
     TORCH_CHECK(seg_slot.numel() == seg_page.numel() && seg_len.numel() == seg_page.numel(),
                 "seg_page, seg_slot and seg_len must have the same length");
-    check(part_o, "part_o", at::kFloat, 3);
+    check(part_o, "part_o", q.scalar_type(), 3);  // partials in q's dtype (the merge accumulates in float32)
     check(part_lse, "part_lse", at::kFloat, 2);
     TORCH_CHECK(part_o.size(1) == hq && part_o.size(2) == d, "part_o must be (n_partials, ", hq, ", ", d, ")");
     TORCH_CHECK(part_lse.size(0) == part_o.size(0) && part_lse.size(1) == hq, "part_lse must be (n_partials, ", hq, ")");
@@ -278,7 +278,7 @@ void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor
                              ids_ptr(item_seg_offset, "item_seg_offset"),
                              ids_ptr(item_partial_offset, "item_partial_offset"), (int)n_items, (int)n_mma_items, (int)decode_pass_rows,
                              ids_ptr(seg_page, "seg_page"), ids_ptr(seg_slot, "seg_slot"), ids_ptr(seg_len, "seg_len"),
-                             ids_ptr(page_table, "page_table"), part_o.data_ptr<float>(), part_lse.data_ptr<float>(),
+                             ids_ptr(page_table, "page_table"), part_o.data_ptr(), part_lse.data_ptr<float>(),
                              (int)max_blocks, reinterpret_cast<void *>(stream)));
 }
 
@@ -287,7 +287,7 @@ void tree_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at::
                 int64_t stream) {
     check(o, "o", o.scalar_type(), 3);
     const int dt = chunk_dtype(o, "o");
-    check(part_o, "part_o", at::kFloat, 3);
+    check(part_o, "part_o", o.scalar_type(), 3);  // tree_attend's partials, in q's (= o's) dtype
     check(part_lse, "part_lse", at::kFloat, 2);
     TORCH_CHECK(part_o.size(1) == o.size(1) && part_o.size(2) == o.size(2), "part_o must be (n_partials, Hq, D) of o");
     TORCH_CHECK(part_lse.size(0) == part_o.size(0) && part_lse.size(1) == o.size(1), "part_lse must be (n_partials, Hq)");
@@ -300,7 +300,7 @@ void tree_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at::
         TORCH_CHECK(lse->size(0) == o.size(0) && lse->size(1) == o.size(1), "lse must be (n_rows, n_q_heads)");
         lse_ptr = lse->data_ptr<float>();
     }
-    raise_if(tkp_tree_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), part_o.data_ptr<float>(),
+    raise_if(tkp_tree_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), part_o.data_ptr(),
                             part_lse.data_ptr<float>(), leaf_partial_offset.data_ptr<int32_t>(),
                             leaf_partial_index.numel() ? leaf_partial_index.data_ptr<int32_t>() : nullptr,
                             o.data_ptr(), lse_ptr, reinterpret_cast<void *>(stream)));

@@ -1,6 +1,6 @@
 // Tree attention, decode items: the TreePlan items of at most a few stacked rows (leaves, nodes over a few leaves;
 // CostModel.decode_rows), where a 64-row wgmma tile would be mostly padding and the work is a memory-bound read of
-// the item's KV. Included by tree.cu; same work-list contract (launch_tree.h), same fp32 (o, lse) partials.
+// the item's KV. Included by tree.cu; same work-list contract (launch_tree.h), same (o, lse) partials.
 //
 // One warp per unit (item, kv-head); many small blocks, so many warps per SM keep loads in flight (the MMA kernel's
 // one block per SM cannot hide a gather's latency on thousands of tiny units). A token's D-vector is spread over
@@ -45,10 +45,10 @@ template<typename T> __device__ static inline void load8(const T *p, float (&f)[
 }
 
 // Each of the TPS lane groups (lanes LPT, 2 LPT, ... apart) holds an online-softmax state of one stacked row (m in
-// log2 units, l, acc over its tokens); merge them by shuffles, then group 0 (writer) writes the fp32 partial row
-// o = acc / l at dst_o (+ its 8 columns) and lane 0 the row's lse (natural log) at *dst_lse.
-template<int LPT>
-__device__ static inline void merge_groups_and_write(float m, float l, float (&acc)[8], float *dst_o, float *dst_lse,
+// log2 units, l, acc over its tokens); merge them by shuffles, then group 0 (writer) writes the partial row
+// o = acc / l at dst_o (its 8 columns, in T) and lane 0 the row's lse (natural log, fp32) at *dst_lse.
+template<int LPT, typename T>
+__device__ static inline void merge_groups_and_write(float m, float l, float (&acc)[8], T *dst_o, float *dst_lse,
                                                      bool writer, int lane) {
     #pragma unroll
     for (int off = LPT; off < 32; off *= 2) {
@@ -67,8 +67,10 @@ __device__ static inline void merge_groups_and_write(float m, float l, float (&a
     }
     if (!writer) return;
     const float inv = 1.f / l;  // l >= 1: the row's max score contributes exp2(0)
-    *reinterpret_cast<float4 *>(dst_o) = make_float4(acc[0] * inv, acc[1] * inv, acc[2] * inv, acc[3] * inv);
-    *reinterpret_cast<float4 *>(dst_o + 4) = make_float4(acc[4] * inv, acc[5] * inv, acc[6] * inv, acc[7] * inv);
+    uint4 packed;  // 8 values of T: one 16-byte store
+    #pragma unroll
+    for (int i = 0; i < 4; i++) store_pair(reinterpret_cast<T *>(&packed) + 2 * i, make_float2(acc[2 * i] * inv, acc[2 * i + 1] * inv));
+    *reinterpret_cast<uint4 *>(dst_o) = packed;
     if (lane == 0) *dst_lse = (m + log2f(l)) * 0.69314718055994530942f;
 }
 

@@ -222,8 +222,8 @@ class PagedTree:
 class CostModel:
     """What one work item costs, in passes of one KV tile (``kv_tile`` tokens of one kv-head) over one block of
     ``rows_per_pass`` stacked query rows (a CTA's consumer warpgroups): ``item_overhead + kv_tiles * row_passes +
-    partial_cost * stacked_rows``. A stacked row's partial (``D * 4`` bytes) is written, then read by the merge,
-    against ``2 * kv_tile * D * 2`` bytes of a KV tile: 1/32. A node chain is split into KV pieces when its cost
+    partial_cost * stacked_rows``. A stacked row's partial (``D * 2`` bytes: the TK kernels store it in q's dtype) is
+    written, then read by the merge, against ``2 * kv_tile * D * 2`` bytes of a KV tile: 1/64. A node chain is split into KV pieces when its cost
     exceeds a balanced share of ``n_sm`` processors (pieces of at least ``min_piece_tiles`` tiles).
 
     A chain of at most ``decode_rows`` stacked rows (a leaf, a node over a few leaves: no rows worth a 64-row MMA
@@ -239,7 +239,7 @@ class CostModel:
     kv_tile: int = 64
     rows_per_pass: int = 128
     item_overhead: float = 2.0
-    partial_cost: float = 1 / 32
+    partial_cost: float = 1 / 64
     min_piece_tiles: int = 4
     decode_rows: int = 8
     decode_piece_tokens: int = 64
