@@ -15,16 +15,12 @@
 #include <stdint.h>
 #include <type_traits>
 
+#include "tkp_common.cuh"
+
 namespace tkp {
 namespace {  // internal linkage: each family's translation unit has its own copy (no clash of kernel stubs at link)
 
-template<typename T> __device__ inline T merge_out(float x);
-template<> __device__ inline __nv_bfloat16 merge_out<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
-template<> __device__ inline __half merge_out<__half>(float x) { return __float2half(x); }
 
-__device__ inline float merge_in(float x) { return x; }
-__device__ inline float merge_in(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ inline float merge_in(__half x) { return __half2float(x); }
 
 template<typename T, typename P, int D>
 __global__ __launch_bounds__(128)
@@ -48,13 +44,13 @@ void merge_rows_kernel(const P *__restrict__ part_o, const float *__restrict__ p
             sum += w;
             const P *src = part_o + r * D + lane * PER_LANE;
             #pragma unroll
-            for (int k = 0; k < PER_LANE; k++) acc[k] += w * merge_in(src[k]);
+            for (int k = 0; k < PER_LANE; k++) acc[k] += w * to_float(src[k]);
         }
     }
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
     T *dst = o + ((size_t)seq * hq + qh) * D + lane * PER_LANE;
     #pragma unroll
-    for (int k = 0; k < PER_LANE; k++) dst[k] = merge_out<T>(acc[k] * inv);
+    for (int k = 0; k < PER_LANE; k++) dst[k] = from_float<T>(acc[k] * inv);
     if (lse_out != nullptr && lane == 0) lse_out[(size_t)seq * hq + qh] = sum > 0.f ? m + logf(sum) : -INFINITY;
 }
 

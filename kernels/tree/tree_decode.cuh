@@ -15,6 +15,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "../common/tkp_common.cuh"
+
 namespace tkprefix_tree {
 
 template<typename T, int D, int ROWS_> struct decode_layout {
@@ -31,11 +33,9 @@ template<typename T, int D, int ROWS_> struct decode_layout {
     static constexpr int HELD_TOKENS = TPS * HELD_STEPS;  // 16 tokens at D = 128, 32 at D = 64
 };
 
-__device__ static inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ static inline float to_float(__half x) { return __half2float(x); }
 
 template<typename T> __device__ static inline float elem(const uint4 &raw, int i) {
-    return to_float(reinterpret_cast<const T *>(&raw)[i]);  // torch builds with __CUDA_NO_*_CONVERSIONS__
+    return tkp::to_float(reinterpret_cast<const T *>(&raw)[i]);  // torch builds with __CUDA_NO_*_CONVERSIONS__
 }
 
 template<typename T> __device__ static inline void load8(const T *p, float (&f)[8]) {
