@@ -85,6 +85,25 @@ const int32_t *ids_ptr(const at::Tensor &t, const char *name) {
     return t.numel() ? t.data_ptr<int32_t>() : nullptr;
 }
 
+// The checks of the merge bindings (chunk_merge, tree_merge): o (n_out, Hq, D); part_o of part_dtype (float32 for
+// chunk_attn, o's dtype for the tree), part_lse float32; an int32 CSR of n_out + 1 offsets (offset_name) into int32
+// partial rows (rows_name); lse (n_out, Hq) float32 or None. Returns lse's pointer (nullptr without lse); n_out_name
+// names n_out in the messages.
+float *check_merge(const at::Tensor &part_o, at::ScalarType part_dtype, const at::Tensor &part_lse,
+                   const at::Tensor &offset, const char *offset_name, const at::Tensor &rows, const char *rows_name,
+                   const at::Tensor &o, const std::optional<at::Tensor> &lse, const char *n_out_name) {
+    check(o, "o", o.scalar_type(), 3);
+    check(part_o, "part_o", part_dtype, 3);
+    check(part_lse, "part_lse", at::kFloat, 2);
+    check(offset, offset_name, at::kInt, 1);
+    check(rows, rows_name, at::kInt, 1);
+    TORCH_CHECK(offset.size(0) == o.size(0) + 1, offset_name, " must have ", n_out_name, " + 1 entries");
+    if (!lse.has_value()) return nullptr;
+    check(*lse, "lse", at::kFloat, 2);
+    TORCH_CHECK(lse->size(0) == o.size(0) && lse->size(1) == o.size(1), "lse must be (", n_out_name, ", n_q_heads)");
+    return lse->data_ptr<float>();
+}
+
 // ============================================================================================ [hydragen]
 #ifdef TKP_FAMILY_HYDRAGEN
 void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &o,
@@ -213,19 +232,9 @@ void chunk_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tenso
 void chunk_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at::Tensor &merge_offset,
                  const at::Tensor &merge_rows, const at::Tensor &o, const std::optional<at::Tensor> &lse,
                  int64_t stream) {
-    check(o, "o", o.scalar_type(), 3);
+    float *lse_ptr = check_merge(part_o, at::kFloat, part_lse, merge_offset, "merge_offset", merge_rows,
+                                 "merge_rows", o, lse, "n_seqs");
     const int dt = chunk_dtype(o, "o");
-    check(part_o, "part_o", at::kFloat, 3);
-    check(part_lse, "part_lse", at::kFloat, 2);
-    check(merge_offset, "merge_offset", at::kInt, 1);
-    check(merge_rows, "merge_rows", at::kInt, 1);
-    TORCH_CHECK(merge_offset.size(0) == o.size(0) + 1, "merge_offset must have n_seqs + 1 entries");
-    float *lse_ptr = nullptr;
-    if (lse.has_value()) {
-        check(*lse, "lse", at::kFloat, 2);
-        TORCH_CHECK(lse->size(0) == o.size(0) && lse->size(1) == o.size(1), "lse must be (n_seqs, n_q_heads)");
-        lse_ptr = lse->data_ptr<float>();
-    }
     raise_if(tkp_chunk_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), part_o.data_ptr<float>(),
                              part_lse.data_ptr<float>(), merge_offset.data_ptr<int32_t>(),
                              merge_rows.numel() ? merge_rows.data_ptr<int32_t>() : nullptr, o.data_ptr(),
@@ -263,7 +272,7 @@ void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor
                 " entries, got ", item_seg_offset.numel());
     TORCH_CHECK(seg_slot.numel() == seg_page.numel() && seg_len.numel() == seg_page.numel(),
                 "seg_page, seg_slot and seg_len must have the same length");
-    check(part_o, "part_o", at::kFloat, 3);
+    check(part_o, "part_o", q.scalar_type(), 3);  // partials in q's dtype (the merge accumulates in float32)
     check(part_lse, "part_lse", at::kFloat, 2);
     TORCH_CHECK(part_o.size(1) == hq && part_o.size(2) == d, "part_o must be (n_partials, ", hq, ", ", d, ")");
     TORCH_CHECK(part_lse.size(0) == part_o.size(0) && part_lse.size(1) == hq, "part_lse must be (n_partials, ", hq, ")");
@@ -278,29 +287,19 @@ void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor
                              ids_ptr(item_seg_offset, "item_seg_offset"),
                              ids_ptr(item_partial_offset, "item_partial_offset"), (int)n_items, (int)n_mma_items, (int)decode_pass_rows,
                              ids_ptr(seg_page, "seg_page"), ids_ptr(seg_slot, "seg_slot"), ids_ptr(seg_len, "seg_len"),
-                             ids_ptr(page_table, "page_table"), part_o.data_ptr<float>(), part_lse.data_ptr<float>(),
+                             ids_ptr(page_table, "page_table"), part_o.data_ptr(), part_lse.data_ptr<float>(),
                              (int)max_blocks, reinterpret_cast<void *>(stream)));
 }
 
 void tree_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at::Tensor &leaf_partial_offset,
                 const at::Tensor &leaf_partial_index, const at::Tensor &o, const std::optional<at::Tensor> &lse,
                 int64_t stream) {
-    check(o, "o", o.scalar_type(), 3);
+    float *lse_ptr = check_merge(part_o, o.scalar_type(), part_lse, leaf_partial_offset, "leaf_partial_offset",
+                                 leaf_partial_index, "leaf_partial_index", o, lse, "n_rows");
     const int dt = chunk_dtype(o, "o");
-    check(part_o, "part_o", at::kFloat, 3);
-    check(part_lse, "part_lse", at::kFloat, 2);
     TORCH_CHECK(part_o.size(1) == o.size(1) && part_o.size(2) == o.size(2), "part_o must be (n_partials, Hq, D) of o");
     TORCH_CHECK(part_lse.size(0) == part_o.size(0) && part_lse.size(1) == o.size(1), "part_lse must be (n_partials, Hq)");
-    check(leaf_partial_offset, "leaf_partial_offset", at::kInt, 1);
-    check(leaf_partial_index, "leaf_partial_index", at::kInt, 1);
-    TORCH_CHECK(leaf_partial_offset.size(0) == o.size(0) + 1, "leaf_partial_offset must have n_rows + 1 entries");
-    float *lse_ptr = nullptr;
-    if (lse.has_value()) {
-        check(*lse, "lse", at::kFloat, 2);
-        TORCH_CHECK(lse->size(0) == o.size(0) && lse->size(1) == o.size(1), "lse must be (n_rows, n_q_heads)");
-        lse_ptr = lse->data_ptr<float>();
-    }
-    raise_if(tkp_tree_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), part_o.data_ptr<float>(),
+    raise_if(tkp_tree_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), part_o.data_ptr(),
                             part_lse.data_ptr<float>(), leaf_partial_offset.data_ptr<int32_t>(),
                             leaf_partial_index.numel() ? leaf_partial_index.data_ptr<int32_t>() : nullptr,
                             o.data_ptr(), lse_ptr, reinterpret_cast<void *>(stream)));

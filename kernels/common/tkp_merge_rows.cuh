@@ -1,28 +1,30 @@
 // kernels/common/tkp_merge_rows.cuh -- the LSE merge of fp32 partial rows listed by a CSR, shared by the chunk_attn and
 // tree families (each instantiates it in its own translation unit).
 //
-//   part_o (n_partial_rows, hq, D) float32, part_lse (n_partial_rows, hq) float32 natural log;
+//   part_o (n_partial_rows, hq, D) of P (float32 for chunk_attn; the output's dtype T for tree attention, half the
+//   bytes), part_lse (n_partial_rows, hq) float32 natural log;
 //   off (n_out + 1) CSR into rows: output row i merges partial rows rows[off[i] .. off[i+1]).
 //   o (n_out, hq, D) of T; lse_out (n_out, hq) float32 or nullptr. An output row with no partials gets o = 0,
 //   lse = -inf. Launch: grid (n_out, ceil(hq / 4)), 128 threads: one warp per (output row, q-head).
-//   launch_merge_rows: that launch for bf16 or fp16 and d_head 64 or 128 (checked by the caller); returns the launch's
-//   cudaError_t, which each family turns into its own message.
+//   launch_merge_rows<PARTIALS_IN_T>: that launch for bf16 or fp16 and d_head 64 or 128 (checked by the caller), with
+//   P = T (true) or float32 (false); returns the launch's cudaError_t, which each family turns into its own message.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdint.h>
+#include <type_traits>
+
+#include "tkp_common.cuh"
 
 namespace tkp {
 namespace {  // internal linkage: each family's translation unit has its own copy (no clash of kernel stubs at link)
 
-template<typename T> __device__ inline T merge_out(float x);
-template<> __device__ inline __nv_bfloat16 merge_out<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
-template<> __device__ inline __half merge_out<__half>(float x) { return __float2half(x); }
 
-template<typename T, int D>
+
+template<typename T, typename P, int D>
 __global__ __launch_bounds__(128)
-void merge_rows_kernel(const float *__restrict__ part_o, const float *__restrict__ part_lse,
+void merge_rows_kernel(const P *__restrict__ part_o, const float *__restrict__ part_lse,
                        const int32_t *__restrict__ off, const int32_t *__restrict__ rows,
                        T *__restrict__ o, float *__restrict__ lse_out, int hq) {
     constexpr int PER_LANE = D / 32;
@@ -40,28 +42,31 @@ void merge_rows_kernel(const float *__restrict__ part_o, const float *__restrict
             const size_t r = (size_t)rows[p] * hq + qh;
             const float w = __expf(part_lse[r] - m);
             sum += w;
-            const float *src = part_o + r * D + lane * PER_LANE;
+            const P *src = part_o + r * D + lane * PER_LANE;
             #pragma unroll
-            for (int k = 0; k < PER_LANE; k++) acc[k] += w * src[k];
+            for (int k = 0; k < PER_LANE; k++) acc[k] += w * to_float(src[k]);
         }
     }
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
     T *dst = o + ((size_t)seq * hq + qh) * D + lane * PER_LANE;
     #pragma unroll
-    for (int k = 0; k < PER_LANE; k++) dst[k] = merge_out<T>(acc[k] * inv);
+    for (int k = 0; k < PER_LANE; k++) dst[k] = from_float<T>(acc[k] * inv);
     if (lse_out != nullptr && lane == 0) lse_out[(size_t)seq * hq + qh] = sum > 0.f ? m + logf(sum) : -INFINITY;
 }
 
-inline cudaError_t launch_merge_rows(bool bf16, int d_head, int n_out, int hq, const float *part_o,
+template<bool PARTIALS_IN_T>
+inline cudaError_t launch_merge_rows(bool bf16, int d_head, int n_out, int hq, const void *part_o,
                                      const float *part_lse, const int32_t *off, const int32_t *rows, void *o,
                                      float *lse_out, cudaStream_t stream) {
+    using BP = std::conditional_t<PARTIALS_IN_T, __nv_bfloat16, float>;  // partial type with bf16 outputs
+    using HP = std::conditional_t<PARTIALS_IN_T, __half, float>;          // and with fp16 outputs
     const dim3 grid(n_out, (hq + 3) / 4);
     if (d_head == 128) {
-        if (bf16) merge_rows_kernel<__nv_bfloat16, 128><<<grid, 128, 0, stream>>>(part_o, part_lse, off, rows, (__nv_bfloat16 *)o, lse_out, hq);
-        else merge_rows_kernel<__half, 128><<<grid, 128, 0, stream>>>(part_o, part_lse, off, rows, (__half *)o, lse_out, hq);
+        if (bf16) merge_rows_kernel<__nv_bfloat16, BP, 128><<<grid, 128, 0, stream>>>((const BP *)part_o, part_lse, off, rows, (__nv_bfloat16 *)o, lse_out, hq);
+        else merge_rows_kernel<__half, HP, 128><<<grid, 128, 0, stream>>>((const HP *)part_o, part_lse, off, rows, (__half *)o, lse_out, hq);
     } else {
-        if (bf16) merge_rows_kernel<__nv_bfloat16, 64><<<grid, 128, 0, stream>>>(part_o, part_lse, off, rows, (__nv_bfloat16 *)o, lse_out, hq);
-        else merge_rows_kernel<__half, 64><<<grid, 128, 0, stream>>>(part_o, part_lse, off, rows, (__half *)o, lse_out, hq);
+        if (bf16) merge_rows_kernel<__nv_bfloat16, BP, 64><<<grid, 128, 0, stream>>>((const BP *)part_o, part_lse, off, rows, (__nv_bfloat16 *)o, lse_out, hq);
+        else merge_rows_kernel<__half, HP, 64><<<grid, 128, 0, stream>>>((const HP *)part_o, part_lse, off, rows, (__half *)o, lse_out, hq);
     }
     return cudaGetLastError();
 }

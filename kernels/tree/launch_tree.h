@@ -15,7 +15,8 @@
 //           stacked row e writes partial row item_partial_offset[i] + e / G, q-head h * G + e % G.
 //   segment s: token t (0 <= t < seg_len[s]) is slot (seg_slot[s] + t) % page_size of pool page
 //           page_table[seg_page[s] + (seg_slot[s] + t) / page_size].
-//   part_o float32 (n_partials, n_q_heads, d_head), part_lse float32 (n_partials, n_q_heads), natural log.
+//   part_o (n_partials, n_q_heads, d_head) of dtype (q's: half the bytes of float32, the merge accumulates in float32),
+//   part_lse float32 (n_partials, n_q_heads), natural log.
 // Merge: leaf row r combines partial rows leaf_partial_index[leaf_partial_offset[r] .. leaf_partial_offset[r + 1]).
 //
 // Every launcher returns nullptr on success, else a (static or thread-local) message naming what failed.
@@ -36,13 +37,13 @@ const char *tkp_tree_attend(int dtype, int d_head, int consumers,
                             const int32_t *item_row_start, const int32_t *item_row_end,
                             const int32_t *item_seg_offset, const int32_t *item_partial_offset, int n_items,
                             int n_mma_items, int decode_pass_rows, const int32_t *seg_page, const int32_t *seg_slot, const int32_t *seg_len,
-                            const int32_t *page_table, float *part_o, float *part_lse, int max_blocks,
+                            const int32_t *page_table, void *part_o, float *part_lse, int max_blocks,
                             void *stream);
 
 // o (n_rows, n_q_heads, d_head) of dtype = LSE merge of each leaf row's partial rows; lse (n_rows, n_q_heads)
 // float32 if not null. A row with no partial gets o = 0, lse = -inf (a TreePlan gives every leaf at least one).
 const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q_heads,
-                           const float *part_o, const float *part_lse,
+                           const void *part_o, const float *part_lse,
                            const int32_t *leaf_partial_offset, const int32_t *leaf_partial_index,
                            void *o, float *lse, void *stream);
 

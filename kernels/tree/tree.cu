@@ -4,7 +4,8 @@
 // attend: a persistent grid over units (item, kv-head) in the plan's order. A unit's stacked query rows (its leaf rows
 // x the G q-heads of the kv-head) are taken NC * 64 at a time (NC consumer warpgroups of 64 rows, one wgmma M tile
 // each); for each such row block the item's KV segments are streamed in 64-token tiles with an online softmax, and
-// each stacked row writes one fp32 (o, lse) partial row.
+// each stacked row writes one (o, lse) partial row: o in q's dtype (half the bytes of fp32; the merge accumulates in
+// fp32), lse fp32.
 //
 // No producer warp and no TMA: every thread of the block is a consumer, and each KV tile is GATHERED token by token
 // through the page table with 16-byte cp.async copies, so a node may start and end anywhere inside a page of any size
@@ -58,11 +59,19 @@ template<typename T, int D, int NC> struct tree_layout {
         const T *k, *v;                    // pools (n_pages, hkv, page_size, D)
         const int32_t *item_row_start, *item_row_end, *item_seg_offset, *item_partial_offset;
         const int32_t *seg_page, *seg_slot, *seg_len, *page_table;
-        float *part_o;                     // (n_partials, hq, D)
+        T *part_o;                         // (n_partials, hq, D), in q's dtype
         float *part_lse;                   // (n_partials, hq)
         int hq, group, hkv, page_size, n_items;
     };
 };
+
+// A pair of fp32 partial values as two of T (partials are stored in q's dtype: half the bytes of fp32)
+__device__ static inline void store_pair(__nv_bfloat16 *dst, float2 v) {
+    *reinterpret_cast<__nv_bfloat162 *>(dst) = __floats2bfloat162_rn(v.x, v.y);
+}
+__device__ static inline void store_pair(__half *dst, float2 v) {
+    *reinterpret_cast<__half2 *>(dst) = __floats2half2_rn(v.x, v.y);
+}
 
 __device__ static inline void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
@@ -237,12 +246,12 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
                 const int e = warp_row0 + lane / 4 + 8 * half_;
                 if (e >= n_stacked) continue;
                 const int prow = part0 + e / g.group, qh = h * g.group + e % g.group;
-                float *dst = g.part_o + ((size_t)prow * g.hq + qh) * D;
+                T *dst = g.part_o + ((size_t)prow * g.hq + qh) * D;
                 #pragma unroll
                 for (int j = 0; j < D / 16; j++) {
                     const int col = j * 16 + 2 * (lane % 4);
-                    *reinterpret_cast<float2*>(dst + col)     = o_reg.tiles[0][j].data[0 + half_];
-                    *reinterpret_cast<float2*>(dst + col + 8) = o_reg.tiles[0][j].data[2 + half_];
+                    store_pair(dst + col, o_reg.tiles[0][j].data[0 + half_]);
+                    store_pair(dst + col + 8, o_reg.tiles[0][j].data[2 + half_]);
                 }
                 if (lane % 4 == 0) {
                     g.part_lse[(size_t)prow * g.hq + qh] = half_ == 0 ? norm_vec[0][0].x : norm_vec[0][0].y;
@@ -264,10 +273,10 @@ static const char *launch_attend(const void *q, const void *k_pool, const void *
                                  int hq, const int32_t *row_start, const int32_t *row_end, const int32_t *seg_offset,
                                  const int32_t *partial_offset, int n_items, const int32_t *seg_page,
                                  const int32_t *seg_slot, const int32_t *seg_len, const int32_t *page_table,
-                                 float *po, float *pl, int max_blocks, cudaStream_t stream) {
+                                 void *po, float *pl, int max_blocks, cudaStream_t stream) {
     using L = tree_layout<T, D, NC>;
     typename L::globals g{(const T*)q, (const T*)k_pool, (const T*)v_pool, row_start, row_end, seg_offset,
-                          partial_offset, seg_page, seg_slot, seg_len, page_table, po, pl, hq, hq / hkv, hkv,
+                          partial_offset, seg_page, seg_slot, seg_len, page_table, (T*)po, pl, hq, hq / hkv, hkv,
                           page_size, n_items};
     auto kernel = tree_attend_kernel<T, D, NC>;
     static int resident = 0;  // blocks of this instantiation that fit on the whole GPU (computed once)
@@ -292,11 +301,11 @@ static const char *launch_decode(const void *q, const void *k_pool, const void *
                                  int hq, const int32_t *row_start, const int32_t *row_end, const int32_t *seg_offset,
                                  const int32_t *partial_offset, int item0, int n_items, const int32_t *seg_page,
                                  const int32_t *seg_slot, const int32_t *seg_len, const int32_t *page_table,
-                                 float *po, float *pl, cudaStream_t stream) {
+                                 void *po, float *pl, cudaStream_t stream) {
     using L = decode_layout<T, D, ROWS>;
     typename tree_layout<T, D, 1>::globals g{(const T*)q, (const T*)k_pool, (const T*)v_pool, row_start, row_end,
                                              seg_offset, partial_offset, seg_page, seg_slot, seg_len, page_table,
-                                             po, pl, hq, hq / hkv, hkv, page_size, n_items};
+                                             (T*)po, pl, hq, hq / hkv, hkv, page_size, n_items};
     const long long units = (long long)(n_items - item0) * hkv;
     const long long blocks = (units + L::WARPS - 1) / L::WARPS;
     if (blocks > 0x7fffffffLL) return tkp::arg_error("tkp_tree: too many decode units for one grid");
@@ -315,7 +324,7 @@ extern "C" const char *tkp_tree_attend(int dtype, int d_head, int consumers,
                                        const int32_t *item_seg_offset, const int32_t *item_partial_offset,
                                        int n_items, int n_mma_items, int decode_pass_rows, const int32_t *seg_page,
                                        const int32_t *seg_slot, const int32_t *seg_len, const int32_t *page_table,
-                                       float *part_o, float *part_lse, int max_blocks, void *stream) {
+                                       void *part_o, float *part_lse, int max_blocks, void *stream) {
     if (d_head != 64 && d_head != 128) return "tkp_tree: d_head must be 64 or 128";
     if (consumers != 1 && consumers != 2) return "tkp_tree: consumers must be 1 or 2";
     if (dtype != TKP_BF16 && dtype != TKP_FP16) return "tkp_tree: dtype must be bf16 or fp16";
@@ -358,7 +367,7 @@ extern "C" const char *tkp_tree_attend(int dtype, int d_head, int consumers,
 }
 
 extern "C" const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q_heads,
-                                      const float *part_o, const float *part_lse,
+                                      const void *part_o, const float *part_lse,
                                       const int32_t *leaf_partial_offset, const int32_t *leaf_partial_index,
                                       void *o, float *lse, void *stream) {
     if (d_head != 64 && d_head != 128) return "tkp_tree: d_head must be 64 or 128";
@@ -367,7 +376,7 @@ extern "C" const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q
     if (n_rows == 0) return nullptr;
     if (!leaf_partial_offset || !o) return "tkp_tree: null pointer argument";
     cudaStream_t s = (cudaStream_t)stream;
-    const cudaError_t err = tkp::launch_merge_rows(dtype == TKP_BF16, d_head, n_rows, n_q_heads, part_o, part_lse,
+    const cudaError_t err = tkp::launch_merge_rows<true>(dtype == TKP_BF16, d_head, n_rows, n_q_heads, part_o, part_lse,
                                                    leaf_partial_offset, leaf_partial_index, o, lse, s);
     return err == cudaSuccess ? nullptr : tkp::error_message("tree merge_rows_kernel", err);
 }

@@ -3,7 +3,7 @@
 One decode step is three launches and no host sync: ``tree_attend`` runs the plan's MMA items (a persistent wgmma
 grid over (item, kv-head) units, in the plan's cost order) and, concurrently on a second stream, its decode items (a
 warp per unit: leaves and nodes of a few stacked rows); each unit's stacked query rows against its KV segments, read
-in place through the page table, into fp32 (o, lse) partial rows; then ``tree_merge`` (the LSE merge of each leaf
+in place through the page table, into (o, lse) partial rows (o in q's dtype, lse float32); then ``tree_merge`` (the LSE merge of each leaf
 row's partials, written in q's dtype). The plan's int32 tensors are passed as they are (sliced views): nothing is
 derived per step.
 
@@ -109,7 +109,7 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
     if q.data_ptr() % 16:
         q = q.clone()  # the kernel reads query rows with 16-byte loads
     hq, d = q.shape[1], q.shape[2]
-    part_o = torch.empty((plan.n_partials, hq, d), dtype=torch.float32, device=q.device)
+    part_o = torch.empty((plan.n_partials, hq, d), dtype=q.dtype, device=q.device)  # half the bytes of float32
     part_lse = torch.empty((plan.n_partials, hq), dtype=torch.float32, device=q.device)
     out = torch.empty_like(q)
     lse = torch.empty((q.shape[0], hq), dtype=torch.float32, device=q.device) if return_lse else None

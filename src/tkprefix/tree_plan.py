@@ -222,9 +222,12 @@ class PagedTree:
 class CostModel:
     """What one work item costs, in passes of one KV tile (``kv_tile`` tokens of one kv-head) over one block of
     ``rows_per_pass`` stacked query rows (a CTA's consumer warpgroups): ``item_overhead + kv_tiles * row_passes +
-    partial_cost * stacked_rows``. A stacked row's partial (``D * 4`` bytes) is written, then read by the merge,
-    against ``2 * kv_tile * D * 2`` bytes of a KV tile: 1/32. A node chain is split into KV pieces when its cost
-    exceeds a balanced share of ``n_sm`` processors (pieces of at least ``min_piece_tiles`` tiles).
+    partial_cost * stacked_rows``. A stacked row's partial (``D * 2`` bytes: the TK kernels store it in q's dtype) is
+    written, then read by the merge, against ``2 * kv_tile * D * 2`` bytes of a KV tile: 1/64. A node chain is split
+    into KV pieces when its cost exceeds a balanced share of the wgmma kernel's resident blocks: ``n_sm`` of them, or
+    ``n_sm * small_blocks_per_sm`` when every MMA item fits one 64-row warpgroup tile (``rows_per_pass / 2`` stacked
+    rows), and its piece count is rounded down, so that the (item, kv-head) units of one chain fill one wave at most
+    (pieces of at least ``min_piece_tiles`` tiles).
 
     A chain of at most ``decode_rows`` stacked rows (a leaf, a node over a few leaves: no rows worth a 64-row MMA
     tile) is a *decode* item instead: a memory-bound read that a kernel of many small warps runs (the TK backend's
@@ -239,8 +242,9 @@ class CostModel:
     kv_tile: int = 64
     rows_per_pass: int = 128
     item_overhead: float = 2.0
-    partial_cost: float = 1 / 32
+    partial_cost: float = 1 / 64
     min_piece_tiles: int = 4
+    small_blocks_per_sm: int = 2
     decode_rows: int = 8
     decode_piece_tokens: int = 64
     decode_short_work: int = 256
@@ -251,7 +255,8 @@ class CostModel:
         if isinstance(self.decode_short_work, bool) or not isinstance(self.decode_short_work, int) \
                 or self.decode_short_work < 0:
             raise ValueError(f"CostModel.decode_short_work must be an int >= 0, got {self.decode_short_work!r}")
-        for name in ("n_sm", "kv_tile", "rows_per_pass", "min_piece_tiles", "decode_piece_tokens"):
+        for name in ("n_sm", "kv_tile", "rows_per_pass", "min_piece_tiles", "decode_piece_tokens",
+                     "small_blocks_per_sm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"CostModel.{name} must be a positive int, got {value!r}")
@@ -328,7 +333,7 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
 
     1. chains: a node whose parent has one child has its parent's rows, so a maximal run of such nodes (consecutive
        ids in preorder) is one chain, read by the same stacked rows;
-    2. each chain becomes ceil(cost / balanced share) KV pieces (``CostModel``), cut at kv-tile multiples; a chain
+    2. each chain becomes floor(cost / balanced share) KV pieces (``CostModel``), cut at kv-tile multiples; a chain
        the decode kernel takes (``cost.is_decode``) is a decode item, cut into pieces of ``cost.decode_piece_tokens``;
     3. pieces are cut at node boundaries into segments and addressed as (page-table index, slot, length);
     4. leaf row r merges one partial per item on its path.
@@ -351,9 +356,11 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     # 2. KV pieces
     whole = cost.cost(chain_len, chain_rows * G)
     decode = cost.is_decode(chain_len, chain_rows * G)
-    share = max(tree.kv_heads * whole[~decode].sum() / cost.n_sm, 1e-9)
+    one_warpgroup = not (chain_rows[~decode] * G > cost.rows_per_pass // 2).any()
+    blocks = cost.n_sm * (cost.small_blocks_per_sm if one_warpgroup else 1)  # the wgmma kernel's resident blocks
+    share = max(tree.kv_heads * whole[~decode].sum() / blocks, 1e-9)
     tiles = -(-chain_len // cost.kv_tile)
-    pieces = np.clip(np.ceil(whole / share).astype(np.int64), 1, np.maximum(1, tiles // cost.min_piece_tiles))
+    pieces = np.clip(np.floor(whole / share).astype(np.int64), 1, np.maximum(1, tiles // cost.min_piece_tiles))
     pieces = np.where(decode, -(-chain_len // cost.decode_piece_tokens), pieces)
     piece_len = -(-tiles // pieces) * cost.kv_tile
     pieces = -(-chain_len // piece_len)

@@ -146,6 +146,23 @@ def test_decode_kernel_row_groups_and_odd_lengths(rows, dim, dtype):
 
 
 @gpu
+@pytest.mark.parametrize("group", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dim", [128, 64])
+def test_short_items_hold_their_kv_in_registers(dim, dtype, group):
+    """Decode items of at most 16 (D 128) or 32 (D 64) tokens over more than 2 stacked rows load their KV once and
+    loop over the rows (tree_decode.cuh, decode_rows_over_held_kv): a chain of 1 + 2 + (limit - 4) tokens (three
+    segments) over every leaf, nodes of exactly the limit and one more, a 1-token node, leaves of 1-7 tokens; page
+    size 3, so tokens cross pages; 12 leaves x group stacked rows at the root."""
+    held = 16 if dim == 128 else 32
+    parents = [-1, 0, 1, 2, 3, 3, 3, 3, 3, 2, 9, 9, 9, 9, 2, 14, 14, 14]
+    lengths = [1, 2, held - 4, held, 1, 2, 3, 4, 5, held + 1, 1, 1, 1, 1, 1, 2, 3, 7]
+    _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL, kv_heads=2, group=group, page_size=3,
+                                dtype=dtype, dim=dim, seed=29)
+    assert plan.n_mma_items == 0 and plan.max_decode_rows * group == 12 * group
+
+
+@gpu
 @pytest.mark.parametrize("group", [1, 4])
 @pytest.mark.parametrize("overlap", [True, False])
 def test_decode_and_mma_items_in_one_launch(overlap, group):
