@@ -149,11 +149,13 @@ def test_short_nodes_over_many_leaves_are_decode_items():
 
 def test_split_fills_one_wave_of_resident_blocks():
     """A 4,000-token root over 10 leaves at 32 kv-heads (c8's long10): the wgmma kernel holds two one-warpgroup
-    blocks per SM, so 132 SMs take 264 units: 8 pieces x 32 heads, not more (a second, mostly idle wave)."""
+    blocks per SM, so 132 SMs take 264 units: 8 pieces x 32 heads, not more (a second, mostly idle wave); with the
+    default pieces of at least 8 tiles, 63 tiles make 7."""
     ks = [torch.randn(n, 32, 8) for n in [4000] + [400] * 10]
     tree = PagedTree.from_nodes([-1] + [0] * 10, ks, ks, page_size=16)
-    plan = tree.plan(32)
+    plan = tree.plan(32, CostModel(min_piece_tiles=4))
     assert plan.n_mma_items == 8 and plan.max_mma_rows == 10
+    assert tree.plan(32).n_mma_items == 7, "min_piece_tiles 8: 63 tiles // 8"
     assert tree.plan(32, CostModel(small_blocks_per_sm=1)).n_mma_items == 4, "one block per SM: 4 x 32 <= 132"
     with pytest.raises(ValueError, match=r"CostModel.small_blocks_per_sm must be a positive int"):
         CostModel(small_blocks_per_sm=0)

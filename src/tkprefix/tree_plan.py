@@ -243,7 +243,7 @@ class CostModel:
     rows_per_pass: int = 128
     item_overhead: float = 2.0
     partial_cost: float = 1 / 64
-    min_piece_tiles: int = 4
+    min_piece_tiles: int = 8
     small_blocks_per_sm: int = 2
     decode_rows: int = 8
     decode_piece_tokens: int = 64
