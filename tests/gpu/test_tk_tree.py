@@ -4,7 +4,8 @@ Both kernels (the wgmma one and the decode one, kernels/tree/; items on either, 
 merge. Skipped with the reason
 without an sm_90 GPU and an extension holding the tree family (`gpu` marker).
 
-Covered: random preorder trees of depth 1-10, node lengths 1, odd and up to 300, fan-out up to 600 leaves; GQA 1-8 with
+Covered: random preorder trees of depth 1-10, node lengths 1, odd and up to 300, fan-out up to 600 leaves, and one
+root of 8,191 tokens over 1,024 leaves; GQA 1-8 with
 1-2 kv-heads; bf16 and fp16; head_dim 128 and 64; page sizes 1, 3, 16, 64, packed (nodes share pages, start and end
 inside pages) and page-aligned, pages shuffled; chains split across node borders by a cost model; 1 and 2 consumer
 warpgroups and items of thousands of stacked rows (row-block loop); grids of 1 and 7 persistent blocks; partial and
@@ -129,6 +130,18 @@ def test_wide_item_loops_over_row_blocks(consumers):
     lengths = [200] + [1 + i % 5 for i in range(600)]
     _, plan, _, _ = run_checked(parents, lengths, kv_heads=1, group=8, page_size=16, consumers=consumers, seed=11)
     assert plan.max_item_rows * plan.group == 4800
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_issue_extremes_fanout_1024_under_an_8191_token_node(dtype):
+    """The largest fan-out and node length issue 13 names: 1,024 leaves (odd lengths 1-13) under one 8,191-token
+    root (odd, so it ends inside a page), GQA 1 at D 64 (keeps the float64 oracle's 1,024 paths small): the root is
+    split into KV pieces on the wgmma kernel over 1,024 stacked rows (16 row blocks), the leaves are decode items."""
+    parents = [-1] + [0] * 1024
+    lengths = [8191] + [1 + i % 13 for i in range(1024)]
+    _, plan, _, _ = run_checked(parents, lengths, kv_heads=1, group=1, page_size=16, dtype=dtype, dim=64, seed=13)
+    assert plan.n_mma_items > 1 and plan.max_mma_rows == 1024 and plan.n_items > plan.n_mma_items
 
 
 @gpu
