@@ -61,6 +61,7 @@ def test_record_defaults_to_the_gpu_of_the_provenance(tmp_path, monkeypatch):
     assert meta["ceilings"]["copy_bw_bytes_per_s"] == 4.3e12
     assert record.main([]) == 1  # data/h200 exists: refused, nothing replaced
     assert record.main(["--to", "data/h200/rerun"]) == 0
+    assert not (tmp_path / "data" / "h200" / "rerun" / "logs").exists()
     _run(tmp_path / "h100run")
     assert record.main(["--from", "h100run"]) == 0 and (tmp_path / "data" / "h100" / "bench_c1.csv").exists()
 
@@ -76,3 +77,19 @@ def test_record_refuses_unfinished_or_empty(tmp_path):
     _run(tmp_path / "nogpu", gpu="")
     with pytest.raises(ValueError, match="names no GPU"):
         record.record(tmp_path / "nogpu")
+
+
+def test_record_with_logs_takes_the_live_pipelines_logs(tmp_path):
+    """The live pipeline writes its logs beside the run (results/logs/live/); --with-logs copies them to <dst>/logs/
+    and refuses to overwrite them without --force."""
+    live = tmp_path / "results" / "live"
+    _pipeline_run(live)
+    (tmp_path / "results" / "logs" / "live").mkdir(parents=True)
+    for name in ("bench_c1.log", "build.log"):
+        (tmp_path / "results" / "logs" / "live" / name).write_text(name)
+    dst = tmp_path / "data" / "h200"
+    assert record.main(["--from", str(live), "--to", str(dst), "--with-logs"]) == 0
+    assert sorted(p.name for p in (dst / "logs").iterdir()) == ["bench_c1.log", "build.log"]
+    assert (dst / "logs" / "build.log").read_text() == "build.log"
+    (dst / "bench_c1.csv").unlink()
+    assert record.main(["--from", str(live), "--to", str(dst), "--with-logs"]) == 1  # the logs exist: refused

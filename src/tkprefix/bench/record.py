@@ -10,8 +10,9 @@ CSV. Two layouts are finished runs:
   provenance.json is the first with the jobs' timings, ceilings and sweeps added;
 - one ``tkprefix bench --out DIR`` process: ``DIR/provenance.json`` with ``finished_utc``.
 
-Only result files are copied: ``bench_*.csv``, ``e2e.csv``, ``check.csv``, ``provenance.json`` (and ``*.log`` with
-``--with-logs``).
+Only result files are copied: ``bench_*.csv``, ``e2e.csv``, ``check.csv``, ``provenance.json``. ``--with-logs`` also
+copies the run's logs: ``*.log`` in the run folder, and the live pipeline's, which Snakemake writes beside it
+(``results/logs/live/*.log`` for ``results/live``), into ``<dst>/logs/``.
 
 Example: ``tkprefix record`` (= ``--from results/live --to data/<gpu of the run>``).
 """
@@ -79,6 +80,12 @@ def files_to_record(src: Path, with_logs: bool = False) -> list[Path]:
     return files
 
 
+def pipeline_logs(src: Path) -> list[Path]:
+    """The live pipeline's logs of the run in ``src``: Snakemake's rules write them to ``results/logs/<mode>/``,
+    beside ``results/<mode>/``."""
+    return sorted(p for p in (src.parent / "logs" / src.name).glob("*.log") if p.is_file())
+
+
 def default_dst(meta: dict, data_root: Path = Path("data")) -> Path:
     gpu = gpu_of(meta)
     if not gpu:
@@ -94,7 +101,9 @@ def record(src: Path, dst: Path | None = None, force: bool = False, with_logs: b
     files = files_to_record(src, with_logs)
     if not any(p.suffix == ".csv" for p in files):
         raise ValueError(f"--from: {src} holds no result CSV")
-    clash = [dst / p.name for p in files + [src / "provenance.json"] if (dst / p.name).exists()]
+    logs = pipeline_logs(src) if with_logs else []
+    targets = [dst / p.name for p in files + [src / "provenance.json"]] + [dst / "logs" / p.name for p in logs]
+    clash = [t for t in targets if t.exists()]
     if clash and not force:
         raise FileExistsError(
             f"--to: {len(clash)} recorded file(s) already exist in {dst} ({', '.join(c.name for c in clash[:4])}...);"
@@ -104,6 +113,11 @@ def record(src: Path, dst: Path | None = None, force: bool = False, with_logs: b
     for p in files:
         shutil.copy2(p, dst / p.name)
         out.append(dst / p.name)
+    if logs:
+        (dst / "logs").mkdir(exist_ok=True)
+    for p in logs:
+        shutil.copy2(p, dst / "logs" / p.name)
+        out.append(dst / "logs" / p.name)
     (dst / "provenance.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     out.append(dst / "provenance.json")
     return out
@@ -115,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--to", dest="dst", default=None,
                     help="recorded results directory (default data/<gpu>, the GPU named by the run's provenance)")
     ap.add_argument("--force", action="store_true", help="replace existing recorded files")
-    ap.add_argument("--with-logs", action="store_true", help="also copy *.log files")
+    ap.add_argument("--with-logs", action="store_true",
+                    help="also copy the run's *.log files (and the live pipeline's results/logs/<mode>/ into <dst>/logs/)")
     args = ap.parse_args(argv)
     try:
         written = record(Path(args.src), Path(args.dst) if args.dst else None, force=args.force,
