@@ -1,4 +1,4 @@
-// kernels/common/tkp_merge_rows.cuh -- the LSE merge of fp32 partial rows listed by a CSR, shared by the chunk_attn and
+// kernels/common/tkp_merge_rows.cuh -- the LSE merge of partial rows listed by a CSR, shared by the chunk_attn and
 // tree families (each instantiates it in its own translation unit).
 //
 //   part_o (n_partial_rows, hq, D) of P (float32 for chunk_attn; the output's dtype T for tree attention, half the
@@ -19,8 +19,6 @@
 
 namespace tkp {
 namespace {  // internal linkage: each family's translation unit has its own copy (no clash of kernel stubs at link)
-
-
 
 template<typename T, typename P, int D>
 __global__ __launch_bounds__(128)

@@ -1,5 +1,5 @@
 // Tree attention, decode items: the TreePlan items of at most a few stacked rows (leaves, nodes over a few leaves;
-// CostModel.decode_rows), where a 64-row wgmma tile would be mostly padding and the work is a memory-bound read of
+// CostModel.is_decode), where a 64-row wgmma tile would be mostly padding and the work is a memory-bound read of
 // the item's KV. Included by tree.cu; same work-list contract (launch_tree.h), same (o, lse) partials.
 //
 // One warp per unit (item, kv-head); many small blocks, so many warps per SM keep loads in flight (the MMA kernel's
@@ -32,7 +32,6 @@ template<typename T, int D, int ROWS_> struct decode_layout {
     static constexpr int HELD_STEPS = 8;      // steps of a short item's KV held in registers
     static constexpr int HELD_TOKENS = TPS * HELD_STEPS;  // 16 tokens at D = 128, 32 at D = 64
 };
-
 
 template<typename T> __device__ static inline float elem(const uint4 &raw, int i) {
     return tkp::to_float(reinterpret_cast<const T *>(&raw)[i]);  // torch builds with __CUDA_NO_*_CONVERSIONS__

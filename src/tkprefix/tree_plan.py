@@ -250,11 +250,10 @@ class CostModel:
     decode_short_work: int = 256
 
     def __post_init__(self) -> None:
-        if isinstance(self.decode_rows, bool) or not isinstance(self.decode_rows, int) or self.decode_rows < 0:
-            raise ValueError(f"CostModel.decode_rows must be an int >= 0, got {self.decode_rows!r}")
-        if isinstance(self.decode_short_work, bool) or not isinstance(self.decode_short_work, int) \
-                or self.decode_short_work < 0:
-            raise ValueError(f"CostModel.decode_short_work must be an int >= 0, got {self.decode_short_work!r}")
+        for name in ("decode_rows", "decode_short_work"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"CostModel.{name} must be an int >= 0, got {value!r}")
         for name in ("n_sm", "kv_tile", "rows_per_pass", "min_piece_tiles", "decode_piece_tokens",
                      "small_blocks_per_sm"):
             value = getattr(self, name)
