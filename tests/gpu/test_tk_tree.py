@@ -8,7 +8,7 @@ Covered: random preorder trees of depth 1-10, node lengths 1, odd and up to 300,
 root of 8,191 tokens over 1,024 leaves; GQA 1-8 with
 1-2 kv-heads; bf16 and fp16; head_dim 128 and 64; page sizes 1, 3, 16, 64, packed (nodes share pages, start and end
 inside pages) and page-aligned, pages shuffled; chains split across node borders by a cost model; 1 and 2 consumer
-warpgroups and items of thousands of stacked rows (row-block loop); grids of 1 and 7 persistent blocks; partial and
+warpgroups and items of thousands of stacked rows (row-block loop); leaves merging up to 67 partial rows; grids of 1 and 7 persistent blocks; partial and
 output buffers poisoned with NaN, and NaN in every pool slot the tree does not own; CUDA-graph replay; bad input.
 
 Run (GPU session), then the sanitizers on the small cases::
@@ -195,6 +195,18 @@ def test_short_nodes_over_many_leaves_on_the_decode_kernel(group):
     t = generate({"fanout": [2] * 6, "lengths": [64, 16, 16, 16, 16, 16, 15], "seed": 3})
     _, plan, _, _ = run_checked(list(t.parents), list(t.lengths), kv_heads=2, group=group, page_size=16, seed=23)
     assert plan.n_mma_items > 0 and plan.max_decode_rows * group > CostModel().decode_rows
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dim", [128, 64])
+def test_merge_of_more_than_32_partials_per_row(dim, dtype):
+    """Pieces of 64 tokens (DECODE_ALL) over two 2,049- and 2,051-token nodes: the leaves merge 67, 67 and 34 partial rows
+    (the merge kernel loads 32 partials' lse per round)."""
+    parents, lengths = [-1, 0, 1, 1, 0], [2049, 2051, 1, 3, 5]
+    _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL, kv_heads=1, group=3, page_size=16, dtype=dtype,
+                                dim=dim, seed=31)
+    assert np.diff(plan.leaf_partial_offset).max() > 64
 
 
 @gpu
