@@ -201,8 +201,8 @@ def test_short_nodes_over_many_leaves_on_the_decode_kernel(group):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("dim", [128, 64])
 def test_merge_of_more_than_32_partials_per_row(dim, dtype):
-    """Pieces of 64 tokens (DECODE_ALL) over two 2,049- and 2,051-token nodes: the leaves merge 67, 67 and 34 partial rows
-    (the merge kernel loads 32 partials' lse per round)."""
+    """Pieces of 64 tokens (DECODE_ALL) over two 2,049- and 2,051-token nodes: the leaves merge 67, 67 and 34
+    partial rows (the merge kernel loads 32 partials' lse per round)."""
     parents, lengths = [-1, 0, 1, 1, 0], [2049, 2051, 1, 3, 5]
     _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL, kv_heads=1, group=3, page_size=16, dtype=dtype,
                                 dim=dim, seed=31)
