@@ -101,6 +101,14 @@ def _cases(device: torch.device, dtype: torch.dtype, seed: int, big: bool = True
             rnd(n_groups * per, Hq, D), rnd(P, Hkv, D), rnd(P, Hkv, D),
             [(rnd(doc, Hkv, D), rnd(doc, Hkv, D)) for _ in range(n_groups)],
             [(rnd(tail, Hkv, D), rnd(tail, Hkv, D)) for _ in range(n_groups * per)])
+    # tree_attention over a paged tree: nodes of any length (1, odd, not page multiples), leaves at different depths
+    for name, parents, lengths, Hq, Hkv, D, page, packed in [
+            ("depth3", [-1, 0, 1, 1, 0, 4, 4, 4], [257, 33, 1, 70, 16, 5, 129, 2], 32, 8, 128, 16, True),
+            ("wide40", [-1] + [0] * 40, [100] + list(range(1, 41)), 8, 8, 128, 64, False),
+            ("chain", [-1, 0, 1, 2, 2], [1, 1, 1, 3, 130], 4, 1, 64, 3, True)]:
+        yield "tree_attention", dict(tree=name, nodes=len(parents), Hq=Hq, Hkv=Hkv, D=D, page=page, packed=packed), (
+            rnd(sum(i not in parents for i in range(len(parents))), Hq, D), parents,
+            [rnd(n, Hkv, D) for n in lengths], [rnd(n, Hkv, D) for n in lengths], page, packed)
 
 
 def _run_one(tk: Any, op: str, shape: dict, args: tuple, backend: str, device: torch.device) -> dict[str, Any]:
@@ -169,6 +177,22 @@ def _run_one(tk: Any, op: str, shape: dict, args: tuple, backend: str, device: t
         ro = torch.empty(qq.shape, dtype=torch.float64, device=device)
         for i, b in enumerate(order):
             ro[i] = _attn64(qq[i][None], *full[b])[0][0]
+    elif op == "tree_attention":
+        q, parents, node_ks, node_vs, page, packed = args
+        tree = tk.PagedTree.from_nodes(parents, node_ks, node_vs, page_size=page, packed=packed)
+        _poison(q.numel(), dt, device)
+        o = tk.tree_attention(q, tree, backend=backend)
+        lse = rl = None
+        leaves = [i for i in range(len(parents)) if i not in parents]  # preorder numbering: the rows of q
+        ro = torch.empty(q.shape, dtype=torch.float64, device=device)
+        for r, leaf in enumerate(leaves):
+            path, i = [], leaf
+            while i >= 0:
+                path.append(i)
+                i = parents[i]
+            path.reverse()
+            ro[r] = _attn64(q[r][None], torch.cat([node_ks[i] for i in path]),
+                            torch.cat([node_vs[i] for i in path]))[0][0]
     else:  # pragma: no cover
         raise ValueError(op)
     written = bool(torch.isfinite(o).all())
