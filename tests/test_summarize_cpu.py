@@ -138,3 +138,25 @@ def test_main_without_peers_or_provenance(tmp_path, capsys):
     assert "No case has an ok row of ours and of a peer." in out and "No peer rows in this run." in out
     assert summarize.main(["summarize.py", str(tmp_path / "nothing")]) == 2
     assert "holds no bench_*.csv" in capsys.readouterr().err
+
+
+def test_readme_table_cells(tmp_path):
+    """Per configuration and peer, tk_hydragen / tk_chunk_attn geomeans, "–" for a side with no common case."""
+    lines = summarize.readme_table(summarize.load_bench(_run(tmp_path, ROWS)))
+    c1 = next(line for line in lines if line.startswith("| c1_system_prompt |")).split(" | ")
+    peers = list(summarize.README_PEERS)
+    # sdpa_naive: tk_hydragen on A (80/100, graph) and B (200/50); tk_chunk_attn on A (80/90) and D (18/10, eager)
+    assert c1[1 + peers.index("sdpa_naive")] == f"{(0.8 * 4.0) ** 0.5:.2f}× / {(80 / 90 * 1.8) ** 0.5:.2f}×"
+    assert c1[1 + peers.index("fasttree")] == "6.00× / –"  # B: 300 / 50; tk_chunk_attn meets no ok fasttree row
+    assert c1[1 + peers.index("flashinfer_decode")] == "0.67× / –"  # B eager only: 40 / 60
+    assert c1[1 + peers.index("deft")] == "–"
+    c3 = next(line for line in lines if line.startswith("| c3_gqa_large_batch |")).split(" | ")
+    assert c3[1 + peers.index("sglang_triton")] == "0.90×"  # tk_hydragen alone ran there
+
+
+def test_readme_results_table_is_the_recorded_h200_run():
+    """The README's table is summarize.py's for data/h200, row for row: re-recording means updating the README."""
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    rows = summarize.readme_table(summarize.load_bench(root / "data" / "h200"))
+    assert [r for r in rows if r.startswith("|") and r not in readme] == []

@@ -12,6 +12,8 @@ eager. Printed (markdown):
   run's (after);
 - issue 12: per peer and configuration, ok or the reason, with the version provenance.json records; the best of ours
   against each peer over every configuration; each implementation's largest error against the float64 reference;
+- the README's results table (per configuration and peer, the geometric means of tk_hydragen / tk_chunk_attn /
+  tk_tree);
 - the e2e table and the targets of issues 3, 4 and 5.
 Only the CSVs and provenance.json of the folder are read; nothing measured is written in this file.
 """
@@ -45,6 +47,13 @@ PEER_VERSION = {
     "chunk_attn_upstream": [("peers", "chunk_attn")],
     "hydragen_upstream": [("peers", "hydragen"), ("peers", "flash_attn")],
 }
+
+# The README's results table: its peer columns (impl: heading) and our implementations in each cell
+README_PEERS = {"sdpa_naive": "sdpa_naive", "sdpa_hydragen": "Hydragen in PyTorch",
+                "flashinfer_cascade": "FlashInfer cascade", "flashinfer_decode": "FlashInfer decode",
+                "sglang_triton": "SGLang Triton", "fasttree": "FastTree", "deft": "DeFT",
+                "chunk_attn_upstream": "upstream ChunkAttention"}
+README_OURS = ("tk_hydragen", "tk_chunk_attn", "tk_tree")
 
 # Issue 11's targets, each with the "before" figure its text cites: measured at main 383d32f on the H200 against
 # OLD_PEERS over c1-c5 (93 cases). Citations, not results of this run.
@@ -384,6 +393,27 @@ def ratio_section(rows: pd.DataFrame) -> list[str]:
     return out
 
 
+def _times(x: float) -> str:
+    return f"{x:.2f}×" if x < 10 else f"{x:.1f}×"
+
+
+def readme_table(df: pd.DataFrame) -> list[str]:
+    """The README's results table: per configuration (but c6, end to end) and peer, the geometric mean of peer / ours
+    for each of README_OURS that ran there (tk_tree in c8 only), "–" where the pair has no case in common."""
+    out = ["## README table\n", "| config | " + " | ".join(README_PEERS.values()) + " |",
+           "|---" * (len(README_PEERS) + 1) + "|"]
+    for cfg, rows in df.groupby("config", sort=True):
+        ours = [o for o in README_OURS if ((rows["impl"] == o) & (rows["status"] == "ok")).any()]
+        if not ours or cfg.startswith("c6"):
+            continue
+        cells = []
+        for peer in README_PEERS:
+            g = [_times(geomean(m["speedup"])) if len(m := pair_ratios(rows, o, peer)) else "–" for o in ours]
+            cells.append("–" if set(g) == {"–"} else " / ".join(g))
+        out.append(f"| {cfg} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def e2e_section(d: Path) -> list[str]:
     if not (d / "e2e.csv").exists():
         return []
@@ -480,7 +510,7 @@ def main(argv: list[str]) -> int:
            "eager); > 1 means ours is faster.\n"]
     for cfg, rows in df.groupby("config", sort=True):
         out += ratio_section(rows)
-    out += e2e_section(d) + issue11_section(df) + issue11_targets(df) + issue12_section(df, prov) + targets(df, d)
+    out += readme_table(df) + e2e_section(d) + issue11_section(df) + issue11_targets(df) + issue12_section(df, prov) + targets(df, d)
     print("\n".join(out))
     return 0
 
