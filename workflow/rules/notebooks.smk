@@ -7,6 +7,10 @@ NB_SHELL = (
     "papermill --kernel python3 --cwd {params.cwd} {output.src} {output.ipynb} "
     "-p data_dir {params.data} -p out_dir {params.gen} -p mode {params.mode}) > {log} 2>&1"
 )
+# A kernel started beside another may lose a race for its TCP ports and die at start-up ("ZMQError: Address already
+# in use": jupyter_client picks free ports, then the kernel binds them; papermill#511, snakemake#3689). Such a job is run
+# again; a notebook that fails on its own fails every try.
+NB_RETRIES = 2
 
 
 rule notebook_correctness:
@@ -29,6 +33,7 @@ rule notebook_correctness:
         **nb_params(),
     conda:
         "../envs/tkprefix.yaml"
+    retries: NB_RETRIES
     shell:
         NB_SHELL
 
@@ -57,6 +62,7 @@ rule notebook_performance:
         **nb_params(),
     conda:
         "../envs/tkprefix.yaml"
+    retries: NB_RETRIES
     shell:
         NB_SHELL
 
@@ -82,6 +88,7 @@ rule notebook_peers:
         **nb_params(),
     conda:
         "../envs/tkprefix.yaml"
+    retries: NB_RETRIES
     shell:
         NB_SHELL
 
@@ -106,6 +113,7 @@ rule notebook_e2e:
         **nb_params(),
     conda:
         "../envs/tkprefix.yaml"
+    retries: NB_RETRIES
     shell:
         NB_SHELL
 
@@ -131,5 +139,6 @@ rule notebook_crossgpu:
         **crossgpu_params(),
     conda:
         "../envs/tkprefix.yaml"
+    retries: NB_RETRIES
     shell:
         NB_SHELL.replace(") > {log}", " -p runs '{params.runs}' -p rerun '{params.rerun}') > {log}")
