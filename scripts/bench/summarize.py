@@ -510,7 +510,8 @@ def main(argv: list[str]) -> int:
            "eager); > 1 means ours is faster.\n"]
     for cfg, rows in df.groupby("config", sort=True):
         out += ratio_section(rows)
-    out += readme_table(df) + e2e_section(d) + issue11_section(df) + issue11_targets(df) + issue12_section(df, prov) + targets(df, d)
+    out += readme_table(df) + e2e_section(d) + issue11_section(df) + issue11_targets(df)
+    out += issue12_section(df, prov) + targets(df, d)
     print("\n".join(out))
     return 0
 

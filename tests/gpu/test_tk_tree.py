@@ -5,11 +5,11 @@ merge. Skipped with the reason
 without an sm_90 GPU and an extension holding the tree family (`gpu` marker).
 
 Covered: random preorder trees of depth 1-10, node lengths 1, odd and up to 300, fan-out up to 600 leaves, and one
-root of 8,191 tokens over 1,024 leaves; GQA 1-8 with
-1-2 kv-heads; bf16 and fp16; head_dim 128 and 64; page sizes 1, 3, 16, 64, packed (nodes share pages, start and end
-inside pages) and page-aligned, pages shuffled; chains split across node borders by a cost model; 1 and 2 consumer
-warpgroups and items of thousands of stacked rows (row-block loop); leaves merging up to 67 partial rows; grids of 1 and 7 persistent blocks; partial and
-output buffers poisoned with NaN, and NaN in every pool slot the tree does not own; CUDA-graph replay; bad input.
+root of 8,191 tokens over 1,024 leaves; GQA 1-8 with 1-2 kv-heads; bf16 and fp16; head_dim 128 and 64; page sizes 1,
+3, 16, 64, packed (nodes share pages, start and end inside pages) and page-aligned, pages shuffled; chains split
+across node borders by a cost model; 1 and 2 consumer warpgroups and items of thousands of stacked rows (row-block
+loop); leaves merging up to 67 partial rows; grids of 1 and 7 persistent blocks; partial and output buffers poisoned
+with NaN, and NaN in every pool slot the tree does not own; CUDA-graph replay; bad input.
 
 Run (GPU session), then the sanitizers on the small cases::
 

@@ -7,9 +7,9 @@ NB_SHELL = (
     "papermill --kernel python3 --cwd {params.cwd} {output.src} {output.ipynb} "
     "-p data_dir {params.data} -p out_dir {params.gen} -p mode {params.mode}) > {log} 2>&1"
 )
-# A kernel started beside another may lose a race for its TCP ports and die at start-up ("ZMQError: Address already
-# in use": jupyter_client picks free ports, then the kernel binds them; papermill#511, snakemake#3689). Such a job is run
-# again; a notebook that fails on its own fails every try.
+# A kernel started beside another may lose a race for its TCP ports and die at start-up ("ZMQError: Address
+# already in use": jupyter_client picks free ports, then the kernel binds them; papermill#511, snakemake#3689). Such a
+# job is run again; a notebook that fails on its own fails every try.
 NB_RETRIES = 2
 
 
