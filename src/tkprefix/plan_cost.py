@@ -136,9 +136,6 @@ def measure(n_seqs: int, shared_tokens: int = 4096, private_tokens: int = 512, r
     return out
 
 
-WIDE4096 = {"name": "wide4096", "fanout": [16, 16, 16], "lengths": [2048, [64, 300], [16, 64], [1, 32]], "seed": 7}
-
-
 def measure_tree(tree, q_heads: int = 32, kv_heads: int = 32, repeats: int = 5) -> dict:
     """Host cost of one tree change for tree attention: PagedTree over a page-aligned layout (the pool holds no
     values: the plan never looks at them) and plan_tree, median over repeats."""
@@ -158,10 +155,8 @@ def measure_tree(tree, q_heads: int = 32, kv_heads: int = 32, repeats: int = 5) 
 
 def tree_table(sweep_path: str, repeats: int) -> None:
     from .bench.cases import load_sweep
-    from .bench.trees import generate
 
     trees = {c.tree.name: c.tree for c in load_sweep(sweep_path).cases if c.tree is not None}
-    trees[WIDE4096["name"]] = generate(WIDE4096)
     print(f"tree attention plans (32/32 heads, page 64): PagedTree + plan_tree per tree change, median of {repeats}")
     print("| tree | nodes | leaves | depth | unique tokens | plan (ms) | items | partial rows | max merge | "
           "sharing / ideal |")
