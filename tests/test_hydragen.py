@@ -115,3 +115,29 @@ def test_stale_memory_past_seq_len_never_leaks():
     k[:, 3:], v[:, 3:] = float("nan"), float("nan")  # what an uninitialised (torch.empty) cache may hold
     o, lse = decode_attention(q, k, v, torch.tensor([3, 2]), backend="torch")
     assert torch.isfinite(o).all() and torch.isfinite(lse).all()
+
+
+def test_auto_plain_decode_rule_needs_nothing_shared_one_query_and_a_measured_size():
+    from tkprefix.hydragen import plain_decode_by_sdpa
+
+    # c1 P0 (32/32 heads): SDPA from 256 keys on, TK below (data/h200/dev/auto_p0_s7/crossover.csv)
+    assert plain_decode_by_sdpa(1, 32, 32, 512, 0, False, 16)
+    assert not plain_decode_by_sdpa(1, 32, 32, 64, 0, False, 16)
+    # anything shared, a seq_len, several queries: TK
+    assert not plain_decode_by_sdpa(1, 32, 32, 512, 1, False, 16)
+    assert not plain_decode_by_sdpa(1, 32, 32, 512, 0, True, 16)
+    assert not plain_decode_by_sdpa(2, 32, 32, 512, 0, False, 16)
+    # GQA: SDPA only with enough sequences x kv-heads; group sizes not measured stay on TK
+    assert plain_decode_by_sdpa(1, 32, 8, 512, 0, False, 16) and not plain_decode_by_sdpa(1, 32, 8, 512, 0, False, 8)
+    assert plain_decode_by_sdpa(1, 8, 1, 512, 0, False, 64) and not plain_decode_by_sdpa(1, 8, 1, 512, 0, False, 32)
+    assert not plain_decode_by_sdpa(1, 64, 1, 4096, 0, False, 1024)
+
+
+def test_sdpa_plain_decode_equals_the_reference():
+    from tkprefix.hydragen import sdpa_decode
+
+    for B, Hq, Hkv, S in ((1, 8, 8, 5), (3, 32, 8, 77), (2, 8, 1, 300)):
+        q = torch.randn(B, 1, Hq, 64, dtype=torch.float64)
+        k, v = torch.randn(B, 2 * S, Hkv, 64, dtype=torch.float64)[:, ::2], torch.randn(B, S, Hkv, 64, dtype=torch.float64)
+        ref = hydragen_attention_nopad(q, k, v, [], [], backend="torch")
+        assert rel_err(sdpa_decode(q, k, v), ref) < 1e-12

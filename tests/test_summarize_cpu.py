@@ -86,7 +86,7 @@ def test_issue11_targets_and_auto(tmp_path):
     text = "\n".join(summarize.issue11_targets(df))
     assert "| 11 of 93 (all in c3) | 2 of 4; old peer set: 1 of 4, on c1–c5 1 of 4 | no |" in text
     assert "400 TFLOP/s (100.0 µs, tk_hydragen, graph=1) | no |" in text
-    assert "| best of ours, no `auto` rows recorded: 0.89× worst (c1 B16 H32/32 P0 S512, tk_chunk_attn)" in text
+    assert "| best of ours, no tk_auto rows recorded: 0.89× worst (c1 B16 H32/32 P0 S512, tk_chunk_attn)" in text
     assert "1 of 4 (25 %); 1 cases have a roofline < 10 µs | no |" in text
     # c4: tk_chunk_attn against sdpa_hydragen (graph mode, whatever is faster); c3 8/1 S512: best ours / roofline
     c4 = dict(config="c4_chunk_first", batch=32, q_heads=16, kv_heads=16, prefix=16384, suffix=0, roofline_us=10.0)
@@ -103,10 +103,10 @@ def test_issue11_targets_and_auto(tmp_path):
     assert f"| {(1.1 * 1.5) ** 0.5:.2f}× geomean (1.10× worst, c4 B32 H16/16 P16384 S0; 2 cases) | no |" in text
     assert "| 1.30–1.30× roofline over 1 cases (worst c3 B512 H8/1 P1024 S512) | yes |" in text
     assert "| 3 of 7; old peer set: 2 of 7, on c1–c5 1 of 6 | no |" in text
-    # with backend="auto" rows, the prefix-0 target takes `auto` alone: 80 / 70
-    df = summarize.load_bench(_run(tmp_path / "auto", ROWS + [_row(A, "auto", 1, 70.0)]))
+    # with tk_auto rows (backend="auto"), the prefix-0 target takes tk_auto alone: 80 / 70
+    df = summarize.load_bench(_run(tmp_path / "auto", ROWS + [_row(A, "tk_auto", 1, 70.0)]))
     text = "\n".join(summarize.issue11_targets(df))
-    assert f"| `auto`: {80 / 70:.2f}× worst (c1 B16 H32/32 P0 S512, auto)" in text
+    assert f"| tk_auto: {80 / 70:.2f}× worst (c1 B16 H32/32 P0 S512, tk_auto)" in text
     assert "| yes |" in text
 
 

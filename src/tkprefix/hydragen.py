@@ -25,6 +25,33 @@ def _tk():
     return tk_hydragen
 
 
+# `auto` where nothing is shared: sharing cannot pay, and one query per sequence over its whole cache runs as a plain
+# decode, by PyTorch SDPA (its FlashAttention kernel) where that measured faster than TK's decode kernel on the H200:
+# q-heads per kv-head -> (at least this many keys, at least this many sequences x kv-heads). Other group sizes were
+# not measured and stay on TK. Crossover table and command: data/h200/dev/auto_p0_s7/, docs/design.md "Auto-dispatch".
+PLAIN_DECODE_BY_SDPA = {1: (256, 1), 4: (256, 128), 8: (256, 64)}
+
+
+def plain_decode_by_sdpa(n_queries: int, q_heads: int, kv_heads: int, keys: int, shared_keys: int,
+                         seq_len_given: bool, batch: int) -> bool:
+    """Whether `backend="auto"` runs this attention as PyTorch SDPA rather than the TK kernels: nothing shared, one
+    query per sequence that sees its whole cache (seq_len None), and a size where PLAIN_DECODE_BY_SDPA says so."""
+    if shared_keys or seq_len_given or n_queries != 1 or q_heads % kv_heads:
+        return False
+    rule = PLAIN_DECODE_BY_SDPA.get(q_heads // kv_heads)
+    return rule is not None and keys >= rule[0] and batch * kv_heads >= rule[1]
+
+
+def sdpa_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """One query per sequence over all of its keys by PyTorch SDPA, the q-heads of a kv-head folded into query rows
+    (as the harness's sdpa_naive): q (B, 1, Hq, D), k, v (B, S, Hkv, D) -> o (B, 1, Hq, D)."""
+    B, _, Hq, D = q.shape
+    Hkv = k.shape[2]
+    o = torch.nn.functional.scaled_dot_product_attention(q.reshape(B, Hkv, Hq // Hkv, D), k.transpose(1, 2),
+                                                         v.transpose(1, 2))
+    return o.reshape(B, 1, Hq, D)
+
+
 def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto"):
     """Non-causal attention of every query against a shared prefix.
 
@@ -92,7 +119,8 @@ def hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len=None, backen
 
     q (B, Nq, Hq, D); k, v (B, S, Hkv, D) unique caches; shared_ks[i], shared_vs[i] (B_i, P_i, Hkv, D), B_i | B,
     sequence b uses row b // (B // B_i); every query sees every shared token. seq_len, validate: as in
-    `decode_attention`. Returns o (B, Nq, Hq, D).
+    `decode_attention`. Returns o (B, Nq, Hq, D). With nothing shared, `auto` may run a plain PyTorch SDPA decode
+    instead of the TK kernels, where that measured faster (`plain_decode_by_sdpa`).
 
     >>> B, H, D = 4, 8, 64
     >>> q = torch.randn(B, 1, H, D); k = v = torch.randn(B, 10, H, D)
@@ -116,5 +144,9 @@ def hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len=None, backen
     check_seq_len(seq_len, batch, cache_len, q.device)
     check_seq_len_values(seq_len, cache_len, validate)
     if resolve_backend(backend, q) == "tk":
+        shared_keys = sum(sk.shape[1] for sk in shared_ks)
+        if backend == "auto" and batch and plain_decode_by_sdpa(n_queries, q.shape[2], k.shape[2], cache_len,
+                                                                shared_keys, seq_len is not None, batch):
+            return sdpa_decode(q, k, v)
         return _tk().hydragen_attention_nopad(q, k, v, list(shared_ks), list(shared_vs), seq_len)
     return reference.hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len)

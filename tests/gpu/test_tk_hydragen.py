@@ -274,6 +274,50 @@ def test_hydragen_attention_nopad(requires_tk, dtype, D, case, path):
     assert rel_err(o2, o_ref) < TOL[dtype]
 
 
+AUTO_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, seq_len given): where nothing is shared auto may run SDPA
+    (16, 1, 32, 32, [], 512, False),     # c1 P0 S512: SDPA by the rule
+    (1, 1, 8, 8, [(1, 0)], 1001, False),  # batch 1, an empty level, odd length: SDPA
+    (5, 1, 8, 8, [], 255, False),         # below the rule's keys: TK
+    (4, 1, 32, 8, [], 777, False),        # GQA 4, 32 sequences x kv-heads: TK
+    (17, 1, 32, 8, [], 777, False),       # GQA 4, 136 sequences x kv-heads: SDPA
+    (3, 1, 64, 1, [], 300, False),        # GQA 64 (not measured): TK
+    (4, 1, 8, 8, [], 600, True),          # seq_len given: TK (SDPA would need a mask)
+    (3, 2, 8, 8, [], 600, False),         # Nq 2: TK
+    (4, 1, 8, 8, [(1, 70)], 600, False),  # something shared: TK
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("case", AUTO_CASES, ids=lambda c: f"B{c[0]}_N{c[1]}_H{c[2]}-{c[3]}_L{len(c[4])}_S{c[5]}"
+                                                            f"{'_seqlen' if c[6] else ''}")
+def test_auto_without_sharing_follows_the_measured_rule(requires_tk, monkeypatch, dtype, case):
+    """backend="auto" runs PyTorch SDPA exactly where plain_decode_by_sdpa says, TK elsewhere; both match the float64
+    reference on fresh inputs with strided k/v views (every other token of a wider cache)."""
+    import tkprefix
+    from tkprefix import hydragen
+
+    B, Nq, Hq, Hkv, levels, S, given = case
+    D = 128
+    q = rnd(B, Nq, Hq, D, dtype=dtype)
+    k, v = rnd(B, 2 * S, Hkv, D, dtype=dtype)[:, ::2], rnd(B, 2 * S, Hkv, D, dtype=dtype)[:, ::2]
+    sks = [rnd(bp, p, Hkv, D, dtype=dtype) for bp, p in levels]
+    svs = [rnd(bp, p, Hkv, D, dtype=dtype) for bp, p in levels]
+    seq_len = torch.randint(0, S + 1, (B,), device="cuda", dtype=torch.int32) if given else None
+    calls = []
+    original = hydragen.sdpa_decode
+    monkeypatch.setattr(hydragen, "sdpa_decode", lambda *a: calls.append(1) or original(*a))
+    o = tkprefix.hydragen_attention_nopad(q, k, v, sks, svs, seq_len, backend="auto")
+    want = hydragen.plain_decode_by_sdpa(Nq, Hq, Hkv, S, sum(p for _, p in levels), given, B)
+    assert bool(calls) == want, f"{case}: SDPA ran {bool(calls)}, the rule says {want}"
+    keys = torch.cat([sk.repeat_interleave(B // sk.shape[0], 0) for sk in sks] + [k], dim=1)
+    vals = torch.cat([sv.repeat_interleave(B // sv.shape[0], 0) for sv in svs] + [v], dim=1)
+    P = sum(p for _, p in levels)
+    vis = torch.cat([torch.ones(B, Nq, P, dtype=torch.bool, device="cuda"), visibility(B, Nq, S, seq_len, "cuda")], -1)
+    o_ref, _ = ref_attention(q, keys, vals, vis)
+    assert o.shape == q.shape and not torch.isnan(o).any()
+    assert rel_err(o, o_ref) < TOL[dtype], f"{case}: rel err {rel_err(o, o_ref):.2e}"
+
+
 @pytest.mark.parametrize("overlap", [False, True], ids=["one_stream", "overlap"])
 def test_cuda_graph_capture_of_a_decode_step(requires_tk, overlap):
     """The whole step (prefix + decode + merge) captured once and replayed on new inputs copied in place."""

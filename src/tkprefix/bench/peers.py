@@ -11,7 +11,8 @@ other exception becomes ``wrong: <error>`` and an out-of-memory error ``oom``.
 
 Peers (BENCHMARKS.md): ``sdpa_naive``, ``sdpa_hydragen``, ``flashinfer_cascade``, ``chunk_attn_upstream``,
 ``hydragen_upstream``; the tree peers of :mod:`tkprefix.bench.peers_tree` (``fasttree``, ``deft``, ``sglang_triton``,
-``flashinfer_decode``); ours: ``tk_hydragen``, ``tk_chunk_attn``, ``tk_tree`` (tree cases only); and
+``flashinfer_decode``); ours: ``tk_hydragen``, ``tk_chunk_attn``, ``tk_tree`` (tree cases only), ``tk_auto``
+(``tk_hydragen``'s call with ``backend="auto"``: a plain decode where nothing is shared); and
 ``torch_hydragen`` / ``torch_chunk_attn`` / ``torch_tree`` (tkprefix's exact PyTorch backend: the harness's debugging
 reference, not a peer).
 
@@ -563,6 +564,8 @@ class HydragenUpstream(Impl):
         from hydragen.attention import hydragen_attention_nopad  # type: ignore
 
         seq_len = torch.full((case.batch,), case.suffix, dtype=torch.int32, device=inp.q.device)
+        if self.backend == "auto" and case.suffix and case.n_queries == 1:
+            seq_len = None
 
         def run() -> torch.Tensor:
             return hydragen_attention_nopad(inp.q, inp.k, inp.v, inp.shared_ks, inp.shared_vs, seq_len)
@@ -578,7 +581,10 @@ def _tkprefix():
 
 
 class TkHydragen(Impl):
-    """``tkprefix.hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, backend=...)`` on the inputs as given."""
+    """``tkprefix.hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, backend=...)`` on the inputs as given.
+
+    ``tk_auto`` (backend "auto") makes the call a user's decode step makes, seq_len None (the one query sees its whole
+    cache): where nothing is shared, auto's measured rule may run it as a plain PyTorch SDPA decode."""
 
     backend = "tk"
     forest_reason = staticmethod(_hydragen_forest_reason)
@@ -592,7 +598,7 @@ class TkHydragen(Impl):
             tk.hydragen_attention_nopad  # noqa: B018
         except Exception as e:
             return f"tkprefix.hydragen_attention_nopad not importable ({type(e).__name__}: {e})"
-        if self.backend == "tk":
+        if self.backend in ("tk", "auto"):  # auto without TK would time the torch reference
             return _tk_reason(tk)
         return None
 
@@ -600,6 +606,8 @@ class TkHydragen(Impl):
         tk = _tkprefix()
         # used lengths as a decode step passes them (upstream Hydragen's seq_len); also covers an empty suffix
         seq_len = torch.full((case.batch,), case.suffix, dtype=torch.int32, device=inp.q.device)
+        if self.backend == "auto" and case.suffix and case.n_queries == 1:
+            seq_len = None
 
         def run() -> torch.Tensor:
             # validate=False: this seq_len is the harness's own (valid by construction); timed as before the eager
@@ -612,7 +620,7 @@ class TkHydragen(Impl):
         except (ValueError, TypeError, NotImplementedError) as e:  # a clear argument error: an unsupported shape
             raise Unsupported(f"{type(e).__name__}: {e}") from e
         return Prepared(run=run, canonical=lambda o: o.reshape(case.batch, case.q_heads, case.head_dim),
-                        graph_ok=self.backend == "tk",  # a level form reads every tree node once per kv-head
+                        graph_ok=self.backend in ("tk", "auto"),  # the torch backend is not captured
                         extra=sharing_extra(case, case.tree.unique_tokens) if case.tree is not None else {})
 
 
@@ -803,7 +811,8 @@ REGISTRY: dict[str, Impl] = {
     impl.name: impl
     for impl in (
         SdpaNaive(), SdpaHydragen(), FlashInferCascade(), ChunkAttnUpstream(), HydragenUpstream(),
-        TkHydragen("tk_hydragen", "tk"), TkChunkAttn("tk_chunk_attn", "tk"), TkChunkFirst(),
+        TkHydragen("tk_hydragen", "tk"), TkHydragen("tk_auto", "auto"), TkChunkAttn("tk_chunk_attn", "tk"),
+        TkChunkFirst(),
         TkHydragen("torch_hydragen", "torch"), TkChunkAttn("torch_chunk_attn", "torch"),
         TreeAttn("tk_tree", "tk"), TreeAttn("torch_tree", "torch"),
     )
