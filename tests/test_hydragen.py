@@ -138,6 +138,7 @@ def test_sdpa_plain_decode_equals_the_reference():
 
     for B, Hq, Hkv, S in ((1, 8, 8, 5), (3, 32, 8, 77), (2, 8, 1, 300)):
         q = torch.randn(B, 1, Hq, 64, dtype=torch.float64)
-        k, v = torch.randn(B, 2 * S, Hkv, 64, dtype=torch.float64)[:, ::2], torch.randn(B, S, Hkv, 64, dtype=torch.float64)
+        k = torch.randn(B, 2 * S, Hkv, 64, dtype=torch.float64)[:, ::2]  # a strided view
+        v = torch.randn(B, S, Hkv, 64, dtype=torch.float64)
         ref = hydragen_attention_nopad(q, k, v, [], [], backend="torch")
         assert rel_err(sdpa_decode(q, k, v), ref) < 1e-12
