@@ -27,3 +27,26 @@ def test_pick_rows():
     assert pick_rows(3) == [0, 1, 2]
     r = pick_rows(100, 4)
     assert r[0] == 0 and r[-1] == 99 and len(r) == 4 and r == sorted(set(r))
+
+
+def test_upstream_hydragen_adapter_passes_the_harness_seq_len(monkeypatch):
+    """The upstream adapter (flash-attn, in the Docker image only) prepares with a stand-in module: it passes the
+    used lengths, as upstream's decode step does."""
+    import sys
+    import types
+
+    from tkprefix.bench.peers import HydragenUpstream
+
+    seen = {}
+
+    def upstream_nopad(q, k, v, shared_ks, shared_vs, seq_len):
+        seen["seq_len"] = seq_len
+        return q
+
+    stub = types.ModuleType("hydragen.attention")
+    stub.hydragen_attention_nopad = upstream_nopad
+    monkeypatch.setitem(sys.modules, "hydragen", types.ModuleType("hydragen"))
+    monkeypatch.setitem(sys.modules, "hydragen.attention", stub)
+    case = Case("t", 3, 4, 4, 64, ((1, 20),), 7, dtype="float32")
+    HydragenUpstream().prepare(case, make_inputs(case, "cpu", seed=1)).run()
+    assert seen["seq_len"].tolist() == [7, 7, 7]

@@ -564,8 +564,6 @@ class HydragenUpstream(Impl):
         from hydragen.attention import hydragen_attention_nopad  # type: ignore
 
         seq_len = torch.full((case.batch,), case.suffix, dtype=torch.int32, device=inp.q.device)
-        if self.backend == "auto" and case.suffix and case.n_queries == 1:
-            seq_len = None
 
         def run() -> torch.Tensor:
             return hydragen_attention_nopad(inp.q, inp.k, inp.v, inp.shared_ks, inp.shared_vs, seq_len)
