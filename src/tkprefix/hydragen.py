@@ -144,7 +144,7 @@ def hydragen_attention_nopad(q, k, v, shared_ks, shared_vs, seq_len=None, backen
     check_seq_len(seq_len, batch, cache_len, q.device)
     check_seq_len_values(seq_len, cache_len, validate)
     if resolve_backend(backend, q) == "tk":
-        if backend == "auto" and batch and plain_decode_by_sdpa(
+        if backend == "auto" and plain_decode_by_sdpa(
                 n_queries, q.shape[2], k.shape[2], cache_len, sum(sk.shape[1] for sk in shared_ks),
                 seq_len is not None, batch):
             return sdpa_decode(q, k, v)

@@ -602,10 +602,11 @@ class TkHydragen(Impl):
 
     def prepare(self, case: Case, inp: Inputs) -> Prepared:
         tk = _tkprefix()
-        # used lengths as a decode step passes them (upstream Hydragen's seq_len); also covers an empty suffix
-        seq_len = torch.full((case.batch,), case.suffix, dtype=torch.int32, device=inp.q.device)
-        if self.backend == "auto" and case.suffix and case.n_queries == 1:
-            seq_len = None
+        # used lengths as a decode step passes them (upstream Hydragen's seq_len); also covers an empty suffix;
+        # tk_auto: None, the whole cache (a decode step's plain call)
+        whole_cache = self.backend == "auto" and case.suffix and case.n_queries == 1
+        seq_len = None if whole_cache else torch.full((case.batch,), case.suffix, dtype=torch.int32,
+                                                      device=inp.q.device)
 
         def run() -> torch.Tensor:
             # validate=False: this seq_len is the harness's own (valid by construction); timed as before the eager
