@@ -142,3 +142,29 @@ def test_sdpa_plain_decode_equals_the_reference():
         v = torch.randn(B, S, Hkv, 64, dtype=torch.float64)
         ref = hydragen_attention_nopad(q, k, v, [], [], backend="torch")
         assert rel_err(sdpa_decode(q, k, v), ref) < 1e-12
+
+
+def test_decode_split_rule_is_within_3_5_percent_of_the_best_measured_split():
+    """tk_hydragen.decode_splits against its H200 sweep (data/h200/dev/s8_decode_splits/splits.csv: decode time per
+    split count, 64-4,096 blocks, 512 and 2,048 keys): the rule's pick is never more than 3.5 % slower than the
+    fastest split measured, and its split keys cover the cache in whole 64-key tiles."""
+    import csv
+    import math
+    from pathlib import Path
+
+    from tkprefix.tk_hydragen import decode_splits
+
+    rows = list(csv.DictReader((Path(__file__).parents[1] / "data/h200/dev/s8_decode_splits/splits.csv").open()))
+    shapes: dict[tuple[int, ...], dict[int, float]] = {}
+    for r in rows:
+        shape = tuple(int(r[c]) for c in ("q_heads", "kv_heads", "batch", "keys"))
+        shapes.setdefault(shape, {})[int(r["splits"])] = float(r["us"])
+    assert len(shapes) >= 16
+    for (q_heads, kv_heads, batch, keys), us in shapes.items():
+        blocks = batch * kv_heads  # one query per sequence, <= 16 rows per kv-head: a block per (sequence, kv-head)
+        n, split_keys = decode_splits(blocks, keys, 132)  # the H200: 132 SMs
+        assert split_keys % 64 == 0 and n * split_keys >= keys > (n - 1) * split_keys
+        assert us[n] <= 1.035 * min(us.values()), (blocks, keys, n, us)
+    for blocks, keys in ((1, 1), (8, 32768), (300, 64), (5000, 100000)):
+        n, split_keys = decode_splits(blocks, keys, 132)
+        assert 1 <= n <= math.ceil(keys / 64) and n * split_keys >= keys

@@ -2,7 +2,8 @@
 
 Usage: compute-sanitizer --tool memcheck python scripts/device/sanitize_small.py
 Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4), decode (causal + seq_len with an empty sequence,
-2 splits, 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block), merge. Prints the max error of each against a float64 reference.
+2 splits, 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800 blocks, more than fit at once, with a
+prefix merged in), merge. Prints the max error of each against a float64 reference.
 """
 import math
 
@@ -41,5 +42,17 @@ for D in (64, 128):
                   f"max err {(o.double() - r).abs().max().item():.3e}")
     o2, l2 = tkh.merge_states(o, lse, o, lse)
     print(f"merge D{D}: max err {(o2.double() - o.double()).abs().max().item():.3e}")
+    # 800 decode blocks (more than fit at once), 1-2 tiles each, some empty, the prefix's partials merged into the
+    # decode's output
+    q = torch.randn(400, 1, 8, D, device="cuda", dtype=dt)
+    k, v = torch.randn(400, 100, 2, D, device="cuda", dtype=dt), torch.randn(400, 100, 2, D, device="cuda", dtype=dt)
+    pk, pv = torch.randn(1, 70, 2, D, device="cuda", dtype=dt), torch.randn(1, 70, 2, D, device="cuda", dtype=dt)
+    sl = torch.randint(0, 101, (400,), device="cuda", dtype=torch.int32)
+    sl[::7] = 0
+    o = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], sl, overlap=False)
+    vis = torch.cat([torch.ones(400, 1, 70, dtype=torch.bool, device="cuda"),
+                     torch.arange(100, device="cuda")[None, None] < sl.long()[:, None, None]], -1)
+    r = ref(q, torch.cat([pk.expand(400, -1, -1, -1), k], 1), torch.cat([pv.expand(400, -1, -1, -1), v], 1), vis)
+    print(f"decode D{D} 800 blocks + prefix: max err {(o.double() - r).abs().max().item():.3e}")
 torch.cuda.synchronize()
 print("sanitize_small done")

@@ -43,8 +43,7 @@ PREFIX_BLOCK_ROWS = 192   # query rows per prefix block (3 consumer warpgroups x
 PREFIX_TILE_KEYS = 128    # keys per prefix pipeline stage
 DECODE_TILE_KEYS = 64     # keys per decode tile
 DECODE_WARPS = 4
-# Resident decode blocks per SM (68 KB of shared memory each at D 128): decode_splits splits the keys only until the
-# blocks fill one such wave (scripts/device/NOTES.md, H200 sweep: one split was fastest at >= 1.3 waves).
+# Resident decode blocks per SM (68 KB of shared memory each at D 128): one wave is DECODE_BLOCKS_PER_SM x SMs blocks
 DECODE_BLOCKS_PER_SM = 3
 
 
@@ -162,18 +161,34 @@ def prefix_splits(rows: int, groups: int, P: int, n_sm: int, rows_total: int = 0
     return prefix_plan(rows, groups, P, n_sm, rows_total, D)[1]
 
 
+def _wave_fill(blocks: int, wave: int) -> float:
+    """Busy fraction of the block slots over the waves a launch of `blocks` takes (one partial wave counts as full:
+    its blocks just run with fewer neighbours per SM)."""
+    return 1.0 if blocks <= wave else blocks / (math.ceil(blocks / wave) * wave)
+
+
 @lru_cache(maxsize=4096)
 def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
-    """(n_splits, split_keys) for the decode kernel: split the keys only while the blocks do not fill one wave of
-    DECODE_BLOCKS_PER_SM per SM, keeping at least 2 tiles per split.
+    """(n_splits, split_keys) for the decode kernel. A split costs fp32 partials and a merge pass (and the decode can no
+    longer merge the prefix slots itself), so the keys are split only where the blocks leave the GPU badly used:
 
-    Measured on the H200 (scripts/device/NOTES.md): with 512-4096 blocks (1.3-10 waves) one split beat 2/4/8 splits
-    in every shape (c1 MHA B16-B128 S512, c3 32/8 and 8/1 S512), e.g. B16 32/32 S512 50.4 us unsplit vs 51.6 us in
-    two splits; the earlier target of 4 blocks per SM split that shape in two. A split costs fp32 partials, a merge
-    pass, and the decode can no longer merge the prefix slots itself."""
+    * blocks for under half the SMs: up to one block per SM, keeping >= 16 tiles (1,024 keys) a split;
+    * between one and two waves (a partial second wave): the split count of 1-4 (>= 8 tiles a split) that fills the
+      waves best.
+
+    Measured on the H200 (scripts/device/NOTES.md, session 8; data/h200/dev/s8_decode_splits): heads 32/32, 32/8 and
+    8/1, 64-4,096 blocks, 512 and 2,048 keys, 1-16 splits. One split was fastest or within 2 % everywhere except at
+    2,048 keys with 64 blocks (2 splits 1.21x faster; at 128 blocks one split is 4 % faster than two) and with 512
+    blocks (1.3 waves; 3 splits 1.05-1.15x faster).
+    The rule before (split until one full wave) lost up to 1.26x at 128-256 blocks: 32/8 B16 S512 24.5 vs 19.4 us."""
     n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
-    want = max(1, math.ceil(DECODE_BLOCKS_PER_SM * n_sm / max(blocks, 1)))
-    s = max(1, min(want, n_tiles // 2 if n_tiles >= 2 else 1))
+    wave = DECODE_BLOCKS_PER_SM * n_sm
+    s = 1
+    if 2 * blocks <= n_sm:
+        s = min(math.ceil(n_sm / max(blocks, 1)), n_tiles // 16)
+    elif wave < blocks < 2 * wave:
+        s = max(range(1, max(1, min(4, n_tiles // 8)) + 1), key=lambda c: (_wave_fill(blocks * c, wave), -c))
+    s = max(1, s)
     tps = math.ceil(n_tiles / s)
     return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS
 

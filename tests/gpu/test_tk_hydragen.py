@@ -144,6 +144,8 @@ DECODE_CASES = [  # (B, Nq, Hq, Hkv, S)
     (2, 3, 32, 4, 130),          # 24 rows: 8 rows per warp
     (1, 5, 64, 8, 77),           # 40 rows: two row groups
     (8, 1, 16, 2, 4097),
+    (700, 1, 8, 2, 70),          # 1,400 blocks (more than resident), 1-2 tiles each, some empty (seq_len 0)
+    (150, 3, 64, 2, 100),        # 96 rows per kv-head: two row groups, 600 blocks
 ]
 
 
@@ -195,6 +197,21 @@ def test_decode_gqa_groups_strided(requires_tk, dtype, D, G, Nq, mode):
         check(o, lse, o_ref, lse_ref, dtype, f"decode G{G} Nq{Nq} {mode} splits={n}")
 
 
+def test_decode_is_deterministic(requires_tk):
+    """More blocks than fit at once, ragged and empty sequences: bitwise the same result on every run (a moving
+    result is a race)."""
+    from tkprefix import tk_hydragen as tkh
+
+    q = rnd(900, 1, 8, 128, dtype=torch.bfloat16)
+    k, v = rnd(900, 150, 2, 128, dtype=torch.bfloat16), rnd(900, 150, 2, 128, dtype=torch.bfloat16)
+    seq_len = torch.randint(0, 151, (900,), device="cuda", dtype=torch.int32)
+    seq_len[::5] = 0
+    first = tkh.decode_attention(q, k, v, seq_len, out=poisoned(q))
+    for _ in range(4):
+        again = tkh.decode_attention(q, k, v, seq_len, out=poisoned(q))
+        assert torch.equal(again[0], first[0]) and torch.equal(again[1], first[1])
+
+
 def test_decode_empty_cache(requires_tk):
     from tkprefix import tk_hydragen as tkh
 
@@ -236,6 +253,7 @@ NOPAD_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, mode)
     (1, 1, 32, 32, [(1, 4096)], 512, "seq_len"),
     (16, 1, 8, 1, [(1, 1000)], 512, "seq_len"),      # c3's 8/1 heads: 8 rows per kv-head
     (3, 3, 32, 2, [(1, 200)], 100, "causal"),        # 48 rows per kv-head
+    (600, 1, 8, 2, [(1, 100)], 64, "seq_len"),       # 1,200 decode blocks, the prefix merged in
 ]
 
 
