@@ -30,5 +30,11 @@ else
 fi
 if [ -n "${OUT:-}" ]; then
     tar czf "$OUT/results.tgz" results/live results/logs results/benchmarks
+    # upstream ChunkAttention's module and its build stamp: unpacked into the carried third_party/ it saves the next
+    # fresh machine the longest build (scripts/peers/build_chunk_attn_upstream.sh reuses a module of the same stamp)
+    lib=third_party/chunk-attention/src/chunk_attn/lib
+    if [ -f "$lib/BUILD_STAMP" ]; then
+        tar czf "$OUT/chunk_attn_lib.tgz" -C third_party/chunk-attention/src/chunk_attn lib
+    fi
 fi
 exit $status

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,29 +23,38 @@ _REPO = Path(__file__).resolve().parents[3]
 
 def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
+    lock = threading.Lock()
+
+    def say(part: str, line: str) -> None:  # as it happens, with the time: a stopped run's log shows where it was
+        with lock:
+            print(f"[{time.perf_counter() - t0:5.0f} s] {part}: {line.rstrip()}", flush=True)
+
+    def start(part: str, cmd: list[str]) -> tuple[subprocess.Popen, threading.Thread]:
+        proc = subprocess.Popen(cmd, cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader = threading.Thread(target=lambda: [say(part, line) for line in proc.stdout], daemon=True)
+        reader.start()
+        return proc, reader
+
     script = _REPO / "scripts" / "peers" / "build_chunk_attn_upstream.sh"
     ca = None
     if (_REPO / "third_party" / "chunk-attention" / "CMakeLists.txt").is_file():
-        ca = subprocess.Popen(["bash", str(script)], cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+        ca = start("upstream ChunkAttention", ["bash", str(script)])
     else:
-        print("upstream ChunkAttention: not carried (third_party/chunk-attention); its rows will say so")
+        say("upstream ChunkAttention", "not carried (third_party/chunk-attention); its rows will say so")
     # FlashInfer JIT + Triton compiles (GPU-light, CPU-heavy): in its own process, beside the two builds
-    warm = subprocess.Popen([sys.executable, "-m", "tkprefix.bench.fi_prewarm"], cwd=_REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    warm = start("fi_prewarm", [sys.executable, "-m", "tkprefix.bench.fi_prewarm"])
     try:
         mod = prior_tk.build(verbose="--verbose" in (argv or []))
-        print(f"prior_tk_chunk_first: built {mod.__file__}")
+        say("prior_tk_chunk_first", f"built {mod.__file__}")
     except Exception as e:  # noqa: BLE001 - its rows carry the reason
-        print(f"prior_tk_chunk_first: not built: {type(e).__name__}: {e}")
-    if ca is not None:
-        out, _ = ca.communicate()
-        sys.stdout.write(out)
-        print(f"upstream ChunkAttention: build rc={ca.returncode}")
-    out, _ = warm.communicate()
-    sys.stdout.write(out)
-    print(f"fi_prewarm: rc={warm.returncode}")
-    print(f"build-peers: {time.perf_counter() - t0:.0f} s")
+        say("prior_tk_chunk_first", f"not built: {type(e).__name__}: {e}")
+    for part, job in (("upstream ChunkAttention", ca), ("fi_prewarm", warm)):
+        if job is not None:
+            proc, reader = job
+            proc.wait()
+            reader.join()
+            say(part, f"rc={proc.returncode}")
+    say("build-peers", "done")
     return 0
 
 
