@@ -76,6 +76,8 @@ def test_best_of_ours_against_best_peer(tmp_path):
     assert t.loc["c1 B16 H32/32 P1024 S64 fp16", "speedup"] == pytest.approx(1.8)
     # ours / roofline: A 1.8, B 1.11, C 1.43, D 2.0 (eager, the mode compared)
     assert (s["roofline_cases"], s["within_115"], s["within_15"], s["under_10us"]) == (4, 1, 2, 1)
+    # the best peer at each roofline: A 80/50, B 200/45, C 90/70, D 18/5 (eager)
+    assert s["ceiling"] == pytest.approx((80 / 50 * 200 / 45 * 90 / 70 * 18 / 5) ** 0.25)
 
     old = summarize.issue11_stats(df, list(summarize.OLD_PEERS))
     assert len(old["slower"]) == 1 and old["geomean"] == pytest.approx((80 / 90 * 4.0 * 1.25 * 1.8) ** 0.25)
