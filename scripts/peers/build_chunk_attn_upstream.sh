@@ -41,7 +41,8 @@ PY
 # longest step of a recording (7-9 min on the H200 machine), and device_run.sh brings the module back for the next
 # fresh machine to reuse (scripts/bench/README.md).
 LIB=$CA/src/chunk_attn/lib
-STAMP="commit $(cat "$CA/COMMIT"), torch $($PY -c 'import torch; print(torch.__version__)'), $($PY -c 'import sys; print(sys.version.split()[0])'), $("$NVCC" --version | tail -1), sm_90, CXX11 ABI $ABI"
+VERSIONS=$($PY -c 'import sys, torch; print(f"torch {torch.__version__}, Python {sys.version.split()[0]}")')
+STAMP="commit $(cat "$CA/COMMIT"), $VERSIONS, $("$NVCC" --version | tail -1), sm_90, CXX11 ABI $ABI"
 if ls "$LIB"/chunk_attn_c*.so >/dev/null 2>&1 && [ "$(cat "$LIB/BUILD_STAMP" 2>/dev/null)" = "$STAMP" ]; then
     echo "reused $(ls "$LIB"/chunk_attn_c*.so) ($STAMP)"
     exit 0

@@ -180,7 +180,7 @@ def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
     8/1, 64-4,096 blocks, 512 and 2,048 keys, 1-16 splits. One split was fastest or within 2 % everywhere except at
     2,048 keys with 64 blocks (2 splits 1.21x faster; at 128 blocks one split is 4 % faster than two) and with 512
     blocks (1.3 waves; 3 splits 1.05-1.15x faster).
-    The rule before (split until one full wave) lost up to 1.26x at 128-256 blocks: 32/8 B16 S512 24.5 vs 19.4 us."""
+    The rule before (split until one full wave) lost up to 1.29x at 64-256 blocks: 8/1 B128 S512 25.6 vs 19.9 us."""
     n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
     wave = DECODE_BLOCKS_PER_SM * n_sm
     s = 1
