@@ -152,7 +152,7 @@ def test_decode_split_rule_is_within_3_5_percent_of_the_best_measured_split():
     import math
     from pathlib import Path
 
-    from tkprefix.tk_hydragen import decode_splits
+    from tkprefix.tk_hydragen import _decode_blocks, decode_splits
 
     rows = list(csv.DictReader((Path(__file__).parents[1] / "data/h200/dev/s8_decode_splits/splits.csv").open()))
     shapes: dict[tuple[int, ...], dict[int, float]] = {}
@@ -161,7 +161,7 @@ def test_decode_split_rule_is_within_3_5_percent_of_the_best_measured_split():
         shapes.setdefault(shape, {})[int(r["splits"])] = float(r["us"])
     assert len(shapes) >= 16
     for (q_heads, kv_heads, batch, keys), us in shapes.items():
-        blocks = batch * kv_heads  # one query per sequence, <= 16 rows per kv-head: a block per (sequence, kv-head)
+        blocks = _decode_blocks(batch, 1, q_heads, kv_heads)  # one query per sequence
         n, split_keys = decode_splits(blocks, keys, 132)  # the H200: 132 SMs
         assert split_keys % 64 == 0 and n * split_keys >= keys > (n - 1) * split_keys
         assert us[n] <= 1.035 * min(us.values()), (blocks, keys, n, us)

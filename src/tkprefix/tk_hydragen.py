@@ -187,7 +187,8 @@ def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
     if 2 * blocks <= n_sm:
         s = min(math.ceil(n_sm / max(blocks, 1)), n_tiles // 16)
     elif wave < blocks < 2 * wave:
-        s = max(range(1, max(1, min(4, n_tiles // 8)) + 1), key=lambda c: (_wave_fill(blocks * c, wave), -c))
+        counts = range(1, max(1, min(4, n_tiles // 8)) + 1)
+        s = max(counts, key=lambda c: (_wave_fill(blocks * c, wave), -c))  # ties: the fewest splits
     s = max(1, s)
     tps = math.ceil(n_tiles / s)
     return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS

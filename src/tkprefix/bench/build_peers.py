@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def start(part: str, cmd: list[str]) -> tuple[subprocess.Popen, threading.Thread]:
         proc = subprocess.Popen(cmd, cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        reader = threading.Thread(target=lambda: [say(part, line) for line in proc.stdout], daemon=True)
+
+        def relay() -> None:
+            for line in proc.stdout:
+                say(part, line)
+
+        reader = threading.Thread(target=relay, daemon=True)
         reader.start()
         return proc, reader
 
