@@ -144,27 +144,32 @@ def test_sdpa_plain_decode_equals_the_reference():
         assert rel_err(sdpa_decode(q, k, v), ref) < 1e-12
 
 
-def test_decode_split_rule_is_within_3_5_percent_of_the_best_measured_split():
-    """tk_hydragen.decode_splits against its H200 sweep (data/h200/dev/s8_decode_splits/splits.csv: decode time per
-    split count, 64-4,096 blocks, 512 and 2,048 keys): the rule's pick is never more than 3.5 % slower than the
-    fastest split measured, and its split keys cover the cache in whole 64-key tiles."""
+def test_decode_split_rule_is_within_6_5_percent_of_the_best_measured_split():
+    """tk_hydragen.decode_splits against its H200 sweeps (decode time per split count; data/h200/dev/s8_decode_splits:
+    64-4,096 blocks, 512 and 2,048 keys; data/h200/dev/s9_decode_splits_small: 1-64 blocks, 256-8,192 keys, D 128 and
+    64): the rule's pick is never more than 6.5 % slower than the fastest split measured, 1 % in geometric mean, and
+    its split keys cover the cache in whole 64-key tiles."""
     import csv
     import math
     from pathlib import Path
 
     from tkprefix.tk_hydragen import _decode_blocks, decode_splits
 
-    rows = list(csv.DictReader((Path(__file__).parents[1] / "data/h200/dev/s8_decode_splits/splits.csv").open()))
+    dev = Path(__file__).parents[1] / "data/h200/dev"
     shapes: dict[tuple[int, ...], dict[int, float]] = {}
-    for r in rows:
-        shape = tuple(int(r[c]) for c in ("q_heads", "kv_heads", "batch", "keys"))
-        shapes.setdefault(shape, {})[int(r["splits"])] = float(r["us"])
-    assert len(shapes) >= 16
-    for (q_heads, kv_heads, batch, keys), us in shapes.items():
+    for path in (dev / "s8_decode_splits/splits.csv", dev / "s9_decode_splits_small/decode_small.csv"):
+        for r in csv.DictReader(path.open()):
+            shape = tuple(int(r.get(c, 128)) for c in ("q_heads", "kv_heads", "batch", "keys", "head_dim"))
+            shapes.setdefault(shape, {})[int(r["splits"])] = float(r["us"])
+    assert len(shapes) >= 100
+    losses = []
+    for (q_heads, kv_heads, batch, keys, head_dim), us in shapes.items():
         blocks = _decode_blocks(batch, 1, q_heads, kv_heads)  # one query per sequence
-        n, split_keys = decode_splits(blocks, keys, 132)  # the H200: 132 SMs
+        n, split_keys = decode_splits(blocks, keys, 132, head_dim)  # the H200: 132 SMs
         assert split_keys % 64 == 0 and n * split_keys >= keys > (n - 1) * split_keys
-        assert us[n] <= 1.035 * min(us.values()), (blocks, keys, n, us)
+        assert us[n] <= 1.065 * min(us.values()), (blocks, keys, head_dim, n, us)
+        losses.append(us[n] / min(us.values()))
+    assert math.exp(sum(map(math.log, losses)) / len(losses)) <= 1.01
     for blocks, keys in ((1, 1), (8, 32768), (300, 64), (5000, 100000)):
         n, split_keys = decode_splits(blocks, keys, 132)
         assert 1 <= n <= math.ceil(keys / 64) and n * split_keys >= keys

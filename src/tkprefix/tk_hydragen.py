@@ -168,24 +168,26 @@ def _wave_fill(blocks: int, wave: int) -> float:
 
 
 @lru_cache(maxsize=4096)
-def decode_splits(blocks: int, S: int, n_sm: int) -> tuple[int, int]:
+def decode_splits(blocks: int, S: int, n_sm: int, D: int = 128) -> tuple[int, int]:
     """(n_splits, split_keys) for the decode kernel. A split costs fp32 partials and a merge pass (and the decode can no
     longer merge the prefix slots itself), so the keys are split only where the blocks leave the GPU badly used:
 
-    * blocks for under half the SMs: up to one block per SM, keeping >= 16 tiles (1,024 keys) a split;
+    * blocks for at most half the SMs, >= 512 keys: up to one block per SM (two at D 64), at most 16 splits, of
+      >= 2 tiles each for caches of <= 16 tiles, else >= 4, and >= 8 once the blocks alone cover a quarter of the SMs;
     * between one and two waves (a partial second wave): the split count of 1-4 (>= 8 tiles a split) that fills the
       waves best.
 
-    Measured on the H200 (scripts/device/NOTES.md, session 8; data/h200/dev/s8_decode_splits): heads 32/32, 32/8 and
-    8/1, 64-4,096 blocks, 512 and 2,048 keys, 1-16 splits. One split was fastest or within 2 % everywhere except at
-    2,048 keys with 64 blocks (2 splits 1.21x faster; at 128 blocks one split is 4 % faster than two) and with 512
-    blocks (1.3 waves; 3 splits 1.05-1.15x faster).
-    The rule before (split until one full wave) lost up to 1.29x at 64-256 blocks: 8/1 B128 S512 25.6 vs 19.9 us."""
+    Measured on the H200 (scripts/device/NOTES.md, sessions 8 and 9): heads 32/32, 32/8 and 8/1, D 128 and 64, 1-4,096
+    blocks, 256-8,192 keys, 1-128 splits (data/h200/dev/s8_decode_splits, data/h200/dev/s9_decode_splits_small). Over
+    those 106 shapes the rule's pick is at most 6.2 % slower than the fastest split (1.003x in geometric mean). One
+    split is fastest at >= 2 waves and under 512 keys; under a wave, one block per SM (more blocks per SM start a
+    second round of tiles); a split of fewer tiles than these loses to its merge and its fixed cost."""
     n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
     wave = DECODE_BLOCKS_PER_SM * n_sm
     s = 1
-    if 2 * blocks <= n_sm:
-        s = min(math.ceil(n_sm / max(blocks, 1)), n_tiles // 16)
+    if 2 * blocks <= n_sm and n_tiles >= 8:
+        min_tiles = 8 if 4 * blocks > n_sm else 2 if n_tiles <= 16 else 4
+        s = min(n_sm * max(1, 128 // D) // max(blocks, 1), 16, n_tiles // min_tiles)
     elif wave < blocks < 2 * wave:
         counts = range(1, max(1, min(4, n_tiles // 8)) + 1)
         s = max(counts, key=lambda c: (_wave_fill(blocks * c, wave), -c))  # ties: the fewest splits
@@ -229,7 +231,7 @@ def _prefix_blocks(q, k, cw_rows_blocks: int = 1) -> int:
 def _plan_decode(q, k, n_splits):
     B, Nq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
-    auto_s, auto_keys = decode_splits(_decode_blocks(B, Nq, Hq, Hkv), S, _num_sms(q.device.index or 0))
+    auto_s, auto_keys = decode_splits(_decode_blocks(B, Nq, Hq, Hkv), S, _num_sms(q.device.index or 0), D)
     if n_splits is None:
         return auto_s, auto_keys
     n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
