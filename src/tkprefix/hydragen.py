@@ -26,7 +26,7 @@ def _tk():
 
 
 # `auto` where nothing is shared: sharing cannot pay, and one query per sequence over its whole cache runs as a plain
-# decode, by PyTorch SDPA (its FlashAttention kernel) where that measured faster than TK's decode kernel on the H200:
+# decode, by PyTorch SDPA (its fused kernel; cuDNN's on the H200, torch 2.11) where that measured faster than TK's:
 # q-heads per kv-head -> (at least this many keys, at least this many sequences x kv-heads). Other group sizes were
 # not measured and stay on TK. Crossover table and command: data/h200/dev/auto_p0_s7/, docs/design.md "Auto-dispatch".
 PLAIN_DECODE_BY_SDPA = {1: (256, 1), 4: (256, 128), 8: (256, 64)}
