@@ -107,8 +107,8 @@ float *check_merge(const at::Tensor &part_o, at::ScalarType part_dtype, const at
 // ============================================================================================ [hydragen]
 #ifdef TKP_FAMILY_HYDRAGEN
 void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &o,
-                      const at::Tensor &lse, int64_t n_splits, int64_t consumer_warpgroups, bool pingpong,
-                      int64_t stream) {
+                      const at::Tensor &lse, int64_t n_splits, int64_t consumer_warpgroups, int64_t schedule,
+                      int64_t max_blocks, int64_t stream) {
     TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
     const int64_t D = q.size(-1);
     check_bhsd(q, "q", D); check_bhsd(k, "k", D); check_bhsd(v, "v", D);
@@ -121,9 +121,12 @@ void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor
                                   k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
                                   v.data_ptr(), v.stride(0), v.stride(1), v.stride(2),
                                   (int)q.size(0), (int)q.size(1), (int)q.size(2), (int)k.size(0), (int)k.size(1),
-                                  (int)k.size(2), (int)n_splits, (int)consumer_warpgroups, pingpong ? 1 : 0, out,
+                                  (int)k.size(2), (int)n_splits, (int)consumer_warpgroups, (int)schedule,
+                                  (int)max_blocks, out,
                                   reinterpret_cast<void *>(stream)));
 }
+
+void prefix_set_trace(int64_t buffer) { raise_if(tkp_prefix_set_trace(reinterpret_cast<void *>(buffer))); }
 
 void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
                       const c10::optional<at::Tensor> &seq_len, const at::Tensor &o, const at::Tensor &lse,
@@ -315,7 +318,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #ifdef TKP_FAMILY_HYDRAGEN
     m.def("prefix_attention", &prefix_attention, "Hydragen prefix attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("lse"), py::arg("n_splits"),
-          py::arg("consumer_warpgroups"), py::arg("pingpong"), py::arg("stream"));
+          py::arg("consumer_warpgroups"), py::arg("schedule"), py::arg("max_blocks"), py::arg("stream"));
+    m.def("prefix_set_trace", &prefix_set_trace,
+          "diagnostic: per-item timestamps of the prefix kernel into a CUDA buffer (0: off)", py::arg("buffer"));
     m.def("decode_attention", &decode_attention, "per-sequence decode attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("seq_len"), py::arg("o"), py::arg("lse"),
           py::arg("n_splits"), py::arg("split_keys"), py::arg("merge_o"), py::arg("merge_lse"), py::arg("stream"));

@@ -49,13 +49,16 @@ typedef struct {
 // pointers 16-byte aligned, as TMA needs). Sequence b uses prefix row b / (B/Bp). Requires B % Bp == 0, Hq % Hkv == 0
 // (any ratio: query rows are gathered by address), D in {64, 128}, P >= 1. The key range is split into n_splits parts
 // of whole 128-key tiles (1 <= n_splits <= ceil(P/128); part s writes slot s of `out`). consumer_warpgroups (2 or 3)
-// sets the query rows per block (128 or 192); pingpong (2 only) alternates the two warpgroups' Q K^T issue.
+// sets the query rows per block (128 or 192). schedule (2 only): bit 0 ping-pong (the two warpgroups alternate their
+// Q K^T issue), bit 1 the overlapped loop (Q K^T of tile t with P V of tile t-1). max_blocks > 0 caps the grid: each
+// block then loops over (row block, prefix row, kv-head, split) work items. o 16-byte aligned, lse 4-byte aligned.
+const char *tkp_prefix_set_trace(void *buffer);   // diagnostic: per-item timestamps into buffer (nullptr: off)
 const char *tkp_prefix_attention(int dtype, int D,
                                  const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                                  const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                                  const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                                  int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits,
-                                 int consumer_warpgroups, int pingpong, tkp_out out, void *stream);
+                                 int consumer_warpgroups, int schedule, int max_blocks, tkp_out out, void *stream);
 
 // Per-sequence attention over the unique caches (kernels/hydragen/decode.cu). q (B, Nq, Hq, D); k, v (B, S, Hkv, D)
 // by strides in elements (D stride 1, 16-byte aligned rows). seq_len == nullptr: causal, bottom-right aligned (query n

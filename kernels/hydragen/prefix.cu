@@ -65,6 +65,8 @@ struct globals {
     int m_blocks;                 // ceil(M / (CW*64))
     int n_tiles;                  // ceil(P / KV_ROWS)
     int tiles_per_split;
+    int groups;                   // Bp * Hkv
+    int n_splits;
     int pingpong;                 // CW = 2 only: alternate the warpgroups' Q K^T issue
 };
 
@@ -93,9 +95,10 @@ __device__ __forceinline__ void load_kv_tile(ST &dst, const CUtensorMap *map, in
         : "memory");
 }
 
-// Gather one consumer warpgroup's 64 query rows into its swizzled tile (16-byte loads); rows past M become zeros.
+// Start gathering one consumer warpgroup's 64 query rows into its swizzled tile: 16-byte cp.async copies, so no
+// registers are held and the copies can run under other work; rows past M are zero-filled. q_ready waits for them.
 template<typename T, int D>
-__device__ __forceinline__ void gather_q(st<T, Q_ROWS, D> &dst, const globals &g, int bp, int h, int row0) {
+__device__ __forceinline__ void load_q_async(st<T, Q_ROWS, D> &dst, const globals &g, int bp, int h, int row0) {
     using q_tile = st<T, Q_ROWS, D>;
     constexpr int ELEMS_PER_LOAD = 16 / sizeof(T);
     constexpr int LOADS_PER_ROW  = D / ELEMS_PER_LOAD;
@@ -106,14 +109,22 @@ __device__ __forceinline__ void gather_q(st<T, Q_ROWS, D> &dst, const globals &g
     for (int i = 0; i < LOADS; i++) {
         const int idx = i * WARPGROUP_THREADS + warpgroup::laneid();
         const int row = idx / LOADS_PER_ROW, col = (idx % LOADS_PER_ROW) * ELEMS_PER_LOAD;
-        float4 val = {0.f, 0.f, 0.f, 0.f};
-        if (row0 + row < g.M) {
+        const bool in = row0 + row < g.M;
+        const T *src = q;
+        if (in) {
             const row_coord c = stacked_row(g, bp, h, row0 + row);
-            val = *reinterpret_cast<const float4 *>(q + c.b * g.q_sb + c.n * g.q_sn + c.hq * g.q_sh + col);
+            src = q + c.b * g.q_sb + c.n * g.q_sn + c.hq * g.q_sh + col;
         }
-        move<float4>::sts(q_tile::idx(dst_ptr, {row, col}), val);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+                     :: "r"(q_tile::idx(dst_ptr, {row, col})), "l"(src), "r"(in ? 16 : 0) : "memory");
     }
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");   // generic-proxy writes -> wgmma reads
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+// This thread's copies done, made visible to wgmma (async proxy), then to the whole warpgroup.
+__device__ __forceinline__ void q_ready(int wg) {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    warpgroup::sync(wg + 1);
 }
 
 // Store one warp's 16 rows of o (fp32 registers) to their scattered output rows, as U (the input dtype or float).
@@ -135,13 +146,44 @@ __device__ __forceinline__ void store_o(const rt_fl<16, D> &o, const globals &g,
     }
 }
 
-template<typename T, int D, int CW>
+// Diagnostic: per-item timestamps (%globaltimer, ns) of warpgroup 0's thread 0 into a buffer set by
+// tkp_prefix_set_trace (scripts/device/prefix_trace.py); off (nullptr) by default. Session 10 measured a form of this
+// kernel without these hooks 4-8 % slower on 128-row blocks (NOTES.md); keep them until that is understood.
+__device__ unsigned long long *g_prefix_trace = nullptr;
+__device__ __forceinline__ unsigned long long now_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ unsigned smid() {
+    unsigned s;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(s));
+    return s;
+}
+
+// The work item of flat index w: (query row block, prefix row, kv-head, key split) and its tile range.
+struct work_item { int m_block, bp, h, split, tile_begin, n_iters; };
+__device__ __forceinline__ work_item item_of(const globals &g, int w) {
+    const int blocks_x = g.m_blocks * g.groups;
+    const int x = w % blocks_x, split = w / blocks_x;
+    const int group = x / g.m_blocks;
+    const int tile_begin = split * g.tiles_per_split;
+    return {x % g.m_blocks, group / g.Hkv, group % g.Hkv, split, tile_begin,
+            min(g.tiles_per_split, g.n_tiles - tile_begin)};   // >= 1 (the host makes no empty split)
+}
+
+// Grid: one block per work item, or fewer blocks (persistent) that take items w, w + gridDim.x, ...; the K/V pipeline
+// then runs on across items, so the next item's first tiles load during this one's last tiles and epilogue.
+// OVERLAP (CW = 2): each warpgroup issues tile t's Q K^T and tile t-1's P V together and runs t's softmax while P V
+// is in flight (FlashAttention-3's intra-warpgroup pipelining); the K and V stages are freed separately.
+template<typename T, int D, int CW, bool OVERLAP>
 __global__ __launch_bounds__(NUM_THREADS<CW>, 1)
 void prefix_kernel(const __grid_constant__ globals g) {
     using L = layout<T, D, CW>;
     constexpr int CONSUMER_WARPGROUPS = CW, NUM_WARPGROUPS = CW + 1;
     constexpr int S = STAGES<D, CW>;
-    static_assert(L::smem_bytes + 3 * S * sizeof(semaphore) <= MAX_SHARED_MEMORY, "shared memory");
+    static_assert(L::smem_bytes + 4 * S * sizeof(semaphore) <= MAX_SHARED_MEMORY, "shared memory");
+    static_assert(!OVERLAP || CW == 2, "the overlapped loop needs CW = 2's registers");
     constexpr float SCALE = softmax_scale_log2<D>();   // 1/sqrt(D) * log2(e): scores in base 2
 
     extern __shared__ int __shm[];
@@ -150,23 +192,17 @@ void prefix_kernel(const __grid_constant__ globals g) {
     typename L::kv_tile (&k_smem)[S]                     = al.allocate<typename L::kv_tile, S>();
     typename L::kv_tile (&v_smem)[S]                     = al.allocate<typename L::kv_tile, S>();
     typename L::lse_vec (&lse_smem)[CONSUMER_WARPGROUPS] = al.allocate<typename L::lse_vec, CONSUMER_WARPGROUPS>();
-    __shared__ semaphore k_arrived[S], v_arrived[S], compute_done[S];
-
-    // ---- which work item: (query row block, prefix row, kv-head, key split)
-    const int m_block    = blockIdx.x % g.m_blocks;
-    const int group      = blockIdx.x / g.m_blocks;
-    const int bp         = group / g.Hkv, h = group % g.Hkv;
-    const int split      = blockIdx.y;
-    const int tile_begin = split * g.tiles_per_split;
-    const int n_iters    = min(g.tiles_per_split, g.n_tiles - tile_begin);   // >= 1 (the host makes no empty split)
-    const int wg         = warpgroup::groupid();
+    __shared__ semaphore k_arrived[S], v_arrived[S], k_free[S], v_free[S];
+    const int wg = warpgroup::groupid();
+    const int n_items = g.m_blocks * g.groups * g.n_splits;
 
     if (threadIdx.x == 0) {
         #pragma unroll
         for (int s = 0; s < S; s++) {
             init_semaphore(k_arrived[s], 0, 1);
             init_semaphore(v_arrived[s], 0, 1);
-            init_semaphore(compute_done[s], CONSUMER_WARPGROUPS, 0);
+            init_semaphore(k_free[s], CONSUMER_WARPGROUPS, 0);
+            init_semaphore(v_free[s], CONSUMER_WARPGROUPS, 0);
         }
     }
     __syncthreads();
@@ -175,87 +211,158 @@ void prefix_kernel(const __grid_constant__ globals g) {
         // ================================================================ producer: K/V tiles through TMA
         warpgroup::decrease_registers<PRODUCER_REGS>();
         if (warpgroup::laneid() == 0) {
-            for (int it = 0; it < n_iters; it++) {
-                const int s = it % S;
-                if (it >= S) wait(compute_done[s], (it / S - 1) % 2);   // stage free again?
-                const int key0 = (tile_begin + it) * KV_ROWS;
-                tma::expect_bytes(k_arrived[s], sizeof(typename L::kv_tile));
-                load_kv_tile(k_smem[s], &g.k_map, key0, h, bp, k_arrived[s]);
-                tma::expect_bytes(v_arrived[s], sizeof(typename L::kv_tile));
-                load_kv_tile(v_smem[s], &g.v_map, key0, h, bp, v_arrived[s]);
+            int t = 0;   // tiles loaded by this block: stage t % S, its (t / S)-th use
+            for (int w = blockIdx.x; w < n_items; w += gridDim.x) {
+                const work_item item = item_of(g, w);
+                for (int it = 0; it < item.n_iters; it++, t++) {
+                    const int s = t % S;
+                    const int key0 = (item.tile_begin + it) * KV_ROWS;
+                    if (t >= S) wait(k_free[s], (t / S - 1) % 2);   // stage free again?
+                    tma::expect_bytes(k_arrived[s], sizeof(typename L::kv_tile));
+                    load_kv_tile(k_smem[s], &g.k_map, key0, item.h, item.bp, k_arrived[s]);
+                    if (t >= S) wait(v_free[s], (t / S - 1) % 2);
+                    tma::expect_bytes(v_arrived[s], sizeof(typename L::kv_tile));
+                    load_kv_tile(v_smem[s], &g.v_map, key0, item.h, item.bp, v_arrived[s]);
+                }
             }
         }
     } else {
         // ================================================================ consumers: online softmax with wgmma
         warpgroup::increase_registers<CONSUMER_REGS<CW>>();
-        const int row0 = m_block * L::BLOCK_ROWS + wg * Q_ROWS;   // first stacked row of this warpgroup
-        const bool active = row0 < g.M;                        // an idle warpgroup only keeps the pipeline turning
-
         typename L::att_tile att;
         typename L::att_mma  att_mma;
         typename L::o_tile   o_reg;
         typename L::row_vec  max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled;
-        warp::neg_infty(max_vec);
-        warp::zero(norm_vec);
-        warp::zero(o_reg);
+        const bool lane0 = warpgroup::laneid() == 0;
+        unsigned long long *trace = threadIdx.x == 0 ? g_prefix_trace : nullptr;
+        int t = 0;   // tiles consumed by this block, as the producer counts them
+        // this warpgroup's query rows of item w (zero-filled past M); item w + gridDim.x's are loaded during w's
+        // last tile, once its last Q K^T has read q_smem
+        const auto load_q = [&](int w) {
+            const work_item next = item_of(g, w);
+            load_q_async<T, D>(q_smem[wg], g, next.bp, next.h, next.m_block * L::BLOCK_ROWS + wg * Q_ROWS);
+        };
+        if (blockIdx.x < n_items) load_q(blockIdx.x);
 
-        if (active) {
-            gather_q<T, D>(q_smem[wg], g, bp, h, row0);
-            warpgroup::sync(wg + 1);
-        }
+        for (int w = blockIdx.x; w < n_items; w += gridDim.x) {
+            const bool has_next = w + gridDim.x < n_items;
+            const work_item item = item_of(g, w);
+            const int row0 = item.m_block * L::BLOCK_ROWS + wg * Q_ROWS;   // first stacked row of this warpgroup
+            const bool active = row0 < g.M;                       // an idle warpgroup only keeps the pipeline turning
+            if (trace) { trace[w * 8 + 0] = smid(); trace[w * 8 + 1] = now_ns(); }
+            warp::neg_infty(max_vec);
+            warp::zero(norm_vec);
+            warp::zero(o_reg);
+            q_ready(wg);
+            const int first_valid = g.P - item.tile_begin * KV_ROWS;   // keys past P (zero-filled by TMA) get -inf
+            if (trace) {
+                trace[w * 8 + 2] = now_ns(); wait(k_arrived[t % S], (t / S) % 2); trace[w * 8 + 3] = now_ns();
+            }
 
-        // Ping-pong (CW = 2, both warpgroups active): the two warpgroups take turns issuing Q K^T (named barriers
-        // PP_BAR + wg, 256 threads), which staggers them by half an iteration so that one's softmax overlaps the
-        // other's matrix products. Warpgroup 1 opens the first turn for warpgroup 0 and skips its last hand-over,
-        // so every barrier phase is matched.
-        constexpr int PP_BAR = 4;   // ids 1..3 are the per-warpgroup syncs
-        const bool pingpong = CW == 2 && g.pingpong && (m_block * L::BLOCK_ROWS + Q_ROWS < g.M);
-        if (pingpong && wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 0), "n"(2 * WARPGROUP_THREADS));
+            if constexpr (OVERLAP) {
+                // No branch around a wgmma here (ptxas would serialize them): an idle warpgroup computes on its
+                // zero-filled queries and stores nothing. The item's first tile is peeled off the loop.
+                {
+                    const int s = t % S;
+                    wait(k_arrived[s], (t / S) % 2);
+                    warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
+                    warpgroup::mma_async_wait();
+                    if (lane0) arrive(k_free[s], 1);
+                    if (item.n_iters == 1 && has_next) load_q(w + gridDim.x);
+                    if (first_valid < KV_ROWS)
+                        warp::right_fill(att, att, first_valid, base_types::constants<float>::neg_infty());
+                    warp::mul(max_vec_last_scaled, max_vec, SCALE);
+                    tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
+                    warp::copy(att_mma, att);
+                    t++;
+                }
+                for (int it = 1; it < item.n_iters; it++, t++) {
+                    const int s = t % S, sp = (t - 1) % S;
+                    wait(k_arrived[s], (t / S) % 2);
+                    warp::mul(max_vec_last_scaled, max_vec, SCALE);
+                    warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);                 // S_t = Q K_t^T
+                    wait(v_arrived[sp], ((t - 1) / S) % 2);
+                    warpgroup::mma_AB(o_reg, att_mma, v_smem[sp]);                // O += P_{t-1} V_{t-1}
+                    warpgroup::mma_async_wait<1>();                                // S_t done, P V in flight
+                    if (lane0) arrive(k_free[s], 1);
+                    if (it == item.n_iters - 1 && has_next) load_q(w + gridDim.x);
+                    const int valid = first_valid - it * KV_ROWS;
+                    if (valid < KV_ROWS) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
+                    tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
+                    warpgroup::mma_async_wait();                                   // P_{t-1} V_{t-1} done
+                    if (lane0) arrive(v_free[sp], 1);
+                    warp::mul_row(o_reg, o_reg, max_vec_last_scaled);
+                    warp::copy(att_mma, att);
+                }
+                const int sl = (t - 1) % S;                                        // the item's last tile
+                wait(v_arrived[sl], ((t - 1) / S) % 2);
+                warpgroup::mma_AB(o_reg, att_mma, v_smem[sl]);
+                warpgroup::mma_async_wait();
+                if (lane0) arrive(v_free[sl], 1);
+            } else {
+                // Ping-pong (CW = 2, both warpgroups active): the two warpgroups take turns issuing Q K^T (named
+                // barriers PP_BAR + wg, 256 threads), which staggers them by half an iteration so that one's softmax
+                // overlaps the other's matrix products. Warpgroup 1 opens the first turn for warpgroup 0 and skips
+                // its last hand-over, so every barrier phase is matched within the item.
+                constexpr int PP_BAR = 4;   // ids 1..3 are the per-warpgroup syncs
+                const bool pingpong = CW == 2 && g.pingpong && (item.m_block * L::BLOCK_ROWS + Q_ROWS < g.M);
+                if (pingpong && wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 0), "n"(2 * WARPGROUP_THREADS));
+                for (int it = 0; it < item.n_iters; it++, t++) {
+                    const int s = t % S, phase = (t / S) % 2;
+                    wait(k_arrived[s], phase);
+                    if (active) {
+                        // S = Q K^T
+                        if (pingpong) asm volatile("bar.sync %0, %1;\n" ::"r"(PP_BAR + wg), "n"(2 * WARPGROUP_THREADS));
+                        warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
+                        if (pingpong && (wg == 0 || it + 1 < item.n_iters))
+                            asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 1 - wg), "n"(2 * WARPGROUP_THREADS));
+                        warp::mul(max_vec_last_scaled, max_vec, SCALE);
+                        warpgroup::mma_async_wait();
+                        if (it == item.n_iters - 1 && has_next) load_q(w + gridDim.x);
+                        const int valid = first_valid - it * KV_ROWS;
+                        if (valid < KV_ROWS) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
+                        // online softmax, base 2
+                        tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
+                        warp::copy(att_mma, att);
+                        warp::mul_row(o_reg, o_reg, max_vec_last_scaled);
+                        // O += P V
+                        wait(v_arrived[s], phase);
+                        warpgroup::mma_AB(o_reg, att_mma, v_smem[s]);
+                        warpgroup::mma_async_wait();
+                    }
+                    if (lane0) { arrive(k_free[s], 1); arrive(v_free[s], 1); }
+                    if (!active && it == item.n_iters - 1 && has_next) load_q(w + gridDim.x);
+                }
+            }
 
-        for (int it = 0; it < n_iters; it++) {
-            const int s = it % S, phase = (it / S) % 2;
-            wait(k_arrived[s], phase);
+            if (trace) trace[w * 8 + 4] = now_ns();
             if (active) {
-                // S = Q K^T
-                if (pingpong) asm volatile("bar.sync %0, %1;\n" ::"r"(PP_BAR + wg), "n"(2 * WARPGROUP_THREADS));
-                warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
-                if (pingpong && (wg == 0 || it + 1 < n_iters))
-                    asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 1 - wg), "n"(2 * WARPGROUP_THREADS));
-                warp::mul(max_vec_last_scaled, max_vec, SCALE);
-                warpgroup::mma_async_wait();
-                // keys past P (zero-filled by TMA) get -inf
-                const int valid = g.P - (tile_begin + it) * KV_ROWS;
-                if (valid < KV_ROWS) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
-                // online softmax, base 2
-                tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
-                warp::copy(att_mma, att);
-                warp::mul_row(o_reg, o_reg, max_vec_last_scaled);
-                // O += P V
-                wait(v_arrived[s], phase);
-                warpgroup::mma_AB(o_reg, att_mma, v_smem[s]);
-                warpgroup::mma_async_wait();
+                // o = O / l ; lse = ln(l) + m * ln 2   (m in base 2, already scaled)
+                warp::div_row(o_reg, o_reg, norm_vec);
+                warp::log(norm_vec, norm_vec);
+                const float ln2 = LN2;   // a local: TK's ops take references
+                warp::mul(max_vec_scaled, max_vec_scaled, ln2);
+                warp::add(norm_vec, norm_vec, max_vec_scaled);
+                warpgroup::store(lse_smem[wg], norm_vec);
+
+                const bool partial = g.out.o_dtype == TKP_FP32;
+                const int64_t slot = item.split;
+                if (trace) trace[w * 8 + 6] = now_ns();
+                if (partial) store_o<float, D>(o_reg, g, item.bp, item.h, row0,
+                                               static_cast<float *>(g.out.o) + slot * g.out.o_slot_stride);
+                else         store_o<T, D>(o_reg, g, item.bp, item.h, row0,
+                                           static_cast<T *>(g.out.o) + slot * g.out.o_slot_stride);
+                if (trace) trace[w * 8 + 7] = now_ns();
+
+                warpgroup::sync(wg + 1);
+                float *lse = g.out.lse + slot * g.out.lse_slot_stride;
+                for (int i = warpgroup::laneid(); i < Q_ROWS; i += WARPGROUP_THREADS) {
+                    if (row0 + i < g.M)
+                        lse[out_row(g, stacked_row(g, item.bp, item.h, row0 + i))] = lse_smem[wg].data[i];
+                }
+                warpgroup::sync(wg + 1);   // lse_smem is read before the next item writes it
             }
-            if (warpgroup::laneid() == 0) arrive(compute_done[s], 1);
-        }
-
-        if (active) {
-            // o = O / l ; lse = ln(l) + m * ln 2   (m in base 2, already scaled)
-            warp::div_row(o_reg, o_reg, norm_vec);
-            warp::log(norm_vec, norm_vec);
-            const float ln2 = LN2;   // a local: TK's ops take references
-            warp::mul(max_vec_scaled, max_vec_scaled, ln2);
-            warp::add(norm_vec, norm_vec, max_vec_scaled);
-            warpgroup::store(lse_smem[wg], norm_vec);
-
-            const bool partial = g.out.o_dtype == TKP_FP32;
-            if (partial) store_o<float, D>(o_reg, g, bp, h, row0, static_cast<float *>(g.out.o) + split * g.out.o_slot_stride);
-            else         store_o<T, D>(o_reg, g, bp, h, row0, static_cast<T *>(g.out.o) + split * g.out.o_slot_stride);
-
-            warpgroup::sync(wg + 1);
-            float *lse = g.out.lse + split * g.out.lse_slot_stride;
-            for (int i = warpgroup::laneid(); i < Q_ROWS; i += WARPGROUP_THREADS) {
-                if (row0 + i < g.M) lse[out_row(g, stacked_row(g, bp, h, row0 + i))] = lse_smem[wg].data[i];
-            }
+            if (trace) trace[w * 8 + 5] = now_ns();
         }
     }
 }
@@ -291,12 +398,12 @@ const char *make_kv_map(CUtensorMap *map, const void *base, int Bp, int P, int H
     return nullptr;
 }
 
-template<typename T, int D, int CW>
+template<typename T, int D, int CW, bool OVERLAP>
 const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                    const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                    const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
-                   int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, int pingpong, tkp_out out,
-                   cudaStream_t stream) {
+                   int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, int pingpong, int max_blocks,
+                   tkp_out out, cudaStream_t stream) {
     using L = layout<T, D, CW>;
     globals g{};
     if (const char *e = make_kv_map<T, D>(&g.k_map, k, Bp, P, Hkv, k_sb, k_sp, k_sh)) return e;
@@ -313,14 +420,15 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
     g.tiles_per_split = (g.n_tiles + n_splits - 1) / n_splits;
     if ((int64_t)(g.tiles_per_split) * (n_splits - 1) >= g.n_tiles)
         return arg_error("prefix: n_splits leaves an empty split (need n_splits == ceil(n_tiles / ceil(n_tiles / n_splits)))");
-    const int64_t blocks_x = (int64_t)g.m_blocks * Bp * Hkv;
-    if (blocks_x >= (1ll << 31) || n_splits > 65535) return arg_error("prefix: grid too large");
+    g.groups = Bp * Hkv; g.n_splits = n_splits;
+    const int64_t n_items = (int64_t)g.m_blocks * Bp * Hkv * n_splits;
+    if (n_items >= (1ll << 31)) return arg_error("prefix: grid too large");
 
     static bool attribute_set = false;   // per instantiation
     if (!attribute_set) {
-        TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D, CW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
+        TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D, CW, OVERLAP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
         cudaFuncAttributes attr;
-        TKP_TRY(cudaFuncGetAttributes(&attr, prefix_kernel<T, D, CW>));
+        TKP_TRY(cudaFuncGetAttributes(&attr, prefix_kernel<T, D, CW, OVERLAP>));
         const int pool = ((attr.numRegs + 7) / 8 * 8) * NUM_THREADS<CW>;
         const int need = (CW * CONSUMER_REGS<CW> + PRODUCER_REGS) * WARPGROUP_THREADS;
         if (need > pool) {
@@ -331,20 +439,27 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
         }
         attribute_set = true;
     }
-    dim3 grid((unsigned)blocks_x, (unsigned)n_splits);
-    prefix_kernel<T, D, CW><<<grid, NUM_THREADS<CW>, L::smem_bytes, stream>>>(g);
+    const int grid = max_blocks > 0 && max_blocks < n_items ? max_blocks : (int)n_items;
+    prefix_kernel<T, D, CW, OVERLAP><<<grid, NUM_THREADS<CW>, L::smem_bytes, stream>>>(g);
     return launch_error("tkp prefix_kernel launch");
 }
 
 }  // namespace prefix
 }  // namespace tkp
 
+extern "C" const char *tkp_prefix_set_trace(void *buffer) {
+    if (cudaMemcpyToSymbol(tkp::prefix::g_prefix_trace, &buffer, sizeof(buffer)) != cudaSuccess)
+        return tkp::arg_error("prefix trace: cudaMemcpyToSymbol failed");
+    return nullptr;
+}
+
 extern "C" const char *tkp_prefix_attention(int dtype, int D,
                                             const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                                             const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                                             const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                                             int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits,
-                                            int consumer_warpgroups, int pingpong, tkp_out out, void *stream) {
+                                            int consumer_warpgroups, int schedule, int max_blocks, tkp_out out,
+                                            void *stream) {
     using namespace tkp;
     if (B <= 0 || Nq <= 0 || Hq <= 0 || Bp <= 0 || Hkv <= 0) return arg_error("prefix: B, Nq, Hq, Bp, Hkv must be positive");
     if (B % Bp != 0) return arg_error("prefix: the prefix batch Bp must divide the batch B");
@@ -356,13 +471,18 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
     if (consumer_warpgroups != 2 && consumer_warpgroups != 3) return arg_error("prefix: consumer_warpgroups must be 2 or 3");
     if (q_sb % 8 || q_sn % 8 || q_sh % 8 || (reinterpret_cast<uintptr_t>(q) & 15))
         return arg_error("prefix: q must be 16-byte aligned with strides that are multiples of 8 elements");
+    if ((reinterpret_cast<uintptr_t>(out.o) & 15) || (reinterpret_cast<uintptr_t>(out.lse) & 3))
+        return arg_error("prefix: o must be 16-byte aligned and lse 4-byte aligned");
     cudaStream_t s = static_cast<cudaStream_t>(stream);
 #define TKP_PREFIX_CASE(TT, DD)                                                                               \
-    return consumer_warpgroups == 2                                                                               \
-        ? prefix::launch<TT, DD, 2>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
-                                    Hkv, n_splits, pingpong, out, s)                                              \
-        : prefix::launch<TT, DD, 3>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
-                                    Hkv, n_splits, 0, out, s)
+    return consumer_warpgroups == 3                                                                               \
+        ? prefix::launch<TT, DD, 3, false>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, \
+                                           Bp, P, Hkv, n_splits, 0, max_blocks, out, s)                          \
+        : (schedule & 2)                                                                                          \
+        ? prefix::launch<TT, DD, 2, true>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, \
+                                          Bp, P, Hkv, n_splits, 0, max_blocks, out, s)                           \
+        : prefix::launch<TT, DD, 2, false>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, \
+                                           Bp, P, Hkv, n_splits, schedule & 1, max_blocks, out, s)
     if (dtype == TKP_BF16 && D == 64)  TKP_PREFIX_CASE(kittens::bf16, 64);
     if (dtype == TKP_BF16 && D == 128) TKP_PREFIX_CASE(kittens::bf16, 128);
     if (dtype == TKP_FP16 && D == 64)  TKP_PREFIX_CASE(half, 64);

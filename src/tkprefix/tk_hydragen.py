@@ -117,6 +117,9 @@ def _outputs(q, out, name):
     o, lse = out
     if o.shape != q.shape or o.dtype != q.dtype or not o.is_contiguous() or o.device != q.device:
         raise ValueError(f"{name}: out[0] must be a contiguous {q.dtype} tensor of shape {tuple(q.shape)} on {q.device}")
+    if o.data_ptr() % 16:   # the kernels' 4-byte stores of bf16 pairs (and the C entry) need an aligned row start
+        raise ValueError(f"{name}: out[0] must start at a 16-byte aligned address (a view at offset "
+                         f"{o.storage_offset()} elements is not)")
     if lse.shape != (B, Nq, Hq) or lse.dtype != torch.float32 or not lse.is_contiguous() or lse.device != q.device:
         raise ValueError(f"{name}: out[1] must be a contiguous float32 tensor of shape {(B, Nq, Hq)} on {q.device}")
     return o, lse
@@ -125,6 +128,21 @@ def _outputs(q, out, name):
 # ---------------------------------------------------------------------------------------------------- split plans
 PREFIX_TILE_COST = {3: 1.0, 2: 0.74}   # relative time of one 128-key step of a 192- / 128-row block (compute-bound)
 PREFIX_PINGPONG = False                 # default for 2-consumer blocks (see prefix_attention's pingpong)
+# Measured in scripts/device/NOTES.md (session 10), both on by default:
+PREFIX_OVERLAP = True      # 2-consumer blocks whose two warpgroups both have rows: Q K^T of a tile and P V of the one
+                           # before in flight together (c3 compute-bound prefixes 1.05-1.08x faster); with <= 64 rows
+                           # the serial loop is kept (an idle warpgroup would compute on zero rows: 1-2 % slower)
+PREFIX_PERSISTENT = True   # at most one block per SM, each looping over work items, the next item's Q loaded under
+                           # the last tile (per item: block launch, Q gather and pipeline fill no longer exposed)
+
+
+def _prefix_schedule(q: torch.Tensor, k: torch.Tensor, pingpong: bool) -> tuple[int, int]:
+    """(schedule bits, grid cap) of a prefix launch: bit 0 ping-pong, bit 1 the overlapped loop; cap 0 = a block per
+    work item."""
+    rows = (q.shape[0] // k.shape[0]) * q.shape[1] * (q.shape[2] // k.shape[2])   # stacked rows per kv-head
+    overlap = PREFIX_OVERLAP and not pingpong and rows > 64
+    cap = _num_sms(q.device.index or 0) if PREFIX_PERSISTENT else 0
+    return (1 if pingpong else 0) | (2 if overlap else 0), cap
 
 
 @lru_cache(maxsize=4096)   # pure function of ints: memoised, it sits on every call's host path
@@ -282,13 +300,13 @@ def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_spl
     q, k, v = _prep(q), _prep(k), _prep(v)
     ext = _ext()
     cw, s = _plan_prefix(q, k, n_splits, consumer_warpgroups)
-    pp = PREFIX_PINGPONG if pingpong is None else bool(pingpong)
+    sched, cap = _prefix_schedule(q, k, PREFIX_PINGPONG if pingpong is None else bool(pingpong))
     if s == 1:
-        ext.prefix_attention(q, k, v, o, lse, 1, cw, pp, _stream(q))
+        ext.prefix_attention(q, k, v, o, lse, 1, cw, sched, cap, _stream(q))
     else:
         ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
         ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
-        ext.prefix_attention(q, k, v, ws_o, ws_lse, s, cw, pp, _stream(q))
+        ext.prefix_attention(q, k, v, ws_o, ws_lse, s, cw, sched, cap, _stream(q))
         ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
     return o, lse
 
@@ -385,8 +403,10 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         if sk.shape[1] > 0:
             levels.append((_prep(sk), _prep(sv)))
     seq_len = _seq_len_arg(seq_len, q)
-    if out is not None and (out.shape != q.shape or out.dtype != q.dtype or not out.is_contiguous()):
-        raise ValueError(f"out: must be a contiguous {q.dtype} tensor of shape {tuple(q.shape)}")
+    if out is not None and (out.shape != q.shape or out.dtype != q.dtype or not out.is_contiguous()
+                            or out.data_ptr() % 16):
+        raise ValueError(f"out: must be a contiguous {q.dtype} tensor of shape {tuple(q.shape)} starting at a 16-byte "
+                         "aligned address")
     o = out if out is not None else torch.empty_like(q, memory_format=torch.contiguous_format)
     lse = torch.empty(B, Nq, Hq, device=q.device, dtype=torch.float32)
     if B == 0 or Nq == 0:
@@ -432,8 +452,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         side.wait_event(fork)
         slot = 0
         for (sk, sv), (cw, s) in zip(levels, plans):
-            ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, PREFIX_PINGPONG,
-                                 side.cuda_stream)
+            ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
+                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG), side.cuda_stream)
             slot += s
         ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
         join = torch.cuda.Event()
@@ -443,7 +463,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         return (o, lse) if return_lse else o
     slot = 0
     for (sk, sv), (cw, s) in zip(levels, plans):
-        ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw, PREFIX_PINGPONG, stream)
+        ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
+                             *_prefix_schedule(q, sk, PREFIX_PINGPONG), stream)
         slot += s
     if fused:
         pre = (ws_o, ws_lse) if n_prefix else (None, None)

@@ -125,6 +125,29 @@ def test_prefix_strided_cache_read_in_place(requires_tk):
     check(o, lse, o_ref, lse_ref, dtype, "strided prefix")
 
 
+def test_outputs_must_be_16_byte_aligned(requires_tk):
+    """A contiguous `out` view at an odd element offset is refused by name (the kernels store 16-byte segments),
+    for the prefix, the decode and the whole step; an aligned view at an offset is fine."""
+    from tkprefix import tk_hydragen as tkh
+
+    q = rnd(4, 1, 8, 64, dtype=torch.bfloat16)
+    k = rnd(1, 300, 2, 64, dtype=torch.bfloat16)
+    kd = rnd(4, 50, 2, 64, dtype=torch.bfloat16)
+    store = torch.full((q.numel() + 8,), float("nan"), device="cuda", dtype=q.dtype)
+    lse = torch.empty(4, 1, 8, device="cuda")
+    odd, even = store[1:][:q.numel()].view(q.shape), store[8:][:q.numel()].view(q.shape)
+    with pytest.raises(ValueError, match=r"out\[0\] must start at a 16-byte aligned address"):
+        tkh.prefix_attention(q, k, k, out=(odd, lse))
+    with pytest.raises(ValueError, match=r"out\[0\] must start at a 16-byte aligned address"):
+        tkh.decode_attention(q, kd, kd, out=(odd, lse))
+    with pytest.raises(ValueError, match="out: must be a contiguous .* 16-byte aligned address"):
+        tkh.hydragen_attention_nopad(q, kd, kd, [k], [k], out=odd)
+    o, lse = tkh.prefix_attention(q, k, k, out=(even, lse))
+    o_ref, lse_ref = ref_attention(q, k.expand(4, -1, -1, -1), k.expand(4, -1, -1, -1),
+                                   torch.ones(4, 1, 300, dtype=torch.bool, device="cuda"))
+    check(o, lse, o_ref, lse_ref, torch.bfloat16, "aligned out view")
+
+
 def test_prefix_empty(requires_tk):
     from tkprefix import tk_hydragen as tkh
 
