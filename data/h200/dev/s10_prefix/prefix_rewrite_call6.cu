@@ -1,0 +1,489 @@
+// kernels/hydragen/prefix.cu -- Hydragen's prefix attention in ThunderKittens (TMA + wgmma, H100).
+//
+// For one (prefix row bp, kv-head h) the queries of every sequence that uses prefix bp, every query position and every
+// q-head of kv-head h are stacked into one matrix of M = (B/Bp)*Nq*(Hq/Hkv) rows and attended, non-causally, against
+// the P keys of that prefix: a matrix-matrix product instead of B matrix-vector products.
+//
+//   grid   = (ceil(M/(64*CW)) * Bp * Hkv, n_splits)      blockIdx.y splits the key range (merged later by LSE)
+//   block  = CW (2 or 3) consumer warpgroups (64 query rows each) + 1 producer warpgroup (TMA loads of 128-key K/V
+//            tiles); 3 as in TK's mha_h100, 2 where 128-row blocks fill the SMs in fuller waves
+//
+// Differences from TK's mha_h100 forward, on purpose:
+//   * any M and P: query rows past M are zero-filled and never stored; keys past P come zero-filled from TMA and their
+//     scores are set to -inf; every output row is written.
+//   * K/V are read in place from the (Bp, P, Hkv, D) cache through 5-D tensor maps with the cache's own strides (no
+//     per-step transpose); query rows are gathered by address (q may have any Hq/Hkv ratio, any strides).
+//   * LSE is the natural-log log-sum-exp (TK's kernel stores -sqrt(D)*LSE).
+//   * the output is either the final o (input dtype) or, when the key range is split, fp32 partial slots.
+#include "kittens.cuh"
+#include <cuda.h>
+#include "../launch.h"
+#include "../common/tkp_common.cuh"
+#include "../common/tkp_softmax.cuh"
+
+using namespace kittens;
+
+namespace tkp {
+namespace prefix {
+
+// CW = consumer warpgroups per block (3 like TK's mha_h100, or 2: 128-row blocks fill the 132 SMs in fewer,
+// fuller waves for some shapes; the host picks per shape).
+template<int CW> constexpr int NUM_THREADS = (CW + 1) * WARPGROUP_THREADS;   // + the producer warpgroup
+// setmaxnreg only moves registers inside the block's allocation (NUM_THREADS x the compiled count, which
+// __launch_bounds__(.., 1) caps at 128 for CW=3 and 168 for CW=2): (CW*CONSUMER + PRODUCER) * 128 must fit in it, or
+// the consumers' increase waits forever. The launcher checks this against the compiled count.
+template<int CW> constexpr int CONSUMER_REGS = CW == 3 ? 160 : 240;
+constexpr int PRODUCER_REGS = 24;
+constexpr int Q_ROWS  = 64;                                                  // query rows per consumer warpgroup
+constexpr int KV_ROWS = 128;                                                 // keys per pipeline stage
+// K/V pipeline depth: as deep as 227 KB of shared memory allows (D=128, CW=2: 32 KB of q + 3 x 64 KB of K/V).
+template<int D, int CW> constexpr int STAGES = (D == 64) ? 4 : (CW == 2 ? 3 : 2);
+
+template<typename T, int D, int CW> struct layout {
+    static constexpr int BLOCK_ROWS = CW * Q_ROWS;        // query rows per block
+    using q_tile     = st<T, Q_ROWS, D>;                  // one consumer warpgroup's queries
+    using kv_tile    = st<T, KV_ROWS, D>;                 // 128 keys (or values)
+    using lse_vec    = col_vec<st_fl<Q_ROWS, D>>;         // per-row LSE, staged for the scattered store
+    using att_tile   = rt_fl<16, KV_ROWS>;                // one warp's 16 rows x 128 scores
+    using att_mma    = rt<T, 16, KV_ROWS>;                // the same, as the A operand of P @ V
+    using o_tile     = rt_fl<16, D>;                      // one warp's 16 output rows
+    using row_vec    = col_vec<att_tile>;                 // per-row running max / sum
+    static constexpr size_t smem_bytes =
+        1024 /* alignment slack */ + CW * sizeof(q_tile) + 2 * STAGES<D, CW> * sizeof(kv_tile) +
+        1024 /* the lse vectors, 1024-aligned */;
+};
+
+struct globals {
+    CUtensorMap k_map, v_map;     // 5-D: (64 elements, key, D/64 column chunks, kv-head, prefix row)
+    const void *q;                // (B, Nq, Hq, D) by strides
+    int64_t q_sb, q_sn, q_sh;
+    tkp_out out;
+    int Nq, Hq, Hkv, P;
+    int G;                        // sequences per prefix row, B / Bp
+    int R;                        // q-heads per kv-head, Hq / Hkv
+    int M;                        // stacked query rows per (prefix row, kv-head), G*Nq*R
+    int m_blocks;                 // ceil(M / (CW*64))
+    int n_tiles;                  // ceil(P / KV_ROWS)
+    int tiles_per_split;
+    int groups;                   // Bp * Hkv
+    int n_splits;
+    int pingpong;                 // CW = 2 only: alternate the warpgroups' Q K^T issue
+};
+
+// Stacked row m of (prefix row bp, kv-head h) -> sequence b, position n, q-head hq.
+struct row_coord { int b, n, hq; };
+__device__ __forceinline__ row_coord stacked_row(const globals &g, int bp, int h, int m) {
+    const int bn = m / g.R, r = m - bn * g.R;
+    const int bl = bn / g.Nq, n = bn - bl * g.Nq;
+    return {bp * g.G + bl, n, h * g.R + r};
+}
+__device__ __forceinline__ int64_t out_row(const globals &g, row_coord c) {
+    return ((int64_t)c.b * g.Nq + c.n) * g.Hq + c.hq;
+}
+
+// TMA load of one 128-key tile of (prefix row bp, kv-head h), starting at key `key0`, through our own tensor map.
+template<typename ST>
+__device__ __forceinline__ void load_kv_tile(ST &dst, const CUtensorMap *map, int key0, int h, int bp, semaphore &bar) {
+    const uint64_t map_ptr = reinterpret_cast<uint64_t>(map);
+    const uint32_t bar_ptr = static_cast<uint32_t>(__cvta_generic_to_shared(&bar));
+    const uint32_t dst_ptr = static_cast<uint32_t>(__cvta_generic_to_shared(&dst));
+    asm volatile(
+        "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+        " [%0], [%1, {%3, %4, %5, %6, %7}], [%2];"
+        :
+        : "r"(dst_ptr), "l"(map_ptr), "r"(bar_ptr), "n"(0), "r"(key0), "r"(0), "r"(h), "r"(bp)
+        : "memory");
+}
+
+// Start gathering one consumer warpgroup's 64 query rows into its swizzled tile: 16-byte cp.async copies, so no
+// registers are held and the copies can run under other work; rows past M are zero-filled. q_ready waits for them.
+template<typename T, int D>
+__device__ __forceinline__ void load_q_async(st<T, Q_ROWS, D> &dst, const globals &g, int bp, int h, int row0) {
+    using q_tile = st<T, Q_ROWS, D>;
+    constexpr int ELEMS_PER_LOAD = 16 / sizeof(T);
+    constexpr int LOADS_PER_ROW  = D / ELEMS_PER_LOAD;
+    constexpr int LOADS          = Q_ROWS * LOADS_PER_ROW / WARPGROUP_THREADS;
+    const uint32_t dst_ptr = static_cast<uint32_t>(__cvta_generic_to_shared(&dst.data[0]));
+    const T *q = static_cast<const T *>(g.q);
+    #pragma unroll
+    for (int i = 0; i < LOADS; i++) {
+        const int idx = i * WARPGROUP_THREADS + warpgroup::laneid();
+        const int row = idx / LOADS_PER_ROW, col = (idx % LOADS_PER_ROW) * ELEMS_PER_LOAD;
+        const bool in = row0 + row < g.M;
+        const T *src = q;
+        if (in) {
+            const row_coord c = stacked_row(g, bp, h, row0 + row);
+            src = q + c.b * g.q_sb + c.n * g.q_sn + c.hq * g.q_sh + col;
+        }
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+                     :: "r"(q_tile::idx(dst_ptr, {row, col})), "l"(src), "r"(in ? 16 : 0) : "memory");
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+// This thread's copies done, made visible to wgmma (async proxy), then to the whole warpgroup.
+__device__ __forceinline__ void q_ready(int wg) {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    warpgroup::sync(wg + 1);
+}
+
+// Store one warp's 16 rows of o (fp32 registers) to their scattered output rows, as U (the input dtype or float).
+// (16-byte stores after a quad transpose by shuffles were tried: the kernel ran 5-11 % slower, s10 call 5.)
+template<typename U, int D>
+__device__ __forceinline__ void store_o(const rt_fl<16, D> &o, const globals &g, int bp, int h, int row0, U *base) {
+    using U2 = typename base_types::packing<U>::packed_type;
+    const int lane = laneid();
+    #pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const int m = row0 + warpgroup::warpid() * 16 + lane / 4 + 8 * half;
+        if (m >= g.M) continue;
+        U *dst = base + out_row(g, stacked_row(g, bp, h, m)) * D;
+        #pragma unroll
+        for (int j = 0; j < rt_fl<16, D>::width; j++) {
+            const int col = j * 16 + 2 * (lane % 4);
+            *reinterpret_cast<U2 *>(dst + col)     = base_types::convertor<U2, float2>::convert(o.tiles[0][j].data[half]);
+            *reinterpret_cast<U2 *>(dst + col + 8) = base_types::convertor<U2, float2>::convert(o.tiles[0][j].data[half + 2]);
+        }
+    }
+}
+
+// The work item of flat index w: (query row block, prefix row, kv-head, key split) and its tile range.
+struct work_item { int m_block, bp, h, split, tile_begin, n_iters; };
+__device__ __forceinline__ work_item item_of(const globals &g, int w) {
+    const int blocks_x = g.m_blocks * g.groups;
+    const int x = w % blocks_x, split = w / blocks_x;
+    const int group = x / g.m_blocks;
+    const int tile_begin = split * g.tiles_per_split;
+    return {x % g.m_blocks, group / g.Hkv, group % g.Hkv, split, tile_begin,
+            min(g.tiles_per_split, g.n_tiles - tile_begin)};   // >= 1 (the host makes no empty split)
+}
+
+// Grid: one block per work item, or fewer blocks (persistent) that take items w, w + gridDim.x, ...; the K/V pipeline
+// then runs on across items, so the next item's first tiles load during this one's last tiles and epilogue.
+// OVERLAP (CW = 2): each warpgroup issues tile t's Q K^T and tile t-1's P V together and runs t's softmax while P V
+// is in flight (FlashAttention-3's intra-warpgroup pipelining); the K and V stages are freed separately.
+template<typename T, int D, int CW, bool OVERLAP>
+__global__ __launch_bounds__(NUM_THREADS<CW>, 1)
+void prefix_kernel(const __grid_constant__ globals g) {
+    using L = layout<T, D, CW>;
+    constexpr int CONSUMER_WARPGROUPS = CW, NUM_WARPGROUPS = CW + 1;
+    constexpr int S = STAGES<D, CW>;
+    static_assert(L::smem_bytes + 4 * S * sizeof(semaphore) <= MAX_SHARED_MEMORY, "shared memory");
+    static_assert(!OVERLAP || CW == 2, "the overlapped loop needs CW = 2's registers");
+    constexpr float SCALE = softmax_scale_log2<D>();   // 1/sqrt(D) * log2(e): scores in base 2
+
+    extern __shared__ int __shm[];
+    tma_swizzle_allocator al((int *)&__shm[0]);
+    typename L::q_tile  (&q_smem)[CONSUMER_WARPGROUPS]   = al.allocate<typename L::q_tile, CONSUMER_WARPGROUPS>();
+    typename L::kv_tile (&k_smem)[S]                     = al.allocate<typename L::kv_tile, S>();
+    typename L::kv_tile (&v_smem)[S]                     = al.allocate<typename L::kv_tile, S>();
+    typename L::lse_vec (&lse_smem)[CONSUMER_WARPGROUPS] = al.allocate<typename L::lse_vec, CONSUMER_WARPGROUPS>();
+    __shared__ semaphore k_arrived[S], v_arrived[S], k_free[S], v_free[S];
+    const int wg = warpgroup::groupid();
+    const int n_items = g.m_blocks * g.groups * g.n_splits;
+
+    if (threadIdx.x == 0) {
+        #pragma unroll
+        for (int s = 0; s < S; s++) {
+            init_semaphore(k_arrived[s], 0, 1);
+            init_semaphore(v_arrived[s], 0, 1);
+            init_semaphore(k_free[s], CONSUMER_WARPGROUPS, 0);
+            init_semaphore(v_free[s], CONSUMER_WARPGROUPS, 0);
+        }
+    }
+    __syncthreads();
+
+    if (wg == NUM_WARPGROUPS - 1) {
+        // ================================================================ producer: K/V tiles through TMA
+        warpgroup::decrease_registers<PRODUCER_REGS>();
+        if (warpgroup::laneid() == 0) {
+            int t = 0;   // tiles loaded by this block: stage t % S, its (t / S)-th use
+            for (int w = blockIdx.x; w < n_items; w += gridDim.x) {
+                const work_item item = item_of(g, w);
+                for (int it = 0; it < item.n_iters; it++, t++) {
+                    const int s = t % S;
+                    const int key0 = (item.tile_begin + it) * KV_ROWS;
+                    if (t >= S) wait(k_free[s], (t / S - 1) % 2);   // stage free again?
+                    tma::expect_bytes(k_arrived[s], sizeof(typename L::kv_tile));
+                    load_kv_tile(k_smem[s], &g.k_map, key0, item.h, item.bp, k_arrived[s]);
+                    if (t >= S) wait(v_free[s], (t / S - 1) % 2);
+                    tma::expect_bytes(v_arrived[s], sizeof(typename L::kv_tile));
+                    load_kv_tile(v_smem[s], &g.v_map, key0, item.h, item.bp, v_arrived[s]);
+                }
+            }
+        }
+    } else {
+        // ================================================================ consumers: online softmax with wgmma
+        warpgroup::increase_registers<CONSUMER_REGS<CW>>();
+        typename L::att_tile att;
+        typename L::att_mma  att_mma;
+        typename L::o_tile   o_reg;
+        typename L::row_vec  max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled;
+        const bool lane0 = warpgroup::laneid() == 0;
+        int t = 0;   // tiles consumed by this block, as the producer counts them
+        // this warpgroup's query rows of item w (zero-filled past M); item w + gridDim.x's are loaded during w's
+        // last tile, once its last Q K^T has read q_smem
+        const auto load_q = [&](int w) {
+            const work_item next = item_of(g, w);
+            load_q_async<T, D>(q_smem[wg], g, next.bp, next.h, next.m_block * L::BLOCK_ROWS + wg * Q_ROWS);
+        };
+        if (blockIdx.x < n_items) load_q(blockIdx.x);
+
+        for (int w = blockIdx.x; w < n_items; w += gridDim.x) {
+            const bool has_next = w + gridDim.x < n_items;
+            const work_item item = item_of(g, w);
+            const int row0 = item.m_block * L::BLOCK_ROWS + wg * Q_ROWS;   // first stacked row of this warpgroup
+            const bool active = row0 < g.M;                       // an idle warpgroup only keeps the pipeline turning
+            warp::neg_infty(max_vec);
+            warp::zero(norm_vec);
+            warp::zero(o_reg);
+            q_ready(wg);
+            const int first_valid = g.P - item.tile_begin * KV_ROWS;   // keys past P (zero-filled by TMA) get -inf
+
+            if constexpr (OVERLAP) {
+                // No branch around a wgmma here (ptxas would serialize them): an idle warpgroup computes on its
+                // zero-filled queries and stores nothing. The item's first tile is peeled off the loop.
+                {
+                    const int s = t % S;
+                    wait(k_arrived[s], (t / S) % 2);
+                    warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
+                    warpgroup::mma_async_wait();
+                    if (lane0) arrive(k_free[s], 1);
+                    if (item.n_iters == 1 && has_next) load_q(w + gridDim.x);
+                    if (first_valid < KV_ROWS) warp::right_fill(att, att, first_valid, base_types::constants<float>::neg_infty());
+                    warp::mul(max_vec_last_scaled, max_vec, SCALE);
+                    tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
+                    warp::copy(att_mma, att);
+                    t++;
+                }
+                for (int it = 1; it < item.n_iters; it++, t++) {
+                    const int s = t % S, sp = (t - 1) % S;
+                    wait(k_arrived[s], (t / S) % 2);
+                    warp::mul(max_vec_last_scaled, max_vec, SCALE);
+                    warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);                 // S_t = Q K_t^T
+                    wait(v_arrived[sp], ((t - 1) / S) % 2);
+                    warpgroup::mma_AB(o_reg, att_mma, v_smem[sp]);                // O += P_{t-1} V_{t-1}
+                    warpgroup::mma_async_wait<1>();                                // S_t done, P V in flight
+                    if (lane0) arrive(k_free[s], 1);
+                    if (it == item.n_iters - 1 && has_next) load_q(w + gridDim.x);
+                    const int valid = first_valid - it * KV_ROWS;
+                    if (valid < KV_ROWS) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
+                    tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
+                    warpgroup::mma_async_wait();                                   // P_{t-1} V_{t-1} done
+                    if (lane0) arrive(v_free[sp], 1);
+                    warp::mul_row(o_reg, o_reg, max_vec_last_scaled);
+                    warp::copy(att_mma, att);
+                }
+                const int sl = (t - 1) % S;                                        // the item's last tile
+                wait(v_arrived[sl], ((t - 1) / S) % 2);
+                warpgroup::mma_AB(o_reg, att_mma, v_smem[sl]);
+                warpgroup::mma_async_wait();
+                if (lane0) arrive(v_free[sl], 1);
+            } else {
+                // Ping-pong (CW = 2, both warpgroups active): the two warpgroups take turns issuing Q K^T (named
+                // barriers PP_BAR + wg, 256 threads), which staggers them by half an iteration so that one's softmax
+                // overlaps the other's matrix products. Warpgroup 1 opens the first turn for warpgroup 0 and skips
+                // its last hand-over, so every barrier phase is matched within the item.
+                constexpr int PP_BAR = 4;   // ids 1..3 are the per-warpgroup syncs
+                const bool pingpong = CW == 2 && g.pingpong && (item.m_block * L::BLOCK_ROWS + Q_ROWS < g.M);
+                if (pingpong && wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 0), "n"(2 * WARPGROUP_THREADS));
+                for (int it = 0; it < item.n_iters; it++, t++) {
+                    const int s = t % S, phase = (t / S) % 2;
+                    wait(k_arrived[s], phase);
+                    if (active) {
+                        // S = Q K^T
+                        if (pingpong) asm volatile("bar.sync %0, %1;\n" ::"r"(PP_BAR + wg), "n"(2 * WARPGROUP_THREADS));
+                        warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);
+                        if (pingpong && (wg == 0 || it + 1 < item.n_iters))
+                            asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 1 - wg), "n"(2 * WARPGROUP_THREADS));
+                        warp::mul(max_vec_last_scaled, max_vec, SCALE);
+                        warpgroup::mma_async_wait();
+                        const int valid = first_valid - it * KV_ROWS;
+                        if (valid < KV_ROWS) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
+                        // online softmax, base 2
+                        tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
+                        warp::copy(att_mma, att);
+                        warp::mul_row(o_reg, o_reg, max_vec_last_scaled);
+                        // O += P V
+                        wait(v_arrived[s], phase);
+                        warpgroup::mma_AB(o_reg, att_mma, v_smem[s]);
+                        warpgroup::mma_async_wait();
+                    }
+                    if (lane0) { arrive(k_free[s], 1); arrive(v_free[s], 1); }
+                }
+                if (has_next) load_q(w + gridDim.x);   // after the loop: inside it, CW = 3 would spill registers
+            }
+
+            if (active) {
+                // o = O / l ; lse = ln(l) + m * ln 2   (m in base 2, already scaled)
+                warp::div_row(o_reg, o_reg, norm_vec);
+                warp::log(norm_vec, norm_vec);
+                const float ln2 = LN2;   // a local: TK's ops take references
+                warp::mul(max_vec_scaled, max_vec_scaled, ln2);
+                warp::add(norm_vec, norm_vec, max_vec_scaled);
+                warpgroup::store(lse_smem[wg], norm_vec);
+
+                const bool partial = g.out.o_dtype == TKP_FP32;
+                const int64_t slot = item.split;
+                if (partial) store_o<float, D>(o_reg, g, item.bp, item.h, row0, static_cast<float *>(g.out.o) + slot * g.out.o_slot_stride);
+                else         store_o<T, D>(o_reg, g, item.bp, item.h, row0, static_cast<T *>(g.out.o) + slot * g.out.o_slot_stride);
+
+                warpgroup::sync(wg + 1);
+                float *lse = g.out.lse + slot * g.out.lse_slot_stride;
+                for (int i = warpgroup::laneid(); i < Q_ROWS; i += WARPGROUP_THREADS) {
+                    if (row0 + i < g.M) lse[out_row(g, stacked_row(g, item.bp, item.h, row0 + i))] = lse_smem[wg].data[i];
+                }
+                warpgroup::sync(wg + 1);   // lse_smem is read before the next item writes it
+            }
+
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------- host side
+template<typename T> constexpr CUtensorMapDataType tma_format() {
+    return std::is_same_v<T, bf16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+}
+
+// 5-D map over a (Bp, P, Hkv, D) cache with strides in elements (D stride 1): box = 128 keys x D of one (bp, h).
+template<typename T, int D>
+const char *make_kv_map(CUtensorMap *map, const void *base, int Bp, int P, int Hkv, int64_t sb, int64_t sp, int64_t sh) {
+    constexpr int SWIZZLE_ELEMS = 128 / sizeof(T);                   // 128-byte swizzle: 64 bf16/fp16 per chunk
+    const uint64_t es = sizeof(T);
+    uint64_t shape[5]   = {SWIZZLE_ELEMS, (uint64_t)P, D / SWIZZLE_ELEMS, (uint64_t)Hkv, (uint64_t)Bp};
+    uint64_t stride[4]  = {sp * es, 128, sh * es, sb * es};          // bytes, for dims 1..4
+    uint32_t box[5]     = {SWIZZLE_ELEMS, KV_ROWS, D / SWIZZLE_ELEMS, 1, 1};
+    uint32_t estride[5] = {1, 1, 1, 1, 1};
+    if ((reinterpret_cast<uintptr_t>(base) & 15) != 0) return arg_error("prefix k/v: base pointer must be 16-byte aligned");
+    for (int i = 0; i < 4; i++)
+        if (stride[i] % 16 != 0 || stride[i] >= (1ull << 40))
+            return arg_error("prefix k/v: strides (batch, token, head) must be multiples of 16 bytes and < 2^40");
+    CUresult r = cuTensorMapEncodeTiled(map, tma_format<T>(), 5, const_cast<void *>(base), shape, stride, box, estride,
+                                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        const char *msg = nullptr;
+        cuGetErrorString(r, &msg);
+        static thread_local char buf[256];
+        snprintf(buf, sizeof(buf), "prefix k/v: cuTensorMapEncodeTiled failed: %s", msg ? msg : "unknown error");
+        return buf;
+    }
+    return nullptr;
+}
+
+// Once per instantiation: its shared memory, and the register check that keeps setmaxnreg from hanging.
+template<typename T, int D, int CW, bool OVERLAP>
+const char *prepare_kernel() {
+    using L = layout<T, D, CW>;
+    static bool done = false;
+    if (done) return nullptr;
+    TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D, CW, OVERLAP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
+    cudaFuncAttributes attr;
+    TKP_TRY(cudaFuncGetAttributes(&attr, prefix_kernel<T, D, CW, OVERLAP>));
+    const int pool = ((attr.numRegs + 7) / 8 * 8) * NUM_THREADS<CW>;
+    const int need = (CW * CONSUMER_REGS<CW> + PRODUCER_REGS) * WARPGROUP_THREADS;
+    if (need > pool) {
+        static thread_local char buf[200];
+        snprintf(buf, sizeof(buf), "prefix kernel (CW=%d) compiled to %d registers/thread: setmaxnreg needs %d of %d "
+                 "(it would hang); rebuild with the flags of build.py", CW, attr.numRegs, need, pool);
+        return buf;
+    }
+    done = true;
+    return nullptr;
+}
+
+// SMs of the current device (cached per device): the persistent grid's size.
+inline const char *sm_count(int *n_sm) {
+    static int cached[64] = {};
+    int dev = 0;
+    TKP_TRY(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= 64) return arg_error("prefix: device index out of range");
+    if (!cached[dev]) TKP_TRY(cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMultiProcessorCount, dev));
+    *n_sm = cached[dev];
+    return nullptr;
+}
+
+template<typename T, int D, int CW>
+const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
+                   const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
+                   const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
+                   int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, int pingpong, tkp_out out,
+                   cudaStream_t stream) {
+    using L = layout<T, D, CW>;
+    globals g{};
+    if (const char *e = make_kv_map<T, D>(&g.k_map, k, Bp, P, Hkv, k_sb, k_sp, k_sh)) return e;
+    if (const char *e = make_kv_map<T, D>(&g.v_map, v, Bp, P, Hkv, v_sb, v_sp, v_sh)) return e;
+    g.q = q; g.q_sb = q_sb; g.q_sn = q_sn; g.q_sh = q_sh;
+    g.out = out;
+    g.Nq = Nq; g.Hq = Hq; g.Hkv = Hkv; g.P = P; g.pingpong = pingpong;
+    g.G = B / Bp; g.R = Hq / Hkv;
+    const int64_t M = (int64_t)g.G * Nq * g.R;
+    if (M >= (1ll << 31) / 2) return arg_error("prefix: too many stacked query rows (B/Bp * Nq * Hq/Hkv)");
+    g.M = (int)M;
+    g.m_blocks = (g.M + L::BLOCK_ROWS - 1) / L::BLOCK_ROWS;
+    g.n_tiles = (P + KV_ROWS - 1) / KV_ROWS;
+    g.tiles_per_split = (g.n_tiles + n_splits - 1) / n_splits;
+    if ((int64_t)(g.tiles_per_split) * (n_splits - 1) >= g.n_tiles)
+        return arg_error("prefix: n_splits leaves an empty split (need n_splits == ceil(n_tiles / ceil(n_tiles / n_splits)))");
+    g.groups = Bp * Hkv; g.n_splits = n_splits;
+    const int64_t n_items = (int64_t)g.m_blocks * Bp * Hkv * n_splits;
+    if (n_items >= (1ll << 31)) return arg_error("prefix: grid too large");
+    int n_sm = 0;
+    if (const char *e = sm_count(&n_sm)) return e;
+    const int grid = (int)std::min<int64_t>(n_items, n_sm);   // persistent: every block loops over items
+    // The overlapped loop where both warpgroups have rows (M > 64); with one idle warpgroup (memory-bound, few rows)
+    // the serial loop is faster: the idle one would spend tensor-core time on zero rows (s10 A/B, NOTES.md).
+    const char *mode = getenv("TKP_S10_MAINLIKE");   // experiment
+    if (mode && mode[0] == '1') {
+        if (const char *e = prepare_kernel<T, D, CW, false>()) return e;
+        prefix_kernel<T, D, CW, false><<<(int)n_items, NUM_THREADS<CW>, L::smem_bytes, stream>>>(g);
+        return launch_error("tkp prefix_kernel launch");
+    }
+    if constexpr (CW == 2) {
+        if (g.M > Q_ROWS && !pingpong) {
+            if (const char *e = prepare_kernel<T, D, CW, true>()) return e;
+            prefix_kernel<T, D, CW, true><<<grid, NUM_THREADS<CW>, L::smem_bytes, stream>>>(g);
+            return launch_error("tkp prefix_kernel launch");
+        }
+    }
+    if (const char *e = prepare_kernel<T, D, CW, false>()) return e;
+    prefix_kernel<T, D, CW, false><<<grid, NUM_THREADS<CW>, L::smem_bytes, stream>>>(g);
+    return launch_error("tkp prefix_kernel launch");
+}
+
+}  // namespace prefix
+}  // namespace tkp
+
+extern "C" const char *tkp_prefix_attention(int dtype, int D,
+                                            const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
+                                            const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
+                                            const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
+                                            int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits,
+                                            int consumer_warpgroups, int pingpong, tkp_out out, void *stream) {
+    using namespace tkp;
+    if (B <= 0 || Nq <= 0 || Hq <= 0 || Bp <= 0 || Hkv <= 0) return arg_error("prefix: B, Nq, Hq, Bp, Hkv must be positive");
+    if (B % Bp != 0) return arg_error("prefix: the prefix batch Bp must divide the batch B");
+    if (Hq % Hkv != 0) return arg_error("prefix: Hkv must divide Hq");
+    if (P <= 0) return arg_error("prefix: P must be >= 1 (an empty prefix is handled by the caller)");
+    const int n_tiles = (P + prefix::KV_ROWS - 1) / prefix::KV_ROWS;
+    if (n_splits < 1 || n_splits > n_tiles) return arg_error("prefix: n_splits must be in [1, ceil(P/128)]");
+    if (n_splits > 1 && out.o_dtype != TKP_FP32) return arg_error("prefix: split key ranges need fp32 partial output slots");
+    if (consumer_warpgroups != 2 && consumer_warpgroups != 3) return arg_error("prefix: consumer_warpgroups must be 2 or 3");
+    if (q_sb % 8 || q_sn % 8 || q_sh % 8 || (reinterpret_cast<uintptr_t>(q) & 15))
+        return arg_error("prefix: q must be 16-byte aligned with strides that are multiples of 8 elements");
+    if ((reinterpret_cast<uintptr_t>(out.o) & 15) || (reinterpret_cast<uintptr_t>(out.lse) & 3))
+        return arg_error("prefix: o must be 16-byte aligned and lse 4-byte aligned");
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+#define TKP_PREFIX_CASE(TT, DD)                                                                               \
+    return consumer_warpgroups == 2                                                                               \
+        ? prefix::launch<TT, DD, 2>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
+                                    Hkv, n_splits, pingpong, out, s)                                              \
+        : prefix::launch<TT, DD, 3>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, \
+                                    Hkv, n_splits, 0, out, s)
+    if (dtype == TKP_BF16 && D == 64)  TKP_PREFIX_CASE(kittens::bf16, 64);
+    if (dtype == TKP_BF16 && D == 128) TKP_PREFIX_CASE(kittens::bf16, 128);
+    if (dtype == TKP_FP16 && D == 64)  TKP_PREFIX_CASE(half, 64);
+    if (dtype == TKP_FP16 && D == 128) TKP_PREFIX_CASE(half, 128);
+#undef TKP_PREFIX_CASE
+    return arg_error("prefix: unsupported dtype/head_dim (bf16 or fp16, D 64 or 128)");
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+set -u
+R=$PWD; T0=$(date +%s); L=$OUT/call5.log; st(){ echo "[s10 $(( $(date +%s)-T0 ))s] $*" | tee -a $L; }
+export PYTHONUNBUFFERED=1 THUNDERKITTENS_ROOT=$R/third_party/ThunderKittens TORCH_CUDA_ARCH_LIST=9.0a PYTHONPATH=$R/src
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv,noheader >> $L
+timeout 200 python3 -m tkprefix.cli build > $OUT/build.log 2>&1; st "build rc=$? $(tail -1 $OUT/build.log)"
+timeout 60 python3 .dev/s10_narrow.py > $OUT/narrow.csv 2> $OUT/narrow.err; st "narrow rc=$? $(tail -1 $OUT/narrow.err)"
+st end
