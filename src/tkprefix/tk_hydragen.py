@@ -130,7 +130,7 @@ PREFIX_TILE_COST = {3: 1.0, 2: 0.74}   # relative time of one 128-key step of a 
 PREFIX_PINGPONG = False                 # default for 2-consumer blocks (see prefix_attention's pingpong)
 # Measured in scripts/device/NOTES.md (session 10), both on by default:
 PREFIX_OVERLAP = True      # 2-consumer blocks whose two warpgroups both have rows: Q K^T of a tile and P V of the one
-                           # before in flight together (c3 compute-bound prefixes 1.05-1.08x faster); with <= 64 rows
+                           # before in flight together (c3 compute-bound prefixes 1.03-1.08x faster); with <= 64 rows
                            # the serial loop is kept (an idle warpgroup would compute on zero rows: 1-2 % slower)
 PREFIX_PERSISTENT = True   # at most one block per SM, each looping over work items, the next item's Q loaded under
                            # the last tile (per item: block launch, Q gather and pipeline fill no longer exposed)
