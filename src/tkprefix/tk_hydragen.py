@@ -126,21 +126,27 @@ def _outputs(q, out, name):
 
 
 # ---------------------------------------------------------------------------------------------------- split plans
-PREFIX_TILE_COST = {3: 1.0, 2: 0.74}   # relative time of one 128-key step of a 192- / 128-row block (compute-bound)
+# Relative time of one 128-key step of a 192- / 128-row block (compute-bound), with the overlapped loop of 128-row
+# blocks: every c3 prefix shape measured fastest at the plan this picks (scripts/device/NOTES.md, session 11).
+PREFIX_TILE_COST = {3: 1.0, 2: 0.69}
 PREFIX_PINGPONG = False                 # default for 2-consumer blocks (see prefix_attention's pingpong)
 # Measured in scripts/device/NOTES.md (session 10), both on by default:
 PREFIX_OVERLAP = True      # 2-consumer blocks whose two warpgroups both have rows: Q K^T of a tile and P V of the one
                            # before in flight together (c3 compute-bound prefixes 1.03-1.08x faster); with <= 64 rows
                            # the serial loop is kept (an idle warpgroup would compute on zero rows: 1-2 % slower)
+PREFIX_OVERLAP_MIN_TILES = 12  # tiles per work item; shorter loops (split prefixes) keep the serial loop: at <= 8
+                               # tiles the overlapped one measured 0.94-1.02x, at >= 12 1.00-1.06x (session 11)
 PREFIX_PERSISTENT = True   # at most one block per SM, each looping over work items, the next item's Q loaded under
                            # the last tile (per item: block launch, Q gather and pipeline fill no longer exposed)
 
 
-def _prefix_schedule(q: torch.Tensor, k: torch.Tensor, pingpong: bool) -> tuple[int, int]:
+def _prefix_schedule(q: torch.Tensor, k: torch.Tensor, pingpong: bool, n_splits: int) -> tuple[int, int]:
     """(schedule bits, grid cap) of a prefix launch: bit 0 ping-pong, bit 1 the overlapped loop; cap 0 = a block per
     work item."""
     rows = (q.shape[0] // k.shape[0]) * q.shape[1] * (q.shape[2] // k.shape[2])   # stacked rows per kv-head
-    overlap = PREFIX_OVERLAP and not pingpong and rows > 64
+    n_tiles = math.ceil(k.shape[1] / PREFIX_TILE_KEYS)
+    tiles_per_item = math.ceil(n_tiles / n_splits)
+    overlap = PREFIX_OVERLAP and not pingpong and rows > 64 and tiles_per_item >= PREFIX_OVERLAP_MIN_TILES
     cap = _num_sms(q.device.index or 0) if PREFIX_PERSISTENT else 0
     return (1 if pingpong else 0) | (2 if overlap else 0), cap
 
@@ -300,7 +306,7 @@ def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_spl
     q, k, v = _prep(q), _prep(k), _prep(v)
     ext = _ext()
     cw, s = _plan_prefix(q, k, n_splits, consumer_warpgroups)
-    sched, cap = _prefix_schedule(q, k, PREFIX_PINGPONG if pingpong is None else bool(pingpong))
+    sched, cap = _prefix_schedule(q, k, PREFIX_PINGPONG if pingpong is None else bool(pingpong), s)
     if s == 1:
         ext.prefix_attention(q, k, v, o, lse, 1, cw, sched, cap, _stream(q))
     else:
@@ -453,7 +459,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         slot = 0
         for (sk, sv), (cw, s) in zip(levels, plans):
             ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
-                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG), side.cuda_stream)
+                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s), side.cuda_stream)
             slot += s
         ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
         join = torch.cuda.Event()
@@ -464,7 +470,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     slot = 0
     for (sk, sv), (cw, s) in zip(levels, plans):
         ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
-                             *_prefix_schedule(q, sk, PREFIX_PINGPONG), stream)
+                             *_prefix_schedule(q, sk, PREFIX_PINGPONG, s), stream)
         slot += s
     if fused:
         pre = (ws_o, ws_lse) if n_prefix else (None, None)
