@@ -173,3 +173,36 @@ def test_decode_split_rule_is_within_6_5_percent_of_the_best_measured_split():
     for blocks, keys in ((1, 1), (8, 32768), (300, 64), (5000, 100000)):
         n, split_keys = decode_splits(blocks, keys, 132)
         assert 1 <= n <= math.ceil(keys / 64) and n * split_keys >= keys
+
+
+def test_corun_rule_never_loses_on_the_measured_sweep():
+    """tk_hydragen._corun_sms against its H200 sweep (data/h200/dev/s12_corun/corun_call1.csv: the c3 shapes with a
+    suffix, the serial step and the co-run with the prefix on 44-120 SMs): the rule's pick, timed at the nearest
+    measured SM count, is never more than 2 % slower than the serial step and faster in geometric mean; it co-runs
+    the shapes where the two parts take similar times and leaves small decodes serial."""
+    import csv
+    import math
+    from pathlib import Path
+
+    from tkprefix.tk_hydragen import _corun_sms
+
+    path = Path(__file__).parents[1] / "data/h200/dev/s12_corun/corun_call1.csv"
+    shapes: dict[tuple[int, ...], dict[str, float]] = {}
+    for r in csv.DictReader(path.open()):
+        shapes.setdefault(tuple(int(r[c]) for c in ("Hq", "Hkv", "B", "P", "S")), {})[r["variant"]] = float(r["median_us"])
+    assert len(shapes) == 24
+    measured = (44, 66, 88, 100, 110, 120)
+    gains, picks = [], {}
+    for (Hq, Hkv, B, P, S), us in shapes.items():
+        q = torch.empty(B, 1, Hq, 128, dtype=torch.bfloat16, device="meta")
+        k = torch.empty(B, S, Hkv, 128, dtype=torch.bfloat16, device="meta")
+        pk = torch.empty(1, P, Hkv, 128, dtype=torch.bfloat16, device="meta")
+        n_p = _corun_sms(q, k, [(pk, pk)], 132)   # the H200: 132 SMs
+        assert n_p == 0 or 44 <= n_p < 132
+        t = us["serial"] if n_p == 0 else us[f"corun{min(measured, key=lambda m: abs(m - n_p))}"]
+        assert t <= 1.02 * us["serial"], ((Hq, Hkv, B, P, S), n_p, t, us["serial"])
+        gains.append(us["serial"] / t)
+        picks[Hq, Hkv, B, S] = n_p
+    assert math.exp(sum(map(math.log, gains)) / len(gains)) >= 1.02
+    assert picks[8, 1, 4096, 512] > 0 and picks[32, 8, 2048, 512] > 0      # similar parts: co-run
+    assert picks[8, 1, 512, 64] == 0 and picks[8, 1, 4096, 64] == 0       # a small decode, a dominant prefix: serial

@@ -140,14 +140,15 @@ PREFIX_PERSISTENT = True   # at most one block per SM, each looping over work it
                            # the last tile (per item: block launch, Q gather and pipeline fill no longer exposed)
 
 
-def _prefix_schedule(q: torch.Tensor, k: torch.Tensor, pingpong: bool, n_splits: int) -> tuple[int, int]:
+def _prefix_schedule(q: torch.Tensor, k: torch.Tensor, pingpong: bool, n_splits: int,
+                     n_sm: int | None = None) -> tuple[int, int]:
     """(schedule bits, grid cap) of a prefix launch: bit 0 ping-pong, bit 1 the overlapped loop; cap 0 = a block per
-    work item."""
+    work item. n_sm: the SMs the launch may take (default all)."""
     rows = (q.shape[0] // k.shape[0]) * q.shape[1] * (q.shape[2] // k.shape[2])   # stacked rows per kv-head
     n_tiles = math.ceil(k.shape[1] / PREFIX_TILE_KEYS)
     tiles_per_item = math.ceil(n_tiles / n_splits)
     overlap = PREFIX_OVERLAP and not pingpong and rows > 64 and tiles_per_item >= PREFIX_OVERLAP_MIN_TILES
-    cap = _num_sms(q.device.index or 0) if PREFIX_PERSISTENT else 0
+    cap = (n_sm or _num_sms(q.device.index or 0)) if PREFIX_PERSISTENT or n_sm else 0
     return (1 if pingpong else 0) | (2 if overlap else 0), cap
 
 
@@ -228,8 +229,8 @@ def _decode_blocks(B, Nq, Hq, Hkv):
 
 
 # ---------------------------------------------------------------------------------------------------- launches into slots
-def _plan_prefix(q, k, n_splits, consumer_warpgroups=None):
-    """(consumer_warpgroups, n_splits) with every split non-empty."""
+def _plan_prefix(q, k, n_splits, consumer_warpgroups=None, n_sm=None):
+    """(consumer_warpgroups, n_splits) with every split non-empty, planned for n_sm SMs (default all)."""
     B, Nq, Hq, D = q.shape
     Bp, P, Hkv, _ = k.shape
     n_tiles = math.ceil(P / PREFIX_TILE_KEYS)
@@ -241,8 +242,32 @@ def _plan_prefix(q, k, n_splits, consumer_warpgroups=None):
         tps = math.ceil(n_tiles / n_splits)
         n_splits = math.ceil(n_tiles / tps)
     rows = (B // Bp) * Nq * (Hq // Hkv)
-    return prefix_plan(rows, Bp * Hkv, P, _num_sms(q.device.index or 0), B * Nq * Hq, D,
+    return prefix_plan(rows, Bp * Hkv, P, n_sm or _num_sms(q.device.index or 0), B * Nq * Hq, D,
                        consumer_warpgroups, n_splits)
+
+
+# Co-run of a compute-bound prefix with the suffix decode (session 12, data/h200/dev/s12_corun): the prefix's
+# persistent grid takes n_p SMs and is launched first on a side stream, the decode fills the other SMs and then every
+# SM the prefix frees; one merge kernel joins them. The two parts' times are estimated at these full-GPU rates
+# (H200: prefix kernel alone 490-520 TFLOP/s on the c3 shapes, decode alone 3.6-4.2 TB/s):
+CORUN_PREFIX_FLOPS = 500e12
+CORUN_DECODE_BYTES = 4.0e12
+CORUN_SHARE = 1.4          # n_p = 1.4 x the prefix's share of the serial time: the prefix, stuck on its n_p SMs,
+                           # should end before the decode (the decode slows far less than its SMs shrink)
+CORUN_MIN_DECODE_US = 100  # smaller decodes measured 0.93-1.05x: too little to gain beside the merge kernel
+
+
+def _corun_sms(q, k, levels, n_sm: int) -> int:
+    """SMs for the prefix levels co-running with the decode (0: run them one after the other). Measured on the c3
+    shapes with a suffix (24): 1.00-1.12x the serial step's speed, 1.03x in geometric mean; the gains where the two
+    parts take similar times (8/1 B4096 P8192 S512: 518 -> 466 us)."""
+    B, Nq, Hq, D = q.shape
+    t_p = sum(4 * B * Nq * Hq * sk.shape[1] * D for sk, _ in levels) / CORUN_PREFIX_FLOPS
+    t_d = 2 * B * k.shape[1] * k.shape[2] * D * k.element_size() / CORUN_DECODE_BYTES
+    if t_d * 1e6 < CORUN_MIN_DECODE_US:
+        return 0
+    n_p = max(n_sm // 3, round(CORUN_SHARE * n_sm * t_p / (t_p + t_d)))
+    return n_p if n_p < 0.9 * n_sm else 0
 
 
 def _prefix_blocks(q, k, cw_rows_blocks: int = 1) -> int:
@@ -381,7 +406,8 @@ def merge_states(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
 def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared_ks, shared_vs,
                              seq_len: torch.Tensor | None = None, *, return_lse: bool = False,
                              prefix_n_splits: int | None = None, decode_n_splits: int | None = None,
-                             fuse_merge: bool = True, overlap: bool | None = None, out: torch.Tensor | None = None):
+                             fuse_merge: bool = True, overlap: bool | None = None, prefix_sms: int | None = None,
+                             out: torch.Tensor | None = None):
     """Hydragen attention (upstream's signature): shared prefix levels, then the unique part, merged by LSE.
 
     q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D) unique caches with seq_len (B,) used lengths (None: causal, see
@@ -389,8 +415,9 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     b // (B // B_i)). Every level writes fp32 partial slots into one workspace, so no intermediate is rounded to
     bf16; the decode kernel merges them into its own result as it writes o (fuse_merge, when the unique part is not
     split), else one merge kernel reduces all slots. overlap: run the prefix kernels on a side stream, concurrently
-    with the decode kernel, on at most half the SMs (then a merge kernel joins them); None = automatic: on when
-    every level is memory-bound (its unsplit grid fills less than half the SMs) and there is a unique part.
+    with the decode kernel (then a merge kernel joins them), on at most half the SMs, or on prefix_sms SMs (their
+    persistent grid capped there); None = automatic: on when every level is memory-bound (its unsplit grid fills
+    less than half the SMs), or, for compute-bound levels beside a large decode, on the SMs `_corun_sms` picks.
     Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
     if len(shared_ks) != len(shared_vs):
@@ -409,6 +436,13 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         if sk.shape[1] > 0:
             levels.append((_prep(sk), _prep(sv)))
     seq_len = _seq_len_arg(seq_len, q)
+    if prefix_sms is not None:
+        n_sm = _num_sms(q.device.index or 0)
+        if isinstance(prefix_sms, bool) or not isinstance(prefix_sms, int) or not 1 <= prefix_sms <= n_sm:
+            raise ValueError(f"prefix_sms: expected an int in [1, {n_sm}] (the SMs of {q.device}), got {prefix_sms!r}")
+        if overlap is False:
+            raise ValueError("prefix_sms: caps the overlapped prefix's SMs, so it needs overlap True or None, not False")
+        overlap = True
     if out is not None and (out.shape != q.shape or out.dtype != q.dtype or not out.is_contiguous()
                             or out.data_ptr() % 16):
         raise ValueError(f"out: must be a contiguous {q.dtype} tensor of shape {tuple(q.shape)} starting at a 16-byte "
@@ -435,7 +469,12 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         prefix_bytes = sum(sk.shape[0] * sk.shape[1] for sk, _ in levels)
         overlap = (prefix_bytes <= 0.4 * B * k.shape[1]
                    and all(_prefix_blocks(q, sk, 1) * 2 <= n_sm for sk, _ in levels))
-    if overlap and prefix_n_splits is None:
+        if not overlap and prefix_sms is None and k.shape[1] > 0:   # compute-bound levels: co-run on a share
+            prefix_sms = _corun_sms(q, k, levels, n_sm) or None
+            overlap = prefix_sms is not None
+    if prefix_sms is not None:   # the prefix plans its waves on its share of the SMs
+        plans = [_plan_prefix(q, sk, prefix_n_splits, None, prefix_sms) for sk, _ in levels]
+    elif overlap and prefix_n_splits is None:
         # the prefix shares the GPU with the decode kernel: split it only up to half the SMs
         plans = [_plan_prefix(q, sk, max(1, min(math.ceil(sk.shape[1] / PREFIX_TILE_KEYS),
                                                 (n_sm // 2) // _prefix_blocks(q, sk, 1))), 2) for sk, _ in levels]
@@ -459,7 +498,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         slot = 0
         for (sk, sv), (cw, s) in zip(levels, plans):
             ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
-                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s), side.cuda_stream)
+                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s, prefix_sms), side.cuda_stream)
             slot += s
         ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
         join = torch.cuda.Event()

@@ -283,7 +283,7 @@ NOPAD_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, mode)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("case", NOPAD_CASES, ids=lambda c: f"B{c[0]}_N{c[1]}_H{c[2]}-{c[3]}_L{len(c[4])}_S{c[5]}")
-@pytest.mark.parametrize("path", ["fused", "merge_kernel", "decode_split", "overlap"])
+@pytest.mark.parametrize("path", ["fused", "merge_kernel", "decode_split", "overlap", "corun"])
 def test_hydragen_attention_nopad(requires_tk, dtype, D, case, path):
     import tkprefix
     from tkprefix import tk_hydragen as tkh
@@ -301,7 +301,7 @@ def test_hydragen_attention_nopad(requires_tk, dtype, D, case, path):
     out = torch.full_like(q, float("nan"))
     kw = {"fused": {"overlap": False}, "merge_kernel": {"fuse_merge": False, "overlap": False},
           "decode_split": {"decode_n_splits": max(1, math.ceil(S / 64)), "overlap": False},
-          "overlap": {"overlap": True}}[path]
+          "overlap": {"overlap": True}, "corun": {"prefix_sms": 3}}[path]   # corun: the prefix's grid on 3 SMs
     o, lse = tkh.hydragen_attention_nopad(q, k, v, sks, svs, seq_len, return_lse=True, out=out, **kw)
     assert o.data_ptr() == out.data_ptr()
     keys = torch.cat([sk.repeat_interleave(B // sk.shape[0], 0) for sk in sks] + [k], dim=1)
@@ -359,9 +359,10 @@ def test_auto_without_sharing_follows_the_measured_rule(requires_tk, monkeypatch
     assert rel_err(o, o_ref) < TOL[dtype], f"{case}: rel err {rel_err(o, o_ref):.2e}"
 
 
-@pytest.mark.parametrize("overlap", [False, True], ids=["one_stream", "overlap"])
+@pytest.mark.parametrize("overlap", [False, True, 5], ids=["one_stream", "overlap", "corun_5_sms"])
 def test_cuda_graph_capture_of_a_decode_step(requires_tk, overlap):
     """The whole step (prefix + decode + merge) captured once and replayed on new inputs copied in place."""
+    overlap, prefix_sms = (True, overlap) if overlap not in (False, True) else (overlap, None)
     from tkprefix import tk_hydragen as tkh
 
     dtype, D, B, Hq, Hkv = torch.bfloat16, 128, 16, 32, 8
@@ -377,7 +378,7 @@ def test_cuda_graph_capture_of_a_decode_step(requires_tk, overlap):
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, out=out, overlap=overlap)
+        tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, out=out, overlap=overlap, prefix_sms=prefix_sms)
     for _ in range(2):
         q.copy_(rnd(B, 1, Hq, D, dtype=dtype))
         k.copy_(rnd(B, 300, Hkv, D, dtype=dtype))
@@ -392,6 +393,25 @@ def test_cuda_graph_capture_of_a_decode_step(requires_tk, overlap):
         o_ref, _ = ref_attention(q, keys, vals, vis)
         assert not torch.isnan(out).any()
         assert rel_err(out, o_ref) < TOL[dtype]
+
+
+def test_auto_corun_of_a_compute_bound_prefix_beside_a_large_decode(requires_tk):
+    """A c3-like step (32/8 heads, 512 sequences, odd prefix, seq_len given): the prefix grid is compute-bound and the
+    decode large, so the automatic schedule co-runs them (the prefix on a share of the SMs, on a side stream)."""
+    from tkprefix import tk_hydragen as tkh
+
+    dtype, D, B, Hq, Hkv, P, S = torch.bfloat16, 128, 512, 32, 8, 301, 256
+    q = rnd(B, 1, Hq, D, dtype=dtype)
+    pk, pv = rnd(1, P, Hkv, D, dtype=dtype, scale=1.3), rnd(1, P, Hkv, D, dtype=dtype)
+    k, v = rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
+    n_sm = tkh._num_sms(q.device.index or 0)
+    assert 0 < tkh._corun_sms(q, k, [(pk, pv)], n_sm) < n_sm, "the shape no longer takes the co-run path"
+    seq_len = torch.randint(0, S + 1, (B,), device="cuda", dtype=torch.int32)
+    o, lse = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, return_lse=True, out=poisoned(q)[0])
+    keys, vals = torch.cat([pk.expand(B, -1, -1, -1), k], 1), torch.cat([pv.expand(B, -1, -1, -1), v], 1)
+    vis = torch.cat([torch.ones(B, 1, P, dtype=torch.bool, device="cuda"), visibility(B, 1, S, seq_len, "cuda")], -1)
+    o_ref, lse_ref = ref_attention(q, keys, vals, vis)
+    check(o, lse, o_ref, lse_ref, dtype, "auto co-run")
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -418,3 +438,9 @@ def test_bad_inputs_name_the_argument(requires_tk):
                              torch.zeros(3, dtype=torch.int32, device="cuda"))
     with pytest.raises(ValueError, match="shared_vs"):
         tkh.hydragen_attention_nopad(q, k, k, [k], [])
+    kd = rnd(4, 10, 2, 128, dtype=torch.bfloat16)
+    for bad in (0, 10_000, 2.5, True):
+        with pytest.raises(ValueError, match="prefix_sms: expected an int"):
+            tkh.hydragen_attention_nopad(q, kd, kd, [k], [k], prefix_sms=bad)
+    with pytest.raises(ValueError, match="prefix_sms: .* needs overlap True or None"):
+        tkh.hydragen_attention_nopad(q, kd, kd, [k], [k], prefix_sms=4, overlap=False)
