@@ -189,7 +189,8 @@ def test_corun_rule_never_loses_on_the_measured_sweep():
     path = Path(__file__).parents[1] / "data/h200/dev/s12_corun/corun_call1.csv"
     shapes: dict[tuple[int, ...], dict[str, float]] = {}
     for r in csv.DictReader(path.open()):
-        shapes.setdefault(tuple(int(r[c]) for c in ("Hq", "Hkv", "B", "P", "S")), {})[r["variant"]] = float(r["median_us"])
+        key = tuple(int(r[c]) for c in ("Hq", "Hkv", "B", "P", "S"))
+        shapes.setdefault(key, {})[r["variant"]] = float(r["median_us"])
     assert len(shapes) == 24
     measured = (44, 66, 88, 100, 110, 120)
     gains, picks = [], {}
@@ -206,3 +207,9 @@ def test_corun_rule_never_loses_on_the_measured_sweep():
     assert math.exp(sum(map(math.log, gains)) / len(gains)) >= 1.02
     assert picks[8, 1, 4096, 512] > 0 and picks[32, 8, 2048, 512] > 0      # similar parts: co-run
     assert picks[8, 1, 512, 64] == 0 and picks[8, 1, 4096, 64] == 0       # a small decode, a dominant prefix: serial
+    memory_bound = ((512, 32, 8, 64, 2048, 256), (16, 32, 32, 1, 32768, 2048), (64, 32, 32, 1, 32768, 512))
+    for B, Hq, Hkv, Bp, P, S in memory_bound:
+        q = torch.empty(B, 1, Hq, 128, dtype=torch.bfloat16, device="meta")   # memory-bound levels (c7 forest, c2):
+        k = torch.empty(B, S, Hkv, 128, dtype=torch.bfloat16, device="meta")  # 16-32 stacked rows per kv-head
+        pk = torch.empty(Bp, P, Hkv, 128, dtype=torch.bfloat16, device="meta")
+        assert _corun_sms(q, k, [(pk, pk)], 132) == 0, (B, Hq, Hkv, Bp, P, S)

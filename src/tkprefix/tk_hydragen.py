@@ -255,6 +255,9 @@ CORUN_DECODE_BYTES = 4.0e12
 CORUN_SHARE = 1.4          # n_p = 1.4 x the prefix's share of the serial time: the prefix, stuck on its n_p SMs,
                            # should end before the decode (the decode slows far less than its SMs shrink)
 CORUN_MIN_DECODE_US = 100  # smaller decodes measured 0.93-1.05x: too little to gain beside the merge kernel
+CORUN_MIN_ROWS = 256       # stacked query rows per kv-head of every level: a level's FLOPs per prefix byte equal its
+                           # rows, so below ~125 (500 TFLOP/s / 4 TB/s) the prefix is memory-bound and competes with
+                           # the decode for bandwidth (c7 forests, 16-32 rows: 1.26-1.45x slower co-run at 44772a2)
 
 
 def _corun_sms(q, k, levels, n_sm: int) -> int:
@@ -262,6 +265,8 @@ def _corun_sms(q, k, levels, n_sm: int) -> int:
     shapes with a suffix (24): 1.00-1.12x the serial step's speed, 1.03x in geometric mean; the gains where the two
     parts take similar times (8/1 B4096 P8192 S512: 518 -> 466 us)."""
     B, Nq, Hq, D = q.shape
+    if any((B // sk.shape[0]) * Nq * (Hq // sk.shape[2]) < CORUN_MIN_ROWS for sk, _ in levels):
+        return 0
     t_p = sum(4 * B * Nq * Hq * sk.shape[1] * D for sk, _ in levels) / CORUN_PREFIX_FLOPS
     t_d = 2 * B * k.shape[1] * k.shape[2] * D * k.element_size() / CORUN_DECODE_BYTES
     if t_d * 1e6 < CORUN_MIN_DECODE_US:
@@ -441,7 +446,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         if isinstance(prefix_sms, bool) or not isinstance(prefix_sms, int) or not 1 <= prefix_sms <= n_sm:
             raise ValueError(f"prefix_sms: expected an int in [1, {n_sm}] (the SMs of {q.device}), got {prefix_sms!r}")
         if overlap is False:
-            raise ValueError("prefix_sms: caps the overlapped prefix's SMs, so it needs overlap True or None, not False")
+            raise ValueError("prefix_sms: caps the overlapped prefix's SMs; it needs overlap True or None, not False")
         overlap = True
     if out is not None and (out.shape != q.shape or out.dtype != q.dtype or not out.is_contiguous()
                             or out.data_ptr() % 16):
@@ -495,12 +500,17 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         fork = torch.cuda.Event()
         fork.record(main)
         side.wait_event(fork)
+        # A co-run prefix must reach the SMs first (its blocks need a whole SM; the decode's would refill every SM):
+        # it goes on the caller's stream, the decode on the side stream behind the fork. (At 44772a2, the other way
+        # round, eager calls ran the decode first and the prefix last on its share: c3 steps 1.2-1.4x slower.)
+        pre_stream, dec_stream = (main, side) if prefix_sms is not None else (side, main)
         slot = 0
         for (sk, sv), (cw, s) in zip(levels, plans):
             ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
-                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s, prefix_sms), side.cuda_stream)
+                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s, prefix_sms), pre_stream.cuda_stream)
             slot += s
-        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None,
+                             dec_stream.cuda_stream)
         join = torch.cuda.Event()
         join.record(side)
         main.wait_event(join)
