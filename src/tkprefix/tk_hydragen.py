@@ -255,6 +255,9 @@ CORUN_DECODE_BYTES = 4.0e12
 CORUN_SHARE = 1.4          # n_p = 1.4 x the prefix's share of the serial time: the prefix, stuck on its n_p SMs,
                            # should end before the decode (the decode slows far less than its SMs shrink)
 CORUN_MIN_DECODE_US = 100  # smaller decodes measured 0.93-1.05x: too little to gain beside the merge kernel
+CORUN_AUTO = False         # the automatic co-run: off until a full recording confirms it (scripts/device/NOTES.md,
+                           # session 13: CUDA-graph c3 steps 0.88-0.92x the serial time, but eager calls launch the
+                           # decode first and the prefix last on its share, 1.1-1.4x slower); prefix_sms opts in
 CORUN_MIN_ROWS = 256       # stacked query rows per kv-head of every level: a level's FLOPs per prefix byte equal its
                            # rows, so below ~125 (500 TFLOP/s / 4 TB/s) the prefix is memory-bound and competes with
                            # the decode for bandwidth (c7 forests, 16-32 rows: 1.26-1.45x slower co-run at 44772a2)
@@ -422,7 +425,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     split), else one merge kernel reduces all slots. overlap: run the prefix kernels on a side stream, concurrently
     with the decode kernel (then a merge kernel joins them), on at most half the SMs, or on prefix_sms SMs (their
     persistent grid capped there); None = automatic: on when every level is memory-bound (its unsplit grid fills
-    less than half the SMs), or, for compute-bound levels beside a large decode, on the SMs `_corun_sms` picks.
+    less than half the SMs) (or, with CORUN_AUTO, for compute-bound levels beside a large decode, on the SMs
+    `_corun_sms` picks).
     Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
     if len(shared_ks) != len(shared_vs):
@@ -474,7 +478,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         prefix_bytes = sum(sk.shape[0] * sk.shape[1] for sk, _ in levels)
         overlap = (prefix_bytes <= 0.4 * B * k.shape[1]
                    and all(_prefix_blocks(q, sk, 1) * 2 <= n_sm for sk, _ in levels))
-        if not overlap and prefix_sms is None and k.shape[1] > 0:   # compute-bound levels: co-run on a share
+        if CORUN_AUTO and not overlap and prefix_sms is None and k.shape[1] > 0:   # compute-bound: co-run on a share
             prefix_sms = _corun_sms(q, k, levels, n_sm) or None
             overlap = prefix_sms is not None
     if prefix_sms is not None:   # the prefix plans its waves on its share of the SMs
@@ -500,17 +504,12 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         fork = torch.cuda.Event()
         fork.record(main)
         side.wait_event(fork)
-        # A co-run prefix must reach the SMs first (its blocks need a whole SM; the decode's would refill every SM):
-        # it goes on the caller's stream, the decode on the side stream behind the fork. (At 44772a2, the other way
-        # round, eager calls ran the decode first and the prefix last on its share: c3 steps 1.2-1.4x slower.)
-        pre_stream, dec_stream = (main, side) if prefix_sms is not None else (side, main)
         slot = 0
         for (sk, sv), (cw, s) in zip(levels, plans):
             ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
-                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s, prefix_sms), pre_stream.cuda_stream)
+                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s, prefix_sms), side.cuda_stream)
             slot += s
-        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None,
-                             dec_stream.cuda_stream)
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
         join = torch.cuda.Event()
         join.record(side)
         main.wait_event(join)

@@ -395,9 +395,9 @@ def test_cuda_graph_capture_of_a_decode_step(requires_tk, overlap):
         assert rel_err(out, o_ref) < TOL[dtype]
 
 
-def test_auto_corun_of_a_compute_bound_prefix_beside_a_large_decode(requires_tk):
+def test_corun_at_the_rules_pick_for_a_compute_bound_prefix_beside_a_large_decode(requires_tk):
     """A c3-like step (32/8 heads, 512 sequences, odd prefix, seq_len given): the prefix grid is compute-bound and the
-    decode large, so the automatic schedule co-runs them (the prefix on a share of the SMs, on a side stream)."""
+    decode large, so `_corun_sms` co-runs them (the prefix on a share of the SMs, on a side stream)."""
     from tkprefix import tk_hydragen as tkh
 
     dtype, D, B, Hq, Hkv, P, S = torch.bfloat16, 128, 512, 32, 8, 301, 256
@@ -405,9 +405,11 @@ def test_auto_corun_of_a_compute_bound_prefix_beside_a_large_decode(requires_tk)
     pk, pv = rnd(1, P, Hkv, D, dtype=dtype, scale=1.3), rnd(1, P, Hkv, D, dtype=dtype)
     k, v = rnd(B, S, Hkv, D, dtype=dtype), rnd(B, S, Hkv, D, dtype=dtype)
     n_sm = tkh._num_sms(q.device.index or 0)
-    assert 0 < tkh._corun_sms(q, k, [(pk, pv)], n_sm) < n_sm, "the shape no longer takes the co-run path"
+    n_p = tkh._corun_sms(q, k, [(pk, pv)], n_sm)
+    assert 0 < n_p < n_sm, "the shape no longer takes the co-run path"
     seq_len = torch.randint(0, S + 1, (B,), device="cuda", dtype=torch.int32)
-    o, lse = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, return_lse=True, out=poisoned(q)[0])
+    o, lse = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], seq_len, return_lse=True, out=poisoned(q)[0],
+                                          prefix_sms=n_p)
     keys, vals = torch.cat([pk.expand(B, -1, -1, -1), k], 1), torch.cat([pv.expand(B, -1, -1, -1), v], 1)
     vis = torch.cat([torch.ones(B, 1, P, dtype=torch.bool, device="cuda"), visibility(B, 1, S, seq_len, "cuda")], -1)
     o_ref, lse_ref = ref_attention(q, keys, vals, vis)
