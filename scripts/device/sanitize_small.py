@@ -3,7 +3,8 @@
 Usage: compute-sanitizer --tool memcheck python scripts/device/sanitize_small.py
 Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4), decode (causal + seq_len with an empty sequence,
 2 splits, 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800 blocks, more than fit at once, with a
-prefix merged in), merge. Prints the max error of each against a float64 reference.
+prefix merged in, and co-run with the prefix on 3 SMs), merge. Prints the max error of each against a float64
+reference.
 """
 import math
 
@@ -54,5 +55,8 @@ for D in (64, 128):
                      torch.arange(100, device="cuda")[None, None] < sl.long()[:, None, None]], -1)
     r = ref(q, torch.cat([pk.expand(400, -1, -1, -1), k], 1), torch.cat([pv.expand(400, -1, -1, -1), v], 1), vis)
     print(f"decode D{D} 800 blocks + prefix: max err {(o.double() - r).abs().max().item():.3e}")
+    # the same step co-run: the prefix's persistent grid on 3 SMs (side stream) beside the decode, then the merge
+    o = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], sl, prefix_sms=3)
+    print(f"co-run D{D} prefix on 3 SMs: max err {(o.double() - r).abs().max().item():.3e}")
 torch.cuda.synchronize()
 print("sanitize_small done")
