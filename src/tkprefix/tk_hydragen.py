@@ -140,11 +140,17 @@ PREFIX_PERSISTENT = True   # at most one block per SM, each looping over work it
                            # the last tile (per item: block launch, Q gather and pipeline fill no longer exposed)
 
 
+def _stacked_rows(q: torch.Tensor, k: torch.Tensor) -> int:
+    """Query rows stacked on one (prefix row, kv-head) of a level k: sequences per prefix row x Nq x q-heads per kv-head
+    (also the level's FLOPs per byte of its K/V)."""
+    return (q.shape[0] // k.shape[0]) * q.shape[1] * (q.shape[2] // k.shape[2])
+
+
 def _prefix_schedule(q: torch.Tensor, k: torch.Tensor, pingpong: bool, n_splits: int,
                      n_sm: int | None = None) -> tuple[int, int]:
     """(schedule bits, grid cap) of a prefix launch: bit 0 ping-pong, bit 1 the overlapped loop; cap 0 = a block per
     work item. n_sm: the SMs the launch may take (default all)."""
-    rows = (q.shape[0] // k.shape[0]) * q.shape[1] * (q.shape[2] // k.shape[2])   # stacked rows per kv-head
+    rows = _stacked_rows(q, k)
     n_tiles = math.ceil(k.shape[1] / PREFIX_TILE_KEYS)
     tiles_per_item = math.ceil(n_tiles / n_splits)
     overlap = PREFIX_OVERLAP and not pingpong and rows > 64 and tiles_per_item >= PREFIX_OVERLAP_MIN_TILES
@@ -241,8 +247,7 @@ def _plan_prefix(q, k, n_splits, consumer_warpgroups=None, n_sm=None):
     if n_splits is not None:
         tps = math.ceil(n_tiles / n_splits)
         n_splits = math.ceil(n_tiles / tps)
-    rows = (B // Bp) * Nq * (Hq // Hkv)
-    return prefix_plan(rows, Bp * Hkv, P, n_sm or _num_sms(q.device.index or 0), B * Nq * Hq, D,
+    return prefix_plan(_stacked_rows(q, k), Bp * Hkv, P, n_sm or _num_sms(q.device.index or 0), B * Nq * Hq, D,
                        consumer_warpgroups, n_splits)
 
 
@@ -268,7 +273,7 @@ def _corun_sms(q, k, levels, n_sm: int) -> int:
     shapes with a suffix (24): 1.00-1.12x the serial step's speed, 1.03x in geometric mean; the gains where the two
     parts take similar times (8/1 B4096 P8192 S512: 518 -> 466 us)."""
     B, Nq, Hq, D = q.shape
-    if any((B // sk.shape[0]) * Nq * (Hq // sk.shape[2]) < CORUN_MIN_ROWS for sk, _ in levels):
+    if any(_stacked_rows(q, sk) < CORUN_MIN_ROWS for sk, _ in levels):
         return 0
     t_p = sum(4 * B * Nq * Hq * sk.shape[1] * D for sk, _ in levels) / CORUN_PREFIX_FLOPS
     t_d = 2 * B * k.shape[1] * k.shape[2] * D * k.element_size() / CORUN_DECODE_BYTES
@@ -280,9 +285,7 @@ def _corun_sms(q, k, levels, n_sm: int) -> int:
 
 def _prefix_blocks(q, k, cw_rows_blocks: int = 1) -> int:
     """Blocks of an unsplit prefix launch with 2 consumer warpgroups (128 query rows each)."""
-    B, Nq, Hq, _ = q.shape
-    Bp, _, Hkv, _ = k.shape
-    return math.ceil((B // Bp) * Nq * (Hq // Hkv) / 128) * Bp * Hkv * cw_rows_blocks
+    return math.ceil(_stacked_rows(q, k) / 128) * k.shape[0] * k.shape[2] * cw_rows_blocks
 
 
 def _plan_decode(q, k, n_splits):
@@ -425,8 +428,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     split), else one merge kernel reduces all slots. overlap: run the prefix kernels on a side stream, concurrently
     with the decode kernel (then a merge kernel joins them), on at most half the SMs, or on prefix_sms SMs (their
     persistent grid capped there); None = automatic: on when every level is memory-bound (its unsplit grid fills
-    less than half the SMs) (or, with CORUN_AUTO, for compute-bound levels beside a large decode, on the SMs
-    `_corun_sms` picks).
+    less than half the SMs); with CORUN_AUTO also for compute-bound levels beside a large decode, on the SMs
+    `_corun_sms` picks.
     Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
     if len(shared_ks) != len(shared_vs):

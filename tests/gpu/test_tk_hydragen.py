@@ -413,7 +413,7 @@ def test_corun_at_the_rules_pick_for_a_compute_bound_prefix_beside_a_large_decod
     keys, vals = torch.cat([pk.expand(B, -1, -1, -1), k], 1), torch.cat([pv.expand(B, -1, -1, -1), v], 1)
     vis = torch.cat([torch.ones(B, 1, P, dtype=torch.bool, device="cuda"), visibility(B, 1, S, seq_len, "cuda")], -1)
     o_ref, lse_ref = ref_attention(q, keys, vals, vis)
-    check(o, lse, o_ref, lse_ref, dtype, "auto co-run")
+    check(o, lse, o_ref, lse_ref, dtype, "co-run at the rule's pick")
 
 
 # ------------------------------------------------------------------------------------------------ bad input
