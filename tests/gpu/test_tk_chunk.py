@@ -234,6 +234,21 @@ def test_wide_shared_range_uses_two_consumers_and_many_row_tiles():
 
 
 @gpu
+@pytest.mark.parametrize("max_chunks", [1, 2, 3])
+def test_merge_of_many_partials_per_sequence(max_chunks):
+    # 5 sequences share 44 chunks cut into pieces of max_chunks: 44, 22 and 15 partial rows a sequence, so the merge
+    # runs 4, 2 and 1 warps per (sequence, q-head); 3 q-heads (GQA 3) leave a block's last warps without a head.
+    world = World(11 + max_chunks, 1, 128, torch.bfloat16, "cuda", depth=1, max_fanout=1, max_seqs=0, seg_len=(1, 1))
+    pre_k, pre_v = world.rand(44 * 64), world.rand(44 * 64)
+    prefix = world.fresh_tokens(44 * 64)
+    for _ in range(5):
+        world.add(prefix, pre_k, pre_v, 0)
+    plan, work = tk_chunk.plan_work(world.cache, 3, max_chunks=max_chunks)
+    assert work.n_partial_rows == 5 * math.ceil(44 / max_chunks)
+    run_checked(world, 3, max_chunks=max_chunks)
+
+
+@gpu
 def test_stale_nan_in_pool_is_masked():
     world = World(3, 2, 128, torch.bfloat16, "cuda", depth=2, max_fanout=4, max_seqs=12)
     used = set(world.cache.chunk_refcounts())
