@@ -252,17 +252,15 @@ def _plan_prefix(q, k, n_splits, consumer_warpgroups=None, n_sm=None):
 
 
 # Co-run of a compute-bound prefix with the suffix decode (session 12, data/h200/dev/s12_corun): the prefix's
-# persistent grid takes n_p SMs and is launched first on a side stream, the decode fills the other SMs and then every
-# SM the prefix frees; one merge kernel joins them. The two parts' times are estimated at these full-GPU rates
+# persistent grid takes n_p SMs and is launched first, on the caller's stream, the decode (side stream) fills the other
+# SMs and then every SM the prefix frees; one merge kernel joins them. The two parts' times are estimated at these full-GPU rates
 # (H200: prefix kernel alone 490-520 TFLOP/s on the c3 shapes, decode alone 3.6-4.2 TB/s):
 CORUN_PREFIX_FLOPS = 500e12
 CORUN_DECODE_BYTES = 4.0e12
 CORUN_SHARE = 1.4          # n_p = 1.4 x the prefix's share of the serial time: the prefix, stuck on its n_p SMs,
                            # should end before the decode (the decode slows far less than its SMs shrink)
 CORUN_MIN_DECODE_US = 100  # smaller decodes measured 0.93-1.05x: too little to gain beside the merge kernel
-CORUN_AUTO = False         # the automatic co-run: off until a full recording confirms it (scripts/device/NOTES.md,
-                           # session 13: CUDA-graph c3 steps 0.88-0.92x the serial time, but eager calls launch the
-                           # decode first and the prefix last on its share, 1.1-1.4x slower); prefix_sms opts in
+CORUN_AUTO = True          # the automatic co-run (False: only prefix_sms opts in)
 CORUN_MIN_ROWS = 256       # stacked query rows per kv-head of every level: a level's FLOPs per prefix byte equal its
                            # rows, so below ~125 (500 TFLOP/s / 4 TB/s) the prefix is memory-bound and competes with
                            # the decode for bandwidth (c7 forests, 16-32 rows: 1.26-1.45x slower co-run at 44772a2)
@@ -507,12 +505,16 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         fork = torch.cuda.Event()
         fork.record(main)
         side.wait_event(fork)
+        # a co-run prefix goes on the caller's stream: launched there without waiting on the fork, its persistent
+        # grid takes its SMs before the decode's blocks fill the rest (on the side stream, eager calls started the
+        # decode first and ran the prefix last on its share: 1.1-1.4x slower, scripts/device/NOTES.md session 13)
+        pre_stream, dec_stream = (stream, side.cuda_stream) if prefix_sms is not None else (side.cuda_stream, stream)
         slot = 0
         for (sk, sv), (cw, s) in zip(levels, plans):
             ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
-                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s, prefix_sms), side.cuda_stream)
+                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s, prefix_sms), pre_stream)
             slot += s
-        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, dec_stream)
         join = torch.cuda.Event()
         join.record(side)
         main.wait_event(join)
