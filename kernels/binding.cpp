@@ -238,8 +238,7 @@ void chunk_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at:
     float *lse_ptr = check_merge(part_o, at::kFloat, part_lse, merge_offset, "merge_offset", merge_rows,
                                  "merge_rows", o, lse, "n_seqs");
     const int dt = chunk_dtype(o, "o");
-    raise_if(tkp_chunk_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), (int)merge_rows.numel(),
-                             part_o.data_ptr<float>(),
+    raise_if(tkp_chunk_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), part_o.data_ptr<float>(),
                              part_lse.data_ptr<float>(), merge_offset.data_ptr<int32_t>(),
                              merge_rows.numel() ? merge_rows.data_ptr<int32_t>() : nullptr, o.data_ptr(),
                              lse_ptr, reinterpret_cast<void *>(stream)));
@@ -303,8 +302,7 @@ void tree_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at::
     const int dt = chunk_dtype(o, "o");
     TORCH_CHECK(part_o.size(1) == o.size(1) && part_o.size(2) == o.size(2), "part_o must be (n_partials, Hq, D) of o");
     TORCH_CHECK(part_lse.size(0) == part_o.size(0) && part_lse.size(1) == o.size(1), "part_lse must be (n_partials, Hq)");
-    raise_if(tkp_tree_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), (int)leaf_partial_index.numel(),
-                            part_o.data_ptr(),
+    raise_if(tkp_tree_merge(dt, (int)o.size(2), (int)o.size(0), (int)o.size(1), part_o.data_ptr(),
                             part_lse.data_ptr<float>(), leaf_partial_offset.data_ptr<int32_t>(),
                             leaf_partial_index.numel() ? leaf_partial_index.data_ptr<int32_t>() : nullptr,
                             o.data_ptr(), lse_ptr, reinterpret_cast<void *>(stream)));

@@ -305,7 +305,7 @@ extern "C" const char *tkp_chunk_attend(int dtype, int d_head, int chunk_size, i
     #undef TKP_ATTEND
 }
 
-extern "C" const char *tkp_chunk_merge(int dtype, int d_head, int n_seqs, int n_q_heads, int n_merge_rows,
+extern "C" const char *tkp_chunk_merge(int dtype, int d_head, int n_seqs, int n_q_heads,
                                const float *part_o, const float *part_lse,
                                const int32_t *merge_offset, const int32_t *merge_rows,
                                void *o, float *lse, void *stream) {
@@ -315,6 +315,6 @@ extern "C" const char *tkp_chunk_merge(int dtype, int d_head, int n_seqs, int n_
     if (n_seqs == 0) return nullptr;
     if (!merge_offset || !o) return "tkp_chunk: null pointer argument";
     cudaStream_t s = (cudaStream_t)stream;
-    return check_cuda(tkp::launch_merge_rows<false>(dtype == TKP_DTYPE_BF16, d_head, n_seqs, n_q_heads, n_merge_rows, part_o, part_lse,
+    return check_cuda(tkp::launch_merge_rows<false>(dtype == TKP_DTYPE_BF16, d_head, n_seqs, n_q_heads, part_o, part_lse,
                                              merge_offset, merge_rows, o, lse, s), "merge_kernel launch");
 }

@@ -42,7 +42,7 @@ const char *tkp_chunk_attend(int dtype, int d_head, int chunk_size, int consumer
 
 // o (n_seqs, n_q_heads, d_head) of dtype = LSE merge of each sequence's partial rows; lse (n_seqs, n_q_heads)
 // float32 if not null. A sequence with no partial rows gets o = 0, lse = -inf.
-const char *tkp_chunk_merge(int dtype, int d_head, int n_seqs, int n_q_heads, int n_merge_rows,
+const char *tkp_chunk_merge(int dtype, int d_head, int n_seqs, int n_q_heads,
                             const float *part_o, const float *part_lse,
                             const int32_t *merge_offset, const int32_t *merge_rows,
                             void *o, float *lse, void *stream);

@@ -42,7 +42,7 @@ const char *tkp_tree_attend(int dtype, int d_head, int consumers,
 
 // o (n_rows, n_q_heads, d_head) of dtype = LSE merge of each leaf row's partial rows; lse (n_rows, n_q_heads)
 // float32 if not null. A row with no partial gets o = 0, lse = -inf (a TreePlan gives every leaf at least one).
-const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q_heads, int n_partial_index,
+const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q_heads,
                            const void *part_o, const float *part_lse,
                            const int32_t *leaf_partial_offset, const int32_t *leaf_partial_index,
                            void *o, float *lse, void *stream);

@@ -366,7 +366,7 @@ extern "C" const char *tkp_tree_attend(int dtype, int d_head, int consumers,
     #undef TKP_DECODE
 }
 
-extern "C" const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q_heads, int n_partial_index,
+extern "C" const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q_heads,
                                       const void *part_o, const float *part_lse,
                                       const int32_t *leaf_partial_offset, const int32_t *leaf_partial_index,
                                       void *o, float *lse, void *stream) {
@@ -376,7 +376,7 @@ extern "C" const char *tkp_tree_merge(int dtype, int d_head, int n_rows, int n_q
     if (n_rows == 0) return nullptr;
     if (!leaf_partial_offset || !o) return "tkp_tree: null pointer argument";
     cudaStream_t s = (cudaStream_t)stream;
-    const cudaError_t err = tkp::launch_merge_rows<true>(dtype == TKP_BF16, d_head, n_rows, n_q_heads, n_partial_index, part_o, part_lse,
+    const cudaError_t err = tkp::launch_merge_rows<true>(dtype == TKP_BF16, d_head, n_rows, n_q_heads, part_o, part_lse,
                                                    leaf_partial_offset, leaf_partial_index, o, lse, s);
     return err == cudaSuccess ? nullptr : tkp::error_message("tree merge_rows_kernel", err);
 }

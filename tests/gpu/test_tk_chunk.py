@@ -236,8 +236,8 @@ def test_wide_shared_range_uses_two_consumers_and_many_row_tiles():
 @gpu
 @pytest.mark.parametrize("max_chunks", [1, 2, 3])
 def test_merge_of_many_partials_per_sequence(max_chunks):
-    # 5 sequences share 44 chunks cut into pieces of max_chunks: 44, 22 and 15 partial rows a sequence, so the merge
-    # runs 4, 2 and 1 warps per (sequence, q-head); 3 q-heads (GQA 3) leave a block's last warps without a head.
+    # 5 sequences share 44 chunks cut into pieces of max_chunks: 44, 22 and 15 partial rows a sequence (the merge's
+    # loop over more than 32 partials); 3 q-heads (GQA 3) leave a merge block's last warp without a head.
     world = World(11 + max_chunks, 1, 128, torch.bfloat16, "cuda", depth=1, max_fanout=1, max_seqs=0, seg_len=(1, 1))
     pre_k, pre_v = world.rand(44 * 64), world.rand(44 * 64)
     prefix = world.fresh_tokens(44 * 64)
