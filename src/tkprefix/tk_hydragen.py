@@ -425,7 +425,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     bf16; the decode kernel merges them into its own result as it writes o (fuse_merge, when the unique part is not
     split), else one merge kernel reduces all slots. overlap: run the prefix kernels on a side stream, concurrently
     with the decode kernel (then a merge kernel joins them), on at most half the SMs, or on prefix_sms SMs (their
-    persistent grid capped there); None = automatic: on when every level is memory-bound (its unsplit grid fills
+    persistent grid capped there; then the prefix goes on the caller's stream and the decode on the side stream,
+    so that the prefix takes its SMs first); None = automatic: on when every level is memory-bound (its unsplit grid fills
     less than half the SMs); with CORUN_AUTO also for compute-bound levels beside a large decode, on the SMs
     `_corun_sms` picks.
     Returns o (B, Nq, Hq, D) (and lse if return_lse).
