@@ -55,7 +55,7 @@ for D in (64, 128):
                      torch.arange(100, device="cuda")[None, None] < sl.long()[:, None, None]], -1)
     r = ref(q, torch.cat([pk.expand(400, -1, -1, -1), k], 1), torch.cat([pv.expand(400, -1, -1, -1), v], 1), vis)
     print(f"decode D{D} 800 blocks + prefix: max err {(o.double() - r).abs().max().item():.3e}")
-    # the same step co-run: the prefix's persistent grid on 3 SMs (side stream) beside the decode, then the merge
+    # the same step co-run: the prefix's persistent grid on 3 SMs beside the decode (side stream), then the merge
     o = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], sl, prefix_sms=3)
     print(f"co-run D{D} prefix on 3 SMs: max err {(o.double() - r).abs().max().item():.3e}")
 torch.cuda.synchronize()

@@ -252,9 +252,9 @@ def _plan_prefix(q, k, n_splits, consumer_warpgroups=None, n_sm=None):
 
 
 # Co-run of a compute-bound prefix with the suffix decode (session 12, data/h200/dev/s12_corun): the prefix's
-# persistent grid takes n_p SMs and is launched first, on the caller's stream, the decode (side stream) fills the other
-# SMs and then every SM the prefix frees; one merge kernel joins them. The two parts' times are estimated at these full-GPU rates
-# (H200: prefix kernel alone 490-520 TFLOP/s on the c3 shapes, decode alone 3.6-4.2 TB/s):
+# persistent grid takes n_p SMs and is launched first, on the caller's stream, the decode (side stream) fills the
+# other SMs and then every SM the prefix frees; one merge kernel joins them. The two parts' times are estimated at
+# these full-GPU rates (H200: prefix kernel alone 490-520 TFLOP/s on the c3 shapes, decode alone 3.6-4.2 TB/s):
 CORUN_PREFIX_FLOPS = 500e12
 CORUN_DECODE_BYTES = 4.0e12
 CORUN_SHARE = 1.4          # n_p = 1.4 x the prefix's share of the serial time: the prefix, stuck on its n_p SMs,
@@ -426,8 +426,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     split), else one merge kernel reduces all slots. overlap: run the prefix kernels on a side stream, concurrently
     with the decode kernel (then a merge kernel joins them), on at most half the SMs, or on prefix_sms SMs (their
     persistent grid capped there; then the prefix goes on the caller's stream and the decode on the side stream,
-    so that the prefix takes its SMs first); None = automatic: on when every level is memory-bound (its unsplit grid fills
-    less than half the SMs); with CORUN_AUTO also for compute-bound levels beside a large decode, on the SMs
+    so that the prefix takes its SMs first); None = automatic: on when every level is memory-bound (its unsplit grid
+    fills less than half the SMs); with CORUN_AUTO also for compute-bound levels beside a large decode, on the SMs
     `_corun_sms` picks.
     Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
