@@ -72,7 +72,8 @@ def build_work(plan, n_kv_heads: int, n_q_heads: int, device, n_sm: int = 132, m
 
     max_chunks: most chunks one work unit (item, kv-head) attends (None: chosen so that the step's chunk loads
     split into about `units_target` units, default 8·n_sm, enough for the persistent grid to balance; chunk-first
-    groups of many stacked rows then get longer pieces, see below).
+    groups of many stacked rows then get longer pieces, see below; a step without private chunks targets n_sm
+    units, with max_chunks rounded up to a power of two).
     wide_rows: chunk-first row ranges of more than this many stacked rows use items of 128 rows (2 consumer
     warpgroups sharing each K/V tile); others use items of 64 rows (1 consumer).
     """
@@ -103,8 +104,14 @@ def build_work(plan, n_kv_heads: int, n_q_heads: int, device, n_sm: int = 132, m
     fixed_mc = max_chunks
     if max_chunks is None:
         units = int((gcount * gtiles).sum() + (n_priv * ptiles).sum()) * n_kv_heads  # (chunk, tile, head) loads
-        target = units_target or 8 * n_sm
-        max_chunks = max(1, math.ceil(units / target))
+        if n_priv.sum() == 0:
+            # Chunk-first work only (no private chunks): about one unit per SM, pieces rounded up to a power of two
+            # (so 2^k-chunk prefixes split evenly). Every piece adds a fp32 partial row per query row, and merging
+            # many partials a sequence costs more than the balance of finer units buys: measured on the H200, c4
+            # B16 H16 P16K, pieces of 4/8/16/32 chunks ran 64.4/56.0/51.6/50.3 us (data/h200/dev/s14_c4gap).
+            max_chunks = 1 << max(0, math.ceil(units / (units_target or n_sm)) - 1).bit_length()
+        else:
+            max_chunks = max(1, math.ceil(units / (units_target or 8 * n_sm)))
     if max_chunks < 1:
         raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
 
