@@ -150,3 +150,39 @@ def test_runner_ok_rows_on_a_forest(monkeypatch):
     assert graph["status"].startswith("unavailable: not graph-capturable")
     for r in rows:
         schema.validate_row(r)
+
+
+def test_runner_isolate_times_each_implementation_apart(monkeypatch):
+    """run_case(isolate=True), which the supervisor asks for after a hang in a case's interleaved timing: one timing
+    group per implementation (its eager and graph runners), progress naming that implementation before its group (so
+    a second hang names it), and the rows' note says they were timed apart."""
+    from tkprefix.bench import inputs, runner, schema
+
+    monkeypatch.setattr(runner, "make_inputs", lambda case, dev, seed=0: inputs.make_inputs(case, "cpu", seed=seed))
+    monkeypatch.setattr(runner, "_poison_allocator", lambda *a: None)
+    monkeypatch.setattr(runner, "estimate_us", lambda fn: 1.0)
+    groups = []
+
+    def timed(rs, n, fl):
+        groups.append(sorted(rs))
+        return {k: [5.0 + i for i in range(n)] for k in rs}
+
+    monkeypatch.setattr(runner, "time_interleaved", timed)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1 << 40, 1 << 40))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    case = Case("t", 6, 8, 2, 32, ((1, 40),), 9, dtype="float32", chunk_size=16)
+    impls = ["sdpa_naive", "torch_chunk_attn"]
+    steps = []
+    kw = dict(log=print, reps=10, progress=lambda impl, stage: steps.append((impl, stage)))
+    ceil = {"copy_bw_bytes_per_s": 3e12, "gemm_flops_per_s": 7e14}
+    together = runner.run_case(case, impls, [False], None, ceil, **kw)
+    assert groups == [[("sdpa_naive", False), ("torch_chunk_attn", False)]]
+    assert [r["status"] for r in together] == ["ok", "ok"] and runner.ISOLATED_NOTE not in together[0]["note"]
+    groups.clear(), steps.clear()
+    apart = runner.run_case(case, impls, [False], None, ceil, isolate=True, **kw)
+    assert groups == [[("sdpa_naive", False)], [("torch_chunk_attn", False)]]
+    assert [s for s in steps if s[1].startswith("interleaved timing")] == [
+        (name, f"interleaved timing of {name}") for name in impls]
+    for r in apart:
+        assert r["status"] == "ok" and runner.ISOLATED_NOTE in r["note"], r
+        schema.validate_row(r)

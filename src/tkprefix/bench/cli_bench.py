@@ -11,6 +11,8 @@ Writes ``bench_<config>.csv`` (attention configurations), ``e2e.csv`` (configura
 The process that parses these arguments measures the two ceilings and then runs each sweep in a child process under
 :func:`tkprefix.bench.supervise.supervise`: a kernel that hangs (no progress for ``--hang-s`` seconds) or poisons the
 CUDA context becomes a ``wrong: ...`` row for that implementation and case, and a fresh child goes on from there.
+A hang while every implementation of a case is timed in turn names none of them: that case is then timed again one
+implementation at a time (their rows say so), so that a second hang names its implementation.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def _case_rows(sweep: Sweep, i: int, status: str, run_id: str = "") -> list[dict
     for name in sweep.impls:
         for g in sweep.graph:
             r = case.base_row()
-            r.update(impl=name, graph=int(g), status=status, roofline_us=None, case_index=i, run_id=run_id)
+            r.update(impl=name, graph=int(g), status=status, median_us=None, p20_us=None, p80_us=None, n=None,
+                     rel_err=None, roofline_us=None, pct_roofline=None, case_index=i, run_id=run_id)
             out.append(r)
     return out
 
@@ -102,6 +105,7 @@ def _child(args: argparse.Namespace) -> int:
     ceilings = json.loads(Path(args.ceilings).read_text())
     skip: dict[str, str] = json.loads(Path(args.skip_json).read_text()) if args.skip_json else {}
     prog = Progress(args.progress)
+    isolate = {int(c) for c in args.isolate_cases.split(",") if c} if args.isolate_cases else set()
     try:
         if s.kind == "e2e":
             from .e2e import run_e2e
@@ -133,8 +137,8 @@ def _child(args: argparse.Namespace) -> int:
                 case_skip.update({k.split("|", 1)[1]: v for k, v in skip.items() if k.split("|", 1)[0] == scope})
             rows = run_case(case, s.impls, s.graph, flusher, ceilings, seed=args.seed + i, reps=s.reps,
                             min_reps=s.min_reps, time_budget_s=s.time_budget_s, log=_log, run_id=args.run_id,
-                            skip=case_skip, progress=lambda impl, stage, i=i: prog.step(case=i, impl=impl,
-                                                                                       stage=stage))
+                            skip=case_skip, isolate=i in isolate,
+                            progress=lambda impl, stage, i=i: prog.step(case=i, impl=impl, stage=stage))
             for r in rows:
                 r["case_index"] = i
             append_jsonl(args.rows, rows)
@@ -185,6 +189,7 @@ def _run_sweep_supervised(s: Sweep, args: argparse.Namespace, out: Path, ceil_pa
         if len(_HANGS[impl]) >= MAX_HANGS:
             skip[impl if s.kind == "e2e" else f"*|{impl}"] = hung_before(impl)
     extra_rows: list[dict[str, Any]] = []
+    isolate: list[int] = []   # cases whose interleaved timing hung: timed again one implementation at a time
     start = 0
     for attempt in range(1, 30):
         schema.write_text(skip_path, json.dumps(skip))
@@ -196,6 +201,8 @@ def _run_sweep_supervised(s: Sweep, args: argparse.Namespace, out: Path, ceil_pa
             cmd += ["--impls", *args.impls]
         if args.reps:
             cmd += ["--reps", str(args.reps)]
+        if isolate:
+            cmd += ["--isolate-cases", ",".join(map(str, isolate))]
         rc, last = supervise(cmd, prog_path, args.hang_s, log=_log)
         if rc == 0:
             break
@@ -220,6 +227,11 @@ def _run_sweep_supervised(s: Sweep, args: argparse.Namespace, out: Path, ceil_pa
             skip[f"{i}|{impl}"] = status
             if len(_HANGS.get(impl, [])) >= MAX_HANGS:
                 skip[f"*|{impl}"] = hung_before(impl)
+            start = i
+        elif rc is None and stage.startswith("interleaved timing") and i not in isolate:
+            # a hang while all implementations ran in turn names none of them: time them again one at a time,
+            # so that a second hang names its implementation and the others keep their timings
+            isolate.append(i)
             start = i
         else:
             extra_rows += _case_rows(s, i, status, run_id)
@@ -267,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ceilings", help=argparse.SUPPRESS)
     ap.add_argument("--run-id", default="", help=argparse.SUPPRESS)
     ap.add_argument("--deadline-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--isolate-cases", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     import torch

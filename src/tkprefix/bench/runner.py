@@ -26,6 +26,9 @@ from .inputs import TOLERANCE, make_inputs, pick_rows, reference_rows, rel_err
 from .peers import Prepared, Unsupported, forest_unavailable, get_impl, tree_reason
 from .timing import L2Flusher, capture_graph, estimate_us, time_interleaved
 
+# the note of rows timed one implementation at a time (cli_bench: after a hang in the case's interleaved timing)
+ISOLATED_NOTE = "timed apart from the other implementations after a hang in this case's interleaved timing (bench.log)"
+
 __all__ = ["run_case", "FatalCudaError", "is_fatal_cuda"]
 
 
@@ -80,13 +83,15 @@ def _free() -> None:
 def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2Flusher, ceilings: dict[str, float],
              *, seed: int = 0, reps: int = 30, min_reps: int = 10, time_budget_s: float = 2.0,
              log: Callable[[str], None] = print, run_id: str = "",
-             skip: dict[str, str] | None = None,
+             skip: dict[str, str] | None = None, isolate: bool = False,
              progress: Callable[[str | None, str], None] | None = None) -> list[dict[str, Any]]:
     """All rows of one case (one per implementation and graph mode).
 
     skip: impl -> reason; a reason starting with ``wrong:`` (e.g. a hang seen by the supervisor) is the row's status
     as given, any other becomes ``unavailable: <reason>``. progress(impl, stage) is called before every step that
-    runs device code, so a supervisor can tell which implementation hung."""
+    runs device code, so a supervisor can tell which implementation hung. isolate: time each implementation's
+    runners apart from the others' (after a hang in this case's interleaved timing, which names no implementation);
+    its rows say so in their note."""
     prog = progress or (lambda impl, stage: None)
     dev = torch.device("cuda")
     base = case.base_row()
@@ -193,23 +198,27 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
                 row(name, True, schema.unavailable(f"CUDA graph capture failed: {type(e).__name__}: {e}"))
                 torch.cuda.synchronize()
 
-    if runners:
-        prog(None, "interleaved timing of " + ", ".join(f"{n}{'/graph' if g else ''}" for n, g in runners))
+    # one interleaved group of every runner, or (isolate) one group per implementation: its eager and graph runners
+    groups = [{k: f for k, f in runners.items() if k[0] == name} for name in prepared] if isolate else [runners]
+    for group in filter(None, groups):
+        who = next(iter(group))[0] if isolate else None
+        prog(who, "interleaved timing of " + ", ".join(f"{n}{'/graph' if g else ''}" for n, g in group))
         try:
-            est = sum(estimate_us(fn) + 90.0 for fn in runners.values())  # + ~90 µs for each 256 MiB flush
+            est = sum(estimate_us(fn) + 90.0 for fn in group.values())  # + ~90 µs for each 256 MiB flush
             n = int(max(min_reps, min(reps, math.floor(time_budget_s * 1e6 / max(est, 1.0)))))
-            samples = time_interleaved(runners, n, flusher)
+            samples = time_interleaved(group, n, flusher)
             for (name, g), xs in samples.items():
                 q = stats.quantiles(xs)
+                note = "; ".join(x for x in (prepared[name].note, ISOLATED_NOTE if isolate else "") if x)
                 row(name, g, "ok", median_us=q.median, p20_us=q.p20, p80_us=q.p80, n=q.n, rel_err=errs[name],
-                    pct_roofline=stats.pct_of_roofline(roof, q.median), note=prepared[name].note,
+                    pct_roofline=stats.pct_of_roofline(roof, q.median), note=note,
                     tflops=case.flops / q.median / 1e6, gbps=case.unique_bytes / q.median / 1e3,
                     **prepared[name].extra)
         except Exception as e:  # noqa: BLE001
             log(f"timing {case.label()}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
             if is_fatal_cuda(e):
-                raise FatalCudaError(None, f"timing: {type(e).__name__}: {e}") from e
-            for (name, g) in runners:
+                raise FatalCudaError(who, f"timing: {type(e).__name__}: {e}") from e
+            for (name, g) in group:
                 row(name, g, schema.wrong(f"timing failed: {type(e).__name__}: {e}"))
     del graphs, runners, prepared, inp, ref
     _free()
