@@ -1,4 +1,4 @@
-"""Which kernel of tk_hydragen hangs? Session 16 saw tk_hydragen hang about once in 10^4 calls on an H200 (c7 case 2,
+"""Which kernel of tk_hydragen hangs? Session 16 saw tk_hydragen hang about once in 5,000 calls on an H200 (c7 case 2,
 B512 H32/8 P[64x2048] S256; scripts/device/NOTES.md "Session 16", data/h200/dev/s16_hydragen_hang/).
 
 Each variant runs its kernels back to back (an L2 flush before each call, as the harness times them) in a child
@@ -43,9 +43,10 @@ def child(variant: str, shape: str, seconds: float, progress: str) -> None:
     o, lse = torch.empty_like(q), torch.empty(B, 1, Hq, device=dev, dtype=torch.float32)
     _, d_keys = tkh._plan_decode(q, k, None)
     stream = tkh._stream(q)
+    schedule = tkh._prefix_schedule(q, sk, False, splits)   # (bits, grid cap), as the step launches it
 
     def prefix():
-        ext.prefix_attention(q, sk, sv, ws_o, ws_lse, splits, cw, *tkh._prefix_schedule(q, sk, False, splits), stream)
+        ext.prefix_attention(q, sk, sv, ws_o, ws_lse, splits, cw, *schedule, stream)
 
     def decode_fused():
         ext.decode_attention(q, k, v, None, o, lse, 1, d_keys, ws_o, ws_lse, stream)
@@ -82,7 +83,7 @@ def main() -> None:
                 prog = Path(tmp) / "progress.jsonl"
                 cmd = [sys.executable, __file__, "--seconds", str(args.seconds), "--child", variant, shape, str(prog)]
                 t0 = time.time()
-                rc, last = supervise(cmd, prog, args.hang_s, log=lambda m: print(m, file=sys.stderr))
+                rc, _ = supervise(cmd, prog, args.hang_s, log=lambda m: print(m, file=sys.stderr))
                 steps = read_jsonl(prog)
                 calls = steps[-1]["case"] if steps else 0
                 result = "hang" if rc is None else "ok" if rc == 0 else f"exit {rc}"

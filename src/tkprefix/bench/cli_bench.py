@@ -82,8 +82,8 @@ def _case_rows(sweep: Sweep, i: int, status: str, run_id: str = "") -> list[dict
     for name in sweep.impls:
         for g in sweep.graph:
             r = case.base_row()
-            r.update(impl=name, graph=int(g), status=status, median_us=None, p20_us=None, p80_us=None, n=None,
-                     rel_err=None, roofline_us=None, pct_roofline=None, case_index=i, run_id=run_id)
+            r.update(impl=name, graph=int(g), status=status, **schema.NO_TIMING, roofline_us=None, case_index=i,
+                     run_id=run_id)
             out.append(r)
     return out
 
@@ -105,7 +105,7 @@ def _child(args: argparse.Namespace) -> int:
     ceilings = json.loads(Path(args.ceilings).read_text())
     skip: dict[str, str] = json.loads(Path(args.skip_json).read_text()) if args.skip_json else {}
     prog = Progress(args.progress)
-    isolate = {int(c) for c in args.isolate_cases.split(",") if c} if args.isolate_cases else set()
+    isolate = {int(c) for c in args.isolate_cases.split(",") if c}
     try:
         if s.kind == "e2e":
             from .e2e import run_e2e

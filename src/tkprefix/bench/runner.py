@@ -102,8 +102,7 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
     rows_out: list[dict[str, Any]] = []
 
     def row(impl: str, graph: bool, status: str, **kw: Any) -> dict[str, Any]:
-        r = dict(base, impl=impl, graph=int(graph), status=status, median_us=None, p20_us=None, p80_us=None, n=None,
-                 rel_err=None, pct_roofline=None, note="")
+        r = dict(base, impl=impl, graph=int(graph), status=status, **schema.NO_TIMING, note="")
         r.update(kw)
         rows_out.append(r)
         return r

@@ -20,6 +20,9 @@ COMMON_COLUMNS: tuple[str, ...] = (
     "median_us", "p20_us", "p80_us", "n", "rel_err", "unique_bytes", "flops", "roofline_us", "pct_roofline",
 )
 
+# The timing columns of a row that is not ``ok`` (every path that writes such a row uses this one).
+NO_TIMING: dict[str, None] = dict.fromkeys(("median_us", "p20_us", "p80_us", "n", "rel_err", "pct_roofline"))
+
 # Columns every attention benchmark CSV of this harness adds after the common ones.
 # tflops / gbps: achieved FLOP rate and unique-bytes bandwidth of an ok row (flops / median, unique_bytes / median).
 EXTRA_COLUMNS: tuple[str, ...] = ("levels", "chunk_size", "tflops", "gbps", "note")
