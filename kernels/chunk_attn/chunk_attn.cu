@@ -138,6 +138,9 @@ void attend_kernel(const __grid_constant__ typename attend_layout<T, D, CS, NC>:
                 const int s = it % L::STAGES;
                 wait(k_arrived[s], (it / L::STAGES) & 1);
                 wait(v_arrived[s], (it / L::STAGES) & 1);
+                // every warp past the waits before the stage is freed: a parity wait cannot tell phase p from p + 2,
+                // so a warp left a ring's length behind would wait forever (prefix.cu, session 17)
+                named_sync(2 + wg, WARPGROUP_THREADS);
                 if (warpgroup::laneid() == 0) arrive(compute_done[s], 1);
             }
             continue;

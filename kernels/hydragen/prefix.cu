@@ -309,8 +309,19 @@ void prefix_kernel(const __grid_constant__ globals g) {
                 if (pingpong && wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 0), "n"(2 * WARPGROUP_THREADS));
                 for (int it = 0; it < item.n_iters; it++, t++) {
                     const int s = t % S, phase = (t / S) % 2;
+#ifdef TKP_FAULT_STALL_IDLE_NS   // test hook (data/h200/dev/s17_idle_warp_hang): one idle warp arrives late
+                    if (!active && warpgroup::warpid() == 1 && it == 2 && w == blockIdx.x) {
+                        for (const auto t0 = now_ns(); now_ns() - t0 < TKP_FAULT_STALL_IDLE_NS;) {}
+                    }
+#endif
                     wait(k_arrived[s], phase);
-                    if (active) {
+                    if (!active) {
+                        // Free the stage only once every warp of this warpgroup has passed its waits (an active
+                        // warpgroup's wgmma gives it that). A parity wait cannot tell phase p from p + 2: a warp
+                        // that fell S tiles behind would wait forever, and the block with it (session 17).
+                        wait(v_arrived[s], phase);
+                        warpgroup::sync(wg + 1);
+                    } else {
                         // S = Q K^T
                         if (pingpong) asm volatile("bar.sync %0, %1;\n" ::"r"(PP_BAR + wg), "n"(2 * WARPGROUP_THREADS));
                         warpgroup::mm_ABt(att, q_smem[wg], k_smem[s]);

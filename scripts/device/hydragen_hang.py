@@ -9,7 +9,8 @@ process under tkprefix.bench.supervise: no progress for --hang-s seconds = a han
   decode_fused     the decode kernel alone, merging fixed prefix slots
 Shapes: "c7" (32 stacked rows per kv-head: a 2-consumer block whose second warpgroup has no rows) and "rows256"
 (B1024 H32/8 P[16x2048] S256: both warpgroups have rows, the overlapped loop).
-Usage (GPU machine, after `tkprefix build`): python scripts/device/hydragen_hang.py [--seconds 25] > hang.csv
+Usage (GPU machine, after `tkprefix build`): python scripts/device/hydragen_hang.py [--seconds 25] [--variants prefix]
+[--shapes c7] > hang.csv
 """
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=25.0, help="running time of each variant and shape")
     ap.add_argument("--hang-s", type=float, default=20.0, help="no progress for this long = a hang")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of " + ", ".join(VARIANTS))
+    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated, of " + ", ".join(SHAPES))
     ap.add_argument("--child", nargs=3, metavar=("VARIANT", "SHAPE", "PROGRESS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -77,8 +80,10 @@ def main() -> None:
     from tkprefix.bench.supervise import read_jsonl, supervise
 
     print("shape,variant,calls,seconds,result", flush=True)
-    for shape in SHAPES:
-        for variant in VARIANTS:
+    for shape in args.shapes.split(","):
+        for variant in args.variants.split(","):
+            if shape not in SHAPES or variant not in VARIANTS:
+                ap.error(f"unknown shape {shape!r} or variant {variant!r}")
             with tempfile.TemporaryDirectory() as tmp:
                 prog = Path(tmp) / "progress.jsonl"
                 cmd = [sys.executable, __file__, "--seconds", str(args.seconds), "--child", variant, shape, str(prog)]
