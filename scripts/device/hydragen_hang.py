@@ -1,5 +1,8 @@
 """Which kernel of tk_hydragen hangs? Session 16 saw tk_hydragen hang about once in 5,000 calls on an H200 (c7 case 2,
 B512 H32/8 P[64x2048] S256; scripts/device/NOTES.md "Session 16", data/h200/dev/s16_hydragen_hang/).
+Session 17 found the cause (an idle warp left two mbarrier phases behind; data/h200/dev/s17_idle_warp_hang). In
+this bare loop the old kernel never hung. A kernel folder built with -DTKP_FAULT_STALL_IDLE_NS (through
+TKPREFIX_KERNELS_DIR) makes it hang at once.
 
 Each variant runs its kernels back to back (an L2 flush before each call, as the harness times them) in a child
 process under tkprefix.bench.supervise: no progress for --hang-s seconds = a hang (the child is killed). Variants:
