@@ -78,15 +78,17 @@ def main() -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated, of " + ", ".join(SHAPES))
     ap.add_argument("--child", nargs=3, metavar=("VARIANT", "SHAPE", "PROGRESS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    shapes, variants = args.shapes.split(","), args.variants.split(",")
+    if not set(shapes) <= set(SHAPES) or not set(variants) <= set(VARIANTS):   # before any device time is spent
+        ap.error(f"--shapes {args.shapes!r} / --variants {args.variants!r}: expected names from {list(SHAPES)} / "
+                 f"{list(VARIANTS)}")
     if args.child:
         return child(args.child[0], args.child[1], args.seconds, args.child[2])
     from tkprefix.bench.supervise import read_jsonl, supervise
 
     print("shape,variant,calls,seconds,result", flush=True)
-    for shape in args.shapes.split(","):
-        for variant in args.variants.split(","):
-            if shape not in SHAPES or variant not in VARIANTS:
-                ap.error(f"unknown shape {shape!r} or variant {variant!r}")
+    for shape in shapes:
+        for variant in variants:
             with tempfile.TemporaryDirectory() as tmp:
                 prog = Path(tmp) / "progress.jsonl"
                 cmd = [sys.executable, __file__, "--seconds", str(args.seconds), "--child", variant, shape, str(prog)]
