@@ -59,6 +59,20 @@ def test_flops_and_roofline_take_the_larger_bound():
         stats.roofline_us(1, 1, 0, 1)
 
 
+def test_floor_adds_launch_and_interpolated_flush_write_back():
+    mib = 1 << 20
+    c = {"copy_bw_bytes_per_s": 1e12, "gemm_flops_per_s": 1e15, "launch_floor_us": 4.0,
+         "flush_tax_us_8mib": 1.0, "flush_tax_us_64mib": 8.0}
+    assert stats.floor_us(0, 0, c) == pytest.approx(4.0)
+    # half way to the first point: half its write-back; between points: linear; past the last: held
+    assert stats.floor_us(4 * mib, 0, c) == pytest.approx(4.0 + 4 * mib / 1e6 + 0.5)
+    assert stats.floor_us(36 * mib, 0, c) == pytest.approx(4.0 + 36 * mib / 1e6 + 4.5)
+    assert stats.floor_us(640 * mib, 0, c) == pytest.approx(4.0 + 640 * mib / 1e6 + 8.0)
+    # compute-bound: the FLOPs' time replaces bytes + write-back when larger
+    assert stats.floor_us(8 * mib, 1e11, c) == pytest.approx(4.0 + 100.0)
+    assert stats.floor_us(8 * mib, 0, {"copy_bw_bytes_per_s": 1e12, "gemm_flops_per_s": 1e15}) is None
+
+
 def test_dtype_bytes():
     assert stats.dtype_bytes("bfloat16") == 2 and stats.dtype_bytes("float32") == 4
     with pytest.raises(ValueError, match="dtype"):

@@ -15,7 +15,7 @@ summarize = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(summarize)
 
 COLS = ["config", "impl", "status", "batch", "q_heads", "kv_heads", "head_dim", "prefix", "suffix", "dtype", "graph",
-        "median_us", "rel_err", "roofline_us", "tflops", "pct_roofline", "levels", "chunk_size", "note"]
+        "median_us", "rel_err", "roofline_us", "floor_us", "tflops", "pct_roofline", "levels", "chunk_size", "note"]
 A = dict(config="c1_system_prompt", batch=16, q_heads=32, kv_heads=32, prefix=0, suffix=512, roofline_us=50.0)
 B = dict(config="c1_system_prompt", batch=32, q_heads=32, kv_heads=32, prefix=1024, suffix=64, roofline_us=45.0)
 C = dict(config="c3_gqa_large_batch", batch=1024, q_heads=32, kv_heads=8, prefix=2048, suffix=0, roofline_us=70.0)
@@ -110,6 +110,26 @@ def test_issue11_targets_and_auto(tmp_path):
     text = "\n".join(summarize.issue11_targets(df))
     assert f"| tk_auto: {80 / 70:.2f}× worst (c1 B16 H32/32 P0 S512, tk_auto)" in text
     assert "| yes |" in text
+
+
+def test_floor_under_the_method(tmp_path):
+    # floors: A 60 (1.2x its roofline 50), B 46 (1.02x), C 70 (1.0x), D 8 (1.6x); the compared rows of ours:
+    # A 90 (1.5x its floor), B 50 (1.09x), C 100 (1.43x), D eager 10 (1.25x)
+    floors = {"c1_system_prompt/16/0/bfloat16": 60.0, "c1_system_prompt/32/1024/bfloat16": 46.0,
+              "c3_gqa_large_batch/1024/2048/bfloat16": 70.0, "c1_system_prompt/16/1024/float16": 8.0}
+    rows = [r | {"floor_us": floors[f"{r['config']}/{r['batch']}/{r['prefix']}/{r.get('dtype', 'bfloat16')}"]}
+            for r in ROWS]
+    df = summarize.load_bench(_run(tmp_path, rows))
+    s = summarize.issue11_stats(df)
+    assert (s["floor_cases"], s["floor_over_115"], s["floor_over_15"]) == (4, 2, 1)
+    assert (s["within_115_floor"], s["within_15_floor"]) == (1, 4)
+    assert s["floor_ceiling"] == pytest.approx((80 / 60 * 200 / 46 * 90 / 70 * 18 / 8) ** 0.25)
+    text = "\n".join(summarize.issue11_section(df) + summarize.issue11_targets(df))
+    assert "above 1.15× the roofline in 2 of 4 (50 %)" in text and "within 1.15× of its floor: 1 of 4 (25 %)" in text
+    assert "the floor under the method is above 1.15× the roofline in 2 cases | no |" in text
+    # a run without floor_us says so
+    assert "- the floor under the method (floor_us): not measured in this run" in summarize.issue11_section(
+        summarize.load_bench(_run(tmp_path / "old", ROWS)))
 
 
 def test_issue12_status_versions_speedups_errors(tmp_path):

@@ -99,6 +99,7 @@ def run_case(case: Case, impls: list[str], graph_modes: list[bool], flusher: L2F
     roof = stats.roofline_us(case.unique_bytes, case.flops, ceilings["copy_bw_bytes_per_s"],
                              ceilings["gemm_flops_per_s"])
     base["roofline_us"] = roof
+    base["floor_us"] = stats.floor_us(case.unique_bytes, case.flops, ceilings)  # None: ceilings without the floor
     rows_out: list[dict[str, Any]] = []
 
     def row(impl: str, graph: bool, status: str, **kw: Any) -> dict[str, Any]:

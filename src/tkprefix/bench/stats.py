@@ -116,6 +116,25 @@ def roofline_us(unique_bytes: float, flops: float, copy_bw_bytes_per_s: float, g
     return max(unique_bytes / copy_bw_bytes_per_s, flops / gemm_flops_per_s) * 1e6
 
 
+def floor_us(unique_bytes: float, flops: float, ceilings: dict) -> float | None:
+    """The least time a call can take under the method (docs/design.md, "The floor under the method"): a graph
+    launch timed after the L2 flush (``launch_floor_us``), then max(FLOPs / GEMM rate, bytes / copy bandwidth + the
+    write-back of the flusher's dirty lines that reading ``unique_bytes`` evicts). The write-back cost is
+    ``flush_tax_us_<n>mib`` (`timing.measure_flush_floor`) interpolated linearly in bytes, from 0 at 0 bytes, and
+    held at its last point beyond the largest size. None if the ceilings do not hold these measurements."""
+    tax = sorted((int(k[len("flush_tax_us_"):-len("mib")]) << 20, float(v)) for k, v in ceilings.items()
+                 if k.startswith("flush_tax_us_") and k.endswith("mib"))
+    if "launch_floor_us" not in ceilings or not tax:
+        return None
+    pts = [(0, 0.0)] + tax
+    b = min(float(unique_bytes), pts[-1][0])
+    i = next(j for j in range(1, len(pts)) if b <= pts[j][0])
+    (b0, t0), (b1, t1) = pts[i - 1], pts[i]
+    writeback = max(0.0, t0 + (t1 - t0) * (b - b0) / (b1 - b0))
+    roof = roofline_us(unique_bytes, 0, ceilings["copy_bw_bytes_per_s"], ceilings["gemm_flops_per_s"])
+    return float(ceilings["launch_floor_us"]) + max(flops / ceilings["gemm_flops_per_s"] * 1e6, roof + writeback)
+
+
 def pct_of_roofline(roofline: float, median_us: float) -> float:
     """``100 · roofline / median``: 100 means the implementation runs at the physical limit."""
     if median_us <= 0:

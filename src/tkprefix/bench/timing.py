@@ -15,7 +15,7 @@ import torch
 
 from .stats import quantiles
 
-__all__ = ["L2Flusher", "capture_graph", "time_interleaved", "measure_ceilings", "estimate_us"]
+__all__ = ["L2Flusher", "capture_graph", "time_interleaved", "measure_ceilings", "measure_flush_floor", "estimate_us"]
 
 
 class L2Flusher:
@@ -98,7 +98,7 @@ def measure_ceilings(device: str | torch.device = "cuda", copy_bytes: int = 2 <<
 
     * copy bandwidth: ``dst.copy_(src)`` of ``copy_bytes`` (default 2 GiB), bytes read + written per second,
     * bf16 GEMM rate: ``gemm_n``³ product of random bf16 matrices (cuBLAS through torch), FLOP/s.
-    Both are medians over ``reps`` timed calls after warm-up."""
+    Both are medians over ``reps`` timed calls after warm-up. The dict also holds `measure_flush_floor`'s keys."""
     t0 = time.time()
     src = torch.randint(0, 255, (copy_bytes,), dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
@@ -124,7 +124,7 @@ def measure_ceilings(device: str | torch.device = "cuda", copy_bytes: int = 2 <<
     mats.clear()
     torch.cuda.empty_cache()
     flops = 2.0 * gemm_n**3
-    return {
+    return measure_flush_floor(device) | {
         "copy_bytes": float(copy_bytes),
         "copy_bw_bytes_per_s": 2.0 * copy_bytes / copy_s.median,
         "copy_bw_p20": 2.0 * copy_bytes / copy_s.p80,
@@ -136,3 +136,51 @@ def measure_ceilings(device: str | torch.device = "cuda", copy_bytes: int = 2 <<
         "reps": float(reps),
         "seconds": time.time() - t0,
     }
+
+
+FLUSH_TAX_MIB = (8, 16, 32, 64, 128, 256)
+
+
+def measure_flush_floor(device: str | torch.device = "cuda", sizes_mib: tuple[int, ...] = FLUSH_TAX_MIB,
+                        reps: int = 20) -> dict[str, float]:
+    """What the method's L2 flush adds to the call timed after it, measured now (docs/design.md, "The floor under
+    the method"; data/h200/dev/s18_flush_tax).
+
+    The flush writes 256 MiB, so L2 ends full of the flusher's dirty lines; the timed call's misses evict them, and
+    their write-back shares DRAM with the call's own reads. Per size b: a CUDA graph of ``torch.sum`` over b bytes,
+    timed after the flush and after the flush plus a 128 MiB read that evicts those lines first (interleaved,
+    medians); ``flush_tax_us_<b>mib`` is the difference. ``launch_floor_us``: a graph of one single-element kernel
+    timed after the flush (the launch, one DRAM round trip and the events around it)."""
+    flusher = L2Flusher(device=device)
+
+    def evict_dirty() -> None:
+        flusher.flush()
+        flusher.buf[: 128 << 20].view(torch.int32).sum()  # evicted by the write above: every line misses
+
+    def median_us(graph: torch.cuda.CUDAGraph, before: Callable[[], None]) -> list[float]:
+        pairs = []
+        for _ in range(reps):
+            before()
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            graph.replay()
+            e1.record()
+            pairs.append((e0, e1))
+        torch.cuda.synchronize()
+        return [a.elapsed_time(b) * 1e3 for a, b in pairs]
+
+    tiny = torch.zeros(1, device=device)
+    g, _ = capture_graph(lambda: tiny.add_(1))
+    out = {"launch_floor_us": quantiles(median_us(g, flusher.flush)).median}
+    for mib in sizes_mib:
+        x = torch.ones(mib << 19, dtype=torch.bfloat16, device=device)  # mib MiB of bf16
+        g, _ = capture_graph(lambda: x.sum())
+        dirty, clean = [], []
+        for i in range(2):  # alternate the order, as time_interleaved does
+            for before, xs in ((flusher.flush, dirty), (evict_dirty, clean))[:: 1 - 2 * i]:
+                xs += median_us(g, before)
+        out[f"flush_tax_us_{mib}mib"] = quantiles(dirty).median - quantiles(clean).median
+        del x, g
+    del flusher
+    torch.cuda.empty_cache()
+    return out
