@@ -36,10 +36,12 @@ template<int CW> constexpr int CONSUMER_REGS = CW == 3 ? 160 : 240;
 constexpr int PRODUCER_REGS = 24;
 constexpr int Q_ROWS  = 64;                                                  // query rows per consumer warpgroup
 constexpr int KV_ROWS = 128;                                                 // keys per pipeline stage
-// K/V pipeline depth: as deep as 227 KB of shared memory allows (D=128, CW=2: 32 KB of q + 3 x 64 KB of K/V).
-template<int D, int CW> constexpr int STAGES = (D == 64) ? 4 : (CW == 2 ? 3 : 2);
+// K/V pipeline depth. The serial loop, which also streams memory-bound prefixes, goes as deep as 227 KB of shared
+// memory allows (D=128, CW=2: 32 KB of q + 3 x 64 KB of K/V). The overlapped loop (compute-bound items) runs 2: it
+// measured 2-4 % faster than 3 on c3's suffix-0 shapes (data/h200/dev/s18_prefix_stages).
+template<int D, int CW, bool OVERLAP> constexpr int STAGES = (D == 64) ? 4 : (CW == 2 && !OVERLAP ? 3 : 2);
 
-template<typename T, int D, int CW> struct layout {
+template<typename T, int D, int CW, bool OVERLAP> struct layout {
     static constexpr int BLOCK_ROWS = CW * Q_ROWS;        // query rows per block
     using q_tile     = st<T, Q_ROWS, D>;                  // one consumer warpgroup's queries
     using kv_tile    = st<T, KV_ROWS, D>;                 // 128 keys (or values)
@@ -49,7 +51,7 @@ template<typename T, int D, int CW> struct layout {
     using o_tile     = rt_fl<16, D>;                      // one warp's 16 output rows
     using row_vec    = col_vec<att_tile>;                 // per-row running max / sum
     static constexpr size_t smem_bytes =
-        1024 /* alignment slack */ + CW * sizeof(q_tile) + 2 * STAGES<D, CW> * sizeof(kv_tile) +
+        1024 /* alignment slack */ + CW * sizeof(q_tile) + 2 * STAGES<D, CW, OVERLAP> * sizeof(kv_tile) +
         1024 /* the lse vectors, 1024-aligned */;
 };
 
@@ -179,9 +181,9 @@ __device__ __forceinline__ work_item item_of(const globals &g, int w) {
 template<typename T, int D, int CW, bool OVERLAP>
 __global__ __launch_bounds__(NUM_THREADS<CW>, 1)
 void prefix_kernel(const __grid_constant__ globals g) {
-    using L = layout<T, D, CW>;
+    using L = layout<T, D, CW, OVERLAP>;
     constexpr int CONSUMER_WARPGROUPS = CW, NUM_WARPGROUPS = CW + 1;
-    constexpr int S = STAGES<D, CW>;
+    constexpr int S = STAGES<D, CW, OVERLAP>;
     static_assert(L::smem_bytes + 4 * S * sizeof(semaphore) <= MAX_SHARED_MEMORY, "shared memory");
     static_assert(!OVERLAP || CW == 2, "the overlapped loop needs CW = 2's registers");
     constexpr float SCALE = softmax_scale_log2<D>();   // 1/sqrt(D) * log2(e): scores in base 2
@@ -415,7 +417,7 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                    const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                    int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, int pingpong, int max_blocks,
                    tkp_out out, cudaStream_t stream) {
-    using L = layout<T, D, CW>;
+    using L = layout<T, D, CW, OVERLAP>;
     globals g{};
     if (const char *e = make_kv_map<T, D>(&g.k_map, k, Bp, P, Hkv, k_sb, k_sp, k_sh)) return e;
     if (const char *e = make_kv_map<T, D>(&g.v_map, v, Bp, P, Hkv, v_sb, v_sp, v_sh)) return e;

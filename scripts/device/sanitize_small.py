@@ -1,10 +1,10 @@
 """Small cases of each Hydragen kernel, for compute-sanitizer (memcheck / racecheck).
 
 Usage: compute-sanitizer --tool memcheck python scripts/device/sanitize_small.py
-Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4), decode (causal + seq_len with an empty sequence,
-2 splits, 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800 blocks, more than fit at once, with a
-prefix merged in, and co-run with the prefix on 3 SMs), merge. Prints the max error of each against a float64
-reference.
+Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4; the overlapped loop on a persistent grid), decode
+(causal + seq_len with an empty sequence, 2 splits, 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800
+blocks, more than fit at once, with a prefix merged in, and co-run with the prefix on 3 SMs), merge. Prints the max
+error of each against a float64 reference.
 """
 import math
 
@@ -30,6 +30,15 @@ for D in (64, 128):
     o, lse = tkh.prefix_attention(q, pk, pv, n_splits=2)
     r = ref(q, pk.repeat_interleave(3, 0), pv.repeat_interleave(3, 0), torch.ones(6, 1, 300, dtype=torch.bool, device="cuda"))
     print(f"prefix D{D}: max err {(o.double() - r).abs().max().item():.3e}")
+    # the overlapped loop (> 64 stacked rows, >= 12 key tiles): 80 rows a (prefix row, kv-head) in a 128-row block,
+    # 1,600 keys (a partial last tile), 140 work items on the persistent grid (one per SM: some blocks take two)
+    q = torch.randn(700, 1, 16, D, device="cuda", dtype=dt)
+    pk, pv = (torch.randn(70, 1600, 2, D, device="cuda", dtype=dt) for _ in range(2))
+    o, lse = tkh.prefix_attention(q, pk, pv, n_splits=1, consumer_warpgroups=2)
+    idx = torch.tensor([0, 9, 345, 699], device="cuda")
+    r = ref(q[idx], pk[idx // 10], pv[idx // 10], torch.ones(4, 1, 1600, dtype=torch.bool, device="cuda"))
+    print(f"prefix D{D} overlapped loop: max err {(o[idx].double() - r).abs().max().item():.3e}, "
+          f"NaN {int(o.isnan().sum())}")
     k, v = torch.randn(3, 150, 4, D, device="cuda", dtype=dt), torch.randn(3, 150, 4, D, device="cuda", dtype=dt)
     for Nq, Hq in ((3, 32), (1, 32), (3, 64)):   # 24, 8 and 48 rows per kv-head: 2, 1 and 4 row tiles a block
         q = torch.randn(3, Nq, Hq, D, device="cuda", dtype=dt)
