@@ -29,7 +29,7 @@ ab() {
   TAG=$1 KV=128 TKPREFIX_FAMILIES=hydragen TKPREFIX_KERNELS_DIR=/tmp/kv/$1 TKPREFIX_BUILD_DIR=/tmp/b_$1 \
     timeout 60 python3 .dev/s18/kv_ab.py >> $OUT/ab.csv 2>>/tmp/ab.err; echo "ab $1 rc=$? at $(el) s"
 }
-for r in 1 2; do ab main; ab new; done
+ab main; ab new
 ) >> $L 2>&1
 TKPREFIX_RUN_DEADLINE_S=$(( 565 - $(el) )) bash scripts/bench/device_run.sh --omit-from paper > $OUT/run1.log 2>&1
 echo "device_run rc=$? at $(el) s" >> $L
