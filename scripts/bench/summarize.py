@@ -115,8 +115,8 @@ def geomean(x: pd.Series) -> float:
 def best_vs_best(df: pd.DataFrame, ours, peers) -> pd.DataFrame:
     """Per case, the fastest ok implementation of `ours` against the fastest ok one of `peers`, in CUDA-graph mode
     where both sides have an ok row in it, else eager. One row per case: the case columns, graph, ours_impl,
-    ours_us, peer_impl, peer_us, roofline_us, floor_us (where recorded) and tflops (of our row), speedup = peer_us / ours_us (> 1: ours
-    faster) and case (its name)."""
+    ours_us, peer_impl, peer_us, roofline_us, floor_us (where recorded) and tflops (of our row), speedup = peer_us /
+    ours_us (> 1: ours faster) and case (its name)."""
     key = case_columns(df) + ["graph"]
     ok = df[(df["status"] == "ok") & (df["median_us"] > 0)]
 
@@ -215,8 +215,8 @@ def issue11_section(df: pd.DataFrame) -> list[str]:
                 "plus the write-back of the dirty lines the flush leaves in L2; docs/design.md): above 1.15× the "
                 f"roofline in {_count(s['floor_over_115'], fc)} (1.15× of the roofline cannot be reached there "
                 f"under this method), above 1.5× in {s['floor_over_15']}; best-ours time within 1.15× of its floor: "
-                f"{_count(s['within_115_floor'], fc)}, within 1.5×: {_count(s['within_15_floor'], fc)}; a kernel at its "
-                f"floor on every case would be {s['floor_ceiling']:.2f}× the best peer in geometric mean"]
+                f"{_count(s['within_115_floor'], fc)}, within 1.5×: {_count(s['within_15_floor'], fc)}; a kernel at "
+                f"its floor on every case would be {s['floor_ceiling']:.2f}× the best peer in geometric mean"]
     else:
         out += ["- the floor under the method (floor_us): not measured in this run"]
     out.append("")

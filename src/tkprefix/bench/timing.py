@@ -157,7 +157,7 @@ def measure_flush_floor(device: str | torch.device = "cuda", sizes_mib: tuple[in
         flusher.flush()
         flusher.buf[: 128 << 20].view(torch.int32).sum()  # evicted by the write above: every line misses
 
-    def median_us(graph: torch.cuda.CUDAGraph, before: Callable[[], None]) -> list[float]:
+    def samples_us(graph: torch.cuda.CUDAGraph, before: Callable[[], None]) -> list[float]:
         pairs = []
         for _ in range(reps):
             before()
@@ -171,14 +171,14 @@ def measure_flush_floor(device: str | torch.device = "cuda", sizes_mib: tuple[in
 
     tiny = torch.zeros(1, device=device)
     g, _ = capture_graph(lambda: tiny.add_(1))
-    out = {"launch_floor_us": quantiles(median_us(g, flusher.flush)).median}
+    out = {"launch_floor_us": quantiles(samples_us(g, flusher.flush)).median}
     for mib in sizes_mib:
         x = torch.ones(mib << 19, dtype=torch.bfloat16, device=device)  # mib MiB of bf16
         g, _ = capture_graph(lambda: x.sum())
         dirty, clean = [], []
         for i in range(2):  # alternate the order, as time_interleaved does
             for before, xs in ((flusher.flush, dirty), (evict_dirty, clean))[:: 1 - 2 * i]:
-                xs += median_us(g, before)
+                xs += samples_us(g, before)
         out[f"flush_tax_us_{mib}mib"] = quantiles(dirty).median - quantiles(clean).median
         del x, g
     del flusher
