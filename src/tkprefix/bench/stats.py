@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 __all__ = [
     "Quantiles",
     "quantiles",
@@ -126,11 +128,8 @@ def floor_us(unique_bytes: float, flops: float, ceilings: dict) -> float | None:
                  if k.startswith("flush_tax_us_") and k.endswith("mib"))
     if "launch_floor_us" not in ceilings or not tax:
         return None
-    pts = [(0, 0.0)] + tax
-    b = min(float(unique_bytes), pts[-1][0])
-    i = next(j for j in range(1, len(pts)) if b <= pts[j][0])
-    (b0, t0), (b1, t1) = pts[i - 1], pts[i]
-    writeback = max(0.0, t0 + (t1 - t0) * (b - b0) / (b1 - b0))
+    sizes, us = zip((0, 0.0), *tax)
+    writeback = max(0.0, float(np.interp(unique_bytes, sizes, us)))  # np.interp holds the last point beyond it
     roof = roofline_us(unique_bytes, 0, ceilings["copy_bw_bytes_per_s"], ceilings["gemm_flops_per_s"])
     return float(ceilings["launch_floor_us"]) + max(flops / ceilings["gemm_flops_per_s"] * 1e6, roof + writeback)
 

@@ -31,6 +31,13 @@ class L2Flusher:
         self.value = (self.value + 1) % 251
         self.buf.fill_(self.value)
 
+    def flush_clean(self) -> None:
+        """The flush, then a read of the buffer's first 128 MiB (evicted by the write, so every read misses), which
+        evicts the dirty lines the write left in L2: for measuring what those cost (`measure_flush_floor`), not for
+        timing (the method's flush is `flush`)."""
+        self.flush()
+        self.buf[: 128 << 20].view(torch.int32).sum()
+
 
 def capture_graph(fn: Callable[[], object], warmup: int = 2) -> tuple[torch.cuda.CUDAGraph, object]:
     """Capture ``fn`` (after ``warmup`` runs on a side stream, as PyTorch requires the first time) into a CUDA graph;
@@ -153,10 +160,6 @@ def measure_flush_floor(device: str | torch.device = "cuda", sizes_mib: tuple[in
     timed after the flush (the launch, one DRAM round trip and the events around it)."""
     flusher = L2Flusher(device=device)
 
-    def evict_dirty() -> None:
-        flusher.flush()
-        flusher.buf[: 128 << 20].view(torch.int32).sum()  # evicted by the write above: every line misses
-
     def samples_us(graph: torch.cuda.CUDAGraph, before: Callable[[], None]) -> list[float]:
         pairs = []
         for _ in range(reps):
@@ -177,7 +180,7 @@ def measure_flush_floor(device: str | torch.device = "cuda", sizes_mib: tuple[in
         g, _ = capture_graph(lambda: x.sum())
         dirty, clean = [], []
         for i in range(2):  # alternate the order, as time_interleaved does
-            for before, xs in ((flusher.flush, dirty), (evict_dirty, clean))[:: 1 - 2 * i]:
+            for before, xs in ((flusher.flush, dirty), (flusher.flush_clean, clean))[:: 1 - 2 * i]:
                 xs += samples_us(g, before)
         out[f"flush_tax_us_{mib}mib"] = quantiles(dirty).median - quantiles(clean).median
         del x, g
