@@ -213,3 +213,24 @@ def test_corun_rule_never_loses_on_the_measured_sweep():
         k = torch.empty(B, S, Hkv, 128, dtype=torch.bfloat16, device="meta")  # 16-32 stacked rows per kv-head
         pk = torch.empty(Bp, P, Hkv, 128, dtype=torch.bfloat16, device="meta")
         assert _corun_sms(q, k, [(pk, pk)], 132) == 0, (B, Hq, Hkv, Bp, P, S)
+
+
+def test_prefix_schedule_takes_176_key_tiles_only_for_short_compute_bound_items():
+    """Bit 2 of the prefix schedule (176-key tiles, kernels/hydragen/prefix.cu KV_ROWS_WIDE): the serial loop of
+    2-consumer blocks at D 128, one split, >= 256 stacked rows, and only where the wider tiles make fewer of them."""
+    from tkprefix.tk_hydragen import _prefix_schedule
+
+    def bits(B, Hq, Hkv, P, D=128, cw=2, pingpong=False, splits=1):
+        q = torch.empty(B, 1, Hq, D, device="meta")
+        k = torch.empty(1, P, Hkv, D, device="meta")
+        return _prefix_schedule(q, k, cw, pingpong, splits, 132)[0]
+
+    assert bits(512, 32, 8, 1024) == 4             # c3 B512 32/8 P1024: 6 tiles instead of 8
+    assert bits(64, 32, 8, 1401) == 4              # 256 rows, 8 tiles instead of 11
+    assert bits(512, 32, 8, 1536) == 2             # 12 tiles: the overlapped loop, 128 keys
+    assert bits(512, 32, 8, 256) == 0              # 2 tiles either way
+    assert bits(63, 32, 8, 1024) == 0              # 252 rows: not compute-bound enough
+    assert bits(512, 32, 8, 1024, D=64) == 0
+    assert bits(512, 32, 8, 1024, cw=3) == 0
+    assert bits(512, 32, 8, 1024, splits=2) == 0
+    assert bits(512, 32, 8, 1024, pingpong=True) == 1

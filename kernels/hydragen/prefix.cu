@@ -6,7 +6,8 @@
 //
 //   grid   = (ceil(M/(64*CW)) * Bp * Hkv, n_splits)      blockIdx.y splits the key range (merged later by LSE)
 //   block  = CW (2 or 3) consumer warpgroups (64 query rows each) + 1 producer warpgroup (TMA loads of 128-key K/V
-//            tiles); 3 as in TK's mha_h100, 2 where 128-row blocks fill the SMs in fuller waves
+//            tiles, or 176-key ones for short compute-bound items); 3 as in TK's mha_h100, 2 where 128-row blocks
+//            fill the SMs in fuller waves
 //
 // Differences from TK's mha_h100 forward, on purpose:
 //   * any M and P: query rows past M are zero-filled and never stored; keys past P come zero-filled from TMA and their
@@ -36,22 +37,27 @@ template<int CW> constexpr int CONSUMER_REGS = CW == 3 ? 160 : 240;
 constexpr int PRODUCER_REGS = 24;
 constexpr int Q_ROWS  = 64;                                                  // query rows per consumer warpgroup
 constexpr int KV_ROWS = 128;                                                 // keys per pipeline stage
+// Short compute-bound items (fewer than 12 tiles of 128, so the serial loop) take 176-key tiles, FlashAttention-3's, on
+// 2 stages: fewer loop steps (c3 B512 32/8 P1024: 6 instead of 8) measured 5 % faster (data/h200/dev/s18_prefix_stages).
+// D 128, 2 consumer warpgroups, one split only; the overlapped loop loses 7-20 % with them (registers).
+constexpr int KV_ROWS_WIDE = 176;
 // K/V pipeline depth. The serial loop, which also streams memory-bound prefixes, goes as deep as 227 KB of shared
 // memory allows (D=128, CW=2: 32 KB of q + 3 x 64 KB of K/V). The overlapped loop (compute-bound items) runs 2: it
 // measured 2-4 % faster than 3 on c3's suffix-0 shapes (data/h200/dev/s18_prefix_stages).
-template<int D, int CW, bool OVERLAP> constexpr int STAGES = (D == 64) ? 4 : (CW == 2 && !OVERLAP ? 3 : 2);
+template<int D, int CW, bool OVERLAP, int KV>
+constexpr int STAGES = (D == 64) ? 4 : (CW == 2 && !OVERLAP && KV == KV_ROWS ? 3 : 2);
 
-template<typename T, int D, int CW, bool OVERLAP> struct layout {
+template<typename T, int D, int CW, bool OVERLAP, int KV> struct layout {
     static constexpr int BLOCK_ROWS = CW * Q_ROWS;        // query rows per block
     using q_tile     = st<T, Q_ROWS, D>;                  // one consumer warpgroup's queries
-    using kv_tile    = st<T, KV_ROWS, D>;                 // 128 keys (or values)
+    using kv_tile    = st<T, KV, D>;                      // KV keys (or values)
     using lse_vec    = col_vec<st_fl<Q_ROWS, D>>;         // per-row LSE, staged for the scattered store
-    using att_tile   = rt_fl<16, KV_ROWS>;                // one warp's 16 rows x 128 scores
-    using att_mma    = rt<T, 16, KV_ROWS>;                // the same, as the A operand of P @ V
+    using att_tile   = rt_fl<16, KV>;                     // one warp's 16 rows x KV scores
+    using att_mma    = rt<T, 16, KV>;                     // the same, as the A operand of P @ V
     using o_tile     = rt_fl<16, D>;                      // one warp's 16 output rows
     using row_vec    = col_vec<att_tile>;                 // per-row running max / sum
     static constexpr size_t smem_bytes =
-        1024 /* alignment slack */ + CW * sizeof(q_tile) + 2 * STAGES<D, CW, OVERLAP> * sizeof(kv_tile) +
+        1024 /* alignment slack */ + CW * sizeof(q_tile) + 2 * STAGES<D, CW, OVERLAP, KV> * sizeof(kv_tile) +
         1024 /* the lse vectors, 1024-aligned */;
 };
 
@@ -65,7 +71,7 @@ struct globals {
     int R;                        // q-heads per kv-head, Hq / Hkv
     int M;                        // stacked query rows per (prefix row, kv-head), G*Nq*R
     int m_blocks;                 // ceil(M / (CW*64))
-    int n_tiles;                  // ceil(P / KV_ROWS)
+    int n_tiles;                  // ceil(P / KV)
     int tiles_per_split;
     int groups;                   // Bp * Hkv
     int n_splits;
@@ -178,14 +184,15 @@ __device__ __forceinline__ work_item item_of(const globals &g, int w) {
 // then runs on across items, so the next item's first tiles load during this one's last tiles and epilogue.
 // OVERLAP (CW = 2): each warpgroup issues tile t's Q K^T and tile t-1's P V together and runs t's softmax while P V
 // is in flight (FlashAttention-3's intra-warpgroup pipelining); the K and V stages are freed separately.
-template<typename T, int D, int CW, bool OVERLAP>
+template<typename T, int D, int CW, bool OVERLAP, int KV>
 __global__ __launch_bounds__(NUM_THREADS<CW>, 1)
 void prefix_kernel(const __grid_constant__ globals g) {
-    using L = layout<T, D, CW, OVERLAP>;
+    using L = layout<T, D, CW, OVERLAP, KV>;
     constexpr int CONSUMER_WARPGROUPS = CW, NUM_WARPGROUPS = CW + 1;
-    constexpr int S = STAGES<D, CW, OVERLAP>;
+    constexpr int S = STAGES<D, CW, OVERLAP, KV>;
     static_assert(L::smem_bytes + 4 * S * sizeof(semaphore) <= MAX_SHARED_MEMORY, "shared memory");
     static_assert(!OVERLAP || CW == 2, "the overlapped loop needs CW = 2's registers");
+    static_assert(KV == KV_ROWS || (CW == 2 && !OVERLAP), "wide tiles: the serial loop of 2-consumer blocks");
     constexpr float SCALE = softmax_scale_log2<D>();   // 1/sqrt(D) * log2(e): scores in base 2
 
     extern __shared__ int __shm[];
@@ -218,7 +225,7 @@ void prefix_kernel(const __grid_constant__ globals g) {
                 const work_item item = item_of(g, w);
                 for (int it = 0; it < item.n_iters; it++, t++) {
                     const int s = t % S;
-                    const int key0 = (item.tile_begin + it) * KV_ROWS;
+                    const int key0 = (item.tile_begin + it) * KV;
                     if (t >= S) wait(k_free[s], (t / S - 1) % 2);   // stage free again?
                     tma::expect_bytes(k_arrived[s], sizeof(typename L::kv_tile));
                     load_kv_tile(k_smem[s], &g.k_map, key0, item.h, item.bp, k_arrived[s]);
@@ -256,7 +263,7 @@ void prefix_kernel(const __grid_constant__ globals g) {
             warp::zero(norm_vec);
             warp::zero(o_reg);
             q_ready(wg);
-            const int first_valid = g.P - item.tile_begin * KV_ROWS;   // keys past P (zero-filled by TMA) get -inf
+            const int first_valid = g.P - item.tile_begin * KV;        // keys past P (zero-filled by TMA) get -inf
             if (trace) {
                 trace[w * 8 + 2] = now_ns(); wait(k_arrived[t % S], (t / S) % 2); trace[w * 8 + 3] = now_ns();
             }
@@ -271,7 +278,7 @@ void prefix_kernel(const __grid_constant__ globals g) {
                     warpgroup::mma_async_wait();
                     if (lane0) arrive(k_free[s], 1);
                     if (item.n_iters == 1 && has_next) load_q(w + gridDim.x);
-                    if (first_valid < KV_ROWS)
+                    if (first_valid < KV)
                         warp::right_fill(att, att, first_valid, base_types::constants<float>::neg_infty());
                     warp::mul(max_vec_last_scaled, max_vec, SCALE);
                     tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
@@ -288,8 +295,8 @@ void prefix_kernel(const __grid_constant__ globals g) {
                     warpgroup::mma_async_wait<1>();                                // S_t done, P V in flight
                     if (lane0) arrive(k_free[s], 1);
                     if (it == item.n_iters - 1 && has_next) load_q(w + gridDim.x);
-                    const int valid = first_valid - it * KV_ROWS;
-                    if (valid < KV_ROWS) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
+                    const int valid = first_valid - it * KV;
+                    if (valid < KV) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
                     tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
                     warpgroup::mma_async_wait();                                   // P_{t-1} V_{t-1} done
                     if (lane0) arrive(v_free[sp], 1);
@@ -332,8 +339,8 @@ void prefix_kernel(const __grid_constant__ globals g) {
                         warp::mul(max_vec_last_scaled, max_vec, SCALE);
                         warpgroup::mma_async_wait();
                         if (it == item.n_iters - 1 && has_next) load_q(w + gridDim.x);
-                        const int valid = first_valid - it * KV_ROWS;
-                        if (valid < KV_ROWS) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
+                        const int valid = first_valid - it * KV;
+                        if (valid < KV) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
                         // online softmax, base 2
                         tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
                         warp::copy(att_mma, att);
@@ -385,14 +392,14 @@ template<typename T> constexpr CUtensorMapDataType tma_format() {
     return std::is_same_v<T, bf16> ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
 }
 
-// 5-D map over a (Bp, P, Hkv, D) cache with strides in elements (D stride 1): box = 128 keys x D of one (bp, h).
-template<typename T, int D>
+// 5-D map over a (Bp, P, Hkv, D) cache with strides in elements (D stride 1): box = KV keys x D of one (bp, h).
+template<typename T, int D, int KV>
 const char *make_kv_map(CUtensorMap *map, const void *base, int Bp, int P, int Hkv, int64_t sb, int64_t sp, int64_t sh) {
     constexpr int SWIZZLE_ELEMS = 128 / sizeof(T);                   // 128-byte swizzle: 64 bf16/fp16 per chunk
     const uint64_t es = sizeof(T);
     uint64_t shape[5]   = {SWIZZLE_ELEMS, (uint64_t)P, D / SWIZZLE_ELEMS, (uint64_t)Hkv, (uint64_t)Bp};
     uint64_t stride[4]  = {sp * es, 128, sh * es, sb * es};          // bytes, for dims 1..4
-    uint32_t box[5]     = {SWIZZLE_ELEMS, KV_ROWS, D / SWIZZLE_ELEMS, 1, 1};
+    uint32_t box[5]     = {SWIZZLE_ELEMS, KV, D / SWIZZLE_ELEMS, 1, 1};
     uint32_t estride[5] = {1, 1, 1, 1, 1};
     if ((reinterpret_cast<uintptr_t>(base) & 15) != 0) return arg_error("prefix k/v: base pointer must be 16-byte aligned");
     for (int i = 0; i < 4; i++)
@@ -411,16 +418,16 @@ const char *make_kv_map(CUtensorMap *map, const void *base, int Bp, int P, int H
     return nullptr;
 }
 
-template<typename T, int D, int CW, bool OVERLAP>
+template<typename T, int D, int CW, bool OVERLAP, int KV = KV_ROWS>
 const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                    const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                    const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                    int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, int pingpong, int max_blocks,
                    tkp_out out, cudaStream_t stream) {
-    using L = layout<T, D, CW, OVERLAP>;
+    using L = layout<T, D, CW, OVERLAP, KV>;
     globals g{};
-    if (const char *e = make_kv_map<T, D>(&g.k_map, k, Bp, P, Hkv, k_sb, k_sp, k_sh)) return e;
-    if (const char *e = make_kv_map<T, D>(&g.v_map, v, Bp, P, Hkv, v_sb, v_sp, v_sh)) return e;
+    if (const char *e = make_kv_map<T, D, KV>(&g.k_map, k, Bp, P, Hkv, k_sb, k_sp, k_sh)) return e;
+    if (const char *e = make_kv_map<T, D, KV>(&g.v_map, v, Bp, P, Hkv, v_sb, v_sp, v_sh)) return e;
     g.q = q; g.q_sb = q_sb; g.q_sn = q_sn; g.q_sh = q_sh;
     g.out = out;
     g.Nq = Nq; g.Hq = Hq; g.Hkv = Hkv; g.P = P; g.pingpong = pingpong;
@@ -429,7 +436,7 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
     if (M >= (1ll << 31) / 2) return arg_error("prefix: too many stacked query rows (B/Bp * Nq * Hq/Hkv)");
     g.M = (int)M;
     g.m_blocks = (g.M + L::BLOCK_ROWS - 1) / L::BLOCK_ROWS;
-    g.n_tiles = (P + KV_ROWS - 1) / KV_ROWS;
+    g.n_tiles = (P + KV - 1) / KV;
     g.tiles_per_split = (g.n_tiles + n_splits - 1) / n_splits;
     if ((int64_t)(g.tiles_per_split) * (n_splits - 1) >= g.n_tiles)
         return arg_error("prefix: n_splits leaves an empty split (need n_splits == ceil(n_tiles / ceil(n_tiles / n_splits)))");
@@ -439,9 +446,9 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
 
     static bool attribute_set = false;   // per instantiation
     if (!attribute_set) {
-        TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D, CW, OVERLAP>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
+        TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D, CW, OVERLAP, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
         cudaFuncAttributes attr;
-        TKP_TRY(cudaFuncGetAttributes(&attr, prefix_kernel<T, D, CW, OVERLAP>));
+        TKP_TRY(cudaFuncGetAttributes(&attr, prefix_kernel<T, D, CW, OVERLAP, KV>));
         const int pool = ((attr.numRegs + 7) / 8 * 8) * NUM_THREADS<CW>;
         const int need = (CW * CONSUMER_REGS<CW> + PRODUCER_REGS) * WARPGROUP_THREADS;
         if (need > pool) {
@@ -453,7 +460,7 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
         attribute_set = true;
     }
     const int grid = max_blocks > 0 && max_blocks < n_items ? max_blocks : (int)n_items;
-    prefix_kernel<T, D, CW, OVERLAP><<<grid, NUM_THREADS<CW>, L::smem_bytes, stream>>>(g);
+    prefix_kernel<T, D, CW, OVERLAP, KV><<<grid, NUM_THREADS<CW>, L::smem_bytes, stream>>>(g);
     return launch_error("tkp prefix_kernel launch");
 }
 
@@ -487,6 +494,18 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
     if ((reinterpret_cast<uintptr_t>(out.o) & 15) || (reinterpret_cast<uintptr_t>(out.lse) & 3))
         return arg_error("prefix: o must be 16-byte aligned and lse 4-byte aligned");
     cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (schedule & 4) {   // bit 2: 176-key tiles (KV_ROWS_WIDE)
+        if (D != 128 || consumer_warpgroups != 2 || (schedule & 3) || n_splits != 1)
+            return arg_error("prefix: 176-key tiles (schedule bit 2) need D 128, 2 consumer warpgroups, one split and "
+                             "the serial loop without ping-pong");
+#define TKP_PREFIX_WIDE(TT)                                                                                       \
+        return prefix::launch<TT, 128, 2, false, prefix::KV_ROWS_WIDE>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v,  \
+                                                                       v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, Hkv, 1, 0, \
+                                                                       max_blocks, out, s)
+        if (dtype == TKP_BF16) TKP_PREFIX_WIDE(kittens::bf16);
+        if (dtype == TKP_FP16) TKP_PREFIX_WIDE(half);
+#undef TKP_PREFIX_WIDE
+    }
 #define TKP_PREFIX_CASE(TT, DD)                                                                               \
     return consumer_warpgroups == 3                                                                               \
         ? prefix::launch<TT, DD, 3, false>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, \

@@ -47,7 +47,7 @@ def child(variant: str, shape: str, seconds: float, progress: str) -> None:
     o, lse = torch.empty_like(q), torch.empty(B, 1, Hq, device=dev, dtype=torch.float32)
     _, d_keys = tkh._plan_decode(q, k, None)
     stream = tkh._stream(q)
-    schedule = tkh._prefix_schedule(q, sk, False, splits)   # (bits, grid cap), as the step launches it
+    schedule = tkh._prefix_schedule(q, sk, cw, False, splits)   # (bits, grid cap), as the step launches it
 
     def prefix():
         ext.prefix_attention(q, sk, sv, ws_o, ws_lse, splits, cw, *schedule, stream)

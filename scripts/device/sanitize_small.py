@@ -1,7 +1,8 @@
 """Small cases of each Hydragen kernel, for compute-sanitizer (memcheck / racecheck).
 
 Usage: compute-sanitizer --tool memcheck python scripts/device/sanitize_small.py
-Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4; the overlapped loop on a persistent grid), decode
+Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4; the overlapped loop on a persistent grid; 176-key
+tiles), decode
 (causal + seq_len with an empty sequence, 2 splits, 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800
 blocks, more than fit at once, with a prefix merged in, and co-run with the prefix on 3 SMs), merge. Prints the max
 error of each against a float64 reference.
@@ -39,6 +40,17 @@ for D in (64, 128):
     r = ref(q[idx], pk[idx // 10], pv[idx // 10], torch.ones(4, 1, 1600, dtype=torch.bool, device="cuda"))
     print(f"prefix D{D} overlapped loop: max err {(o[idx].double() - r).abs().max().item():.3e}, "
           f"NaN {int(o.isnan().sum())}")
+    if D == 128:   # 176-key tiles (the serial loop's short compute-bound items): 1,164 rows, 350 keys in 2 tiles,
+        # the last partial; the last block's second warpgroup idle; 80 work items on a 40-block persistent grid
+        q = torch.randn(97, 3, 32, D, device="cuda", dtype=dt)
+        pk, pv = (torch.randn(1, 350, 8, D, device="cuda", dtype=dt) for _ in range(2))
+        assert tkh._prefix_schedule(q, pk, 2, False, 1, 40) == (4, 40)
+        o = torch.full_like(q, float("nan"))
+        lse = torch.full(q.shape[:3], float("nan"), device="cuda")
+        tkh._ext().prefix_attention(q, pk, pv, o, lse, 1, 2, 4, 40, tkh._stream(q))
+        r = ref(q, pk.expand(97, -1, -1, -1), pv.expand(97, -1, -1, -1), torch.ones(97, 3, 350, dtype=torch.bool,
+                                                                                  device="cuda"))
+        print(f"prefix D{D} 176-key tiles: max err {(o.double() - r).abs().max().item():.3e}, NaN {int(o.isnan().sum())}")
     k, v = torch.randn(3, 150, 4, D, device="cuda", dtype=dt), torch.randn(3, 150, 4, D, device="cuda", dtype=dt)
     for Nq, Hq in ((3, 32), (1, 32), (3, 64)):   # 24, 8 and 48 rows per kv-head: 2, 1 and 4 row tiles a block
         q = torch.randn(3, Nq, Hq, D, device="cuda", dtype=dt)

@@ -136,6 +136,12 @@ PREFIX_OVERLAP = True      # 2-consumer blocks whose two warpgroups both have ro
                            # the serial loop is kept (an idle warpgroup would compute on zero rows: 1-2 % slower)
 PREFIX_OVERLAP_MIN_TILES = 12  # tiles per work item; shorter loops (split prefixes) keep the serial loop: at <= 8
                                # tiles the overlapped one measured 0.94-1.02x, at >= 12 1.00-1.06x (session 11)
+# 176-key tiles (FlashAttention-3's; prefix.cu's KV_ROWS_WIDE) for the serial loop's compute-bound items: >=
+# PREFIX_WIDE_MIN_ROWS stacked rows, one split, 2 consumer warpgroups, D 128, and only where they make fewer tiles than
+# 128 keys do. c3 B512 32/8 P1024: 6 tiles instead of 8, 1.05x faster (data/h200/dev/s18_prefix_stages, s19_prefix_wide)
+PREFIX_WIDE = True
+PREFIX_WIDE_TILE_KEYS = 176
+PREFIX_WIDE_MIN_ROWS = 256
 PREFIX_PERSISTENT = True   # at most one block per SM, each looping over work items, the next item's Q loaded under
                            # the last tile (per item: block launch, Q gather and pipeline fill no longer exposed)
 
@@ -146,16 +152,20 @@ def _stacked_rows(q: torch.Tensor, k: torch.Tensor) -> int:
     return (q.shape[0] // k.shape[0]) * q.shape[1] * (q.shape[2] // k.shape[2])
 
 
-def _prefix_schedule(q: torch.Tensor, k: torch.Tensor, pingpong: bool, n_splits: int,
+def _prefix_schedule(q: torch.Tensor, k: torch.Tensor, cw: int, pingpong: bool, n_splits: int,
                      n_sm: int | None = None) -> tuple[int, int]:
-    """(schedule bits, grid cap) of a prefix launch: bit 0 ping-pong, bit 1 the overlapped loop; cap 0 = a block per
-    work item. n_sm: the SMs the launch may take (default all)."""
+    """(schedule bits, grid cap) of a prefix launch of cw consumer warpgroups: bit 0 ping-pong, bit 1 the overlapped
+    loop, bit 2 176-key tiles; cap 0 = a block per work item. n_sm: the SMs the launch may take (default all)."""
     rows = _stacked_rows(q, k)
     n_tiles = math.ceil(k.shape[1] / PREFIX_TILE_KEYS)
     tiles_per_item = math.ceil(n_tiles / n_splits)
-    overlap = PREFIX_OVERLAP and not pingpong and rows > 64 and tiles_per_item >= PREFIX_OVERLAP_MIN_TILES
+    pingpong = pingpong and cw == 2
+    overlap = (PREFIX_OVERLAP and cw == 2 and not pingpong and rows > 64
+               and tiles_per_item >= PREFIX_OVERLAP_MIN_TILES)
+    wide = (PREFIX_WIDE and not overlap and not pingpong and cw == 2 and n_splits == 1 and q.shape[3] == 128
+            and rows >= PREFIX_WIDE_MIN_ROWS and math.ceil(k.shape[1] / PREFIX_WIDE_TILE_KEYS) < n_tiles)
     cap = (n_sm or _num_sms(q.device.index or 0)) if PREFIX_PERSISTENT or n_sm else 0
-    return (1 if pingpong else 0) | (2 if overlap else 0), cap
+    return (1 if pingpong else 0) | (2 if overlap else 0) | (4 if wide else 0), cap
 
 
 @lru_cache(maxsize=4096)   # pure function of ints: memoised, it sits on every call's host path
@@ -340,7 +350,7 @@ def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_spl
     q, k, v = _prep(q), _prep(k), _prep(v)
     ext = _ext()
     cw, s = _plan_prefix(q, k, n_splits, consumer_warpgroups)
-    sched, cap = _prefix_schedule(q, k, PREFIX_PINGPONG if pingpong is None else bool(pingpong), s)
+    sched, cap = _prefix_schedule(q, k, cw, PREFIX_PINGPONG if pingpong is None else bool(pingpong), s)
     if s == 1:
         ext.prefix_attention(q, k, v, o, lse, 1, cw, sched, cap, _stream(q))
     else:
@@ -513,7 +523,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         slot = 0
         for (sk, sv), (cw, s) in zip(levels, plans):
             ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
-                                 *_prefix_schedule(q, sk, PREFIX_PINGPONG, s, prefix_sms), pre_stream)
+                                 *_prefix_schedule(q, sk, cw, PREFIX_PINGPONG, s, prefix_sms), pre_stream)
             slot += s
         ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, dec_stream)
         join = torch.cuda.Event()
@@ -524,7 +534,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     slot = 0
     for (sk, sv), (cw, s) in zip(levels, plans):
         ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
-                             *_prefix_schedule(q, sk, PREFIX_PINGPONG, s), stream)
+                             *_prefix_schedule(q, sk, cw, PREFIX_PINGPONG, s), stream)
         slot += s
     if fused:
         pre = (ws_o, ws_lse) if n_prefix else (None, None)

@@ -85,6 +85,10 @@ PREFIX_CASES = [  # (B, Bp, Nq, Hq, Hkv, P)
     (130, 1, 1, 8, 8, 64),
     (400, 2, 1, 4, 4, 131),
     (256, 1, 1, 32, 8, 1500),    # 1024 rows per kv-head: full 128/192-row blocks, 12 key tiles (ping-pong turns)
+    # >= 256 rows, < 12 tiles, fewer of 176 keys: 176-key tiles at D 128, cw 2, one split (test_hydragen.py's rule)
+    (97, 1, 3, 32, 8, 350),      # 1,164 rows: the last block's second warpgroup idle; 2 tiles, the last partial
+    (130, 2, 1, 16, 4, 176),     # two prefix rows, one full 176-key tile
+    (33, 1, 1, 64, 8, 1401),     # GQA 8, 8 tiles of 176 (11 of 128)
 ]
 
 
@@ -123,6 +127,13 @@ def test_prefix_strided_cache_read_in_place(requires_tk):
     o_ref, lse_ref = ref_attention(q, k.repeat_interleave(3, 0), v.repeat_interleave(3, 0),
                                    torch.ones(6, 1, 433, dtype=torch.bool, device="cuda"))
     check(o, lse, o_ref, lse_ref, dtype, "strided prefix")
+    # the same cache read with 176-key tiles, and q a strided view too (every other q-head of a wider tensor)
+    q = rnd(256, 1, 16, D, dtype=dtype)[:, :, ::2]                # (256, 1, 8, D): 512 stacked rows per kv-head
+    assert tkh._prefix_schedule(q, k, 2, False, 1, 132)[0] == 4
+    o, lse = tkh.prefix_attention(q, k, v, n_splits=1, consumer_warpgroups=2, out=poisoned(q))
+    o_ref, lse_ref = ref_attention(q, k.repeat_interleave(128, 0), v.repeat_interleave(128, 0),
+                                   torch.ones(256, 1, 433, dtype=torch.bool, device="cuda"))
+    check(o, lse, o_ref, lse_ref, dtype, "strided prefix, 176-key tiles")
 
 
 def test_outputs_must_be_16_byte_aligned(requires_tk):
