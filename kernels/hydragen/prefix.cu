@@ -37,13 +37,13 @@ template<int CW> constexpr int CONSUMER_REGS = CW == 3 ? 160 : 240;
 constexpr int PRODUCER_REGS = 24;
 constexpr int Q_ROWS  = 64;                                                  // query rows per consumer warpgroup
 constexpr int KV_ROWS = 128;                                                 // keys per pipeline stage
-// Short compute-bound items (fewer than 12 tiles of 128, so the serial loop) take 176-key tiles, FlashAttention-3's, on
-// 2 stages: fewer loop steps (c3 B512 32/8 P1024: 6 instead of 8) measured 5 % faster (data/h200/dev/s18_prefix_stages).
+// Short compute-bound items (fewer than 12 tiles of 128, so the serial loop) take 176-key tiles, FlashAttention-3's:
+// fewer loop steps (c3 B512 32/8 P1024: 6 instead of 8), 5 % faster (data/h200/dev/s18_prefix_stages, s19_prefix_wide).
 // D 128, 2 consumer warpgroups, one split only; the overlapped loop loses 7-20 % with them (registers).
 constexpr int KV_ROWS_WIDE = 176;
 // K/V pipeline depth. The serial loop, which also streams memory-bound prefixes, goes as deep as 227 KB of shared
-// memory allows (D=128, CW=2: 32 KB of q + 3 x 64 KB of K/V). The overlapped loop (compute-bound items) runs 2: it
-// measured 2-4 % faster than 3 on c3's suffix-0 shapes (data/h200/dev/s18_prefix_stages).
+// memory allows (D=128, CW=2: 32 KB of q + 3 x 64 KB of K/V; 2 x 88 KB with 176-key tiles). The overlapped loop
+// (compute-bound items) runs 2: it measured 2-4 % faster than 3 on c3's suffix-0 shapes (s18_prefix_stages).
 template<int D, int CW, bool OVERLAP, int KV>
 constexpr int STAGES = (D == 64) ? 4 : (CW == 2 && !OVERLAP && KV == KV_ROWS ? 3 : 2);
 
