@@ -43,7 +43,9 @@ def capture_graph(fn: Callable[[], object], warmup: int = 2) -> tuple[torch.cuda
     """Capture ``fn`` (after ``warmup`` runs on a side stream, as PyTorch requires the first time) into a CUDA graph;
     ``warmup=0`` captures again a function that has run before.
 
-    Returns the graph and the output tensor(s) it writes on every replay."""
+    Returns the graph and the output tensor(s) it writes on every replay. Tensors that ``fn`` uses but did not allocate
+    during the capture must outlive the graph: each capture empties the allocator's cache, so the memory of a freed
+    one can be unmapped and a replay then faults (data/h200/dev/s19_prefix_wide)."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
