@@ -109,6 +109,8 @@ def test_issue11_targets_and_auto(tmp_path):
     df = summarize.load_bench(_run(tmp_path / "auto", ROWS + [_row(A, "tk_auto", 1, 70.0)]))
     text = "\n".join(summarize.issue11_targets(df))
     assert f"| tk_auto: {80 / 70:.2f}× worst (c1 B16 H32/32 P0 S512, tk_auto)" in text
+    # auto's rule runs SDPA there (nothing shared, 512 keys), so the target compares sdpa_naive's call with itself
+    assert f"in 1 of them auto runs the plain SDPA decode, sdpa_naive's own call ({80 / 70:.3f}–{80 / 70:.3f}×)" in text
     assert "| yes |" in text
 
 
