@@ -163,7 +163,8 @@ def _prefix_schedule(q: torch.Tensor, k: torch.Tensor, cw: int, pingpong: bool, 
     overlap = (PREFIX_OVERLAP and cw == 2 and not pingpong and rows > 64
                and tiles_per_item >= PREFIX_OVERLAP_MIN_TILES)
     wide = (PREFIX_WIDE and not overlap and not pingpong and cw == 2 and n_splits == 1 and q.shape[3] == 128
-            and rows >= PREFIX_WIDE_MIN_ROWS and math.ceil(k.shape[1] / PREFIX_WIDE_TILE_KEYS) < n_tiles)
+            and rows >= PREFIX_WIDE_MIN_ROWS and n_tiles < PREFIX_OVERLAP_MIN_TILES
+            and math.ceil(k.shape[1] / PREFIX_WIDE_TILE_KEYS) < n_tiles)
     cap = (n_sm or _num_sms(q.device.index or 0)) if PREFIX_PERSISTENT or n_sm else 0
     return (1 if pingpong else 0) | (2 if overlap else 0) | (4 if wide else 0), cap
 
