@@ -215,16 +215,19 @@ def test_corun_rule_never_loses_on_the_measured_sweep():
         assert _corun_sms(q, k, [(pk, pk)], 132) == 0, (B, Hq, Hkv, Bp, P, S)
 
 
+def _schedule_bits(B, Hq, Hkv, P, D=128, cw=2, pingpong=False, splits=1):
+    """tk_hydragen._prefix_schedule's bits for q (B, 1, Hq, D) against one prefix row of P keys, on 132 SMs."""
+    from tkprefix.tk_hydragen import _prefix_schedule
+
+    q = torch.empty(B, 1, Hq, D, device="meta")
+    k = torch.empty(1, P, Hkv, D, device="meta")
+    return _prefix_schedule(q, k, cw, pingpong, splits, 132)[0]
+
+
 def test_prefix_schedule_takes_176_key_tiles_only_for_short_compute_bound_items():
     """Bit 2 of the prefix schedule (176-key tiles, kernels/hydragen/prefix.cu KV_ROWS_WIDE): the serial loop of
     2-consumer blocks at D 128, one split, >= 256 stacked rows, and only where the wider tiles make fewer of them."""
-    from tkprefix.tk_hydragen import _prefix_schedule
-
-    def bits(B, Hq, Hkv, P, D=128, cw=2, pingpong=False, splits=1):
-        q = torch.empty(B, 1, Hq, D, device="meta")
-        k = torch.empty(1, P, Hkv, D, device="meta")
-        return _prefix_schedule(q, k, cw, pingpong, splits, 132)[0]
-
+    bits = _schedule_bits
     assert bits(512, 32, 8, 1024) == 4             # c3 B512 32/8 P1024: 6 tiles instead of 8
     assert bits(64, 32, 8, 1401) == 4              # 256 rows, 8 tiles instead of 11
     assert bits(512, 32, 8, 1536) == 2             # 12 tiles: the overlapped loop, 128 keys
@@ -244,17 +247,13 @@ def test_176_key_tile_rule_against_its_h200_a_b():
     import math
     from pathlib import Path
 
-    from tkprefix.tk_hydragen import _prefix_schedule
-
     path = Path(__file__).parents[1] / "data/h200/dev/s19_prefix_wide/ab.csv"
     rows = [r for r in csv.DictReader(path.open()) if r["kind"] == "kernel"]
     assert len(rows) >= 15
     picked = {}
     for r in rows:
         B, Hq, Hkv, P = (int(r[c]) for c in ("B", "Hq", "Hkv", "P"))
-        q = torch.empty(B, 1, Hq, 128, device="meta")
-        k = torch.empty(1, P, Hkv, 128, device="meta")
-        if _prefix_schedule(q, k, 2, False, 1, 132)[0] == 4:
+        if _schedule_bits(B, Hq, Hkv, P) == 4:
             picked[(B, Hq, Hkv, P)] = float(r["ratio"])
     assert (512, 32, 8, 1024) in picked and len(picked) >= 12
     assert max(picked.values()) <= 1.03
