@@ -3,6 +3,8 @@
 Both through the benchmark's own adapters (tkprefix.bench.peers), on the benchmark's inputs.
   python3 measure.py time     per shape: graph replays after the L2 flush, interleaved (median of 40), as the harness
                               times them; then each alone back to back for ~2 s (no flush), to see the sustained rate.
+  python3 measure.py loaded   the same interleaved timing with two heavy calls among the runners (a 1 GiB copy and an
+                              8192^3 bf16 GEMM, ~1 ms each), as the other peers of a recorded case load the GPU.
   python3 measure.py ncu IMPL B HQ HKV P
                               one eager call of IMPL between cudaProfilerStart/Stop (run it under
                               `ncu --profile-from-start off`), after warm-up calls.
@@ -32,15 +34,23 @@ def tflops(B, Hq, P, us):
     return 4 * B * Hq * P * 128 / us / 1e6
 
 
-def time_all():
+def time_all(loaded=False):
     fl = L2Flusher(device="cuda")
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst, mats = torch.empty_like(src), [torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2)]
+    heavy = {"copy": lambda: dst.copy_(src), "gemm": lambda: mats[0] @ mats[1]} if loaded else {}
     for B, Hq, Hkv, P in SHAPES:
         preps = {i: prepared(i, B, Hq, Hkv, P) for i in IMPLS}
         graphs = {i: capture_graph(p.run)[0] for i, p in preps.items()}
-        t = time_interleaved({i: g.replay for i, g in graphs.items()}, 40, fl)
-        for i, xs in t.items():
-            us = statistics.median(xs)
-            print(f"flushed,{i},{B},{Hq},{Hkv},{P},{us:.2f},{tflops(B, Hq, P, us):.0f}", flush=True)
+        t = time_interleaved({i: g.replay for i, g in graphs.items()} | heavy, 40, fl)
+        for i in IMPLS:
+            us = statistics.median(t[i])
+            print(f"{'loaded' if loaded else 'flushed'},{i},{B},{Hq},{Hkv},{P},{us:.2f},{tflops(B, Hq, P, us):.0f}",
+                  flush=True)
+        if loaded:
+            del preps, graphs
+            torch.cuda.empty_cache()
+            continue
         for i, g in graphs.items():   # sustained: back to back, no flush, ~2 s each
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             n = max(10, int(2e6 / statistics.median(t[i])))
@@ -68,8 +78,8 @@ def ncu_one(impl, B, Hq, Hkv, P):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "time":
+    if sys.argv[1] in ("time", "loaded"):
         print("mode,impl,B,Hq,Hkv,P,median_us,tflops", flush=True)
-        time_all()
+        time_all(loaded=sys.argv[1] == "loaded")
     else:
         ncu_one(sys.argv[2], *map(int, sys.argv[3:7]))
