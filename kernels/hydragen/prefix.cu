@@ -390,7 +390,7 @@ void prefix_kernel(const __grid_constant__ globals g) {
                 warpgroup::sync(wg + 1);   // lse_smem is read before the next item writes it
             }
             if (trace) trace[w * 8 + 5] = now_ns();
-            qb ^= L::Q_BUFS - 1;
+            qb ^= L::Q_BUFS - 1;   // the buffer the next item's q went to (the serial loop's one buffer: 0)
         }
     }
 }

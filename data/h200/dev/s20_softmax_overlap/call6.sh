@@ -30,7 +30,7 @@ cat /tmp/sass_*.txt > $OUT/sass_waits.txt
 echo "tag,B,Hq,Hkv,P,median_us,tflops,rel_err,nan" > $OUT/ab.csv
 for i in 1 2; do for v in $V; do
   TAG=$v TKPREFIX_FAMILIES=hydragen TKPREFIX_KERNELS_DIR=$PWD/.dev/s20/v2/$v TKPREFIX_BUILD_DIR=/tmp/b_$v timeout 60 \
-    python3 $D/ab.py >> $OUT/ab.csv 2>>/tmp/ab.err; echo "ab $v rc=$? at $(el) s"
+    python3 data/h200/dev/s20_overlap_tile/ab.py >> $OUT/ab.csv 2>>/tmp/ab.err; echo "ab $v rc=$? at $(el) s"
 done; done
 tail -3 /tmp/ab.err
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu | head -1)
