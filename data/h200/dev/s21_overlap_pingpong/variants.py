@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-dest = Path(sys.argv[1])
 PP_EDITS = [
     # the chain: warpgroup 0 opens its own first turn; each turn hands over to the other warpgroup
     ("""        if (blockIdx.x < n_items) load_q(blockIdx.x, 0);
@@ -39,21 +38,26 @@ PP_EDITS = [
                     asm volatile("bar.arrive %0, %1;\\n" ::"r"(TURN_BAR + 1 - wg), "n"(2 * WARPGROUP_THREADS));
 """),
 ]
-head = Path("kernels/hydragen/prefix.cu").read_text()
-for old, _ in PP_EDITS:
-    assert head.count(old) == 1, old
-for name in ("head", "msel", "pp", "msel_pp"):
-    d = dest / name
-    shutil.rmtree(d, ignore_errors=True)
-    shutil.copytree("kernels", d)
-    if "msel" in name:
-        subprocess.run(["patch", "-p2", "-s", "-d", str(d), "-i",
-                        str(Path("data/h200/dev/s20_softmax_overlap/mask_selects.patch").resolve())], check=True)
-    if "pp" in name:
-        f = d / "hydragen" / "prefix.cu"
-        t = f.read_text()
-        for old, new in PP_EDITS:
-            assert t.count(old) == 1, old
-            t = t.replace(old, new)
-        f.write_text(t)
-    print(d)
+def main(dest):
+    head = Path("kernels/hydragen/prefix.cu").read_text()
+    for old, _ in PP_EDITS:
+        assert head.count(old) == 1, old
+    for name in ("head", "msel", "pp", "msel_pp"):
+        d = dest / name
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree("kernels", d)
+        if "msel" in name:
+            subprocess.run(["patch", "-p2", "-s", "-d", str(d), "-i",
+                            str(Path("data/h200/dev/s20_softmax_overlap/mask_selects.patch").resolve())], check=True)
+        if "pp" in name:
+            f = d / "hydragen" / "prefix.cu"
+            t = f.read_text()
+            for old, new in PP_EDITS:
+                assert t.count(old) == 1, old
+                t = t.replace(old, new)
+            f.write_text(t)
+        print(d)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
