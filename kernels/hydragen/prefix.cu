@@ -138,6 +138,16 @@ __device__ __forceinline__ void q_ready(int wg) {
     warpgroup::sync(wg + 1);
 }
 
+// Two consumer warpgroups taking turns at issuing their wgmmas, through named barriers TURN_BAR + wg (256 threads):
+// a warpgroup waits for its turn, issues, and passes the turn to the other (FlashAttention-3's warp-scheduler barrier).
+constexpr int TURN_BAR = 4;   // ids 1..3 are the per-warpgroup syncs
+__device__ __forceinline__ void turn_wait(int wg) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(TURN_BAR + wg), "n"(2 * WARPGROUP_THREADS));
+}
+__device__ __forceinline__ void turn_pass(int to_wg) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(TURN_BAR + to_wg), "n"(2 * WARPGROUP_THREADS));
+}
+
 // Store one warp's 16 rows of o (fp32 registers) to their scattered output rows, as U (the input dtype or float).
 template<typename U, int D>
 __device__ __forceinline__ void store_o(const rt_fl<16, D> &o, const globals &g, int bp, int h, int row0, U *base) {
@@ -185,10 +195,11 @@ __device__ __forceinline__ work_item item_of(const globals &g, int w) {
 
 // Grid: one block per work item, or fewer blocks (persistent) that take items w, w + gridDim.x, ...; the K/V pipeline
 // then runs on across items, so the next item's first tiles load during this one's last tiles and epilogue.
-// OVERLAP (CW = 2): each warpgroup issues tile t's Q K^T and tile t-1's P V together (FlashAttention-3's order); the K
-// and V stages are freed separately. ptxas waits for P V where the key mask's branch rejoins, before t's softmax, so
-// the two warpgroups' interleaving is what overlaps; masking with selects (no branch) ran 18-31 % slower, and the
-// warpgroups taking turns at issuing 0.997x (data/h200/dev/s21_overlap_pingpong).
+// OVERLAP (CW = 2): each warpgroup issues tile t's Q K^T and tile t-1's P V together, and the two warpgroups take
+// turns at issuing (FlashAttention-3's order and warp-scheduler barrier); the K and V stages are freed separately.
+// The key mask runs in a separate last step: with its branch in the loop, ptxas waited for P V right after S_t;
+// without it, after most of t's row max. Turns and mask step together are 2-3 % faster on c3's compute-bound
+// prefixes; either alone, or masking by selects, is slower (data/h200/dev/s21_overlap_pingpong).
 template<typename T, int D, int CW, bool OVERLAP, int KV>
 __global__ __launch_bounds__(NUM_THREADS<CW>, 1)
 void prefix_kernel(const __grid_constant__ globals g) {
@@ -260,6 +271,9 @@ void prefix_kernel(const __grid_constant__ globals g) {
             load_q_async<T, D>(q_smem[buf][wg], g, next.bp, next.h, next.m_block * L::BLOCK_ROWS + wg * Q_ROWS);
         };
         if (blockIdx.x < n_items) load_q(blockIdx.x, 0);
+        // The overlapped loop's turns run as one chain across the block's items; warpgroup 0 opens it. Warpgroup 1's
+        // last pass is never taken: a block's barriers are dropped when it exits.
+        if (OVERLAP && wg == 0) turn_pass(0);
 
         for (int w = blockIdx.x; w < n_items; w += gridDim.x) {
             const bool has_next = w + gridDim.x < n_items;
@@ -285,7 +299,9 @@ void prefix_kernel(const __grid_constant__ globals g) {
                 {
                     const int s = t % S;
                     wait(k_arrived[s], (t / S) % 2);
+                    turn_wait(wg);
                     warpgroup::mm_ABt(att, q_smem[qb][wg], k_smem[s]);
+                    turn_pass(1 - wg);
                     warpgroup::mma_async_wait();
                     if (lane0) arrive(k_free[s], 1);
                     if (first_valid < KV)
@@ -295,23 +311,29 @@ void prefix_kernel(const __grid_constant__ globals g) {
                     warp::copy(att_mma, att);
                     t++;
                 }
-                for (int it = 1; it < item.n_iters; it++, t++) {
+                const auto step = [&](int it, auto masked) {
                     const int s = t % S, sp = (t - 1) % S;
                     wait(k_arrived[s], (t / S) % 2);
                     warp::mul(max_vec_last_scaled, max_vec, SCALE);
+                    turn_wait(wg);
                     warpgroup::mm_ABt(att, q_smem[qb][wg], k_smem[s]);             // S_t = Q K_t^T
                     wait(v_arrived[sp], ((t - 1) / S) % 2);
                     warpgroup::mma_AB(o_reg, att_mma, v_smem[sp]);                // O += P_{t-1} V_{t-1}
+                    turn_pass(1 - wg);
                     warpgroup::mma_async_wait<1>();                                // S_t done, P V in flight
                     if (lane0) arrive(k_free[s], 1);
-                    const int valid = first_valid - it * KV;
-                    if (valid < KV) warp::right_fill(att, att, valid, base_types::constants<float>::neg_infty());
+                    if constexpr (decltype(masked)::value)   // only the tile that P cuts: no branch in the loop
+                        warp::right_fill(att, att, first_valid - it * KV, base_types::constants<float>::neg_infty());
                     tkp::online_softmax_step(att, max_vec, norm_vec, max_vec_last_scaled, max_vec_scaled, SCALE);
                     warpgroup::mma_async_wait();                                   // P_{t-1} V_{t-1} done
                     if (lane0) arrive(v_free[sp], 1);
                     warp::mul_row(o_reg, o_reg, max_vec_last_scaled);
                     warp::copy(att_mma, att);
-                }
+                };
+                // tiles 1 .. n_full-1 need no mask; the last one does when P ends inside it
+                const int n_full = first_valid >= item.n_iters * KV ? item.n_iters : item.n_iters - 1;
+                for (int it = 1; it < n_full; it++, t++) step(it, std::false_type{});
+                if (n_full < item.n_iters && item.n_iters > 1) { step(item.n_iters - 1, std::true_type{}); t++; }
                 const int sl = (t - 1) % S;                                        // the item's last tile
                 wait(v_arrived[sl], ((t - 1) / S) % 2);
                 warpgroup::mma_AB(o_reg, att_mma, v_smem[sl]);
@@ -319,12 +341,11 @@ void prefix_kernel(const __grid_constant__ globals g) {
                 if (lane0) arrive(v_free[sl], 1);
             } else {
                 // Ping-pong (CW = 2, both warpgroups active): the two warpgroups take turns issuing Q K^T (named
-                // barriers PP_BAR + wg, 256 threads), which staggers them by half an iteration so that one's softmax
+                // barriers, turn_wait / turn_pass), which staggers them by half an iteration so that one's softmax
                 // overlaps the other's matrix products. Warpgroup 1 opens the first turn for warpgroup 0 and skips
                 // its last hand-over, so every barrier phase is matched within the item.
-                constexpr int PP_BAR = 4;   // ids 1..3 are the per-warpgroup syncs
                 const bool pingpong = CW == 2 && g.pingpong && (item.m_block * L::BLOCK_ROWS + Q_ROWS < g.M);
-                if (pingpong && wg == 1) asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 0), "n"(2 * WARPGROUP_THREADS));
+                if (pingpong && wg == 1) turn_pass(0);
                 for (int it = 0; it < item.n_iters; it++, t++) {
                     const int s = t % S, phase = (t / S) % 2;
 #ifdef TKP_FAULT_STALL_IDLE_NS   // test hook (data/h200/dev/s17_idle_warp_hang): one idle warp arrives late
@@ -341,10 +362,10 @@ void prefix_kernel(const __grid_constant__ globals g) {
                         warpgroup::sync(wg + 1);
                     } else {
                         // S = Q K^T
-                        if (pingpong) asm volatile("bar.sync %0, %1;\n" ::"r"(PP_BAR + wg), "n"(2 * WARPGROUP_THREADS));
+                        if (pingpong) turn_wait(wg);
                         warpgroup::mm_ABt(att, q_smem[0][wg], k_smem[s]);
                         if (pingpong && (wg == 0 || it + 1 < item.n_iters))
-                            asm volatile("bar.arrive %0, %1;\n" ::"r"(PP_BAR + 1 - wg), "n"(2 * WARPGROUP_THREADS));
+                            turn_pass(1 - wg);
                         warp::mul(max_vec_last_scaled, max_vec, SCALE);
                         warpgroup::mma_async_wait();
                         if (it == item.n_iters - 1 && has_next) load_q(w + gridDim.x, 0);
