@@ -41,12 +41,15 @@ def test_ratios_and_shares(tmp_path, capsys):
     assert tk["within_5pct"] == pytest.approx(1 / 3) and tk["within_10pct"] == pytest.approx(1.0)
     assert s["per_impl"]["peer"]["rows"] == 1 and s["per_impl"]["peer"]["geomean"] == pytest.approx(0.5)
     assert s["all"]["rows"] == 4 and s["all"]["within_10pct"] == pytest.approx(0.75)
+    assert s["per_mode"]["graph"]["rows"] == 1 and s["per_mode"]["graph"]["geomean"] == pytest.approx(1.08)
+    assert s["per_mode"]["eager"]["rows"] == 3 and s["per_mode"]["eager"]["max"] == pytest.approx(1.04)
     assert len(rows) == 6
 
     out = tmp_path / "o"
     assert compare.main([str(a), str(b), "--json", str(out / "s.json"), "--csv", str(out / "rows.csv")]) == 0
     text = capsys.readouterr().out
     assert "tk_x" in text and "33.3 %" in text and "NVIDIA H200" in text
+    assert "(all eager rows)" in text and "(all graph rows)" in text
     assert json.loads((out / "s.json").read_text())["all"]["rows"] == 4
     assert len(pd.read_csv(out / "rows.csv")) == 6
 
