@@ -7,7 +7,7 @@ them), implementation and timing mode (eager or CUDA graph). For every case that
 B's median time over A's (> 1: B slower). Printed: per implementation the number of cases, geometric mean, min and
 max of B/A, and the share of cases within 5 % and 10 % (``|B/A - 1| <= 0.05``); then the same per timing mode and
 over all rows. Eager times include the host's launch work: when eager rows moved and graph rows did not, the host
-was loaded during one of the runs (data/h200's run at 30717aa: 32 eager rows up to 10.6x, graph rows 0.91-1.05x).
+was loaded during one of the runs.
 
 Examples::
 
