@@ -130,8 +130,7 @@ void prefix_set_trace(int64_t buffer) { raise_if(tkp_prefix_set_trace(reinterpre
 
 void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
                       const c10::optional<at::Tensor> &seq_len, const at::Tensor &o, const at::Tensor &lse,
-                      int64_t n_splits, int64_t split_keys, int64_t items_per_block,
-                      const c10::optional<at::Tensor> &merge_o,
+                      int64_t n_splits, int64_t split_keys, const c10::optional<at::Tensor> &merge_o,
                       const c10::optional<at::Tensor> &merge_lse, int64_t stream) {
     TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
     const int64_t D = q.size(-1);
@@ -167,8 +166,7 @@ void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor
                                   k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
                                   v.data_ptr(), v.stride(0), v.stride(1), v.stride(2), sl,
                                   (int)q.size(0), (int)q.size(1), (int)q.size(2), (int)k.size(1), (int)k.size(2),
-                                  (int)n_splits, (int)split_keys, (int)items_per_block,
-                                  pre.n_slots > 0 ? &pre : nullptr, out,
+                                  (int)n_splits, (int)split_keys, pre.n_slots > 0 ? &pre : nullptr, out,
                                   reinterpret_cast<void *>(stream)));
 }
 
@@ -325,8 +323,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           "diagnostic: per-item timestamps of the prefix kernel into a CUDA buffer (0: off)", py::arg("buffer"));
     m.def("decode_attention", &decode_attention, "per-sequence decode attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("seq_len"), py::arg("o"), py::arg("lse"),
-          py::arg("n_splits"), py::arg("split_keys"), py::arg("items_per_block"), py::arg("merge_o"),
-          py::arg("merge_lse"), py::arg("stream"));
+          py::arg("n_splits"), py::arg("split_keys"), py::arg("merge_o"), py::arg("merge_lse"), py::arg("stream"));
     m.def("merge_slots", &merge_slots, "exact LSE merge of partial (o, lse) slots",
           py::arg("segments"), py::arg("o_out"), py::arg("lse_out"), py::arg("stream"));
     m.def("num_sms", &tkp_num_sms, "multiprocessor count of the current device");

@@ -64,7 +64,6 @@ const char *tkp_prefix_attention(int dtype, int D,
 // by strides in elements (D stride 1, 16-byte aligned rows). seq_len == nullptr: causal, bottom-right aligned (query n
 // sees keys 0 .. S-Nq+n); else int32 (B,): every query of sequence b sees keys 0 .. seq_len[b]-1 (0 = empty; values
 // are clamped to [0, S]). The key range [0, S) is cut into n_splits parts of split_keys keys (a multiple of 64).
-// items_per_block (>= 1): consecutive (rows, b, kv-head) items a block streams through one pipeline.
 // merge_with (nullptr = none; needs n_splits == 1 and a final output): fp32 partial slots (e.g. the prefix levels'),
 // merged by LSE into this kernel's result before it is written -- the fused last step of a Hydragen decode.
 const char *tkp_decode_attention(int dtype, int D,
@@ -73,7 +72,7 @@ const char *tkp_decode_attention(int dtype, int D,
                                  const void *v, int64_t v_sb, int64_t v_ss, int64_t v_sh,
                                  const int32_t *seq_len,
                                  int B, int Nq, int Hq, int S, int Hkv, int n_splits, int split_keys,
-                                 int items_per_block, const tkp_segment *merge_with, tkp_out out, void *stream);
+                                 const tkp_segment *merge_with, tkp_out out, void *stream);
 
 // Exact merge of partial states by their LSE (kernels/hydragen/merge.cu): for each row r in [0, rows),
 //   lse = log(sum_s exp(lse_s)),  o = sum_s exp(lse_s - lse) * o_s      (all -inf: o = 0, lse = -inf)

@@ -175,24 +175,6 @@ def test_decode_split_rule_is_within_6_5_percent_of_the_best_measured_split():
         assert 1 <= n <= math.ceil(keys / 64) and n * split_keys >= keys
 
 
-def test_decode_packs_items_only_where_the_grid_keeps_two_waves():
-    """tk_hydragen.decode_items_per_block: short items are packed up to DECODE_PACK_TILES tiles a block, never below
-    two waves of blocks (3 blocks an SM), and long items (8+ tiles) keep a block each."""
-    import math
-
-    from tkprefix.tk_hydragen import DECODE_BLOCKS_PER_SM, DECODE_PACK_TILES, decode_items_per_block
-
-    wave = DECODE_BLOCKS_PER_SM * 132
-    for items in (1, 100, 791, 1584, 2048, 4096, 16384, 10**6):
-        for tiles in (0, 1, 2, 3, 4, 7, 8, 64):
-            n = decode_items_per_block(items, tiles, 132)
-            assert 1 <= n <= max(1, DECODE_PACK_TILES // max(1, tiles))
-            assert n == 1 or math.ceil(items / n) >= 2 * wave
-            if tiles >= DECODE_PACK_TILES or items < 4 * wave:
-                assert n == 1
-    assert decode_items_per_block(16384, 1, 132) == DECODE_PACK_TILES   # c3 32/8 B2048 S64
-
-
 def test_corun_rule_never_loses_on_the_measured_sweep():
     """tk_hydragen._corun_sms against its H200 sweep (data/h200/dev/s12_corun/corun_call1.csv: the c3 shapes with a
     suffix, the serial step and the co-run with the prefix on 44-120 SMs): the rule's pick, timed at the nearest

@@ -14,10 +14,7 @@
 //       online softmax in registers (the 4 lanes of a quad hold a row), O += P V (V by ldmatrix.trans; P rounded to
 //       the input dtype, as in FlashAttention). The key groups' states merge through shared memory at the end.
 //
-//   grid = (ceil(items / items_per_block), n_splits)     an item is one (row group, b, kv-head); a split covers
-//       split_keys keys; splits are merged later by LSE. A block's items run through one cp.async ring: the next
-//       item's first tile loads while this item computes and writes (short caches otherwise wait on every item's
-//       first load; the planner packs items only where the grid keeps >= 2 waves, tk_hydragen.decode_items_per_block).
+//   grid = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
 //
 // Key visibility: seq_len == nullptr -> query n sees keys 0 .. S-Nq+n (causal, bottom-right aligned);
 // otherwise every query of sequence b sees keys 0 .. seq_len[b]-1 (clamped to [0, S]; 0 = empty: o = 0, lse = -inf).
@@ -43,7 +40,6 @@ struct globals {
     int rows;            // Nq * R query rows per (b, kv-head)
     int row_groups;      // ceil(rows / rows per block)
     int split_keys;      // keys per split (multiple of TILE_KEYS)
-    int items_per_block; // consecutive (row group, b, kv-head) items of one block
 };
 
 __device__ __forceinline__ void cp_async_16(uint32_t smem, const void *gmem, bool valid) {
@@ -72,29 +68,10 @@ template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p,
     for (int i = 0; i < N; i++) x[i] = to_float(e[i]);
 }
 
-// Shared memory: two ring stages, each a K tile then a V tile. The epilogue of an item uses the stage of its last tile
-// as scratch (the other stage may already hold the next item's first tile).
-template<typename T, int D> struct decode_smem {
-    static constexpr int LD = D + PAD;                                     // row pitch (elements)
-    static constexpr size_t TILE = TILE_KEYS * LD * sizeof(T);             // one K or V tile
-    static constexpr size_t STAGE = 2 * TILE;
-    static constexpr size_t BYTES = 2 * STAGE;
-    static constexpr int OP = D + 4;                                       // pitch (floats) of the epilogue scratch
-    static_assert(WARPS * 16 * (OP + 2) * sizeof(float) <= STAGE, "epilogue scratch > one stage");
-    unsigned char *raw;
-    __device__ T (*k(int s))[LD] { return reinterpret_cast<T (*)[LD]>(raw + s * STAGE); }
-    __device__ T (*v(int s))[LD] { return reinterpret_cast<T (*)[LD]>(raw + s * STAGE + TILE); }
-    __device__ float (*o_part(int s))[16][OP] { return reinterpret_cast<float (*)[16][OP]>(raw + s * STAGE); }
-    __device__ float (*m_part(int s))[16] {
-        return reinterpret_cast<float (*)[16]>(raw + s * STAGE + WARPS * 16 * OP * sizeof(float)); }
-    __device__ float (*l_part(int s))[16] {
-        return reinterpret_cast<float (*)[16]>(raw + s * STAGE + WARPS * 16 * (OP + 1) * sizeof(float)); }
-};
-
-// Keys [key0, key0 + 64) of K and V into the tiles k_s, v_s (keys >= key_hi as zeros, so no stale value enters
-// P V); commits one cp.async group.
+// Keys [key0, key0 + 64) of K and V into stage `stage` (keys >= key_hi as zeros, so no stale value enters P V);
+// commits one cp.async group.
 template<typename T, int D>
-__device__ __forceinline__ void load_kv_tile(T (*k_s)[D + PAD], T (*v_s)[D + PAD],
+__device__ __forceinline__ void load_kv_tile(T (*k_s)[TILE_KEYS][D + PAD], T (*v_s)[TILE_KEYS][D + PAD], int stage,
                                              const T *kbase, int64_t k_ss, const T *vbase, int64_t v_ss,
                                              int key0, int key_hi) {
     constexpr int CHUNKS_PER_ROW = D / 8;   // 16-byte chunks per key row
@@ -104,8 +81,8 @@ __device__ __forceinline__ void load_kv_tile(T (*k_s)[D + PAD], T (*v_s)[D + PAD
         const int key = key0 + kr;
         const bool ok = key < key_hi;
         const int64_t kk = ok ? key : 0;
-        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[kr][col])), kbase + kk * k_ss + col, ok);
-        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[kr][col])), vbase + kk * v_ss + col, ok);
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[stage][kr][col])), kbase + kk * k_ss + col, ok);
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[stage][kr][col])), vbase + kk * v_ss + col, ok);
     }
     cp_async_commit();
 }
@@ -194,34 +171,7 @@ template<typename T> __device__ __forceinline__ uint32_t pack2(float lo, float h
     }
 }
 
-// One work item: a (row group, b, kv-head) and its key range in split `split`.
-template<typename T> struct decode_item {
-    int b, h, row_base, seq_limit, key_lo, key_hi, n_tiles;
-    const T *kbase, *vbase;
-};
-
-// keys [0, limit) visible to stacked row `row` (n = row / R) of a sequence with `seq_limit` used keys (-1: causal)
-__device__ __forceinline__ int row_limit(const globals &g, int seq_limit, int row) {
-    return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + row / g.R + 1);
-}
-
-template<typename T, int BLOCK_ROWS>
-__device__ __forceinline__ decode_item<T> make_item(const globals &g, int item, int split) {
-    decode_item<T> it;
-    const int bh = item / g.row_groups;
-    it.b = bh / g.Hkv;
-    it.h = bh % g.Hkv;
-    it.row_base = (item % g.row_groups) * BLOCK_ROWS;
-    it.seq_limit = g.seq_len ? min(max(g.seq_len[it.b], 0), g.S) : -1;
-    const int last_row = min(it.row_base + BLOCK_ROWS, g.rows) - 1;
-    const int kv_end = min(row_limit(g, it.seq_limit, last_row), g.S);   // limits grow with the row index
-    it.key_lo = split * g.split_keys;
-    it.key_hi = min(it.key_lo + g.split_keys, kv_end);
-    it.n_tiles = it.key_hi > it.key_lo ? (it.key_hi - it.key_lo + TILE_KEYS - 1) / TILE_KEYS : 0;
-    it.kbase = static_cast<const T *>(g.k) + it.b * g.k_sb + it.h * g.k_sh;
-    it.vbase = static_cast<const T *>(g.v) + it.b * g.v_sb + it.h * g.v_sh;
-    return it;
-}
+template<typename T, int D> constexpr size_t smem_bytes() { return 4 * TILE_KEYS * (D + PAD) * sizeof(T); }
 
 // Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4*gid + tig. A (16x16): {a0,a1} row gid, cols 2tig..+1;
 // {a2,a3} row gid+8; {a4,a5} row gid, cols 8+2tig..+1; {a6,a7} row gid+8, cols 8+2tig. B (16x8): {b0,b1} rows
@@ -229,35 +179,55 @@ __device__ __forceinline__ decode_item<T> make_item(const globals &g, int item, 
 template<typename T, int D, int RT>
 __global__ __launch_bounds__(THREADS)
 void decode_kernel(const __grid_constant__ globals g) {
-    using smem_t = decode_smem<T, D>;
+    constexpr int LD   = D + PAD;            // smem row pitch (elements)
     constexpr int DPL  = D / 32;             // output features per lane in the epilogue
     constexpr int KG   = WARPS / RT;         // warps splitting the keys of a tile for one row tile
     constexpr int KPW  = TILE_KEYS / KG;     // keys per warp per tile (16, 32, 64)
     constexpr int BLOCK_ROWS = 16 * RT;
+    constexpr int OP   = D + 4;              // pitch (floats) of the epilogue scratch
     constexpr float SCALE = softmax_scale_log2<D>();
     static_assert(WARPS % RT == 0 && KPW % 16 == 0, "RT in {1, 2, 4}");
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    smem_t sm{smem_raw};
+    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D>()
+    auto k_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw);                                  // [2][64][LD]
+    auto v_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw + 2 * TILE_KEYS * LD * sizeof(T)); // [2][64][LD]
+    // after the key loop the K buffers hold each warp's partial state for the cross-warp merge
+    auto o_part = reinterpret_cast<float (*)[16][OP]>(smem_raw);                                  // [WARPS][16][OP]
+    auto m_part = reinterpret_cast<float (*)[16]>(smem_raw + WARPS * 16 * OP * sizeof(float));   // [WARPS][16]
+    auto l_part = reinterpret_cast<float (*)[16]>(smem_raw + WARPS * 16 * (OP + 1) * sizeof(float));
+    static_assert(WARPS * 16 * (OP + 2) * sizeof(float) <= 2 * TILE_KEYS * LD * sizeof(T), "merge scratch > K buffers");
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
     const int rt = warp / KG, kg = warp % KG;   // this warp's row tile and key group
+    const int rg = blockIdx.x % g.row_groups;
+    const int bh = blockIdx.x / g.row_groups;
+    const int b = bh / g.Hkv, h = bh % g.Hkv;
     const int split = blockIdx.y;
-    const int first = blockIdx.x * g.items_per_block;
-    const int end = min(first + g.items_per_block, g.row_groups * g.B * g.Hkv);
+    const int row_base = rg * BLOCK_ROWS;
 
-    auto load_tile = [&](const decode_item<T> &it, int t, int stage) {
-        load_kv_tile<T, D>(sm.k(stage), sm.v(stage), it.kbase, g.k_ss, it.vbase, g.v_ss, it.key_lo + t * TILE_KEYS,
-                           it.key_hi);
+    // ---- visible keys: per row, and the block's union
+    const int seq_limit = g.seq_len ? min(max(g.seq_len[b], 0), g.S) : -1;
+    auto row_limit = [&](int row) {   // keys [0, limit) visible to stacked row `row` (n = row / R)
+        return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + row / g.R + 1);
     };
-    // this lane's two rows (gid, gid + 8 of the warp's row tile): Q as A fragments, unscaled, straight from global
+    const int last_row = min(row_base + BLOCK_ROWS, g.rows) - 1;
+    const int kv_end   = min(row_limit(last_row), g.S);          // limits grow with the row index
+    const int key_lo   = split * g.split_keys;
+    const int key_hi   = min(key_lo + g.split_keys, kv_end);
+    const int n_tiles  = key_hi > key_lo ? (key_hi - key_lo + TILE_KEYS - 1) / TILE_KEYS : 0;
+
+    const T *kbase = static_cast<const T *>(g.k) + b * g.k_sb + h * g.k_sh;
+    const T *vbase = static_cast<const T *>(g.v) + b * g.v_sb + h * g.v_sh;
+    if (n_tiles > 0) load_kv_tile<T, D>(k_s, v_s, 0, kbase, g.k_ss, vbase, g.v_ss, key_lo, key_hi);
+
+    // ---- this lane's two rows (gid, gid + 8 of the warp's row tile): Q as A fragments, unscaled, straight from global
+    const int r0 = row_base + rt * 16 + gid, r1 = r0 + 8;
     uint32_t qa[D / 16][4];
-    auto load_q = [&](const decode_item<T> &it) {
-        const int r0 = it.row_base + rt * 16 + gid, r1 = r0 + 8;
-        const T *q = static_cast<const T *>(g.q) + it.b * g.q_sb;
-        const T *q0 = r0 < g.rows ? q + (r0 / g.R) * g.q_sn + (it.h * g.R + r0 % g.R) * g.q_sh : nullptr;
-        const T *q1 = r1 < g.rows ? q + (r1 / g.R) * g.q_sn + (it.h * g.R + r1 % g.R) * g.q_sh : nullptr;
+    {
+        const T *q = static_cast<const T *>(g.q) + b * g.q_sb;
+        const T *q0 = r0 < g.rows ? q + (r0 / g.R) * g.q_sn + (h * g.R + r0 % g.R) * g.q_sh : nullptr;
+        const T *q1 = r1 < g.rows ? q + (r1 / g.R) * g.q_sn + (h * g.R + r1 % g.R) * g.q_sh : nullptr;
         #pragma unroll
         for (int ks = 0; ks < D / 16; ks++) {
             const int c = ks * 16 + 2 * tig;
@@ -266,156 +236,132 @@ void decode_kernel(const __grid_constant__ globals g) {
             qa[ks][2] = q0 ? *reinterpret_cast<const uint32_t *>(q0 + c + 8) : 0u;
             qa[ks][3] = q1 ? *reinterpret_cast<const uint32_t *>(q1 + c + 8) : 0u;
         }
-    };
+    }
+    const int lim0 = r0 < g.rows ? min(row_limit(r0), key_hi) : 0;   // keys < lim are visible (and in this split)
+    const int lim1 = r1 < g.rows ? min(row_limit(r1), key_hi) : 0;
 
-    decode_item<T> cur = make_item<T, BLOCK_ROWS>(g, first, split);
-    int stage = 0;   // the ring stage of cur's next tile
-    if (cur.n_tiles > 0) load_tile(cur, 0, stage);
-    load_q(cur);
-    for (int item = first; item < end; item++) {
-        const bool has_next = item + 1 < end;
-        bool next_loading = false;   // the next item's first tile already issued (by cur's last tile)
-        const int r0 = cur.row_base + rt * 16 + gid, r1 = r0 + 8;
-        const int lim0 = r0 < g.rows ? min(row_limit(g, cur.seq_limit, r0), cur.key_hi) : 0;   // keys < lim visible
-        const int lim1 = r1 < g.rows ? min(row_limit(g, cur.seq_limit, r1), cur.key_hi) : 0;
+    // ---- online-softmax state of the two rows (base 2; l summed over this lane's columns only, reduced at the end)
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    float acc[D / 8][4];
+    #pragma unroll
+    for (int nt = 0; nt < D / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
-        // ---- online-softmax state of the two rows (base 2; l summed over this lane's columns, reduced at the end)
-        float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-        float acc[D / 8][4];
-        #pragma unroll
-        for (int nt = 0; nt < D / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-
-        for (int t = 0; t < cur.n_tiles; t++) {
-            // the next tile into the other stage: cur's, else the next item's first (an empty group if none, so
-            // that waiting for all but the newest group always waits for this tile)
-            if (t + 1 < cur.n_tiles) {
-                load_tile(cur, t + 1, stage ^ 1);
-            } else {
-                const decode_item<T> nxt = make_item<T, BLOCK_ROWS>(g, has_next ? item + 1 : item, split);
-                next_loading = has_next && nxt.n_tiles > 0;
-                if (next_loading) load_tile(nxt, 0, stage ^ 1);
-                else cp_async_commit();
-            }
+    for (int t = 0; t < n_tiles; t++) {
+        const int stage = t & 1;
+        if (t + 1 < n_tiles) {
+            load_kv_tile<T, D>(k_s, v_s, stage ^ 1, kbase, g.k_ss, vbase, g.v_ss, key_lo + (t + 1) * TILE_KEYS, key_hi);
             cp_async_wait<1>();
-            __syncthreads();
-            const int tile_key0 = cur.key_lo + t * TILE_KEYS;
-            auto k_s = sm.k(stage);
-            auto v_s = sm.v(stage);
-
-            #pragma unroll
-            for (int step = 0; step < KPW / 16; step++) {
-                const int k0 = kg * KPW + step * 16;              // first key (in the tile) of this 16-key step
-                if (tile_key0 + k0 >= cur.key_hi) break;          // warp-uniform: the rest of the tile is past the end
-
-                // S (16 rows x 16 keys) = Q K^T: two 8-key n-tiles; ldmatrix x4 = keys {0-7, 8-15} x features {0-7, 8-15}
-                float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-                #pragma unroll
-                for (int ks = 0; ks < D / 16; ks++) {
-                    uint32_t kb[4];
-                    ldmatrix_x4(kb, &k_s[k0 + (lane / 16) * 8 + lane % 8][ks * 16 + ((lane / 8) % 2) * 8]);
-                    mma_16816<T>(s[0], qa[ks], kb[0], kb[1]);
-                    mma_16816<T>(s[1], qa[ks], kb[2], kb[3]);
-                }
-
-                // scale into base 2, mask, online softmax (a row's 16 scores sit in the 4 lanes of a quad)
-                float mx0 = -INFINITY, mx1 = -INFINITY;
-                #pragma unroll
-                for (int i = 0; i < 2; i++) {
-                    #pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const int key = tile_key0 + k0 + i * 8 + 2 * tig + (j & 1);
-                        s[i][j] = key < (j < 2 ? lim0 : lim1) ? s[i][j] * SCALE : -INFINITY;
-                    }
-                    mx0 = fmaxf(mx0, fmaxf(s[i][0], s[i][1]));
-                    mx1 = fmaxf(mx1, fmaxf(s[i][2], s[i][3]));
-                }
-                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-                const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-                const float al0 = mn0 == -INFINITY ? 1.f : exp2f(m0 - mn0);   // m = -inf -> 0; nothing visible yet -> 1
-                const float al1 = mn1 == -INFINITY ? 1.f : exp2f(m1 - mn1);
-                #pragma unroll
-                for (int i = 0; i < 2; i++) {
-                    s[i][0] = mn0 == -INFINITY ? 0.f : exp2f(s[i][0] - mn0);
-                    s[i][1] = mn0 == -INFINITY ? 0.f : exp2f(s[i][1] - mn0);
-                    s[i][2] = mn1 == -INFINITY ? 0.f : exp2f(s[i][2] - mn1);
-                    s[i][3] = mn1 == -INFINITY ? 0.f : exp2f(s[i][3] - mn1);
-                }
-                l0 = l0 * al0 + (s[0][0] + s[0][1] + s[1][0] + s[1][1]);
-                l1 = l1 * al1 + (s[0][2] + s[0][3] + s[1][2] + s[1][3]);
-                m0 = mn0; m1 = mn1;
-                #pragma unroll
-                for (int nt = 0; nt < D / 8; nt++) {
-                    acc[nt][0] *= al0; acc[nt][1] *= al0;
-                    acc[nt][2] *= al1; acc[nt][3] *= al1;
-                }
-
-                // O += P V: P (16 x 16 keys) is already an A fragment; ldmatrix.trans x4 = keys {0-7, 8-15} x features
-                // {0-7, 8-15} of V, i.e. the B fragments of two 8-feature n-tiles
-                const uint32_t pa[4] = {pack2<T>(s[0][0], s[0][1]), pack2<T>(s[0][2], s[0][3]),
-                                        pack2<T>(s[1][0], s[1][1]), pack2<T>(s[1][2], s[1][3])};
-                #pragma unroll
-                for (int dn = 0; dn < D / 16; dn++) {
-                    uint32_t vb[4];
-                    ldmatrix_x4_trans(vb, &v_s[k0 + ((lane / 8) % 2) * 8 + lane % 8][dn * 16 + (lane / 16) * 8]);
-                    mma_16816<T>(acc[2 * dn], pa, vb[0], vb[1]);
-                    mma_16816<T>(acc[2 * dn + 1], pa, vb[2], vb[3]);
-                }
-            }
-            __syncthreads();   // the stage is overwritten by the load issued in the next iteration
-            stage ^= 1;
-        }
-        const decode_item<T> nxt = make_item<T, BLOCK_ROWS>(g, has_next ? item + 1 : item, split);
-        if (has_next) load_q(nxt);   // cur's Q is spent: the next item's loads overlap this epilogue
-
-        // ---- merge the key groups' states of each row tile (through the stage of cur's last tile) and write
-        auto o_part = sm.o_part(stage ^ 1);
-        auto m_part = sm.m_part(stage ^ 1);
-        auto l_part = sm.l_part(stage ^ 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-        #pragma unroll
-        for (int nt = 0; nt < D / 8; nt++) {
-            *reinterpret_cast<float2 *>(&o_part[warp][gid][nt * 8 + 2 * tig])     = make_float2(acc[nt][0], acc[nt][1]);
-            *reinterpret_cast<float2 *>(&o_part[warp][gid + 8][nt * 8 + 2 * tig]) = make_float2(acc[nt][2], acc[nt][3]);
-        }
-        if (tig == 0) {
-            m_part[warp][gid] = m0; m_part[warp][gid + 8] = m1;
-            l_part[warp][gid] = l0; l_part[warp][gid + 8] = l1;
+        } else {
+            cp_async_wait<0>();
         }
         __syncthreads();
-        for (int r = warp; r < BLOCK_ROWS; r += WARPS) {
-            const int row = cur.row_base + r;
-            if (row >= g.rows) continue;
-            const int w0 = (r / 16) * KG, lr = r % 16;   // the KG warps that hold this row
-            float m_all = -INFINITY;
+        const int tile_key0 = key_lo + t * TILE_KEYS;
+
+        #pragma unroll
+        for (int step = 0; step < KPW / 16; step++) {
+            const int k0 = kg * KPW + step * 16;              // first key (in the tile) of this 16-key step
+            if (tile_key0 + k0 >= key_hi) break;              // warp-uniform: the rest of the tile is past the end
+
+            // S (16 rows x 16 keys) = Q K^T: two 8-key n-tiles; ldmatrix x4 = keys {0-7, 8-15} x features {0-7, 8-15}
+            float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
             #pragma unroll
-            for (int w = 0; w < KG; w++) m_all = fmaxf(m_all, m_part[w0 + w][lr]);
-            float l_all = 0.f, o[DPL];
-            #pragma unroll
-            for (int d = 0; d < DPL; d++) o[d] = 0.f;
-            if (m_all != -INFINITY) {
-                #pragma unroll
-                for (int w = 0; w < KG; w++) {
-                    const float sc = exp2f(m_part[w0 + w][lr] - m_all);   // an empty warp (m = -inf) weighs 0
-                    l_all += l_part[w0 + w][lr] * sc;
-                    float x[DPL];
-                    load_vec<float, DPL>(&o_part[w0 + w][lr][lane * DPL], x);
-                    #pragma unroll
-                    for (int d = 0; d < DPL; d++) o[d] += x[d] * sc;
-                }
+            for (int ks = 0; ks < D / 16; ks++) {
+                uint32_t kb[4];
+                ldmatrix_x4(kb, &k_s[stage][k0 + (lane / 16) * 8 + lane % 8][ks * 16 + ((lane / 8) % 2) * 8]);
+                mma_16816<T>(s[0], qa[ks], kb[0], kb[1]);
+                mma_16816<T>(s[1], qa[ks], kb[2], kb[3]);
             }
-            write_row<T, D>(g, cur.b, cur.h, split, row, lane, m_all, l_all, o);
+
+            // scale into base 2, mask, online softmax (a row's 16 scores sit in the 4 lanes of a quad)
+            float mx0 = -INFINITY, mx1 = -INFINITY;
+            #pragma unroll
+            for (int i = 0; i < 2; i++) {
+                #pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int key = tile_key0 + k0 + i * 8 + 2 * tig + (j & 1);
+                    s[i][j] = key < (j < 2 ? lim0 : lim1) ? s[i][j] * SCALE : -INFINITY;
+                }
+                mx0 = fmaxf(mx0, fmaxf(s[i][0], s[i][1]));
+                mx1 = fmaxf(mx1, fmaxf(s[i][2], s[i][3]));
+            }
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+            const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+            const float al0 = mn0 == -INFINITY ? 1.f : exp2f(m0 - mn0);   // m = -inf -> 0; nothing visible yet -> 1
+            const float al1 = mn1 == -INFINITY ? 1.f : exp2f(m1 - mn1);
+            #pragma unroll
+            for (int i = 0; i < 2; i++) {
+                s[i][0] = mn0 == -INFINITY ? 0.f : exp2f(s[i][0] - mn0);
+                s[i][1] = mn0 == -INFINITY ? 0.f : exp2f(s[i][1] - mn0);
+                s[i][2] = mn1 == -INFINITY ? 0.f : exp2f(s[i][2] - mn1);
+                s[i][3] = mn1 == -INFINITY ? 0.f : exp2f(s[i][3] - mn1);
+            }
+            l0 = l0 * al0 + (s[0][0] + s[0][1] + s[1][0] + s[1][1]);
+            l1 = l1 * al1 + (s[0][2] + s[0][3] + s[1][2] + s[1][3]);
+            m0 = mn0; m1 = mn1;
+            #pragma unroll
+            for (int nt = 0; nt < D / 8; nt++) {
+                acc[nt][0] *= al0; acc[nt][1] *= al0;
+                acc[nt][2] *= al1; acc[nt][3] *= al1;
+            }
+
+            // O += P V: P (16 x 16 keys) is already an A fragment; ldmatrix.trans x4 = keys {0-7, 8-15} x features
+            // {0-7, 8-15} of V, i.e. the B fragments of two 8-feature n-tiles
+            const uint32_t pa[4] = {pack2<T>(s[0][0], s[0][1]), pack2<T>(s[0][2], s[0][3]),
+                                    pack2<T>(s[1][0], s[1][1]), pack2<T>(s[1][2], s[1][3])};
+            #pragma unroll
+            for (int dn = 0; dn < D / 16; dn++) {
+                uint32_t vb[4];
+                ldmatrix_x4_trans(vb, &v_s[stage][k0 + ((lane / 8) % 2) * 8 + lane % 8][dn * 16 + (lane / 16) * 8]);
+                mma_16816<T>(acc[2 * dn], pa, vb[0], vb[1]);
+                mma_16816<T>(acc[2 * dn + 1], pa, vb[2], vb[3]);
+            }
         }
-        __syncthreads();   // the scratch stage takes the next item's second tile
-        if (has_next && !next_loading && nxt.n_tiles > 0) load_tile(nxt, 0, stage);   // cur had no tiles
-        cur = nxt;
+        __syncthreads();   // the stage is overwritten by the load issued in the next iteration
     }
     cp_async_wait<0>();
+    __syncthreads();
+
+    // ---- merge the key groups' states of each row tile (through the K buffers) and write
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    #pragma unroll
+    for (int nt = 0; nt < D / 8; nt++) {
+        *reinterpret_cast<float2 *>(&o_part[warp][gid][nt * 8 + 2 * tig])     = make_float2(acc[nt][0], acc[nt][1]);
+        *reinterpret_cast<float2 *>(&o_part[warp][gid + 8][nt * 8 + 2 * tig]) = make_float2(acc[nt][2], acc[nt][3]);
+    }
+    if (tig == 0) {
+        m_part[warp][gid] = m0; m_part[warp][gid + 8] = m1;
+        l_part[warp][gid] = l0; l_part[warp][gid + 8] = l1;
+    }
+    __syncthreads();
+    for (int r = warp; r < BLOCK_ROWS; r += WARPS) {
+        const int row = row_base + r;
+        if (row >= g.rows) continue;
+        const int w0 = (r / 16) * KG, lr = r % 16;   // the KG warps that hold this row
+        float m_all = -INFINITY;
+        #pragma unroll
+        for (int w = 0; w < KG; w++) m_all = fmaxf(m_all, m_part[w0 + w][lr]);
+        float l_all = 0.f, o[DPL];
+        #pragma unroll
+        for (int d = 0; d < DPL; d++) o[d] = 0.f;
+        if (m_all != -INFINITY) {
+            #pragma unroll
+            for (int w = 0; w < KG; w++) {
+                const float sc = exp2f(m_part[w0 + w][lr] - m_all);   // an empty warp (m = -inf) weighs 0
+                l_all += l_part[w0 + w][lr] * sc;
+                float x[DPL];
+                load_vec<float, DPL>(&o_part[w0 + w][lr][lane * DPL], x);
+                #pragma unroll
+                for (int d = 0; d < DPL; d++) o[d] += x[d] * sc;
+            }
+        }
+        write_row<T, D>(g, b, h, split, row, lane, m_all, l_all, o);
+    }
 }
 
 template<typename KERNEL>
@@ -423,9 +369,8 @@ const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, s
                           cudaStream_t stream, bool &attribute_set) {
     globals ga = g;
     ga.row_groups = (g.rows + rows_per_block - 1) / rows_per_block;
-    const int64_t items = (int64_t)ga.row_groups * g.B * g.Hkv;
-    if (items >= (1ll << 31) || n_splits > 65535) return arg_error("decode: grid too large");
-    const int64_t blocks_x = (items + g.items_per_block - 1) / g.items_per_block;
+    const int64_t blocks_x = (int64_t)ga.row_groups * g.B * g.Hkv;
+    if (blocks_x >= (1ll << 31) || n_splits > 65535) return arg_error("decode: grid too large");
     if (!attribute_set) {
         TKP_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attribute_set = true;
@@ -437,7 +382,7 @@ const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, s
 template<typename T, int D, int RT>
 const char *launch(const globals &g, int n_splits, cudaStream_t stream) {
     static bool attribute_set = false;   // per instantiation
-    return launch_kernel(decode_kernel<T, D, RT>, g, 16 * RT, decode_smem<T, D>::BYTES, n_splits, stream, attribute_set);
+    return launch_kernel(decode_kernel<T, D, RT>, g, 16 * RT, smem_bytes<T, D>(), n_splits, stream, attribute_set);
 }
 
 // rows per block 16 / 32 / 64 (tkprefix.tk_hydragen._decode_blocks mirrors this)
@@ -457,14 +402,12 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
                                             const void *v, int64_t v_sb, int64_t v_ss, int64_t v_sh,
                                             const int32_t *seq_len,
                                             int B, int Nq, int Hq, int S, int Hkv, int n_splits, int split_keys,
-                                            int items_per_block, const tkp_segment *merge_with, tkp_out out,
-                                            void *stream) {
+                                            const tkp_segment *merge_with, tkp_out out, void *stream) {
     using namespace tkp;
     if (B <= 0 || Nq <= 0 || Hq <= 0 || Hkv <= 0 || S < 0) return arg_error("decode: B, Nq, Hq, Hkv must be positive, S >= 0");
     if (Hq % Hkv != 0) return arg_error("decode: Hkv must divide Hq");
     if (split_keys <= 0 || split_keys % decode::TILE_KEYS != 0) return arg_error("decode: split_keys must be a positive multiple of 64");
     if (n_splits < 1) return arg_error("decode: n_splits must be >= 1");
-    if (items_per_block < 1) return arg_error("decode: items_per_block must be >= 1");
     if ((int64_t)n_splits * split_keys < S) return arg_error("decode: n_splits * split_keys must cover S");
     if (n_splits > 1 && out.o_dtype != TKP_FP32) return arg_error("decode: split key ranges need fp32 partial output slots");
     const int64_t strides[9] = {q_sb, q_sn, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh};
@@ -487,7 +430,6 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
     g.B = B; g.Nq = Nq; g.Hq = Hq; g.S = S; g.Hkv = Hkv; g.R = Hq / Hkv;
     g.rows = Nq * g.R;
     g.split_keys = split_keys;
-    g.items_per_block = items_per_block;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (dtype == TKP_BF16 && D == 64)  return decode::launch_rows<__nv_bfloat16, 64>(g, n_splits, s);
     if (dtype == TKP_BF16 && D == 128) return decode::launch_rows<__nv_bfloat16, 128>(g, n_splits, s);

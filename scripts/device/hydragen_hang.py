@@ -45,7 +45,7 @@ def child(variant: str, shape: str, seconds: float, progress: str) -> None:
     ws_o = torch.empty((splits, B, 1, Hq, D), device=dev, dtype=torch.float32)
     ws_lse = torch.empty((splits, B, 1, Hq), device=dev, dtype=torch.float32)
     o, lse = torch.empty_like(q), torch.empty(B, 1, Hq, device=dev, dtype=torch.float32)
-    _, d_keys, d_ipb = tkh._plan_decode(q, k, None)
+    _, d_keys = tkh._plan_decode(q, k, None)
     stream = tkh._stream(q)
     schedule = tkh._prefix_schedule(q, sk, cw, False, splits)   # (bits, grid cap), as the step launches it
 
@@ -53,7 +53,7 @@ def child(variant: str, shape: str, seconds: float, progress: str) -> None:
         ext.prefix_attention(q, sk, sv, ws_o, ws_lse, splits, cw, *schedule, stream)
 
     def decode_fused():
-        ext.decode_attention(q, k, v, None, o, lse, 1, d_keys, d_ipb, ws_o, ws_lse, stream)
+        ext.decode_attention(q, k, v, None, o, lse, 1, d_keys, ws_o, ws_lse, stream)
 
     run = {"hydragen": lambda: tkh.hydragen_attention_nopad(q, k, v, [sk], [sv]),
            "prefix": prefix, "prefix_grid": prefix, "decode_fused": decode_fused}[variant]

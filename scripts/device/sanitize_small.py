@@ -4,8 +4,8 @@ Usage: compute-sanitizer --tool memcheck python scripts/device/sanitize_small.py
 Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4; the overlapped loop on a persistent grid; 176-key
 tiles), decode
 (causal + seq_len with an empty sequence, 2 splits, 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800
-items, more than fit at once, with a prefix merged in, one item a block and 3; co-run with the prefix on 3 SMs),
-merge. Prints the max error of each against a float64 reference.
+blocks, more than fit at once, with a prefix merged in, and co-run with the prefix on 3 SMs), merge. Prints the max
+error of each against a float64 reference.
 """
 import math
 
@@ -23,12 +23,6 @@ def ref(q, keys, vals, vis):
     return torch.einsum("bnht,bthd->bnhd", p, vv)
 
 
-def items_per_block(n):
-    """Force n (sequence, kv-head) items a decode block (None: the planner's; it packs only from 2 waves up)."""
-    tkh.decode_items_per_block = PLANNED if n is None else (lambda items, tiles, n_sm: n)
-
-
-PLANNED = tkh.decode_items_per_block
 torch.manual_seed(1)
 dt = torch.bfloat16
 for D in (64, 128):
@@ -61,9 +55,7 @@ for D in (64, 128):
     for Nq, Hq in ((3, 32), (1, 32), (3, 64)):   # 24, 8 and 48 rows per kv-head: 2, 1 and 4 row tiles a block
         q = torch.randn(3, Nq, Hq, D, device="cuda", dtype=dt)
         for sl in (None, torch.tensor([0, 150, 77], device="cuda", dtype=torch.int32)):
-            items_per_block(5)   # 12 items a split: blocks of 5, 5 and 2 items
             o, lse = tkh.decode_attention(q, k, v, sl, n_splits=2)
-            items_per_block(None)
             t = torch.arange(150, device="cuda")
             lim = ((150 - Nq + 1 + torch.arange(Nq, device="cuda"))[None].expand(3, Nq) if sl is None
                    else sl.long()[:, None].expand(3, Nq))
@@ -79,14 +71,11 @@ for D in (64, 128):
     pk, pv = torch.randn(1, 70, 2, D, device="cuda", dtype=dt), torch.randn(1, 70, 2, D, device="cuda", dtype=dt)
     sl = torch.randint(0, 101, (400,), device="cuda", dtype=torch.int32)
     sl[::7] = 0
+    o = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], sl, overlap=False)
     vis = torch.cat([torch.ones(400, 1, 70, dtype=torch.bool, device="cuda"),
                      torch.arange(100, device="cuda")[None, None] < sl.long()[:, None, None]], -1)
     r = ref(q, torch.cat([pk.expand(400, -1, -1, -1), k], 1), torch.cat([pv.expand(400, -1, -1, -1), v], 1), vis)
-    for n in (1, 3):
-        items_per_block(n)
-        o = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], sl, overlap=False)
-        print(f"decode D{D} 800 items, {n} a block, + prefix: max err {(o.double() - r).abs().max().item():.3e}")
-    items_per_block(None)
+    print(f"decode D{D} 800 blocks + prefix: max err {(o.double() - r).abs().max().item():.3e}")
     # the same step co-run: the prefix's persistent grid on 3 SMs beside the decode (side stream), then the merge
     o = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], sl, prefix_sms=3)
     print(f"co-run D{D} prefix on 3 SMs: max err {(o.double() - r).abs().max().item():.3e}")

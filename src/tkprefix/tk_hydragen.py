@@ -37,7 +37,7 @@ import torch
 from . import build
 
 __all__ = ["prefix_attention", "decode_attention", "merge_states", "hydragen_attention_nopad",
-           "prefix_plan", "prefix_splits", "decode_splits", "decode_items_per_block"]
+           "prefix_plan", "prefix_splits", "decode_splits"]
 
 PREFIX_BLOCK_ROWS = 192   # query rows per prefix block (3 consumer warpgroups x 64)
 PREFIX_TILE_KEYS = 128    # keys per prefix pipeline stage
@@ -45,9 +45,6 @@ DECODE_TILE_KEYS = 64     # keys per decode tile
 DECODE_WARPS = 4
 # Resident decode blocks per SM (68 KB of shared memory each at D 128): one wave is DECODE_BLOCKS_PER_SM x SMs blocks
 DECODE_BLOCKS_PER_SM = 3
-# Key tiles a decode block streams when its items are short: it takes several (sequence, kv-head) items through one
-# pipeline, up to this many tiles in all (decode_items_per_block)
-DECODE_PACK_TILES = 8
 
 
 _EXT = None
@@ -241,20 +238,6 @@ def decode_splits(blocks: int, S: int, n_sm: int, D: int = 128) -> tuple[int, in
     return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS
 
 
-def decode_items_per_block(items: int, tiles: int, n_sm: int) -> int:
-    """Items (row group, sequence, kv-head) that one decode block takes, one after the other, through its two-stage
-    ring: the next item's first tile loads while this item computes and writes. A block of one short item waits on
-    its first load and its writes with nothing else in flight (S 64: one tile an item, c3 32/8 B2048 P4096 step
-    +228 us over suffix 0 for 127 us of bytes at the copy ceiling, data/h200 at 2a9f3a2). Up to DECODE_PACK_TILES
-    tiles a block, while the grid keeps >= 2 waves of blocks (fewer, larger blocks would leave SMs idle at the end).
-    items: of one split; tiles: per item (of one split)."""
-    wave = DECODE_BLOCKS_PER_SM * n_sm
-    per_block = max(1, DECODE_PACK_TILES // max(1, tiles))
-    while per_block > 1 and items < 2 * wave * per_block:
-        per_block -= 1
-    return per_block
-
-
 def _decode_blocks(B, Nq, Hq, Hkv):
     """Blocks of one decode split (rows per block as kernels/hydragen/decode.cu's launch_rows picks them)."""
     rows = Nq * (Hq // Hkv)
@@ -315,20 +298,16 @@ def _prefix_blocks(q, k, cw_rows_blocks: int = 1) -> int:
 
 
 def _plan_decode(q, k, n_splits):
-    """(n_splits, split_keys, items_per_block) of the decode kernel."""
     B, Nq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
-    n_sm = _num_sms(q.device.index or 0)
-    items = _decode_blocks(B, Nq, Hq, Hkv)
-    s, split_keys = decode_splits(items, S, n_sm, D)
+    auto_s, auto_keys = decode_splits(_decode_blocks(B, Nq, Hq, Hkv), S, _num_sms(q.device.index or 0), D)
+    if n_splits is None:
+        return auto_s, auto_keys
     n_tiles = max(1, math.ceil(S / DECODE_TILE_KEYS))
-    if n_splits is not None:
-        if not 1 <= n_splits <= n_tiles:
-            raise ValueError(f"n_splits: must be in [1, {n_tiles}] for {S} keys, got {n_splits}")
-        tps = math.ceil(n_tiles / n_splits)
-        s, split_keys = math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS
-    tiles = min(n_tiles, split_keys // DECODE_TILE_KEYS)
-    return s, split_keys, decode_items_per_block(items, tiles, n_sm)
+    if not 1 <= n_splits <= n_tiles:
+        raise ValueError(f"n_splits: must be in [1, {n_tiles}] for {S} keys, got {n_splits}")
+    tps = math.ceil(n_tiles / n_splits)
+    return math.ceil(n_tiles / tps), tps * DECODE_TILE_KEYS
 
 
 def _seq_len_arg(seq_len, q):
@@ -403,13 +382,13 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len:
         return o, lse
     q, k, v = _prep(q), _prep(k), _prep(v)
     ext = _ext()
-    s, split_keys, ipb = _plan_decode(q, k, n_splits)
+    s, split_keys = _plan_decode(q, k, n_splits)
     if s == 1:
-        ext.decode_attention(q, k, v, seq_len, o, lse, 1, split_keys, ipb, None, None, _stream(q))
+        ext.decode_attention(q, k, v, seq_len, o, lse, 1, split_keys, None, None, _stream(q))
     else:
         ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
         ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
-        ext.decode_attention(q, k, v, seq_len, ws_o, ws_lse, s, split_keys, ipb, None, None, _stream(q))
+        ext.decode_attention(q, k, v, seq_len, ws_o, ws_lse, s, split_keys, None, None, _stream(q))
         ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
     return o, lse
 
@@ -523,7 +502,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
                                                 (n_sm // 2) // _prefix_blocks(q, sk, 1))), 2) for sk, _ in levels]
     else:
         plans = [_plan_prefix(q, sk, prefix_n_splits) for sk, _ in levels]
-    d_splits, d_keys, d_ipb = _plan_decode(q, k, decode_n_splits)
+    d_splits, d_keys = _plan_decode(q, k, decode_n_splits)
     n_prefix = sum(s for _, s in plans)
     # one decode split: it merges the prefix slots itself and writes o (no merge kernel); else a merge over all slots
     overlap = overlap and n_prefix > 0
@@ -547,8 +526,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
             ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
                                  *_prefix_schedule(q, sk, cw, PREFIX_PINGPONG, s, prefix_sms), pre_stream)
             slot += s
-        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, d_ipb, None, None,
-                             dec_stream)
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, dec_stream)
         join = torch.cuda.Event()
         join.record(side)
         main.wait_event(join)
@@ -561,9 +539,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         slot += s
     if fused:
         pre = (ws_o, ws_lse) if n_prefix else (None, None)
-        ext.decode_attention(q, k, v, seq_len, o, lse, 1, d_keys, d_ipb, pre[0], pre[1], stream)
+        ext.decode_attention(q, k, v, seq_len, o, lse, 1, d_keys, pre[0], pre[1], stream)
     else:
-        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, d_ipb, None, None,
-                             stream)
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
         ext.merge_slots([(ws_o, ws_lse)], o, lse, stream)
     return (o, lse) if return_lse else o

@@ -255,36 +255,6 @@ def test_decode_empty_cache(requires_tk):
     assert (o == 0).all() and torch.isneginf(lse).all()
 
 
-PACKED_CASES = [  # (B, Nq, Hq, Hkv, S, mode): >= 2 waves of blocks of several items each on a 132-SM GPU
-    (1200, 1, 8, 2, 64, "seq_len"),     # one tile an item, 3 items a block, empty sequences among them
-    (1200, 2, 8, 2, 100, "causal"),     # two tiles an item (the last partial), two query positions
-    (400, 2, 128, 2, 100, "seq_len"),   # 128 rows per kv-head: two items (row groups) per (sequence, kv-head)
-]
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
-@pytest.mark.parametrize("D", [64, 128])
-@pytest.mark.parametrize("case", PACKED_CASES, ids=lambda c: "B{}_N{}_H{}-{}_S{}_{}".format(*c))
-def test_decode_packs_short_items(requires_tk, dtype, D, case):
-    """Many short items: each block takes several (row group, sequence, kv-head) items through one cp.async ring (the
-    next item's first tile loads while this one is computed and written)."""
-    from tkprefix import tk_hydragen as tkh
-
-    B, Nq, Hq, Hkv, S, mode = case
-    q = rnd(B, Nq, Hq, D, dtype=dtype)
-    k = rnd(B, S, Hkv, D, dtype=dtype, scale=1.5)
-    v = rnd(B, S, Hkv, D, dtype=dtype)
-    assert tkh._plan_decode(q, k, None)[2] > 1, "the case no longer packs items: make it larger"
-    seq_len = None
-    if mode == "seq_len":
-        seq_len = torch.randint(0, S + 1, (B,), device="cuda", dtype=torch.int32)
-        seq_len[::3] = 0
-        seq_len[1::7] = S
-    o, lse = tkh.decode_attention(q, k, v, seq_len, out=poisoned(q))
-    o_ref, lse_ref = ref_attention(q, k, v, visibility(B, Nq, S, seq_len, "cuda"))
-    check(o, lse, o_ref, lse_ref, dtype, f"packed decode {case}")
-
-
 # ------------------------------------------------------------------------------------------------ merge
 @pytest.mark.parametrize("dtype", DTYPES + [torch.float32], ids=["bf16", "fp16", "fp32"])
 @pytest.mark.parametrize("D", [64, 128])
@@ -318,7 +288,6 @@ NOPAD_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, mode)
     (16, 1, 8, 1, [(1, 1000)], 512, "seq_len"),      # c3's 8/1 heads: 8 rows per kv-head
     (3, 3, 32, 2, [(1, 200)], 100, "causal"),        # 48 rows per kv-head
     (600, 1, 8, 2, [(1, 100)], 64, "seq_len"),       # 1,200 decode blocks, the prefix merged in
-    (1600, 1, 8, 2, [(1, 100)], 70, "seq_len"),      # 3,200 decode items, 4 a block (132 SMs), the prefix merged in
 ]
 
 
