@@ -171,13 +171,20 @@ template<typename T> __device__ __forceinline__ uint32_t pack2(float lo, float h
     }
 }
 
-template<typename T, int D> constexpr size_t smem_bytes() { return 4 * TILE_KEYS * (D + PAD) * sizeof(T); }
+// K and V tiles of every ring stage
+template<typename T, int D, int STAGES> constexpr size_t smem_bytes() {
+    return 2 * STAGES * TILE_KEYS * (D + PAD) * sizeof(T);
+}
+// Blocks an SM (the register budget: __launch_bounds__) of the one-stage kernel, which serves splits of one tile
+// (caches of <= 64 keys): nothing to overlap within a block, so more blocks keep more loads in flight. The two-stage
+// kernel keeps 3 (its 68 KB of shared memory at D 128; <= 168 registers).
+constexpr int ONE_TILE_BLOCKS = 4;
 
 // Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4*gid + tig. A (16x16): {a0,a1} row gid, cols 2tig..+1;
 // {a2,a3} row gid+8; {a4,a5} row gid, cols 8+2tig..+1; {a6,a7} row gid+8, cols 8+2tig. B (16x8): {b0,b1} rows
 // 2tig..+1, col gid; {b2,b3} rows 8+2tig. C (16x8): {c0,c1} row gid, cols 2tig..+1; {c2,c3} row gid+8.
-template<typename T, int D, int RT>
-__global__ __launch_bounds__(THREADS)
+template<typename T, int D, int RT, int STAGES>
+__global__ __launch_bounds__(THREADS, STAGES == 1 ? ONE_TILE_BLOCKS : 3)
 void decode_kernel(const __grid_constant__ globals g) {
     constexpr int LD   = D + PAD;            // smem row pitch (elements)
     constexpr int DPL  = D / 32;             // output features per lane in the epilogue
@@ -187,15 +194,16 @@ void decode_kernel(const __grid_constant__ globals g) {
     constexpr int OP   = D + 4;              // pitch (floats) of the epilogue scratch
     constexpr float SCALE = softmax_scale_log2<D>();
     static_assert(WARPS % RT == 0 && KPW % 16 == 0, "RT in {1, 2, 4}");
+    static_assert(STAGES == 1 || STAGES == 2, "a ring of one or two tiles");
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D>()
-    auto k_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw);                                  // [2][64][LD]
-    auto v_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw + 2 * TILE_KEYS * LD * sizeof(T)); // [2][64][LD]
-    // after the key loop the K buffers hold each warp's partial state for the cross-warp merge
+    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D, STAGES>()
+    auto k_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw);                                   // [STAGES][64][LD]
+    auto v_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw + STAGES * TILE_KEYS * LD * sizeof(T));   // the same
+    // after the key loop the K (and V) buffers hold each warp's partial state for the cross-warp merge
     auto o_part = reinterpret_cast<float (*)[16][OP]>(smem_raw);                                  // [WARPS][16][OP]
     auto m_part = reinterpret_cast<float (*)[16]>(smem_raw + WARPS * 16 * OP * sizeof(float));   // [WARPS][16]
     auto l_part = reinterpret_cast<float (*)[16]>(smem_raw + WARPS * 16 * (OP + 1) * sizeof(float));
-    static_assert(WARPS * 16 * (OP + 2) * sizeof(float) <= 2 * TILE_KEYS * LD * sizeof(T), "merge scratch > K buffers");
+    static_assert(WARPS * 16 * (OP + 2) * sizeof(float) <= smem_bytes<T, D, STAGES>(), "merge scratch > K/V buffers");
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
@@ -246,9 +254,9 @@ void decode_kernel(const __grid_constant__ globals g) {
     #pragma unroll
     for (int nt = 0; nt < D / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
-    for (int t = 0; t < n_tiles; t++) {
-        const int stage = t & 1;
-        if (t + 1 < n_tiles) {
+    for (int t = 0; t < n_tiles; t++) {   // STAGES 1: n_tiles <= 1 (the launch's split_keys is one tile)
+        const int stage = STAGES == 1 ? 0 : t & 1;
+        if (STAGES > 1 && t + 1 < n_tiles) {
             load_kv_tile<T, D>(k_s, v_s, stage ^ 1, kbase, g.k_ss, vbase, g.v_ss, key_lo + (t + 1) * TILE_KEYS, key_hi);
             cp_async_wait<1>();
         } else {
@@ -379,18 +387,24 @@ const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, s
     return launch_error("tkp decode kernel launch");
 }
 
-template<typename T, int D, int RT>
+template<typename T, int D, int RT, int STAGES>
 const char *launch(const globals &g, int n_splits, cudaStream_t stream) {
     static bool attribute_set = false;   // per instantiation
-    return launch_kernel(decode_kernel<T, D, RT>, g, 16 * RT, smem_bytes<T, D>(), n_splits, stream, attribute_set);
+    return launch_kernel(decode_kernel<T, D, RT, STAGES>, g, 16 * RT, smem_bytes<T, D, STAGES>(), n_splits, stream,
+                         attribute_set);
+}
+template<typename T, int D, int RT>
+const char *launch_stages(const globals &g, int n_splits, cudaStream_t stream) {
+    if (g.split_keys == TILE_KEYS) return launch<T, D, RT, 1>(g, n_splits, stream);
+    return launch<T, D, RT, 2>(g, n_splits, stream);
 }
 
 // rows per block 16 / 32 / 64 (tkprefix.tk_hydragen._decode_blocks mirrors this)
 template<typename T, int D>
 const char *launch_rows(const globals &g, int n_splits, cudaStream_t stream) {
-    if (g.rows <= 16) return launch<T, D, 1>(g, n_splits, stream);
-    if (g.rows <= 32) return launch<T, D, 2>(g, n_splits, stream);
-    return launch<T, D, 4>(g, n_splits, stream);   // more rows: several row groups, each reading the keys again
+    if (g.rows <= 16) return launch_stages<T, D, 1>(g, n_splits, stream);
+    if (g.rows <= 32) return launch_stages<T, D, 2>(g, n_splits, stream);
+    return launch_stages<T, D, 4>(g, n_splits, stream);   // more rows: several row groups, each reading the keys again
 }
 
 }  // namespace decode

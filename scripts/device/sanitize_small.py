@@ -2,10 +2,10 @@
 
 Usage: compute-sanitizer --tool memcheck python scripts/device/sanitize_small.py
 Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4; the overlapped loop on a persistent grid; 176-key
-tiles), decode
-(causal + seq_len with an empty sequence, 2 splits, 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800
-blocks, more than fit at once, with a prefix merged in, and co-run with the prefix on 3 SMs), merge. Prints the max
-error of each against a float64 reference.
+tiles), decode (causal + seq_len with an empty sequence; 2 and 3 splits: two-tile splits, and one-tile splits on the
+one-stage kernel; 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800 blocks, more than fit at once,
+with a prefix merged in, co-run with the prefix on 3 SMs, and on 64-key caches), merge. Prints the max error of each
+against a float64 reference.
 """
 import math
 
@@ -54,13 +54,13 @@ for D in (64, 128):
     k, v = torch.randn(3, 150, 4, D, device="cuda", dtype=dt), torch.randn(3, 150, 4, D, device="cuda", dtype=dt)
     for Nq, Hq in ((3, 32), (1, 32), (3, 64)):   # 24, 8 and 48 rows per kv-head: 2, 1 and 4 row tiles a block
         q = torch.randn(3, Nq, Hq, D, device="cuda", dtype=dt)
-        for sl in (None, torch.tensor([0, 150, 77], device="cuda", dtype=torch.int32)):
-            o, lse = tkh.decode_attention(q, k, v, sl, n_splits=2)
+        for sl, n in ((None, 2), (torch.tensor([0, 150, 77], device="cuda", dtype=torch.int32), 2), (None, 3)):
+            o, lse = tkh.decode_attention(q, k, v, sl, n_splits=n)
             t = torch.arange(150, device="cuda")
             lim = ((150 - Nq + 1 + torch.arange(Nq, device="cuda"))[None].expand(3, Nq) if sl is None
                    else sl.long()[:, None].expand(3, Nq))
             r = ref(q, k, v, t[None, None] < lim[..., None])
-            print(f"decode D{D} rows {Nq * Hq // 4} seq_len={'None' if sl is None else 'given'}: "
+            print(f"decode D{D} rows {Nq * Hq // 4} seq_len={'None' if sl is None else 'given'} splits {n}: "
                   f"max err {(o.double() - r).abs().max().item():.3e}")
     o2, l2 = tkh.merge_states(o, lse, o, lse)
     print(f"merge D{D}: max err {(o2.double() - o.double()).abs().max().item():.3e}")
@@ -79,5 +79,12 @@ for D in (64, 128):
     # the same step co-run: the prefix's persistent grid on 3 SMs beside the decode (side stream), then the merge
     o = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], sl, prefix_sms=3)
     print(f"co-run D{D} prefix on 3 SMs: max err {(o.double() - r).abs().max().item():.3e}")
+    # 64-key caches read in place from the 100-key ones (one tile a block: the one-stage kernel), prefix merged in
+    sl64 = sl.clamp(max=64)
+    o = tkh.hydragen_attention_nopad(q, k[:, :64], v[:, :64], [pk], [pv], sl64, overlap=False)
+    vis = torch.cat([vis[..., :70], torch.arange(64, device="cuda")[None, None] < sl64.long()[:, None, None]], -1)
+    r = ref(q, torch.cat([pk.expand(400, -1, -1, -1), k[:, :64]], 1),
+            torch.cat([pv.expand(400, -1, -1, -1), v[:, :64]], 1), vis)
+    print(f"decode D{D} 800 one-tile blocks + prefix: max err {(o.double() - r).abs().max().item():.3e}")
 torch.cuda.synchronize()
 print("sanitize_small done")
