@@ -8,13 +8,15 @@
 // was compute-bound at 8 rows: 2.4-3.1x the roofline on c3 8/1 S512 on the H200, now 1.08-1.64x;
 // scripts/device/NOTES.md).
 //
-//   decode_kernel<T, D, RT>: 16 query rows a row tile, RT = 1, 2, 4 row tiles a block (<= 16, <= 32, more rows;
+//   decode_kernel<T, D, RT, STAGES>: 16 query rows a row tile, RT = 1, 2, 4 row tiles a block (<= 16, <= 32, more rows;
 //       more than 64 rows: several row groups, each reading the keys again). Warp w serves row tile w / (4/RT) and
 //       keys [w % (4/RT) * KPW, +KPW) of every tile (KPW = 64*RT/4), in steps of 16 keys: S = Q K^T (K by ldmatrix),
 //       online softmax in registers (the 4 lanes of a quad hold a row), O += P V (V by ldmatrix.trans; P rounded to
 //       the input dtype, as in FlashAttention). The key groups' states merge through shared memory at the end.
 //
 //   grid = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
+//   STAGES: 2 (the ring above); 1 where a split is one tile (caches of <= 64 keys: nothing to overlap within a
+//       block), at ONE_TILE_BLOCKS blocks an SM instead of 3 (data/h200/dev/s23_decode_one_stage).
 //
 // Key visibility: seq_len == nullptr -> query n sees keys 0 .. S-Nq+n (causal, bottom-right aligned);
 // otherwise every query of sequence b sees keys 0 .. seq_len[b]-1 (clamped to [0, S]; 0 = empty: o = 0, lse = -inf).

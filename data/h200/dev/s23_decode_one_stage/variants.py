@@ -2,7 +2,7 @@
   head  kernels/ of the commit before (822c9b0): one two-stage kernel, 3 blocks an SM at D 128
   b4    kernels/ as they are: splits of one tile (caches of <= 64 keys) on a one-stage kernel, 4 blocks an SM
         (128 registers, no spills)
-  b5    b4 at 5 blocks an SM (96 registers, 184-200 bytes of spills at D 128)
+  b5    b4 at 5 blocks an SM (96 registers, 200-492 bytes of spill stores at D 128)
 Usage (repository root): python3 data/h200/dev/s23_decode_one_stage/variants.py DEST"""
 import io
 import shutil
