@@ -43,7 +43,8 @@ PREFIX_BLOCK_ROWS = 192   # query rows per prefix block (3 consumer warpgroups x
 PREFIX_TILE_KEYS = 128    # keys per prefix pipeline stage
 DECODE_TILE_KEYS = 64     # keys per decode tile
 DECODE_WARPS = 4
-# Resident decode blocks per SM (68 KB of shared memory each at D 128): one wave is DECODE_BLOCKS_PER_SM x SMs blocks
+# Resident decode blocks per SM (68 KB of shared memory each at D 128): one wave is DECODE_BLOCKS_PER_SM x SMs blocks.
+# (Caches of one tile run a one-stage build at 4 an SM; decode_splits never splits those.)
 DECODE_BLOCKS_PER_SM = 3
 
 
