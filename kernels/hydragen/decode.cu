@@ -8,11 +8,12 @@
 // was compute-bound at 8 rows: 2.4-3.1x the roofline on c3 8/1 S512 on the H200, now 1.08-1.64x;
 // scripts/device/NOTES.md).
 //
-//   decode_kernel<T, D, RT, STAGES>: 16 query rows a row tile, RT = 1, 2, 4 row tiles a block (<= 16, <= 32, more rows;
-//       more than 64 rows: several row groups, each reading the keys again). Warp w serves row tile w / (4/RT) and
-//       keys [w % (4/RT) * KPW, +KPW) of every tile (KPW = 64*RT/4), in steps of 16 keys: S = Q K^T (K by ldmatrix),
-//       online softmax in registers (the 4 lanes of a quad hold a row), O += P V (V by ldmatrix.trans; P rounded to
-//       the input dtype, as in FlashAttention). The key groups' states merge through shared memory at the end.
+//   decode_kernel<T, D, RT, STAGES>: 16 query rows a row tile, RT = 1, 2, 4 row tiles a block (<= 16, <= 32, more
+//       rows; more than 64 rows: several row groups, each reading the keys again). Warp w serves row tile w / (4/RT)
+//       and keys [w % (4/RT) * KPW, +KPW) of every tile (KPW = 64*RT/4), in steps of 16 keys: S = Q K^T (K by
+//       ldmatrix), online softmax in registers (the 4 lanes of a quad hold a row), O += P V (V by ldmatrix.trans; P
+//       rounded to the input dtype, as in FlashAttention). The key groups' states merge through shared memory at the
+//       end.
 //
 //   grid = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
 //   STAGES: 2 (the ring above); 1 where a split is one tile (caches of <= 64 keys: nothing to overlap within a
@@ -406,7 +407,7 @@ template<typename T, int D>
 const char *launch_rows(const globals &g, int n_splits, cudaStream_t stream) {
     if (g.rows <= 16) return launch_stages<T, D, 1>(g, n_splits, stream);
     if (g.rows <= 32) return launch_stages<T, D, 2>(g, n_splits, stream);
-    return launch_stages<T, D, 4>(g, n_splits, stream);   // more rows: several row groups, each reading the keys again
+    return launch_stages<T, D, 4>(g, n_splits, stream);   // more rows: several row groups (each reads the keys)
 }
 
 }  // namespace decode
