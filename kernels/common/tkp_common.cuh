@@ -4,6 +4,7 @@
 //   tkp_launch_error(name)   : the error of the launch just made (cudaGetLastError), as such a message, or nullptr
 //   softmax_scale_log2<D>()  : 1/sqrt(D) * log2(e), derived from D (the kernels work in base 2, report natural log)
 //   to_float / from_float    : bf16 / half / float element conversions
+//   fast_divmod              : n / d and n % d by multiply-high for a divisor set at launch
 //   lse_state                : an online-softmax state (running max m, running sum l) in base 2, merged exactly
 #pragma once
 #include <cuda_runtime.h>
@@ -11,6 +12,7 @@
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 
 namespace tkp {
 
@@ -57,6 +59,25 @@ template<typename T> __device__ __forceinline__ T from_float(float x);
 template<> __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template<> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
 template<> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half(x); }
+
+// ------------------------------------------------------------------------------------------------ integer division
+// n / d and n % d for a divisor set on the host (1 <= d, 0 <= n < 2^31) by a multiply-high and a shift, as CUTLASS's
+// FastDivmod: for a runtime divisor nvcc emits ~20 instructions, which in a short block sit before its first load.
+struct fast_divmod {
+    int d = 1;
+    uint32_t mul = 0, shift = 0;
+    fast_divmod() = default;
+    explicit fast_divmod(int divisor) : d(divisor) {
+        if (d == 1) return;
+        int log2_ceil = 0;
+        while ((1ll << log2_ceil) < d) log2_ceil++;
+        const int p = 31 + log2_ceil;   // m = ceil(2^p / d) < 2^32
+        mul = static_cast<uint32_t>(((1ull << p) + d - 1) / d);
+        shift = p - 32;
+    }
+    __device__ __forceinline__ int div(int n) const { return d == 1 ? n : (int)(__umulhi((uint32_t)n, mul) >> shift); }
+    __device__ __forceinline__ void divmod(int n, int &q, int &r) const { q = div(n); r = n - q * d; }
+};
 
 // ------------------------------------------------------------------------------------------------ LSE algebra
 // State of a softmax over a set of keys, in base 2: m = max of the (scaled, base-2) scores, l = sum 2^(s - m).

@@ -43,6 +43,7 @@ struct globals {
     int rows;            // Nq * R query rows per (b, kv-head)
     int row_groups;      // ceil(rows / rows per block)
     int split_keys;      // keys per split (multiple of TILE_KEYS)
+    fast_divmod by_row_groups, by_hkv, by_r;   // the same divisors, for the block and row indices
 };
 
 __device__ __forceinline__ void cp_async_16(uint32_t smem, const void *gmem, bool valid) {
@@ -71,21 +72,32 @@ template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p,
     for (int i = 0; i < N; i++) x[i] = to_float(e[i]);
 }
 
+// Thread t copies the 16-byte chunk t % CHUNKS_PER_ROW of key rows t / CHUNKS_PER_ROW + i * ROWS_PER_PASS: a fixed
+// trip count, so the loop unrolls into one pointer step per row (a loop from threadIdx.x did not).
+template<int D> struct tile_chunks {
+    static constexpr int CHUNKS_PER_ROW = D / 8;                        // 16-byte chunks per key row
+    static constexpr int ROWS_PER_PASS  = THREADS / CHUNKS_PER_ROW;
+    static constexpr int PASSES         = TILE_KEYS / ROWS_PER_PASS;
+    static __device__ __forceinline__ int row() { return threadIdx.x / CHUNKS_PER_ROW; }
+    static __device__ __forceinline__ int col() { return threadIdx.x % CHUNKS_PER_ROW * 8; }
+};
 // Keys [key0, key0 + 64) of K and V into stage `stage` (keys >= key_hi as zeros, so no stale value enters P V);
 // commits one cp.async group.
 template<typename T, int D>
 __device__ __forceinline__ void load_kv_tile(T (*k_s)[TILE_KEYS][D + PAD], T (*v_s)[TILE_KEYS][D + PAD], int stage,
                                              const T *kbase, int64_t k_ss, const T *vbase, int64_t v_ss,
                                              int key0, int key_hi) {
-    constexpr int CHUNKS_PER_ROW = D / 8;   // 16-byte chunks per key row
+    using C = tile_chunks<D>;
+    const int kr0 = C::row(), col = C::col();
+    const T *kp = kbase + (int64_t)(key0 + kr0) * k_ss + col, *vp = vbase + (int64_t)(key0 + kr0) * v_ss + col;
     #pragma unroll
-    for (int c = threadIdx.x; c < TILE_KEYS * CHUNKS_PER_ROW; c += THREADS) {
-        const int kr = c / CHUNKS_PER_ROW, col = (c % CHUNKS_PER_ROW) * 8;
-        const int key = key0 + kr;
-        const bool ok = key < key_hi;
-        const int64_t kk = ok ? key : 0;
-        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[stage][kr][col])), kbase + kk * k_ss + col, ok);
-        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[stage][kr][col])), vbase + kk * v_ss + col, ok);
+    for (int i = 0; i < C::PASSES; i++) {
+        const int kr = kr0 + i * C::ROWS_PER_PASS;
+        const bool ok = key0 + kr < key_hi;   // else a zero fill (src-size 0, nothing read)
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[stage][kr][col])), ok ? kp : kbase, ok);
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[stage][kr][col])), ok ? vp : vbase, ok);
+        kp += C::ROWS_PER_PASS * k_ss;
+        vp += C::ROWS_PER_PASS * v_ss;
     }
     cp_async_commit();
 }
@@ -98,7 +110,9 @@ __device__ __forceinline__ void write_row(const globals &g, int b, int h, int sp
     constexpr int DPL = D / 32;
     const bool partial = g.out.o_dtype == TKP_FP32;
     float inv = l_all > 0.f ? 1.f / l_all : 0.f;
-    const int n = row / g.R, hq = h * g.R + row % g.R;
+    int n, r;
+    g.by_r.divmod(row, n, r);
+    const int hq = h * g.R + r;
     const int64_t ro = ((int64_t)b * g.Nq + n) * g.Hq + hq;
     float lse = l_all > 0.f ? (m_all + __log2f(l_all)) * LN2 : -INFINITY;
     if (g.pre.n_slots > 0) {
@@ -211,16 +225,16 @@ void decode_kernel(const __grid_constant__ globals g) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
     const int rt = warp / KG, kg = warp % KG;   // this warp's row tile and key group
-    const int rg = blockIdx.x % g.row_groups;
-    const int bh = blockIdx.x / g.row_groups;
-    const int b = bh / g.Hkv, h = bh % g.Hkv;
+    int rg, bh, b, h;
+    g.by_row_groups.divmod(blockIdx.x, bh, rg);
+    g.by_hkv.divmod(bh, b, h);
     const int split = blockIdx.y;
     const int row_base = rg * BLOCK_ROWS;
 
     // ---- visible keys: per row, and the block's union
     const int seq_limit = g.seq_len ? min(max(g.seq_len[b], 0), g.S) : -1;
     auto row_limit = [&](int row) {   // keys [0, limit) visible to stacked row `row` (n = row / R)
-        return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + row / g.R + 1);
+        return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + g.by_r.div(row) + 1);
     };
     const int last_row = min(row_base + BLOCK_ROWS, g.rows) - 1;
     const int kv_end   = min(row_limit(last_row), g.S);          // limits grow with the row index
@@ -237,8 +251,11 @@ void decode_kernel(const __grid_constant__ globals g) {
     uint32_t qa[D / 16][4];
     {
         const T *q = static_cast<const T *>(g.q) + b * g.q_sb;
-        const T *q0 = r0 < g.rows ? q + (r0 / g.R) * g.q_sn + (h * g.R + r0 % g.R) * g.q_sh : nullptr;
-        const T *q1 = r1 < g.rows ? q + (r1 / g.R) * g.q_sn + (h * g.R + r1 % g.R) * g.q_sh : nullptr;
+        int n0, i0, n1, i1;
+        g.by_r.divmod(r0, n0, i0);
+        g.by_r.divmod(r1, n1, i1);
+        const T *q0 = r0 < g.rows ? q + n0 * g.q_sn + (h * g.R + i0) * g.q_sh : nullptr;
+        const T *q1 = r1 < g.rows ? q + n1 * g.q_sn + (h * g.R + i1) * g.q_sh : nullptr;
         #pragma unroll
         for (int ks = 0; ks < D / 16; ks++) {
             const int c = ks * 16 + 2 * tig;
@@ -380,6 +397,7 @@ const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, s
                           cudaStream_t stream, bool &attribute_set) {
     globals ga = g;
     ga.row_groups = (g.rows + rows_per_block - 1) / rows_per_block;
+    ga.by_row_groups = fast_divmod(ga.row_groups);
     const int64_t blocks_x = (int64_t)ga.row_groups * g.B * g.Hkv;
     if (blocks_x >= (1ll << 31) || n_splits > 65535) return arg_error("decode: grid too large");
     if (!attribute_set) {
@@ -446,6 +464,8 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
     g.seq_len = seq_len; g.out = out;
     g.B = B; g.Nq = Nq; g.Hq = Hq; g.S = S; g.Hkv = Hkv; g.R = Hq / Hkv;
     g.rows = Nq * g.R;
+    g.by_hkv = fast_divmod(Hkv);
+    g.by_r = fast_divmod(g.R);
     g.split_keys = split_keys;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (dtype == TKP_BF16 && D == 64)  return decode::launch_rows<__nv_bfloat16, 64>(g, n_splits, s);

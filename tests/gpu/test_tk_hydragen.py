@@ -255,6 +255,28 @@ def test_decode_empty_cache(requires_tk):
     assert (o == 0).all() and torch.isneginf(lse).all()
 
 
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("S", [50, 64, 300])
+def test_decode_ignores_the_cache_past_seq_len(requires_tk, D, S):
+    """Entries past a sequence's length may hold anything (an unwritten cache): NaN and inf there must not reach the
+    result, on one-tile splits (the one-stage kernel) and on longer ones."""
+    from tkprefix import tk_hydragen as tkh
+
+    B, Hq, Hkv, dt = 5, 16, 4, torch.bfloat16
+    q = rnd(B, 1, Hq, D, dtype=dt)
+    k, v = rnd(B, S, Hkv, D, dtype=dt, scale=1.5), rnd(B, S, Hkv, D, dtype=dt)
+    seq_len = torch.tensor([0, 1, S // 2 + 1, S - 1, S], device="cuda", dtype=torch.int32)
+    past = torch.arange(S, device="cuda")[None, :] >= seq_len[:, None].long()   # (B, S)
+    k_bad, v_bad = k.clone(), v.clone()
+    k_bad[past] = float("nan")
+    v_bad[past] = float("inf")
+    v_bad[past.nonzero()[::2].unbind(1)] = float("nan")
+    o_ref, lse_ref = ref_attention(q, k, v, visibility(B, 1, S, seq_len, "cuda"))
+    for n in (None, 1, math.ceil(S / 64)):
+        o, lse = tkh.decode_attention(q, k_bad, v_bad, seq_len, n_splits=n, out=poisoned(q))
+        check(o, lse, o_ref, lse_ref, dt, f"decode S{S} splits={n}, NaN/inf past seq_len")
+
+
 # ------------------------------------------------------------------------------------------------ merge
 @pytest.mark.parametrize("dtype", DTYPES + [torch.float32], ids=["bf16", "fp16", "fp32"])
 @pytest.mark.parametrize("D", [64, 128])
