@@ -41,9 +41,9 @@ struct globals {
     tkp_out out;
     int B, Nq, Hq, S, Hkv, R;
     int rows;            // Nq * R query rows per (b, kv-head)
-    int row_groups;      // ceil(rows / rows per block)
+    fast_divmod by_row_groups;   // row groups per (b, kv-head): ceil(rows / rows per block), set by the launch
+    fast_divmod by_hkv, by_r;    // Hkv and R, for the block and row indices
     int split_keys;      // keys per split (multiple of TILE_KEYS)
-    fast_divmod by_row_groups, by_hkv, by_r;   // the same divisors, for the block and row indices
 };
 
 __device__ __forceinline__ void cp_async_16(uint32_t smem, const void *gmem, bool valid) {
@@ -395,10 +395,10 @@ void decode_kernel(const __grid_constant__ globals g) {
 template<typename KERNEL>
 const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, size_t smem, int n_splits,
                           cudaStream_t stream, bool &attribute_set) {
+    const int row_groups = (g.rows + rows_per_block - 1) / rows_per_block;
     globals ga = g;
-    ga.row_groups = (g.rows + rows_per_block - 1) / rows_per_block;
-    ga.by_row_groups = fast_divmod(ga.row_groups);
-    const int64_t blocks_x = (int64_t)ga.row_groups * g.B * g.Hkv;
+    ga.by_row_groups = fast_divmod(row_groups);
+    const int64_t blocks_x = (int64_t)row_groups * g.B * g.Hkv;
     if (blocks_x >= (1ll << 31) || n_splits > 65535) return arg_error("decode: grid too large");
     if (!attribute_set) {
         TKP_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
