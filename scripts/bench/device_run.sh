@@ -14,14 +14,9 @@ fi
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .   # the `tkprefix` command, offline
 export THUNDERKITTENS_ROOT=${THUNDERKITTENS_ROOT:-$PWD/third_party/ThunderKittens} TORCH_CUDA_ARCH_LIST=9.0a
 # Every peer's source must be carried (scripts/bench/README.md, step 1): one left behind would only turn its rows into
-# "not carried" (session 25's recording lost prior_tk_chunk_first's that way). TKPREFIX_ALLOW_MISSING_PEERS=1 records
-# without them.
-missing=$(python3 -c 'from pathlib import Path
-from tkprefix.bench import peers_tree, prior_tk
-sources = ("third_party/chunk-attention/CMakeLists.txt", peers_tree.artifact_root(), prior_tk.kernel_source())
-print(*[p for p in sources if not Path(p).exists()])')
-if [ -n "$missing" ] && [ -z "${TKPREFIX_ALLOW_MISSING_PEERS:-}" ]; then
-    echo "device_run: peer sources not carried: $missing (TKPREFIX_ALLOW_MISSING_PEERS=1 records without them)" >&2
+# "not carried" (session 25's recording lost prior_tk_chunk_first's that way).
+if ! tkprefix build-peers --check-sources && [ -z "${TKPREFIX_ALLOW_MISSING_PEERS:-}" ]; then
+    echo "device_run: carry the sources above (TKPREFIX_ALLOW_MISSING_PEERS=1 records without them)" >&2
     exit 2
 fi
 status=0

@@ -7,6 +7,9 @@ build inside a benchmark child would look like a hang to its supervisor):
 
 All three run at once. A peer that is not carried or does not build is reported here and becomes rows saying why; the
 command itself always exits 0 so the pipeline goes on.
+
+`tkprefix build-peers --check-sources` only checks that the carried sources are all here (exit 2 if not):
+scripts/bench/device_run.sh stops a recording on it rather than record a peer's rows as "not carried".
 """
 from __future__ import annotations
 
@@ -16,12 +19,25 @@ import threading
 import time
 from pathlib import Path
 
-from . import prior_tk
+from . import peers_tree, prior_tk
 
 _REPO = Path(__file__).resolve().parents[3]
 
 
+def missing_sources() -> list[str]:
+    """The carried third-party sources (scripts/bench/README.md, step 1) that are not here, named with their path."""
+    sources = {"upstream ChunkAttention": _REPO / "third_party" / "chunk-attention" / "CMakeLists.txt",
+               "FastTree artifact": peers_tree.artifact_root() / "kernel_bench" / "fasttree.py",
+               "prior TK chunk-first kernel": prior_tk.kernel_source()}
+    return [f"{name}: {path}" for name, path in sources.items() if not path.is_file()]
+
+
 def main(argv: list[str] | None = None) -> int:
+    if "--check-sources" in (argv or []):
+        missing = missing_sources()
+        for line in missing:
+            print(f"build-peers: not carried: {line}", file=sys.stderr)
+        return 2 if missing else 0
     t0 = time.perf_counter()
     lock = threading.Lock()
 
