@@ -24,10 +24,15 @@ from . import peers_tree, prior_tk
 _REPO = Path(__file__).resolve().parents[3]
 
 
+def chunk_attn_source() -> Path:
+    """Upstream ChunkAttention's carried CMake project (scripts/peers/build_chunk_attn_upstream.sh builds it)."""
+    return _REPO / "third_party" / "chunk-attention" / "CMakeLists.txt"
+
+
 def missing_sources() -> list[str]:
     """The carried third-party sources (scripts/bench/README.md, step 1) that are not here, named with their path."""
-    sources = {"upstream ChunkAttention": _REPO / "third_party" / "chunk-attention" / "CMakeLists.txt",
-               "FastTree artifact": peers_tree.artifact_root() / "kernel_bench" / "fasttree.py",
+    sources = {"upstream ChunkAttention": chunk_attn_source(),
+               "FastTree artifact": peers_tree.artifact_kernel(),
                "prior TK chunk-first kernel": prior_tk.kernel_source()}
     return [f"{name}: {path}" for name, path in sources.items() if not path.is_file()]
 
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     script = _REPO / "scripts" / "peers" / "build_chunk_attn_upstream.sh"
     ca = None
-    if (_REPO / "third_party" / "chunk-attention" / "CMakeLists.txt").is_file():
+    if chunk_attn_source().is_file():
         ca = start("upstream ChunkAttention", ["bash", str(script)])
     else:
         say("upstream ChunkAttention", "not carried (third_party/chunk-attention); its rows will say so")

@@ -63,6 +63,11 @@ def artifact_root() -> Path:
     return Path(os.environ.get("FASTTREE_ARTIFACT_ROOT") or REPO_ROOT / "third_party" / "FastTree-Artifact")
 
 
+def artifact_kernel() -> Path:
+    """FastTree's kernel file in the artifact: its presence means the artifact was carried."""
+    return artifact_root() / "kernel_bench" / "fasttree.py"
+
+
 def artifact_commit() -> str | None:
     p = artifact_root() / "COMMIT"
     return p.read_text().strip() if p.exists() else None
@@ -164,7 +169,7 @@ _MODULES: dict[str, Any] = {}
 
 def _artifact_reason() -> str | None:
     root = artifact_root()
-    if not (root / "kernel_bench" / "fasttree.py").exists():
+    if not artifact_kernel().exists():
         return (f"FastTree artifact not found at {root} (run scripts/bench/extract_tree_peers.sh and carry "
                 "third_party/FastTree-Artifact)")
     try:
