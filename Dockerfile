@@ -84,6 +84,14 @@ RUN pip install -e "/opt/tkprefix[pipeline,bench,dev]"  # ci-stack
 RUN python -m ipykernel install --sys-prefix --name python3 \
     && tkprefix doctor --no-gpu
 
+# The Triton tree peers (FastTree, DeFT, SGLang's decode kernel) into /opt/tkprefix/third_party/FastTree-Artifact:
+# scripts/bench/extract_tree_peers.sh takes the artifact's kernel files at the commit it pins (from a bare clone) and
+# sglang 0.2.13's decode kernel (PyPI). Not here: the prior TK chunk-first kernel (its file's commit 09adee44 is not
+# in jacksontromero/chunk-attention-tk's history as cloned today; scripts/bench/README.md); its rows say so.
+RUN git clone --quiet --bare https://github.com/PanZaifeng/FastTree-Artifact.git /tmp/FastTree-Artifact.git \
+    && FASTTREE_MIRROR=/tmp/FastTree-Artifact.git bash /opt/tkprefix/scripts/bench/extract_tree_peers.sh \
+    && rm -rf /tmp/FastTree-Artifact.git
+
 # Built as root into /opt (read-only at run time); run as any uid (`docker run --user "$(id -u):$(id -g)"`, so the
 # files in ./out are yours; default uid 1000). HOME and every cache (torch extensions, FlashInfer JIT, Triton,
 # matplotlib) live in /tmp/home, which every uid may write; LOGNAME serves a uid with no passwd entry.
