@@ -129,6 +129,19 @@ def test_floor_under_the_method(tmp_path):
     text = "\n".join(summarize.issue11_section(df) + summarize.issue11_targets(df))
     assert "above 1.15× the roofline in 2 of 4 (50 %)" in text and "within 1.15× of its floor: 1 of 4 (25 %)" in text
     assert "the floor under the method is above 1.15× the roofline in 2 cases | no |" in text
+    # headroom: c1 holds A 1.5x, B 50/46 and D 1.25x its floor, c3 holds C 100/70; shares of the summed log gaps
+    h = summarize.headroom(s["table"]).set_index("config")
+    c1, c3 = math.log(1.5) + math.log(50 / 46) + math.log(1.25), math.log(100 / 70)
+    assert h.loc["c1", "share"] == pytest.approx(c1 / (c1 + c3))
+    assert h.loc["c3", "share"] == pytest.approx(c3 / (c1 + c3))
+    assert h.loc["c1", "over_floor"] == pytest.approx(math.exp(c1 / 3))
+    assert h.loc["c1", "furthest"] == "B16 H32/32 P0 S512 (tk_chunk_attn, 1.50×)"
+    assert "| c3 | 1 | 0.90× | 1.43× | " in text
+    # a case under its floor adds no gap: C at 60 us (0.86x its floor) leaves c1 all of it
+    fast_c = [r | {"median_us": 60.0} if r["config"] == "c3_gqa_large_batch" and r["impl"] == "tk_hydragen" else r
+              for r in rows]
+    h2 = summarize.headroom(summarize.issue11_stats(summarize.load_bench(_run(tmp_path / "fast", fast_c)))["table"])
+    assert h2.set_index("config")["share"].to_dict() == {"c1": 1.0, "c3": 0.0}
     # a run without floor_us says so
     assert "- the floor under the method (floor_us): not measured in this run" in summarize.issue11_section(
         summarize.load_bench(_run(tmp_path / "old", ROWS)))

@@ -8,8 +8,8 @@ dtype, levels, ...). Every comparison takes, per case, CUDA-graph replay where b
 eager. Printed (markdown):
 - per configuration and (ours, peer) pair: geometric mean, min and max of peer_median / our_median (> 1: ours faster);
 - issue 11: the best of ours against the best ok peer per case, the cases where ours is slower, the share of cases
-  within 1.15x / 1.5x of the roofline, and issue 11's targets with the figures its text cites (before) beside this
-  run's (after);
+  within 1.15x / 1.5x of the roofline, the headroom per configuration (the best of ours over its floor), and issue
+  11's targets with the figures its text cites (before) beside this run's (after);
 - issue 12: per peer and configuration, ok or the reason, with the version provenance.json records; the best of ours
   against each peer over every configuration; each implementation's largest error against the float64 reference;
 - the README's results table (per configuration and peer, the geometric means of tk_hydragen / tk_chunk_attn /
@@ -221,6 +221,7 @@ def issue11_section(df: pd.DataFrame) -> list[str]:
     else:
         out += ["- the floor under the method (floor_us): not measured in this run"]
     out.append("")
+    out += headroom_section(s["table"])
     if len(s["slower"]):
         out += ["Cases where ours is slower (worst first):\n",
                 "| case | graph | best ours | µs | best peer | µs | speedup |", "|---|---|---|---|---|---|---|"]
@@ -235,6 +236,35 @@ def _select(m: pd.DataFrame, **kw) -> pd.DataFrame:
     for k, v in kw.items():
         sel &= m[k].astype(str) == str(v)
     return m[sel]
+
+
+def headroom(m: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration of `m` (best_vs_best's table): where the best of ours sits above its floor. `share` is the
+    configuration's part of sum(log(ours / floor)) over all cases (clipped at 0: a case at or under its floor has
+    none), i.e. of the geometric-mean speedup that kernels at the floor everywhere would add."""
+    fm = m.dropna(subset=["floor_us"]).assign(over=lambda x: x["ours_us"] / x["floor_us"])
+    gap = fm["over"].map(math.log).clip(lower=0)
+    total = gap.sum()
+    rows = []
+    for cfg, g in fm.groupby("config", sort=True):
+        far = g.loc[g["over"].idxmax()]
+        rows.append({"config": str(cfg).split("_")[0], "cases": len(g), "speedup": geomean(g["speedup"]),
+                     "over_floor": geomean(g["over"]), "share": gap[g.index].sum() / total if total else 0.0,
+                     "furthest": f"{far['case'].split(' ', 1)[1]} ({far['ours_impl']}, {far['over']:.2f}×)"})
+    return pd.DataFrame(rows)
+
+
+def headroom_section(m: pd.DataFrame) -> list[str]:
+    h = headroom(m)
+    if not len(h):
+        return []
+    return (["Headroom by configuration: the best of ours over its floor (geometric mean), each configuration's share "
+             "of the total log gap to the floor (where a faster kernel would move the geometric-mean speedup most), "
+             "and the case furthest above its floor:\n",
+             "| config | cases | speedup | ours / floor | share of the gap | furthest above its floor |",
+             "|---|---|---|---|---|---|"]
+            + [f"| {r.config} | {r.cases} | {r.speedup:.2f}× | {r.over_floor:.2f}× | {100 * r.share:.0f} % | "
+               f"{r.furthest} |" for r in h.itertuples()] + [""])
 
 
 def issue11_targets(df: pd.DataFrame) -> list[str]:
