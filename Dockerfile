@@ -46,7 +46,7 @@ WORKDIR /opt
 RUN "${PYTHON}" -m venv /opt/venv
 RUN pip install --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1  # ci-stack
 RUN pip install torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124  # ci-stack
-RUN pip install ninja==1.11.1.3 numpy==1.26.4 einops==0.8.0 packaging==24.2 mypy==1.13.0  # ci-stack
+RUN pip install ninja==1.11.1.3 numpy==2.4.6 einops==0.8.0 packaging==24.2 mypy==1.13.0  # ci-stack
 
 # ThunderKittens at the pinned commit (headers only: the extension is built by tkprefix), with the CUDA < 12.8
 # workaround (docker/patches/*.patch says why; `tkprefix doctor` checks it is there).
@@ -77,10 +77,11 @@ RUN git clone https://github.com/microsoft/chunk-attention.git /opt/chunk-attent
         -DUSE_MKL=OFF -DUSE_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
     && cmake --build /opt/chunk-attention/build
 
-# tkprefix itself with the pipeline and benchmark extras; the Jupyter kernel the notebooks run on, inside the venv
-# (every uid finds it there). Then doctor's checks that need no GPU: TK, its CUDA < 12.8 patch, nvcc, compiler.
+# tkprefix itself with the pipeline and benchmark extras, every package at the version CI tested
+# (docker/constraints.txt); the Jupyter kernel the notebooks run on, inside the venv (every uid finds it there).
+# Then doctor's checks that need no GPU: TK, its CUDA < 12.8 patch, nvcc, compiler.
 COPY . /opt/tkprefix
-RUN pip install -e "/opt/tkprefix[pipeline,bench,dev]"  # ci-stack
+RUN pip install -c /opt/tkprefix/docker/constraints.txt -e "/opt/tkprefix[pipeline,bench,dev]"  # ci-stack
 RUN python -m ipykernel install --sys-prefix --name python3 \
     && tkprefix doctor --no-gpu
 

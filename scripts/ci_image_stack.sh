@@ -5,8 +5,8 @@
 #   python   A clean venv of the image's Python minor (Dockerfile `ARG PYTHON`), then the Dockerfile's pip lines
 #            tagged `# ci-stack`, verbatim but for two swaps: /opt/tkprefix -> a copy of this checkout, and no
 #            `--index-url` (PyPI's torch 2.5.1 for Linux x86_64 *is* the cu124 build the image takes from
-#            download.pytorch.org, which CI cannot reach, not a CPU build; it runs on the CPU here). Then, in
-#            that venv and that copy:
+#            download.pytorch.org, which CI cannot reach, not a CPU build; it runs on the CPU here). Every package
+#            installed must be pinned, at that version, in docker/constraints.txt. Then, in that venv and that copy:
 #            `python -m pytest -q` and the replay pipeline to the PDF. The peers (flashinfer, flash-attn, upstream
 #            Hydragen, ChunkAttention) need CUDA and a GPU to build or run: they are not part of this check.
 #   kernels  The five .cu files and the binding, compiled as the image compiles them: CUDA 12.6 headers, libdevice
@@ -77,6 +77,12 @@ step_python() {
     [[ $n -eq 4 ]] || { log "expected 4 ci-stack lines in the Dockerfile, found $n"; return 1; }
     "$venv/bin/python" -c "import torch, tkprefix, snakemake; print('torch', torch.__version__, '| tkprefix from',
 tkprefix.__file__)"
+    # docker/constraints.txt pins every package the lines installed: a new dependency must be pinned there too
+    local unpinned
+    unpinned=$(comm -13 <(grep -v '^#' docker/constraints.txt | tr 'A-Z_' 'a-z-' | sort) \
+        <("$venv/bin/pip" freeze --exclude-editable | tr 'A-Z_' 'a-z-' | sort))
+    [[ -z $unpinned ]] || { log "installed but not pinned as installed in docker/constraints.txt:"; echo "$unpinned"
+                            return 1; }
     log "install: $(since "$t0")"
     local t1; t1=$(date +%s)
     ( cd "$WORK/src" && VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH python -m pytest -q -p no:cacheprovider )
