@@ -13,7 +13,8 @@ L=$OUT/call.log
 kdir() { [ "$1" = fs ] && echo "$PWD/kernels" || echo "$PWD/$V/v/$1"; }
 kenv() { echo "TKPREFIX_FAMILIES=hydragen TKPREFIX_KERNELS_DIR=$(kdir $1) TKPREFIX_BUILD_DIR=/tmp/b_$1"; }
 (
-export PYTHONUNBUFFERED=1 THUNDERKITTENS_ROOT=$PWD/third_party/ThunderKittens TORCH_CUDA_ARCH_LIST=9.0a PYTHONPATH=$PWD/src
+export PYTHONUNBUFFERED=1 THUNDERKITTENS_ROOT=$PWD/third_party/ThunderKittens TORCH_CUDA_ARCH_LIST=9.0a
+export PYTHONPATH=$PWD/src
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
 for v in head qs5 fs; do
   ( env $(kenv $v) MAX_JOBS=5 timeout 120 python3 -c "import tkprefix.build as b; b.load_extension(['hydragen'])" \
