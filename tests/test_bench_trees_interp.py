@@ -4,8 +4,9 @@ executed by Triton's interpreter (TRITON_INTERPRET=1), outputs (NaN-poisoned fir
 The interpreter must be on before triton is first imported, so the kernels run in a child process (a pytest process
 that already imported triton, e.g. for GPU tests, stays as it is). Needs triton (the GPU machine has it; a CPU machine
 may `pip install --target <dir> triton` and put it on PYTHONPATH), numpy < 2.3 (the interpreter converts 1-element
-arrays to scalars) and third_party/FastTree-Artifact; skipped with the reason otherwise. float16 only: the
-interpreter's bfloat16 tl.dot is not exact (numpy has no bfloat16), so bf16 is left to tests/gpu/test_peers_tree.py."""
+arrays to scalars; < 2 for triton 3.1) and third_party/FastTree-Artifact; skipped with the reason otherwise. float16
+only: the interpreter's bfloat16 tl.dot is not exact (numpy has no bfloat16), so bf16 is left to
+tests/gpu/test_peers_tree.py."""
 from __future__ import annotations
 
 import importlib.util
@@ -26,6 +27,13 @@ def _reason() -> str | None:
 
     if tuple(int(x) for x in numpy.__version__.split(".")[:2]) >= (2, 3):
         return f"numpy {numpy.__version__}: Triton's interpreter needs numpy < 2.3"
+    from importlib.metadata import version
+
+    triton_version = tuple(int(x) for x in version("triton").split(".")[:2])
+    if triton_version < (3, 2) and int(numpy.__version__.split(".")[0]) >= 2:
+        # triton 3.1 (torch 2.5.1's, the Docker image's) computes NaN in its interpreter with numpy 2.0.2 and 2.2.6;
+        # with numpy 1.26.4 these tests pass there, as with triton 3.5.1 and numpy 2.2.6
+        return f"numpy {numpy.__version__}: the interpreter of triton {version('triton')} needs numpy < 2"
     if not (pt.artifact_root() / "kernel_bench" / "fasttree.py").exists():
         return "third_party/FastTree-Artifact not extracted (scripts/bench/extract_tree_peers.sh)"
     return None
