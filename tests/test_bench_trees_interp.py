@@ -23,18 +23,19 @@ from tkprefix.bench import peers_tree as pt
 def _reason() -> str | None:
     if importlib.util.find_spec("triton") is None:
         return "triton not installed"
-    import numpy
-
-    if tuple(int(x) for x in numpy.__version__.split(".")[:2]) >= (2, 3):
-        return f"numpy {numpy.__version__}: Triton's interpreter needs numpy < 2.3"
     from importlib.metadata import version
 
-    triton_version = tuple(int(x) for x in version("triton").split(".")[:2])
-    if triton_version < (3, 2) and int(numpy.__version__.split(".")[0]) >= 2:
+    import numpy
+
+    np_version = tuple(int(x) for x in numpy.__version__.split(".")[:2])
+    triton = version("triton")
+    if np_version >= (2, 3):
+        return f"numpy {numpy.__version__}: Triton's interpreter needs numpy < 2.3"
+    if tuple(int(x) for x in triton.split(".")[:2]) < (3, 2) and np_version >= (2, 0):
         # triton 3.1 (torch 2.5.1's, the Docker image's) computes NaN in its interpreter with numpy 2.0.2 and 2.2.6;
         # with numpy 1.26.4 these tests pass there, as with triton 3.5.1 and numpy 2.2.6
-        return f"numpy {numpy.__version__}: the interpreter of triton {version('triton')} needs numpy < 2"
-    if not (pt.artifact_root() / "kernel_bench" / "fasttree.py").exists():
+        return f"numpy {numpy.__version__}: the interpreter of triton {triton} needs numpy < 2"
+    if not pt.artifact_kernel().exists():
         return "third_party/FastTree-Artifact not extracted (scripts/bench/extract_tree_peers.sh)"
     return None
 
