@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Session 27 (prepared on a CPU-only session, to run in a later one with a GPU; see README.md): programmatic
+# dependent launch on and off in one build (this: the checkout's kernels/, branch s27-pdl), ab_pdl.py twice; the
+# GPU tests of tk_hydragen on it (PDL on, the module's default); a negative control: a build with the
+# griddepcontrol.wait calls removed (nowait) must FAIL test_pdl_launches_wait_for_the_kernel_before; memcheck on
+# sanitize_small.py. Stops itself at $DL s. From the repository root:   DL=400 bash data/h200/dev/s27_pdl/call_ab.sh
+set -u
+HERE=$(dirname "$0"); source $HERE/../s26_call_lib.sh
+L=$OUT/call.log
+rm -rf $V/v/nowait && mkdir -p $V/v/nowait && cp -r kernels/. $V/v/nowait/
+sed -i '/wait_for_prior_grid();/d' $V/v/nowait/hydragen/decode.cu $V/v/nowait/hydragen/merge.cu
+(
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
+grep -c "wait_for_prior_grid();" kernels/hydragen/decode.cu kernels/hydragen/merge.cu $V/v/nowait/hydragen/*.cu
+for v in this nowait; do
+  ( env $(kenv hydragen $v) MAX_JOBS=8 timeout 200 python3 -c "import tkprefix.build as b; b.load_extension()" \
+      > /tmp/build_$v.log 2>&1; echo "build $v rc=$? at $(el) s"; tail -2 /tmp/build_$v.log ) &
+done
+wait
+echo "pdl,kind,B,Hq,Hkv,P,S,median_us,rel_err,nan" > $OUT/ab.csv
+for i in 1 2; do
+  [ $(left) -gt 60 ] || break
+  env $(kenv hydragen this) timeout 90 python3 $HERE/ab_pdl.py >> $OUT/ab.csv 2>>$OUT/ab.err
+  echo "ab $i rc=$? at $(el) s"
+done
+[ $(left) -gt 30 ] && env $(kenv hydragen nowait) timeout 60 python3 -m pytest -q -p no:cacheprovider \
+  tests/gpu/test_tk_hydragen.py -k pdl_launches > /tmp/pytest_nowait.log 2>&1
+echo "negative control (nowait; must fail) rc=$? at $(el) s: $(tail -1 /tmp/pytest_nowait.log)"
+cp /tmp/pytest_nowait.log $OUT/
+[ $(left) -gt 15 ] && env $(kenv hydragen this) timeout $(left) python3 -m pytest -q -p no:cacheprovider \
+  tests/gpu/test_tk_hydragen.py > /tmp/pytest_this.log 2>&1
+echo "pytest this rc=$? at $(el) s: $(tail -1 /tmp/pytest_this.log)"; grep -m5 -E "^FAILED|Error" /tmp/pytest_this.log
+cp /tmp/pytest_this.log $OUT/
+[ $(left) -gt 15 ] && env $(kenv hydragen this) timeout $(left) $CS --tool memcheck --print-limit 20 \
+  python3 scripts/device/sanitize_small.py > /tmp/san_this_memcheck.log 2>&1
+echo "memcheck this rc=$? at $(el) s: $(grep -E 'ERROR SUMMARY' /tmp/san_this_memcheck.log)"
+cp /tmp/san_this_memcheck.log $OUT/
+) >> $L 2>&1
+echo "done at $(el) s" >> $L; cat $L
