@@ -11,6 +11,7 @@ import torch
 
 from tkprefix import tk_hydragen as tkh
 from tkprefix.bench.timing import L2Flusher, capture_graph, time_interleaved
+from tkprefix.reference import attention_with_lse
 
 dev, dt, D = torch.device("cuda"), torch.bfloat16, 128
 STEP = [  # (B, Hq, Hkv, P, S): c1 (32/32), c3 (S64, and S256 below the co-run's decode size), c5-like
@@ -27,11 +28,9 @@ for kind, shapes in (("step", STEP), ("prefix", PREFIX), ("decode", DECODE)):
         k, v = (torch.randn(B, S, Hkv, D, device=dev, dtype=dt) for _ in range(2))
         pk, pv = (torch.randn(1, P, Hkv, D, device=dev, dtype=dt) for _ in range(2))
         rows = torch.linspace(0, B - 1, 4).long()
-        R = Hq // Hkv
-        keys = torch.cat([pk.expand(4, -1, -1, -1), k[rows]], 1).float().repeat_interleave(R, 2)
-        vals = torch.cat([pv.expand(4, -1, -1, -1), v[rows]], 1).float().repeat_interleave(R, 2)
-        s = torch.einsum("bhd,bphd->bhp", q[rows, 0].float(), keys) / D ** 0.5
-        ref = torch.einsum("bhp,bphd->bhd", s.softmax(-1), vals)
+        keys = torch.cat([pk.expand(4, -1, -1, -1), k[rows]], 1)
+        vals = torch.cat([pv.expand(4, -1, -1, -1), v[rows]], 1)
+        ref = attention_with_lse(q[rows].float(), keys.float(), vals.float())[0][:, 0]
         for pdl in (False, True):
             tkh.PDL = pdl
             o = torch.full_like(q, float("nan"))
