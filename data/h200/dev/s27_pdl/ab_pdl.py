@@ -4,7 +4,8 @@ shapes, the split prefix alone (shapes the plan splits) and the split decode alo
 graph with PDL set as named (the graph keeps the launch attributes); the graphs are replayed interleaved after the L2
 flush (median of 20).
 Outputs are checked against fp32 on 4 sequences after NaN poisoning.
-Prints CSV: pdl,kind,B,Hq,Hkv,P,S,median_us,rel_err,nan"""
+Prints CSV: tag,pdl,kind,B,Hq,Hkv,P,S,median_us,rel_err,nan (tag: $TAG, the build's name in the call)"""
+import os
 import statistics
 
 import torch
@@ -13,6 +14,7 @@ from tkprefix import tk_hydragen as tkh
 from tkprefix.bench.timing import L2Flusher, capture_graph, time_interleaved
 from tkprefix.reference import attention_with_lse
 
+TAG = os.environ.get("TAG", "?")
 dev, dt, D = torch.device("cuda"), torch.bfloat16, 128
 STEP = [  # (B, Hq, Hkv, P, S): c1 (32/32), c3 (S64, and S256 below the co-run's decode size), c5-like
     (16, 32, 32, 1024, 64), (16, 32, 32, 4096, 512), (64, 32, 32, 1024, 64), (128, 32, 32, 4096, 64),
@@ -52,4 +54,4 @@ for kind, shapes in (("step", STEP), ("prefix", PREFIX), ("decode", DECODE)):
 tkh.PDL = True
 for key, xs in time_interleaved(runs, 20, L2Flusher(device=dev)).items():
     err, nan = info[key]
-    print(",".join(map(str, key)) + f",{statistics.median(xs):.2f},{err:.2e},{nan}", flush=True)
+    print(TAG + "," + ",".join(map(str, key)) + f",{statistics.median(xs):.2f},{err:.2e},{nan}", flush=True)

@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
 # Session 27 (prepared on a CPU-only session, to run in a later one with a GPU; see README.md): programmatic
-# dependent launch on and off in one build (this: the checkout's kernels/, branch s27-pdl), ab_pdl.py twice; the
-# GPU tests of tk_hydragen on it (PDL on, the module's default); a negative control: a build with the
-# griddepcontrol.wait calls removed (nowait) must FAIL test_pdl_launches_wait_for_the_kernel_before; memcheck on
-# sanitize_small.py. Stops itself at $DL s. From the repository root:   DL=400 bash data/h200/dev/s27_pdl/call_ab.sh
+# dependent launch on and off in one build (this: the checkout's kernels/, branch s27-pdl), ab_pdl.py twice, and once
+# on a build without the early trigger (notrigger: the launch_dependents calls removed, so a dependent starts only as
+# the kernel before ends: the launch gap alone); the GPU tests of tk_hydragen on this (PDL on, the module's default);
+# a negative control: a build with the griddepcontrol.wait calls removed (nowait) must FAIL
+# test_pdl_launches_wait_for_the_kernel_before; memcheck on sanitize_small.py. Stops itself at $DL s. From the
+# repository root:   DL=450 bash data/h200/dev/s27_pdl/call_ab.sh
 set -u
 HERE=$(dirname "$0"); source $HERE/../s26_call_lib.sh
 L=$OUT/call.log
-rm -rf $V/v/nowait && mkdir -p $V/v/nowait && cp -r kernels/. $V/v/nowait/
+for v in nowait notrigger; do rm -rf $V/v/$v && mkdir -p $V/v/$v && cp -r kernels/. $V/v/$v/; done
 sed -i '/wait_for_prior_grid();/d' $V/v/nowait/hydragen/decode.cu $V/v/nowait/hydragen/merge.cu
+sed -i '/allow_dependents();/d' $V/v/notrigger/hydragen/decode.cu $V/v/notrigger/hydragen/prefix.cu
 (
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
-grep -c "wait_for_prior_grid();" kernels/hydragen/decode.cu kernels/hydragen/merge.cu $V/v/nowait/hydragen/*.cu
-for v in this nowait; do
+grep -c "wait_for_prior_grid();\|allow_dependents();" kernels/hydragen/*.cu $V/v/no*/hydragen/*.cu
+for v in this nowait notrigger; do
   ( env $(kenv hydragen $v) MAX_JOBS=8 timeout 200 python3 -c "import tkprefix.build as b; b.load_extension()" \
       > /tmp/build_$v.log 2>&1; echo "build $v rc=$? at $(el) s"; tail -2 /tmp/build_$v.log ) &
 done
 wait
-echo "pdl,kind,B,Hq,Hkv,P,S,median_us,rel_err,nan" > $OUT/ab.csv
-for i in 1 2; do
+echo "tag,pdl,kind,B,Hq,Hkv,P,S,median_us,rel_err,nan" > $OUT/ab.csv
+for v in this notrigger this; do
   [ $(left) -gt 60 ] || break
-  env $(kenv hydragen this) timeout 90 python3 $HERE/ab_pdl.py >> $OUT/ab.csv 2>>$OUT/ab.err
-  echo "ab $i rc=$? at $(el) s"
+  env $(kenv hydragen $v) TAG=$v timeout 90 python3 $HERE/ab_pdl.py >> $OUT/ab.csv 2>>$OUT/ab.err
+  echo "ab $v rc=$? at $(el) s"
 done
 # must fail on the results (NaN or wrong rows in all three paths), not by a build error, a skip or the deadline
 if [ $(left) -gt 30 ]; then
