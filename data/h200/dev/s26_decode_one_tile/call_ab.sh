@@ -10,11 +10,7 @@ HERE=$(dirname "$0"); source $HERE/../s26_call_lib.sh
 L=$OUT/call.log
 (
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
-for v in head qs5 this; do
-  ( env $(kenv hydragen $v) MAX_JOBS=5 timeout 120 python3 -c "import tkprefix.build as b; b.load_extension()" \
-      > /tmp/build_$v.log 2>&1; echo "build $v rc=$? at $(el) s"; tail -2 /tmp/build_$v.log ) &
-done
-wait
+kbuild hydragen 5 120 head qs5 this
 echo "tag,kind,seq_len,B,Hq,Hkv,P,S,median_us,rel_err,nan" > $OUT/ab.csv
 for i in 1 2; do for v in head qs5 this; do
   [ $(left) -gt 15 ] || break 2

@@ -9,11 +9,7 @@ HERE=$(dirname "$0"); source $HERE/../s26_call_lib.sh
 L=$OUT/call.log
 (
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
-for v in head this; do
-  ( env $(kenv tree $v) MAX_JOBS=8 timeout 180 python3 -c "import tkprefix.build as b; b.load_extension()" \
-      > /tmp/build_$v.log 2>&1; echo "build $v rc=$? at $(el) s"; tail -2 /tmp/build_$v.log ) &
-done
-wait
+kbuild tree 8 180 head this
 for i in 1 2; do for v in head this; do
   [ $(left) -gt 60 ] || break 2
   env $(kenv tree $v) timeout 120 python3 -m tkprefix.cli bench --only c8 --impls tk_tree --out $OUT/c8_${v}_$i \

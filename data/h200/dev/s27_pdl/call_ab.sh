@@ -15,11 +15,7 @@ sed -i '/allow_dependents();/d' $V/v/notrigger/hydragen/decode.cu $V/v/notrigger
 (
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
 grep -c "wait_for_prior_grid();\|allow_dependents();" kernels/hydragen/*.cu $V/v/no*/hydragen/*.cu
-for v in this nowait notrigger; do
-  ( env $(kenv hydragen $v) MAX_JOBS=8 timeout 200 python3 -c "import tkprefix.build as b; b.load_extension()" \
-      > /tmp/build_$v.log 2>&1; echo "build $v rc=$? at $(el) s"; tail -2 /tmp/build_$v.log ) &
-done
-wait
+kbuild hydragen 8 200 this nowait notrigger
 echo "tag,pdl,kind,B,Hq,Hkv,P,S,median_us,rel_err,nan" > $OUT/ab.csv
 for v in this notrigger this; do
   [ $(left) -gt 60 ] || break
