@@ -12,24 +12,14 @@ import math
 
 import torch
 
-from tkprefix import tk_hydragen as tkh
+from tkprefix import reference, tk_hydragen as tkh
 
 
-def ref(q, k, v, lim, pre=None):
-    R = q.shape[2] // k.shape[2]
-    kk, vv = k.double().repeat_interleave(R, 2), v.double().repeat_interleave(R, 2)
-    s = torch.einsum("bnhd,bthd->bnht", q.double(), kk) / math.sqrt(q.shape[-1])
-    vis = torch.arange(k.shape[1], device="cuda")[None, None] < lim[..., None]
-    s = s.masked_fill(~vis[:, :, None, :], -math.inf)
-    lse = torch.logsumexp(s, -1)
-    o = torch.einsum("bnht,bthd->bnhd", torch.nan_to_num(torch.softmax(s, -1)), vv)
-    if pre is not None:   # merge the fp32 slots (n, B, Nq, Hq, D) / (n, B, Nq, Hq)
-        po, pl = pre
-        ls = torch.cat([lse[None], pl.double()])
-        tot = torch.logsumexp(ls, 0)
-        w = torch.nan_to_num(torch.exp(ls - tot))
-        o = (w[..., None] * torch.cat([o[None], po.double()])).sum(0)
-        lse = tot
+def ref(q, k, v, seq_len, pre=None):
+    """float64 (o, lse) of the decode (tkprefix.reference), then merged with the fp32 slots pre = (o (n, ...), lse)."""
+    o, lse = reference.decode_attention(q.double(), k.double(), v.double(), seq_len)
+    for po, pl in zip(*pre) if pre is not None else ():
+        o, lse = reference.merge_states(o, lse, po.double(), pl.double())
     return o, lse
 
 
@@ -45,10 +35,8 @@ for dt in (torch.bfloat16, torch.float16):
                 q = torch.randn(B, Nq, Hq, D, device="cuda", dtype=dt)
                 k, v = (torch.randn(B, S, Hkv, D, device="cuda", dtype=dt) for _ in range(2))
                 sl = None if mode == "causal" else torch.tensor([0, S - 20], device="cuda", dtype=torch.int32)
-                lim = ((S - Nq + 1 + torch.arange(Nq, device="cuda"))[None].expand(B, Nq) if sl is None
-                       else sl.long()[:, None].expand(B, Nq))
                 n = math.ceil(S / 64)
-                o_ref, lse_ref = ref(q, k, v, lim)
+                o_ref, lse_ref = ref(q, k, v, sl)
                 ws_o = torch.full((n, B, Nq, Hq, D), float("nan"), device="cuda")
                 ws_lse = torch.full((n, B, Nq, Hq), float("nan"), device="cuda")
                 ext.decode_attention(q, k, v, sl, ws_o, ws_lse, n, 64, None, None, stream(q))
@@ -64,7 +52,7 @@ for dt in (torch.bfloat16, torch.float16):
                     o = torch.full_like(q, float("nan"))
                     lse = torch.full((B, Nq, Hq), float("nan"), device="cuda")
                     ext.decode_attention(q, k, v, sl, o, lse, 1, 64, po, pl, stream(q))
-                    o_ref2, _ = ref(q, k, v, lim, (po, pl))
+                    o_ref2, _ = ref(q, k, v, sl, (po, pl))
                     err = (o.double() - o_ref2).abs().max().item()
                     print(f"  fused: max err {err:.3e}, NaN {int(o.isnan().sum())}", flush=True)
 torch.cuda.synchronize()
