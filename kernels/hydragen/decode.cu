@@ -17,7 +17,8 @@
 //
 //   grid = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
 //   STAGES: 2 (the ring above); 1 where a split is one tile (caches of <= 64 keys: nothing to overlap within a
-//       block), at ONE_TILE_BLOCKS blocks an SM instead of 3 (data/h200/dev/s23_decode_one_stage).
+//       block), at 5 blocks an SM (4 beyond 16 rows) instead of 3 (data/h200/dev/s23_decode_one_stage), with Q
+//       through shared memory (data/h200/dev/s25_decode_q_smem).
 //
 // Key visibility: seq_len == nullptr -> query n sees keys 0 .. S-Nq+n (causal, bottom-right aligned);
 // otherwise every query of sequence b sees keys 0 .. seq_len[b]-1 (clamped to [0, S]; 0 = empty: o = 0, lse = -inf).
@@ -81,6 +82,22 @@ template<int D> struct tile_chunks {
     static __device__ __forceinline__ int row() { return threadIdx.x / CHUNKS_PER_ROW; }
     static __device__ __forceinline__ int col() { return threadIdx.x % CHUNKS_PER_ROW * 8; }
 };
+// The block's query rows [row_base, row_base + ROWS) into q_s (rows past g.rows as zeros); no commit: they join the
+// K/V tile's group.
+template<typename T, int D, int ROWS>
+__device__ __forceinline__ void load_q_rows(T (*q_s)[D + PAD], const globals &g, const T *q, int h, int row_base) {
+    using C = tile_chunks<D>;
+    static_assert(ROWS % C::ROWS_PER_PASS == 0, "whole passes");
+    #pragma unroll
+    for (int i = 0; i < ROWS / C::ROWS_PER_PASS; i++) {
+        const int r = C::row() + i * C::ROWS_PER_PASS, row = row_base + r;
+        int n, j;
+        g.by_r.divmod(row, n, j);
+        const bool ok = row < g.rows;
+        const T *src = ok ? q + n * g.q_sn + (h * g.R + j) * g.q_sh + C::col() : q;
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&q_s[r][C::col()])), src, ok);
+    }
+}
 // Keys [key0, key0 + 64) of K and V into stage `stage` (keys >= key_hi as zeros, so no stale value enters P V);
 // commits one cp.async group.
 template<typename T, int D>
@@ -188,20 +205,25 @@ template<typename T> __device__ __forceinline__ uint32_t pack2(float lo, float h
     }
 }
 
-// K and V tiles of every ring stage
-template<typename T, int D, int STAGES> constexpr size_t smem_bytes() {
-    return 2 * STAGES * TILE_KEYS * (D + PAD) * sizeof(T);
+// The one-stage kernel takes Q through shared memory (Q_SMEM): two 16-byte cp.async a thread in the K/V tile's group
+// and one ldmatrix a fragment, instead of 4 * D/16 four-byte loads a lane, each of the four warps its own; the
+// two-stage kernel keeps Q in registers (its 3 blocks an SM leave no room for the rows).
+template<int STAGES> constexpr bool q_in_smem() { return STAGES == 1; }
+// K and V tiles of every ring stage, then (Q_SMEM) the block's query rows
+template<typename T, int D, int RT, int STAGES> constexpr size_t smem_bytes() {
+    return (2 * STAGES * TILE_KEYS + (q_in_smem<STAGES>() ? 16 * RT : 0)) * (D + PAD) * sizeof(T);
 }
 // Blocks an SM (the register budget: __launch_bounds__) of the one-stage kernel, which serves splits of one tile
-// (caches of <= 64 keys): nothing to overlap within a block, so more blocks keep more loads in flight. The two-stage
-// kernel keeps 3 (its 68 KB of shared memory at D 128; <= 168 registers).
-constexpr int ONE_TILE_BLOCKS = 4;
+// (caches of <= 64 keys): nothing to overlap within a block, so more blocks keep more loads in flight. With Q in
+// shared memory, one row tile fits 96 registers (5 blocks) without spilling; two or four do not (4 blocks: 128). The
+// two-stage kernel keeps 3 (its 68 KB of shared memory at D 128; <= 168 registers).
+template<int RT> constexpr int one_tile_blocks() { return RT == 1 ? 5 : 4; }
 
 // Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4*gid + tig. A (16x16): {a0,a1} row gid, cols 2tig..+1;
 // {a2,a3} row gid+8; {a4,a5} row gid, cols 8+2tig..+1; {a6,a7} row gid+8, cols 8+2tig. B (16x8): {b0,b1} rows
 // 2tig..+1, col gid; {b2,b3} rows 8+2tig. C (16x8): {c0,c1} row gid, cols 2tig..+1; {c2,c3} row gid+8.
 template<typename T, int D, int RT, int STAGES>
-__global__ __launch_bounds__(THREADS, STAGES == 1 ? ONE_TILE_BLOCKS : 3)
+__global__ __launch_bounds__(THREADS, STAGES == 1 ? one_tile_blocks<RT>() : 3)
 void decode_kernel(const __grid_constant__ globals g) {
     constexpr int LD   = D + PAD;            // smem row pitch (elements)
     constexpr int DPL  = D / 32;             // output features per lane in the epilogue
@@ -213,14 +235,17 @@ void decode_kernel(const __grid_constant__ globals g) {
     static_assert(WARPS % RT == 0 && KPW % 16 == 0, "RT in {1, 2, 4}");
     static_assert(STAGES == 1 || STAGES == 2, "a ring of one or two tiles");
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D, STAGES>()
+    constexpr bool Q_SMEM = q_in_smem<STAGES>();
+    extern __shared__ __align__(16) unsigned char smem_raw[];   // layout: see smem_bytes<T, D, RT, STAGES>()
     auto k_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw);                                   // [STAGES][64][LD]
     auto v_s = reinterpret_cast<T (*)[TILE_KEYS][LD]>(smem_raw + STAGES * TILE_KEYS * LD * sizeof(T));   // the same
+    auto q_s = reinterpret_cast<T (*)[LD]>(smem_raw + 2 * STAGES * TILE_KEYS * LD * sizeof(T));    // [BLOCK_ROWS][LD]
     // after the key loop the K (and V) buffers hold each warp's partial state for the cross-warp merge
     auto o_part = reinterpret_cast<float (*)[16][OP]>(smem_raw);                                  // [WARPS][16][OP]
     auto m_part = reinterpret_cast<float (*)[16]>(smem_raw + WARPS * 16 * OP * sizeof(float));   // [WARPS][16]
     auto l_part = reinterpret_cast<float (*)[16]>(smem_raw + WARPS * 16 * (OP + 1) * sizeof(float));
-    static_assert(WARPS * 16 * (OP + 2) * sizeof(float) <= smem_bytes<T, D, STAGES>(), "merge scratch > K/V buffers");
+    static_assert(WARPS * 16 * (OP + 2) * sizeof(float) <= 2 * STAGES * TILE_KEYS * LD * sizeof(T),
+                  "merge scratch > K/V buffers");
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
@@ -244,13 +269,17 @@ void decode_kernel(const __grid_constant__ globals g) {
 
     const T *kbase = static_cast<const T *>(g.k) + b * g.k_sb + h * g.k_sh;
     const T *vbase = static_cast<const T *>(g.v) + b * g.v_sb + h * g.v_sh;
-    if (n_tiles > 0) load_kv_tile<T, D>(k_s, v_s, 0, kbase, g.k_ss, vbase, g.v_ss, key_lo, key_hi);
+    const T *q = static_cast<const T *>(g.q) + b * g.q_sb;
+    if (n_tiles > 0) {
+        if constexpr (Q_SMEM) load_q_rows<T, D, BLOCK_ROWS>(q_s, g, q, h, row_base);
+        load_kv_tile<T, D>(k_s, v_s, 0, kbase, g.k_ss, vbase, g.v_ss, key_lo, key_hi);
+    }
 
-    // ---- this lane's two rows (gid, gid + 8 of the warp's row tile): Q as A fragments, unscaled, straight from global
+    // ---- this lane's two rows (gid, gid + 8 of the warp's row tile): Q as A fragments, unscaled, straight from
+    // global (or, Q_SMEM, by ldmatrix in the key loop)
     const int r0 = row_base + rt * 16 + gid, r1 = r0 + 8;
     uint32_t qa[D / 16][4];
-    {
-        const T *q = static_cast<const T *>(g.q) + b * g.q_sb;
+    if constexpr (!Q_SMEM) {
         int n0, i0, n1, i1;
         g.by_r.divmod(r0, n0, i0);
         g.by_r.divmod(r1, n1, i1);
@@ -296,6 +325,9 @@ void decode_kernel(const __grid_constant__ globals g) {
             for (int ks = 0; ks < D / 16; ks++) {
                 uint32_t kb[4];
                 ldmatrix_x4(kb, &k_s[stage][k0 + (lane / 16) * 8 + lane % 8][ks * 16 + ((lane / 8) % 2) * 8]);
+                // Q_SMEM: x4 = rows {0-7, 8-15} x features {0-7, 8-15} of the row tile, the A fragment's a0..a3
+                if constexpr (Q_SMEM)
+                    ldmatrix_x4(qa[ks], &q_s[rt * 16 + ((lane / 8) % 2) * 8 + lane % 8][ks * 16 + (lane / 16) * 8]);
                 mma_16816<T>(s[0], qa[ks], kb[0], kb[1]);
                 mma_16816<T>(s[1], qa[ks], kb[2], kb[3]);
             }
@@ -411,7 +443,7 @@ const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, s
 template<typename T, int D, int RT, int STAGES>
 const char *launch(const globals &g, int n_splits, cudaStream_t stream) {
     static bool attribute_set = false;   // per instantiation
-    return launch_kernel(decode_kernel<T, D, RT, STAGES>, g, 16 * RT, smem_bytes<T, D, STAGES>(), n_splits, stream,
+    return launch_kernel(decode_kernel<T, D, RT, STAGES>, g, 16 * RT, smem_bytes<T, D, RT, STAGES>(), n_splits, stream,
                          attribute_set);
 }
 template<typename T, int D, int RT>
