@@ -17,8 +17,10 @@
 //
 //   grid = (row groups * B * Hkv, n_splits)     a split covers split_keys keys; splits are merged later by LSE
 //   STAGES: 2 (the ring above); 1 where a split is one tile (caches of <= 64 keys: nothing to overlap within a
-//       block), at 5 blocks an SM (4 beyond 16 rows) instead of 3 (data/h200/dev/s23_decode_one_stage), with Q
-//       through shared memory (data/h200/dev/s25_decode_q_smem).
+//       block), at 4 blocks an SM instead of 3 (data/h200/dev/s23_decode_one_stage), with Q through shared memory
+//       (data/h200/dev/s25_decode_q_smem). One tile at <= 16 rows (the suffix-64 item of c1 and c3) runs
+//       decode_one_tile_kernel<T, D> instead: the warps split the keys for S and the features for O, so no 16 x D
+//       states are merged across warps; 5 blocks an SM (data/h200/dev/s26_decode_one_tile).
 //
 // Key visibility: seq_len == nullptr -> query n sees keys 0 .. S-Nq+n (causal, bottom-right aligned);
 // otherwise every query of sequence b sees keys 0 .. seq_len[b]-1 (clamped to [0, S]; 0 = empty: o = 0, lse = -inf).
@@ -119,54 +121,6 @@ __device__ __forceinline__ void load_kv_tile(T (*k_s)[TILE_KEYS][D + PAD], T (*v
     cp_async_commit();
 }
 
-// The end of one query row (after the cross-warp merge): un-normalised o (this lane's D/32 features), base-2 state
-// (m_all, l_all) -> optional fused merge with the prefix slots g.pre -> o (final dtype or fp32 slot `split`) and lse.
-template<typename T, int D>
-__device__ __forceinline__ void write_row(const globals &g, int b, int h, int split, int row, int lane,
-                                          float m_all, float l_all, float (&o)[D / 32]) {
-    constexpr int DPL = D / 32;
-    const bool partial = g.out.o_dtype == TKP_FP32;
-    float inv = l_all > 0.f ? 1.f / l_all : 0.f;
-    int n, r;
-    g.by_r.divmod(row, n, r);
-    const int hq = h * g.R + r;
-    const int64_t ro = ((int64_t)b * g.Nq + n) * g.Hq + hq;
-    float lse = l_all > 0.f ? (m_all + __log2f(l_all)) * LN2 : -INFINITY;
-    if (g.pre.n_slots > 0) {
-        // fused merge with the prefix levels' partial states (natural-log LSE, normalised fp32 o)
-        float lse_max = lse;
-        for (int s = 0; s < g.pre.n_slots; s++) lse_max = fmaxf(lse_max, g.pre.lse[s * g.pre.lse_slot_stride + ro]);
-        float sum = 0.f;
-        if (lse_max != -INFINITY) {
-            const float w = merge_weight(lse, lse_max);
-            sum = w;
-            #pragma unroll
-            for (int d = 0; d < DPL; d++) o[d] *= inv * w;
-            for (int s = 0; s < g.pre.n_slots; s++) {
-                const float ws = merge_weight(g.pre.lse[s * g.pre.lse_slot_stride + ro], lse_max);
-                if (ws == 0.f) continue;
-                sum += ws;
-                float x[DPL];
-                load_vec<float, DPL>(static_cast<const float *>(g.pre.o) + s * g.pre.o_slot_stride + ro * D + lane * DPL, x);
-                #pragma unroll
-                for (int d = 0; d < DPL; d++) o[d] += ws * x[d];
-            }
-        }
-        inv = sum > 0.f ? 1.f / sum : 0.f;
-        lse = sum > 0.f ? lse_max + __logf(sum) : -INFINITY;
-    }
-    if (partial) {
-        float *op = static_cast<float *>(g.out.o) + split * g.out.o_slot_stride + ro * D + lane * DPL;
-        #pragma unroll
-        for (int d = 0; d < DPL; d++) op[d] = o[d] * inv;
-    } else {
-        T *op = static_cast<T *>(g.out.o) + split * g.out.o_slot_stride + ro * D + lane * DPL;
-        #pragma unroll
-        for (int d = 0; d < DPL; d++) op[d] = from_float<T>(o[d] * inv);
-    }
-    if (lane == 0) g.out.lse[split * g.out.lse_slot_stride + ro] = lse;
-}
-
 // ------------------------------------------------------------------------------------------------ tensor-core helpers
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *smem) {
     const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -205,6 +159,102 @@ template<typename T> __device__ __forceinline__ uint32_t pack2(float lo, float h
     }
 }
 
+// The end of one query row: un-normalised o (this lane's N features, in groups of G adjacent columns, group i at
+// column col0 + i * STEP), base-2 state (m_all, l_all) -> optional fused merge with the prefix slots g.pre -> o (final
+// dtype or fp32 slot `split`) and, where write_lse, lse.
+template<typename T, int D, int N, int G, int STEP>
+__device__ __forceinline__ void write_row(const globals &g, int b, int h, int split, int row, int col0, bool write_lse,
+                                          float m_all, float l_all, float (&o)[N]) {
+    static_assert(N % G == 0 && (G == 2 || G == 4), "groups of 2 or 4 columns");
+    const bool partial = g.out.o_dtype == TKP_FP32;
+    float inv = l_all > 0.f ? 1.f / l_all : 0.f;
+    int n, r;
+    g.by_r.divmod(row, n, r);
+    const int hq = h * g.R + r;
+    const int64_t ro = ((int64_t)b * g.Nq + n) * g.Hq + hq;
+    float lse = l_all > 0.f ? (m_all + __log2f(l_all)) * LN2 : -INFINITY;
+    if (g.pre.n_slots > 0) {
+        // fused merge with the prefix levels' partial states (natural-log LSE, normalised fp32 o)
+        float lse_max = lse;
+        for (int s = 0; s < g.pre.n_slots; s++) lse_max = fmaxf(lse_max, g.pre.lse[s * g.pre.lse_slot_stride + ro]);
+        float sum = 0.f;
+        if (lse_max != -INFINITY) {
+            const float w = merge_weight(lse, lse_max);
+            sum = w;
+            #pragma unroll
+            for (int d = 0; d < N; d++) o[d] *= inv * w;
+            for (int s = 0; s < g.pre.n_slots; s++) {
+                const float ws = merge_weight(g.pre.lse[s * g.pre.lse_slot_stride + ro], lse_max);
+                if (ws == 0.f) continue;
+                sum += ws;
+                const float *slot = static_cast<const float *>(g.pre.o) + s * g.pre.o_slot_stride + ro * D + col0;
+                #pragma unroll
+                for (int i = 0; i < N / G; i++) {
+                    float x[G];
+                    load_vec<float, G>(slot + i * STEP, x);
+                    #pragma unroll
+                    for (int d = 0; d < G; d++) o[i * G + d] += ws * x[d];
+                }
+            }
+        }
+        inv = sum > 0.f ? 1.f / sum : 0.f;
+        lse = sum > 0.f ? lse_max + __logf(sum) : -INFINITY;
+    }
+    #pragma unroll
+    for (int i = 0; i < N / G; i++) {
+        const int64_t at = split * g.out.o_slot_stride + ro * D + col0 + i * STEP;
+        if (partial) {
+            float *op = static_cast<float *>(g.out.o) + at;
+            #pragma unroll
+            for (int d = 0; d < G; d++) op[d] = o[i * G + d] * inv;
+        } else if constexpr (G == 2) {   // one 4-byte store
+            T *op = static_cast<T *>(g.out.o) + at;
+            *reinterpret_cast<uint32_t *>(op) = pack2<T>(o[i * G] * inv, o[i * G + 1] * inv);
+        } else {
+            T *op = static_cast<T *>(g.out.o) + at;
+            #pragma unroll
+            for (int d = 0; d < G; d++) op[d] = from_float<T>(o[i * G + d] * inv);
+        }
+    }
+    if (write_lse) g.out.lse[split * g.out.lse_slot_stride + ro] = lse;
+}
+
+// S fragments (16 rows x 16 keys from key0; the lane's rows gid, gid + 8) into base 2, with the keys at or past a
+// row's limit (lim0, lim1) set to -inf
+template<int D>
+__device__ __forceinline__ void scale_and_mask(float (&s)[2][4], int key0, int tig, int lim0, int lim1) {
+    constexpr float SCALE = softmax_scale_log2<D>();
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+        #pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int key = key0 + i * 8 + 2 * tig + (j & 1);
+            s[i][j] = key < (j < 2 ? lim0 : lim1) ? s[i][j] * SCALE : -INFINITY;
+        }
+    }
+}
+
+// s <- 2^(s - m) per row (m0: the lane's row gid, m1: gid + 8); 0 where the row's m is -inf (no key visible yet)
+__device__ __forceinline__ void exp2_rows(float (&s)[2][4], float m0, float m1) {
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+        s[i][0] = m0 == -INFINITY ? 0.f : exp2f(s[i][0] - m0);
+        s[i][1] = m0 == -INFINITY ? 0.f : exp2f(s[i][1] - m0);
+        s[i][2] = m1 == -INFINITY ? 0.f : exp2f(s[i][2] - m1);
+        s[i][3] = m1 == -INFINITY ? 0.f : exp2f(s[i][3] - m1);
+    }
+}
+
+// Keys [0, limit) are visible to stacked row `row` (n = row / R) of sequence b; limits grow with the row index.
+struct key_limits {
+    int seq_limit;   // seq_len[b] clamped to [0, S], or -1: causal
+    __device__ __forceinline__ key_limits(const globals &g, int b)
+        : seq_limit(g.seq_len ? min(max(g.seq_len[b], 0), g.S) : -1) {}
+    __device__ __forceinline__ int operator()(const globals &g, int row) const {
+        return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + g.by_r.div(row) + 1);
+    }
+};
+
 // The one-stage kernel takes Q through shared memory (Q_SMEM): two 16-byte cp.async a thread in the K/V tile's group
 // and one ldmatrix a fragment, instead of 4 * D/16 four-byte loads a lane, each of the four warps its own; the
 // two-stage kernel keeps Q in registers (its 3 blocks an SM leave no room for the rows).
@@ -214,16 +264,16 @@ template<typename T, int D, int RT, int STAGES> constexpr size_t smem_bytes() {
     return (2 * STAGES * TILE_KEYS + (q_in_smem<STAGES>() ? 16 * RT : 0)) * (D + PAD) * sizeof(T);
 }
 // Blocks an SM (the register budget: __launch_bounds__) of the one-stage kernel, which serves splits of one tile
-// (caches of <= 64 keys): nothing to overlap within a block, so more blocks keep more loads in flight. With Q in
-// shared memory, one row tile fits 96 registers (5 blocks) without spilling; two or four do not (4 blocks: 128). The
-// two-stage kernel keeps 3 (its 68 KB of shared memory at D 128; <= 168 registers).
-template<int RT> constexpr int one_tile_blocks() { return RT == 1 ? 5 : 4; }
+// (caches of <= 64 keys) of 17-64 rows (<= 16: decode_one_tile_kernel): nothing to overlap within a block, so more
+// blocks keep more loads in flight; 4 fit 128 registers without spilling. The two-stage kernel keeps 3 (its 68 KB of
+// shared memory at D 128; <= 168 registers).
+constexpr int ONE_TILE_BLOCKS = 4;
 
 // Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4*gid + tig. A (16x16): {a0,a1} row gid, cols 2tig..+1;
 // {a2,a3} row gid+8; {a4,a5} row gid, cols 8+2tig..+1; {a6,a7} row gid+8, cols 8+2tig. B (16x8): {b0,b1} rows
 // 2tig..+1, col gid; {b2,b3} rows 8+2tig. C (16x8): {c0,c1} row gid, cols 2tig..+1; {c2,c3} row gid+8.
 template<typename T, int D, int RT, int STAGES>
-__global__ __launch_bounds__(THREADS, STAGES == 1 ? one_tile_blocks<RT>() : 3)
+__global__ __launch_bounds__(THREADS, STAGES == 1 ? ONE_TILE_BLOCKS : 3)
 void decode_kernel(const __grid_constant__ globals g) {
     constexpr int LD   = D + PAD;            // smem row pitch (elements)
     constexpr int DPL  = D / 32;             // output features per lane in the epilogue
@@ -231,7 +281,6 @@ void decode_kernel(const __grid_constant__ globals g) {
     constexpr int KPW  = TILE_KEYS / KG;     // keys per warp per tile (16, 32, 64)
     constexpr int BLOCK_ROWS = 16 * RT;
     constexpr int OP   = D + 4;              // pitch (floats) of the epilogue scratch
-    constexpr float SCALE = softmax_scale_log2<D>();
     static_assert(WARPS % RT == 0 && KPW % 16 == 0, "RT in {1, 2, 4}");
     static_assert(STAGES == 1 || STAGES == 2, "a ring of one or two tiles");
 
@@ -257,12 +306,9 @@ void decode_kernel(const __grid_constant__ globals g) {
     const int row_base = rg * BLOCK_ROWS;
 
     // ---- visible keys: per row, and the block's union
-    const int seq_limit = g.seq_len ? min(max(g.seq_len[b], 0), g.S) : -1;
-    auto row_limit = [&](int row) {   // keys [0, limit) visible to stacked row `row` (n = row / R)
-        return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + g.by_r.div(row) + 1);
-    };
+    const key_limits limit(g, b);
     const int last_row = min(row_base + BLOCK_ROWS, g.rows) - 1;
-    const int kv_end   = min(row_limit(last_row), g.S);          // limits grow with the row index
+    const int kv_end   = min(limit(g, last_row), g.S);           // limits grow with the row index
     const int key_lo   = split * g.split_keys;
     const int key_hi   = min(key_lo + g.split_keys, kv_end);
     const int n_tiles  = key_hi > key_lo ? (key_hi - key_lo + TILE_KEYS - 1) / TILE_KEYS : 0;
@@ -294,8 +340,8 @@ void decode_kernel(const __grid_constant__ globals g) {
             qa[ks][3] = q1 ? *reinterpret_cast<const uint32_t *>(q1 + c + 8) : 0u;
         }
     }
-    const int lim0 = r0 < g.rows ? min(row_limit(r0), key_hi) : 0;   // keys < lim are visible (and in this split)
-    const int lim1 = r1 < g.rows ? min(row_limit(r1), key_hi) : 0;
+    const int lim0 = r0 < g.rows ? min(limit(g, r0), key_hi) : 0;   // keys < lim are visible (and in this split)
+    const int lim1 = r1 < g.rows ? min(limit(g, r1), key_hi) : 0;
 
     // ---- online-softmax state of the two rows (base 2; l summed over this lane's columns only, reduced at the end)
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
@@ -333,14 +379,10 @@ void decode_kernel(const __grid_constant__ globals g) {
             }
 
             // scale into base 2, mask, online softmax (a row's 16 scores sit in the 4 lanes of a quad)
+            scale_and_mask<D>(s, tile_key0 + k0, tig, lim0, lim1);
             float mx0 = -INFINITY, mx1 = -INFINITY;
             #pragma unroll
             for (int i = 0; i < 2; i++) {
-                #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int key = tile_key0 + k0 + i * 8 + 2 * tig + (j & 1);
-                    s[i][j] = key < (j < 2 ? lim0 : lim1) ? s[i][j] * SCALE : -INFINITY;
-                }
                 mx0 = fmaxf(mx0, fmaxf(s[i][0], s[i][1]));
                 mx1 = fmaxf(mx1, fmaxf(s[i][2], s[i][3]));
             }
@@ -351,13 +393,7 @@ void decode_kernel(const __grid_constant__ globals g) {
             const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
             const float al0 = mn0 == -INFINITY ? 1.f : exp2f(m0 - mn0);   // m = -inf -> 0; nothing visible yet -> 1
             const float al1 = mn1 == -INFINITY ? 1.f : exp2f(m1 - mn1);
-            #pragma unroll
-            for (int i = 0; i < 2; i++) {
-                s[i][0] = mn0 == -INFINITY ? 0.f : exp2f(s[i][0] - mn0);
-                s[i][1] = mn0 == -INFINITY ? 0.f : exp2f(s[i][1] - mn0);
-                s[i][2] = mn1 == -INFINITY ? 0.f : exp2f(s[i][2] - mn1);
-                s[i][3] = mn1 == -INFINITY ? 0.f : exp2f(s[i][3] - mn1);
-            }
+            exp2_rows(s, mn0, mn1);
             l0 = l0 * al0 + (s[0][0] + s[0][1] + s[1][0] + s[1][1]);
             l1 = l1 * al1 + (s[0][2] + s[0][3] + s[1][2] + s[1][3]);
             m0 = mn0; m1 = mn1;
@@ -420,8 +456,137 @@ void decode_kernel(const __grid_constant__ globals g) {
                 for (int d = 0; d < DPL; d++) o[d] += x[d] * sc;
             }
         }
-        write_row<T, D>(g, b, h, split, row, lane, m_all, l_all, o);
+        write_row<T, D, DPL, DPL, 0>(g, b, h, split, row, lane * DPL, lane == 0, m_all, l_all, o);
     }
+}
+
+// ---- One tile, <= 16 rows (the suffix-64 item: one (sequence, kv-head) and one 64-key tile a block) -------------
+// The four warps split the tile's keys for S = Q K^T (16 each) and the features for O = P V (D/4 each), so they
+// exchange the rows' maxima, P (16 x 64 in T) and the rows' sums through shared memory, about 2.5 KB and two
+// barriers, instead of decode_kernel's four 16 x D fp32 states (32 KB) for 1-16 real rows. P is relative to the
+// tile's row maximum from the start (decode_kernel rescales each warp's). Q comes through shared memory as there.
+template<typename T, int D> struct one_tile_layout {   // byte offsets in dynamic shared memory
+    static constexpr int LD = D + PAD, PLD = TILE_KEYS + PAD;   // row pitches (elements) of K/V/Q and P
+    static constexpr size_t K = 0, V = K + TILE_KEYS * LD * sizeof(T), Q = V + TILE_KEYS * LD * sizeof(T);
+    static constexpr size_t P = Q + 16 * LD * sizeof(T), M = P + 16 * PLD * sizeof(T);
+    static constexpr size_t L = M + WARPS * 16 * sizeof(float), BYTES = L + WARPS * 16 * sizeof(float);
+    static constexpr int BLOCKS = 5;   // an SM: 5 x 41 KB of shared memory at D 128, <= 102 registers
+};
+
+template<typename T, int D>
+__global__ __launch_bounds__(THREADS, one_tile_layout<T, D>::BLOCKS)
+void decode_one_tile_kernel(const __grid_constant__ globals g) {
+    using L = one_tile_layout<T, D>;
+    constexpr int KPW = TILE_KEYS / WARPS;   // keys of S a warp
+    constexpr int FPW = D / WARPS;           // features of O a warp
+    static_assert(KPW == 16 && FPW % 16 == 0, "4 warps, D 64 or 128");
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    auto k_s = reinterpret_cast<T (*)[TILE_KEYS][L::LD]>(smem_raw + L::K);   // [1][64][LD]: load_kv_tile's stage 0
+    auto v_s = reinterpret_cast<T (*)[TILE_KEYS][L::LD]>(smem_raw + L::V);
+    auto q_s = reinterpret_cast<T (*)[L::LD]>(smem_raw + L::Q);              // [16][LD]
+    auto p_s = reinterpret_cast<T (*)[L::PLD]>(smem_raw + L::P);             // [16][PLD]
+    auto m_part = reinterpret_cast<float (*)[16]>(smem_raw + L::M);          // [WARPS][16]: each warp's row maxima
+    auto l_part = reinterpret_cast<float (*)[16]>(smem_raw + L::L);          // [WARPS][16]: each warp's row sums
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int gid = lane / 4, tig = lane % 4;
+    int b, h;
+    g.by_hkv.divmod(blockIdx.x, b, h);   // one row group (<= 16 rows)
+    const int split = blockIdx.y;
+
+    const key_limits limit(g, b);
+    const int key_lo = split * TILE_KEYS;
+    const int key_hi = min(key_lo + TILE_KEYS, min(limit(g, g.rows - 1), g.S));
+    const bool any_key = key_hi > key_lo;   // block-uniform
+    if (any_key) {
+        load_q_rows<T, D, 16>(q_s, g, static_cast<const T *>(g.q) + b * g.q_sb, h, 0);
+        load_kv_tile<T, D>(k_s, v_s, 0, static_cast<const T *>(g.k) + b * g.k_sb + h * g.k_sh, g.k_ss,
+                           static_cast<const T *>(g.v) + b * g.v_sb + h * g.v_sh, g.v_ss, key_lo, key_hi);
+    }
+    const int r0 = gid, r1 = gid + 8;   // this lane's two rows
+    const int lim0 = r0 < g.rows ? min(limit(g, r0), key_hi) : 0;   // keys < lim are visible (and in this split)
+    const int lim1 = r1 < g.rows ? min(limit(g, r1), key_hi) : 0;
+
+    // ---- S (16 rows x this warp's 16 keys) = Q K^T, scaled into base 2 and masked; the rows' maxima over the tile
+    const int k0 = warp * KPW;
+    float s[2][4];
+    #pragma unroll
+    for (int i = 0; i < 2; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = -INFINITY;
+    if (any_key) {
+        cp_async_wait<0>();
+        __syncthreads();
+        if (key_lo + k0 < key_hi) {   // warp-uniform: else all 16 keys are past the end
+            #pragma unroll
+            for (int i = 0; i < 2; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+            #pragma unroll
+            for (int ks = 0; ks < D / 16; ks++) {
+                uint32_t qa[4], kb[4];
+                ldmatrix_x4(qa, &q_s[((lane / 8) % 2) * 8 + lane % 8][ks * 16 + (lane / 16) * 8]);
+                ldmatrix_x4(kb, &k_s[0][k0 + (lane / 16) * 8 + lane % 8][ks * 16 + ((lane / 8) % 2) * 8]);
+                mma_16816<T>(s[0], qa, kb[0], kb[1]);
+                mma_16816<T>(s[1], qa, kb[2], kb[3]);
+            }
+            scale_and_mask<D>(s, key_lo + k0, tig, lim0, lim1);
+        }
+    }
+    float m0 = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
+    float m1 = fmaxf(fmaxf(s[0][2], s[0][3]), fmaxf(s[1][2], s[1][3]));
+    m0 = fmaxf(m0, __shfl_xor_sync(0xffffffffu, m0, 1));
+    m0 = fmaxf(m0, __shfl_xor_sync(0xffffffffu, m0, 2));
+    m1 = fmaxf(m1, __shfl_xor_sync(0xffffffffu, m1, 1));
+    m1 = fmaxf(m1, __shfl_xor_sync(0xffffffffu, m1, 2));
+    if (tig == 0) { m_part[warp][gid] = m0; m_part[warp][gid + 8] = m1; }
+    __syncthreads();
+    #pragma unroll
+    for (int w = 0; w < WARPS; w++) { m0 = fmaxf(m0, m_part[w][gid]); m1 = fmaxf(m1, m_part[w][gid + 8]); }
+
+    // ---- P = 2^(S - m) (0 where a row sees no key), rounded to T into p_s; the rows' sums of the unrounded values
+    exp2_rows(s, m0, m1);
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+        *reinterpret_cast<uint32_t *>(&p_s[gid][k0 + i * 8 + 2 * tig])     = pack2<T>(s[i][0], s[i][1]);
+        *reinterpret_cast<uint32_t *>(&p_s[gid + 8][k0 + i * 8 + 2 * tig]) = pack2<T>(s[i][2], s[i][3]);
+    }
+    float l0 = s[0][0] + s[0][1] + s[1][0] + s[1][1], l1 = s[0][2] + s[0][3] + s[1][2] + s[1][3];
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    if (tig == 0) { l_part[warp][gid] = l0; l_part[warp][gid + 8] = l1; }
+    __syncthreads();
+
+    // ---- O (16 rows x this warp's D/4 features) = P V over the tile's keys; P by ldmatrix (A), V by ldmatrix.trans
+    const int f0 = warp * FPW;
+    float acc[FPW / 8][4];
+    #pragma unroll
+    for (int nt = 0; nt < FPW / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+    #pragma unroll
+    for (int kk = 0; kk < TILE_KEYS / 16; kk++) {
+        if (key_lo + kk * 16 >= key_hi) break;   // block-uniform: the rest of the tile is past the end
+        uint32_t pa[4];
+        ldmatrix_x4(pa, &p_s[((lane / 8) % 2) * 8 + lane % 8][kk * 16 + (lane / 16) * 8]);
+        #pragma unroll
+        for (int dn = 0; dn < FPW / 16; dn++) {
+            uint32_t vb[4];
+            ldmatrix_x4_trans(vb, &v_s[0][kk * 16 + ((lane / 8) % 2) * 8 + lane % 8][f0 + dn * 16 + (lane / 16) * 8]);
+            mma_16816<T>(acc[2 * dn], pa, vb[0], vb[1]);
+            mma_16816<T>(acc[2 * dn + 1], pa, vb[2], vb[3]);
+        }
+    }
+
+    // ---- each lane writes its pairs of features (f0 + 8 nt + 2 tig, +1) of its two rows; warp 0 the rows' lse
+    l0 = l1 = 0.f;
+    #pragma unroll
+    for (int w = 0; w < WARPS; w++) { l0 += l_part[w][gid]; l1 += l_part[w][gid + 8]; }
+    float o0[FPW / 4], o1[FPW / 4];
+    #pragma unroll
+    for (int nt = 0; nt < FPW / 8; nt++) {
+        o0[2 * nt] = acc[nt][0]; o0[2 * nt + 1] = acc[nt][1];
+        o1[2 * nt] = acc[nt][2]; o1[2 * nt + 1] = acc[nt][3];
+    }
+    const bool lse_lane = warp == 0 && tig == 0;
+    if (r0 < g.rows) write_row<T, D, FPW / 4, 2, 8>(g, b, h, split, r0, f0 + 2 * tig, lse_lane, m0, l0, o0);
+    if (r1 < g.rows) write_row<T, D, FPW / 4, 2, 8>(g, b, h, split, r1, f0 + 2 * tig, lse_lane, m1, l1, o1);
 }
 
 template<typename KERNEL>
@@ -448,8 +613,14 @@ const char *launch(const globals &g, int n_splits, cudaStream_t stream) {
 }
 template<typename T, int D, int RT>
 const char *launch_stages(const globals &g, int n_splits, cudaStream_t stream) {
-    if (g.split_keys == TILE_KEYS) return launch<T, D, RT, 1>(g, n_splits, stream);
-    return launch<T, D, RT, 2>(g, n_splits, stream);
+    if (g.split_keys != TILE_KEYS) return launch<T, D, RT, 2>(g, n_splits, stream);
+    if constexpr (RT == 1) {
+        static bool attribute_set = false;
+        return launch_kernel(decode_one_tile_kernel<T, D>, g, 16, one_tile_layout<T, D>::BYTES, n_splits, stream,
+                             attribute_set);
+    } else {
+        return launch<T, D, RT, 1>(g, n_splits, stream);
+    }
 }
 
 // rows per block 16 / 32 / 64 (tkprefix.tk_hydragen._decode_blocks mirrors this)

@@ -44,8 +44,8 @@ PREFIX_TILE_KEYS = 128    # keys per prefix pipeline stage
 DECODE_TILE_KEYS = 64     # keys per decode tile
 DECODE_WARPS = 4
 # Resident decode blocks per SM (68 KB of shared memory each at D 128): one wave is DECODE_BLOCKS_PER_SM x SMs blocks.
-# (Splits of one tile run a one-stage build at 5 an SM; decode_splits' own splits are >= 2 tiles, so one-tile splits
-# come only from caches of <= 64 keys or a caller's n_splits.)
+# (Splits of one tile run a one-stage build at 4 an SM, 5 at <= 16 rows; decode_splits' own splits are >= 2 tiles, so
+# one-tile splits come only from caches of <= 64 keys or a caller's n_splits.)
 DECODE_BLOCKS_PER_SM = 3
 
 

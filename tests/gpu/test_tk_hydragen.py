@@ -231,6 +231,30 @@ def test_decode_gqa_groups_strided(requires_tk, dtype, D, G, Nq, mode):
         check(o, lse, o_ref, lse_ref, dtype, f"decode G{G} Nq{Nq} {mode} splits={n}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("Nq,G", [(1, 1), (1, 3), (3, 1), (2, 5), (3, 4), (1, 16), (4, 4), (16, 1)])
+@pytest.mark.parametrize("S", [1, 37, 64, 130])
+@pytest.mark.parametrize("mode", ["causal", "seq_len"])
+def test_decode_one_tile_rows(requires_tk, dtype, D, Nq, G, S, mode):
+    """Splits of one 64-key tile at <= 16 rows a (sequence, kv-head) (decode_one_tile_kernel: keys split across the
+    warps for S, features for O): every row count's pattern, causal limits inside the tile, empty and partial
+    sequences, one split (final output) and several (fp32 partials merged), from a strided q view."""
+    from tkprefix import tk_hydragen as tkh
+
+    B, Hkv = 3, 2
+    Hq = G * Hkv
+    q = rnd(B, Nq, Hq + 1, D, dtype=dtype)[:, :, 1:]          # a strided view: token stride (Hq + 1) * D
+    k, v = rnd(B, S, Hkv, D, dtype=dtype, scale=1.5), rnd(B, S, Hkv, D, dtype=dtype)
+    seq_len = None
+    if mode == "seq_len":
+        seq_len = torch.tensor([0, S, max(1, S - 20)], device="cuda", dtype=torch.int32)
+    n = math.ceil(S / 64)   # 64-key splits: one (the final output) up to S 64, else fp32 partials merged
+    o, lse = tkh.decode_attention(q, k, v, seq_len, n_splits=n, out=poisoned(q))
+    o_ref, lse_ref = ref_attention(q, k, v, visibility(B, Nq, S, seq_len, "cuda"))
+    check(o, lse, o_ref, lse_ref, dtype, f"one tile Nq{Nq} G{G} S{S} {mode} splits={n}")
+
+
 def test_decode_is_deterministic(requires_tk):
     """More blocks than fit at once, ragged and empty sequences: bitwise the same result on every run (a moving
     result is a race)."""
