@@ -653,6 +653,9 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
         if (st % 8 != 0) return arg_error("decode: q/k/v strides must be multiples of 8 elements (16-byte rows)");
     if ((reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v)) & 15)
         return arg_error("decode: q/k/v must be 16-byte aligned");
+    // write_row stores a final o's features in 4-byte pairs (decode_one_tile_kernel; decode_kernel at D 64)
+    if ((reinterpret_cast<uintptr_t>(out.o) & 3) || (out.o_dtype != TKP_FP32 && (out.o_slot_stride & 1)))
+        return arg_error("decode: o must be 4-byte aligned");
     decode::globals g{};
     if (merge_with && merge_with->n_slots > 0) {
         if (n_splits != 1 || out.o_dtype == TKP_FP32) return arg_error("decode: merge_with needs n_splits == 1 and a final output");
