@@ -27,14 +27,15 @@
 #include <type_traits>
 #include "../launch.h"
 #include "../common/tkp_common.cuh"
+#include "../common/tkp_tile16.cuh"
 
 namespace tkp {
 namespace decode {
 
-constexpr int WARPS     = 4;
-constexpr int THREADS   = WARPS * 32;
-constexpr int TILE_KEYS = 64;
-constexpr int PAD       = 8;   // elements of padding per smem row: 16 bytes, so 16-byte reads of 8 rows hit 8 bank groups
+constexpr int WARPS     = tile16::WARPS;
+constexpr int THREADS   = tile16::THREADS;
+constexpr int TILE_KEYS = tile16::KEYS;
+constexpr int PAD       = tile16::PAD;   // elements of padding per smem row (kernels/common/tkp_tile16.cuh)
 
 struct globals {
     const void *q, *k, *v;
@@ -48,13 +49,6 @@ struct globals {
     fast_divmod by_hkv, by_r;    // Hkv and R, for the block and row indices
     int split_keys;      // keys per split (multiple of TILE_KEYS)
 };
-
-__device__ __forceinline__ void cp_async_16(uint32_t smem, const void *gmem, bool valid) {
-    // .L2::256B: a key row is 256 bytes (D=128), fetched whole into L2 by its first 16-byte request
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(valid ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template<int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 // N consecutive elements (N*sizeof(T) bytes, aligned) -> float
 template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p, float (&x)[N]) {
@@ -75,15 +69,6 @@ template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p,
     for (int i = 0; i < N; i++) x[i] = to_float(e[i]);
 }
 
-// Thread t copies the 16-byte chunk t % CHUNKS_PER_ROW of key rows t / CHUNKS_PER_ROW + i * ROWS_PER_PASS: a fixed
-// trip count, so the loop unrolls into one pointer step per row (a loop from threadIdx.x did not).
-template<int D> struct tile_chunks {
-    static constexpr int CHUNKS_PER_ROW = D / 8;                        // 16-byte chunks per key row
-    static constexpr int ROWS_PER_PASS  = THREADS / CHUNKS_PER_ROW;
-    static constexpr int PASSES         = TILE_KEYS / ROWS_PER_PASS;
-    static __device__ __forceinline__ int row() { return threadIdx.x / CHUNKS_PER_ROW; }
-    static __device__ __forceinline__ int col() { return threadIdx.x % CHUNKS_PER_ROW * 8; }
-};
 // The block's query rows [row_base, row_base + ROWS) into q_s (rows past g.rows as zeros); no commit: they join the
 // K/V tile's group.
 template<typename T, int D, int ROWS>
@@ -119,44 +104,6 @@ __device__ __forceinline__ void load_kv_tile(T (*k_s)[TILE_KEYS][D + PAD], T (*v
         vp += C::ROWS_PER_PASS * v_ss;
     }
     cp_async_commit();
-}
-
-// ------------------------------------------------------------------------------------------------ tensor-core helpers
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *smem) {
-    const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void *smem) {
-    const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
-}
-// c (16x8 fp32) += a (16x16, row) * b (16x8, col), m16n8k16
-template<typename T>
-__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                     "{%8, %9}, {%0, %1, %2, %3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    } else {
-        static_assert(std::is_same_v<T, __half>, "bf16 or fp16");
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                     "{%8, %9}, {%0, %1, %2, %3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-}
-// two floats -> one register of two T (lo in the low half: the lower column index)
-template<typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-        return *reinterpret_cast<const uint32_t *>(&v);
-    } else {
-        const __half2 v = __floats2half2_rn(lo, hi);
-        return *reinterpret_cast<const uint32_t *>(&v);
-    }
 }
 
 // The end of one query row: un-normalised o (this lane's N features, in groups of G adjacent columns, group i at
@@ -219,32 +166,6 @@ __device__ __forceinline__ void write_row(const globals &g, int b, int h, int sp
     if (write_lse) g.out.lse[split * g.out.lse_slot_stride + ro] = lse;
 }
 
-// S fragments (16 rows x 16 keys from key0; the lane's rows gid, gid + 8) into base 2, with the keys at or past a
-// row's limit (lim0, lim1) set to -inf
-template<int D>
-__device__ __forceinline__ void scale_and_mask(float (&s)[2][4], int key0, int tig, int lim0, int lim1) {
-    constexpr float SCALE = softmax_scale_log2<D>();
-    #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int key = key0 + i * 8 + 2 * tig + (j & 1);
-            s[i][j] = key < (j < 2 ? lim0 : lim1) ? s[i][j] * SCALE : -INFINITY;
-        }
-    }
-}
-
-// s <- 2^(s - m) per row (m0: the lane's row gid, m1: gid + 8); 0 where the row's m is -inf (no key visible yet)
-__device__ __forceinline__ void exp2_rows(float (&s)[2][4], float m0, float m1) {
-    #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        s[i][0] = m0 == -INFINITY ? 0.f : exp2f(s[i][0] - m0);
-        s[i][1] = m0 == -INFINITY ? 0.f : exp2f(s[i][1] - m0);
-        s[i][2] = m1 == -INFINITY ? 0.f : exp2f(s[i][2] - m1);
-        s[i][3] = m1 == -INFINITY ? 0.f : exp2f(s[i][3] - m1);
-    }
-}
-
 // Keys [0, limit) are visible to stacked row `row` (n = row / R) of sequence b; limits grow with the row index.
 struct key_limits {
     int seq_limit;   // seq_len[b] clamped to [0, S], or -1: causal
@@ -269,9 +190,6 @@ template<typename T, int D, int RT, int STAGES> constexpr size_t smem_bytes() {
 // shared memory at D 128; <= 168 registers).
 constexpr int ONE_TILE_BLOCKS = 4;
 
-// Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4*gid + tig. A (16x16): {a0,a1} row gid, cols 2tig..+1;
-// {a2,a3} row gid+8; {a4,a5} row gid, cols 8+2tig..+1; {a6,a7} row gid+8, cols 8+2tig. B (16x8): {b0,b1} rows
-// 2tig..+1, col gid; {b2,b3} rows 8+2tig. C (16x8): {c0,c1} row gid, cols 2tig..+1; {c2,c3} row gid+8.
 template<typename T, int D, int RT, int STAGES>
 __global__ __launch_bounds__(THREADS, STAGES == 1 ? ONE_TILE_BLOCKS : 3)
 void decode_kernel(const __grid_constant__ globals g) {
@@ -461,33 +379,15 @@ void decode_kernel(const __grid_constant__ globals g) {
 }
 
 // ---- One tile, <= 16 rows (the suffix-64 item: one (sequence, kv-head) and one 64-key tile a block) -------------
-// The four warps split the tile's keys for S = Q K^T (16 each) and the features for O = P V (D/4 each), so they
-// exchange the rows' maxima, P (16 x 64 in T) and the rows' sums through shared memory, about 2.5 KB and two
-// barriers, instead of decode_kernel's four 16 x D fp32 states (32 KB) for 1-16 real rows. P is relative to the
-// tile's row maximum from the start (decode_kernel rescales each warp's). Q comes through shared memory as there.
-template<typename T, int D> struct one_tile_layout {   // byte offsets in dynamic shared memory
-    static constexpr int LD = D + PAD, PLD = TILE_KEYS + PAD;   // row pitches (elements) of K/V/Q and P
-    static constexpr size_t K = 0, V = K + TILE_KEYS * LD * sizeof(T), Q = V + TILE_KEYS * LD * sizeof(T);
-    static constexpr size_t P = Q + 16 * LD * sizeof(T), M = P + 16 * PLD * sizeof(T);
-    static constexpr size_t L = M + WARPS * 16 * sizeof(float), BYTES = L + WARPS * 16 * sizeof(float);
-    static constexpr int BLOCKS = 5;   // an SM: 5 x 41 KB of shared memory at D 128, <= 102 registers
-};
-
+// tile16::step (kernels/common/tkp_tile16.cuh): the warps split the keys for S and the features for O, so no 16 x D
+// state is merged across warps (decode_kernel's merge: 32 KB of shared memory and its barriers for 1-16 real rows).
+// Q comes through shared memory as in the one-stage decode_kernel.
 template<typename T, int D>
-__global__ __launch_bounds__(THREADS, one_tile_layout<T, D>::BLOCKS)
+__global__ __launch_bounds__(THREADS, tile16::layout<T, D>::BLOCKS)
 void decode_one_tile_kernel(const __grid_constant__ globals g) {
-    using L = one_tile_layout<T, D>;
-    constexpr int KPW = TILE_KEYS / WARPS;   // keys of S a warp
-    constexpr int FPW = D / WARPS;           // features of O a warp
-    static_assert(KPW == 16 && FPW % 16 == 0, "4 warps, D 64 or 128");
+    constexpr int FPW = D / WARPS;   // features of O a warp
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    auto k_s = reinterpret_cast<T (*)[TILE_KEYS][L::LD]>(smem_raw + L::K);   // [1][64][LD]: load_kv_tile's stage 0
-    auto v_s = reinterpret_cast<T (*)[TILE_KEYS][L::LD]>(smem_raw + L::V);
-    auto q_s = reinterpret_cast<T (*)[L::LD]>(smem_raw + L::Q);              // [16][LD]
-    auto p_s = reinterpret_cast<T (*)[L::PLD]>(smem_raw + L::P);             // [16][PLD]
-    auto m_part = reinterpret_cast<float (*)[16]>(smem_raw + L::M);          // [WARPS][16]: each warp's row maxima
-    auto l_part = reinterpret_cast<float (*)[16]>(smem_raw + L::L);          // [WARPS][16]: each warp's row sums
-
+    const tile16::smem<T, D> sm(smem_raw);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
     int b, h;
@@ -497,96 +397,32 @@ void decode_one_tile_kernel(const __grid_constant__ globals g) {
     const key_limits limit(g, b);
     const int key_lo = split * TILE_KEYS;
     const int key_hi = min(key_lo + TILE_KEYS, min(limit(g, g.rows - 1), g.S));
-    const bool any_key = key_hi > key_lo;   // block-uniform
-    if (any_key) {
-        load_q_rows<T, D, 16>(q_s, g, static_cast<const T *>(g.q) + b * g.q_sb, h, 0);
-        load_kv_tile<T, D>(k_s, v_s, 0, static_cast<const T *>(g.k) + b * g.k_sb + h * g.k_sh, g.k_ss,
+    if (key_hi > key_lo) {   // block-uniform
+        load_q_rows<T, D, 16>(sm.q, g, static_cast<const T *>(g.q) + b * g.q_sb, h, 0);
+        load_kv_tile<T, D>(reinterpret_cast<T (*)[TILE_KEYS][D + PAD]>(sm.k),
+                           reinterpret_cast<T (*)[TILE_KEYS][D + PAD]>(sm.v), 0,
+                           static_cast<const T *>(g.k) + b * g.k_sb + h * g.k_sh, g.k_ss,
                            static_cast<const T *>(g.v) + b * g.v_sb + h * g.v_sh, g.v_ss, key_lo, key_hi);
+        cp_async_wait<0>();
+        __syncthreads();
     }
     const int r0 = gid, r1 = gid + 8;   // this lane's two rows
     const int lim0 = r0 < g.rows ? min(limit(g, r0), key_hi) : 0;   // keys < lim are visible (and in this split)
     const int lim1 = r1 < g.rows ? min(limit(g, r1), key_hi) : 0;
-
-    // ---- S (16 rows x this warp's 16 keys) = Q K^T, scaled into base 2 and masked; the rows' maxima over the tile
-    const int k0 = warp * KPW;
-    float s[2][4];
-    #pragma unroll
-    for (int i = 0; i < 2; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = -INFINITY;
-    if (any_key) {
-        cp_async_wait<0>();
-        __syncthreads();
-        if (key_lo + k0 < key_hi) {   // warp-uniform: else all 16 keys are past the end
-            #pragma unroll
-            for (int i = 0; i < 2; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
-            #pragma unroll
-            for (int ks = 0; ks < D / 16; ks++) {
-                uint32_t qa[4], kb[4];
-                ldmatrix_x4(qa, &q_s[((lane / 8) % 2) * 8 + lane % 8][ks * 16 + (lane / 16) * 8]);
-                ldmatrix_x4(kb, &k_s[0][k0 + (lane / 16) * 8 + lane % 8][ks * 16 + ((lane / 8) % 2) * 8]);
-                mma_16816<T>(s[0], qa, kb[0], kb[1]);
-                mma_16816<T>(s[1], qa, kb[2], kb[3]);
-            }
-            scale_and_mask<D>(s, key_lo + k0, tig, lim0, lim1);
-        }
-    }
-    float m0 = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
-    float m1 = fmaxf(fmaxf(s[0][2], s[0][3]), fmaxf(s[1][2], s[1][3]));
-    m0 = fmaxf(m0, __shfl_xor_sync(0xffffffffu, m0, 1));
-    m0 = fmaxf(m0, __shfl_xor_sync(0xffffffffu, m0, 2));
-    m1 = fmaxf(m1, __shfl_xor_sync(0xffffffffu, m1, 1));
-    m1 = fmaxf(m1, __shfl_xor_sync(0xffffffffu, m1, 2));
-    if (tig == 0) { m_part[warp][gid] = m0; m_part[warp][gid + 8] = m1; }
-    __syncthreads();
-    #pragma unroll
-    for (int w = 0; w < WARPS; w++) { m0 = fmaxf(m0, m_part[w][gid]); m1 = fmaxf(m1, m_part[w][gid + 8]); }
-
-    // ---- P = 2^(S - m) (0 where a row sees no key), rounded to T into p_s; the rows' sums of the unrounded values
-    exp2_rows(s, m0, m1);
-    #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        *reinterpret_cast<uint32_t *>(&p_s[gid][k0 + i * 8 + 2 * tig])     = pack2<T>(s[i][0], s[i][1]);
-        *reinterpret_cast<uint32_t *>(&p_s[gid + 8][k0 + i * 8 + 2 * tig]) = pack2<T>(s[i][2], s[i][3]);
-    }
-    float l0 = s[0][0] + s[0][1] + s[1][0] + s[1][1], l1 = s[0][2] + s[0][3] + s[1][2] + s[1][3];
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    if (tig == 0) { l_part[warp][gid] = l0; l_part[warp][gid + 8] = l1; }
-    __syncthreads();
-
-    // ---- O (16 rows x this warp's D/4 features) = P V over the tile's keys; P by ldmatrix (A), V by ldmatrix.trans
-    const int f0 = warp * FPW;
-    float acc[FPW / 8][4];
-    #pragma unroll
-    for (int nt = 0; nt < FPW / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-    #pragma unroll
-    for (int kk = 0; kk < TILE_KEYS / 16; kk++) {
-        if (key_lo + kk * 16 >= key_hi) break;   // block-uniform: the rest of the tile is past the end
-        uint32_t pa[4];
-        ldmatrix_x4(pa, &p_s[((lane / 8) % 2) * 8 + lane % 8][kk * 16 + (lane / 16) * 8]);
-        #pragma unroll
-        for (int dn = 0; dn < FPW / 16; dn++) {
-            uint32_t vb[4];
-            ldmatrix_x4_trans(vb, &v_s[0][kk * 16 + ((lane / 8) % 2) * 8 + lane % 8][f0 + dn * 16 + (lane / 16) * 8]);
-            mma_16816<T>(acc[2 * dn], pa, vb[0], vb[1]);
-            mma_16816<T>(acc[2 * dn + 1], pa, vb[2], vb[3]);
-        }
-    }
+    tile16::state<D> st;
+    tile16::step<T, D, true>(sm, st, key_lo, key_hi, lim0, lim1);
 
     // ---- each lane writes its pairs of features (f0 + 8 nt + 2 tig, +1) of its two rows; warp 0 the rows' lse
-    l0 = l1 = 0.f;
-    #pragma unroll
-    for (int w = 0; w < WARPS; w++) { l0 += l_part[w][gid]; l1 += l_part[w][gid + 8]; }
     float o0[FPW / 4], o1[FPW / 4];
     #pragma unroll
     for (int nt = 0; nt < FPW / 8; nt++) {
-        o0[2 * nt] = acc[nt][0]; o0[2 * nt + 1] = acc[nt][1];
-        o1[2 * nt] = acc[nt][2]; o1[2 * nt + 1] = acc[nt][3];
+        o0[2 * nt] = st.acc[nt][0]; o0[2 * nt + 1] = st.acc[nt][1];
+        o1[2 * nt] = st.acc[nt][2]; o1[2 * nt + 1] = st.acc[nt][3];
     }
+    const int f0 = warp * FPW;
     const bool lse_lane = warp == 0 && tig == 0;
-    if (r0 < g.rows) write_row<T, D, FPW / 4, 2, 8>(g, b, h, split, r0, f0 + 2 * tig, lse_lane, m0, l0, o0);
-    if (r1 < g.rows) write_row<T, D, FPW / 4, 2, 8>(g, b, h, split, r1, f0 + 2 * tig, lse_lane, m1, l1, o1);
+    if (r0 < g.rows) write_row<T, D, FPW / 4, 2, 8>(g, b, h, split, r0, f0 + 2 * tig, lse_lane, st.m0, st.l0, o0);
+    if (r1 < g.rows) write_row<T, D, FPW / 4, 2, 8>(g, b, h, split, r1, f0 + 2 * tig, lse_lane, st.m1, st.l1, o1);
 }
 
 template<typename KERNEL>
@@ -616,7 +452,7 @@ const char *launch_stages(const globals &g, int n_splits, cudaStream_t stream) {
     if (g.split_keys != TILE_KEYS) return launch<T, D, RT, 2>(g, n_splits, stream);
     if constexpr (RT == 1) {
         static bool attribute_set = false;
-        return launch_kernel(decode_one_tile_kernel<T, D>, g, 16, one_tile_layout<T, D>::BYTES, n_splits, stream,
+        return launch_kernel(decode_one_tile_kernel<T, D>, g, 16, tile16::layout<T, D>::BYTES, n_splits, stream,
                              attribute_set);
     } else {
         return launch<T, D, RT, 1>(g, n_splits, stream);

@@ -149,8 +149,8 @@ def test_issue_extremes_fanout_1024_under_an_8191_token_node(dtype):
 @pytest.mark.parametrize("dim", [128, 64])
 @pytest.mark.parametrize("rows", [1, 2, 3, 5, 9])
 def test_decode_kernel_row_groups_and_odd_lengths(rows, dim, dtype):
-    """Every item on the decode kernel (DECODE_ALL): 1-9 stacked rows per item (row groups of 2, the last one
-    partial), token counts 1 and odd, pieces of 64 tokens crossing node and page borders, page size 3."""
+    """Every item on the decode kernel (DECODE_ALL): 1-9 stacked rows per item (one 16-row group, partly filled),
+    token counts 1 and odd, pieces of 64 tokens crossing node and page borders, page size 3."""
     parents = preorder_parents([0, 1, 2, 2, 1, 2] + [1] * rows)  # = [-1, 0, 1, 1, 0, 4] + [0] * rows
     lengths = [131, 1, 7, 64, 3, 257] + [1 + 2 * i for i in range(rows)]
     _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL,
@@ -163,16 +163,31 @@ def test_decode_kernel_row_groups_and_odd_lengths(rows, dim, dtype):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("dim", [128, 64])
 def test_short_items_hold_their_kv_in_registers(dim, dtype, group):
-    """Decode items of at most 16 (D 128) or 32 (D 64) tokens over more than 2 stacked rows load their KV once and
-    loop over the rows (tree_decode.cuh, decode_rows_over_held_kv): a chain of 1 + 2 + (limit - 4) tokens (three
-    segments) over every leaf, nodes of exactly the limit and one more, a 1-token node, leaves of 1-7 tokens; page
-    size 3, so tokens cross pages; 12 leaves x group stacked rows at the root."""
+    """Short decode items over many stacked rows (12 leaves x group at the root: one or three 16-row groups on the
+    same gathered tile, tree_tile.cuh): a chain of 1 + 2 + (16 or 32 - 4) tokens (three segments) over every leaf,
+    nodes of 16 or 32 tokens and one more, a 1-token node, leaves of 1-7 tokens; page size 3, so tokens cross pages."""
     held = 16 if dim == 128 else 32
     parents = [-1, 0, 1, 2, 3, 3, 3, 3, 3, 2, 9, 9, 9, 9, 2, 14, 14, 14]
     lengths = [1, 2, held - 4, held, 1, 2, 3, 4, 5, held + 1, 1, 1, 1, 1, 1, 2, 3, 7]
     _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL, kv_heads=2, group=group, page_size=3,
                                 dtype=dtype, dim=dim, seed=29)
     assert plan.n_mma_items == 0 and plan.max_decode_rows * group == 12 * group
+
+
+@gpu
+@pytest.mark.parametrize("group", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dim", [128, 64])
+def test_decode_items_longer_than_one_tile(dim, dtype, group):
+    """Decode items of more than 64 tokens (a cost model with pieces of up to 200: tree_tile.cuh runs tile after
+    tile with the online softmax, and past 16 stacked rows gathers each tile again for every row group): a 300-token
+    root over 7 leaves (7 x group stacked rows), inner nodes of 130 and 65 tokens, leaves of 1-200; page size 5."""
+    parents = [-1, 0, 1, 1, 1, 1, 0, 6, 6, 6]
+    lengths = [300, 130, 1, 64, 129, 200, 65, 7, 66, 2]
+    cost = CostModel(decode_rows=1 << 20, decode_piece_tokens=200)
+    _, plan, _, _ = run_checked(parents, lengths, cost=cost, kv_heads=2, group=group, page_size=5, dtype=dtype,
+                                dim=dim, seed=37)
+    assert plan.n_mma_items == 0 and plan.max_item_tokens > 64 and plan.max_decode_rows * group >= 7
 
 
 @gpu
@@ -191,7 +206,7 @@ def test_decode_and_mma_items_in_one_launch(overlap, group):
 @pytest.mark.parametrize("group", [1, 3])
 def test_short_nodes_over_many_leaves_on_the_decode_kernel(group):
     """The default cost model on a binary tree of 16-token nodes (as c8's binary10): the short inner nodes over up to
-    32 stacked rows are decode items (CostModel.decode_short_work), read in row passes of 2; the upper ones MMA items."""
+    32 stacked rows are decode items (CostModel.decode_short_work, row groups of 16); the upper ones MMA items."""
     t = generate({"fanout": [2] * 6, "lengths": [64, 16, 16, 16, 16, 16, 15], "seed": 3})
     _, plan, _, _ = run_checked(list(t.parents), list(t.lengths), kv_heads=2, group=group, page_size=16, seed=23)
     assert plan.n_mma_items > 0 and plan.max_decode_rows * group > CostModel().decode_rows
@@ -224,6 +239,9 @@ def test_sanitizer_small_cases():
     run_checked(list(range(-1, 5)), [17, 1, 64, 3, 130, 9], cost=SPLIT_HARD, kv_heads=2, group=2, page_size=3,
                 consumers=2, max_blocks=3, seed=3)
     run_checked([-1, 0, 0, 2, 2], [70, 1, 9, 3, 130], cost=DECODE_ALL, kv_heads=2, group=3, page_size=3, seed=4)
+    # decode items of several tiles and row groups (21 stacked rows over 192 tokens at the root)
+    run_checked([-1, 0, 1, 1, 1, 1, 0, 6, 6, 6], [300, 130, 1, 64, 129, 200, 65, 7, 66, 2],
+                cost=CostModel(decode_rows=1 << 20, decode_piece_tokens=200), kv_heads=1, group=3, page_size=5, seed=5)
     # the KV pipeline's hand-overs on one block: a 5-tile item (the 2- and 3-stage rings wrap) of 160 stacked rows
     # (3 row blocks of 1 warpgroup; 2 of 2, the second with an idle warpgroup), then 40 one-tile items (all on the
     # wgmma kernel: decode_rows=0)
