@@ -15,28 +15,45 @@
 namespace tkprefix_tree {
 
 // Tokens [t0, t0 + n) of the unit's segments (kv-head h) into the K / V tile (rows >= n zero-filled); no commit.
+// Three phases, so that the thread's PASSES rows cost one chain of dependent loads (seg_len, then seg_slot /
+// seg_page, then the page table), not one chain each: cp_async_16's "memory" clobber keeps the compiler from
+// moving a later row's loads above an earlier row's copy. Rows increase with i, so the segment walk goes on from
+// the previous row's segment; a row past the end (r >= n) resolves token t0 + n - 1 (a valid address) and copies
+// nothing.
 template<typename T, int D>
 __device__ __forceinline__ void gather_tile(const typename tree_layout<T, D, 1>::globals &g,
                                             const tkp::tile16::smem<T, D> &sm, int h, int s_begin, int t0, int n) {
     using C = tkp::tile_chunks<D>;
+    constexpr int NP = C::PASSES;
     const int col = C::col();
+    int seg[NP], off[NP];
+    int s = s_begin, s_t0 = 0, len = g.seg_len[s_begin];   // segment s holds the item's tokens [s_t0, s_t0 + len)
     #pragma unroll
-    for (int i = 0; i < C::PASSES; i++) {
-        const int r = C::row() + i * C::ROWS_PER_PASS;
-        const bool ok = r < n;
-        long long row = 0;
-        if (ok) {   // the item's segments hold its tokens in order
-            int s = s_begin, off = t0 + r;
-            for (int len = g.seg_len[s]; off >= len; len = g.seg_len[s]) {
-                off -= len;
-                s++;
-            }
-            const int pos = g.seg_slot[s] + off;
-            const long long page = g.page_table[g.seg_page[s] + pos / g.page_size];
-            row = (page * g.hkv + h) * g.page_size + pos % g.page_size;
+    for (int i = 0; i < NP; i++) {   // 1. each row's segment and offset (the item's segments hold its tokens in order)
+        const int t = t0 + min(C::row() + i * C::ROWS_PER_PASS, n - 1);
+        while (t - s_t0 >= len) {
+            s_t0 += len;
+            len = g.seg_len[++s];
         }
-        tkp::cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&sm.k[r][col])), g.k + row * D + col, ok);
-        tkp::cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&sm.v[r][col])), g.v + row * D + col, ok);
+        seg[i] = s;
+        off[i] = t - s_t0;
+    }
+    int pidx[NP], slot[NP];
+    #pragma unroll
+    for (int i = 0; i < NP; i++) {   // 2. positions: no branch, so the loads of every row issue together
+        const int pos = g.seg_slot[seg[i]] + off[i];
+        pidx[i] = g.seg_page[seg[i]] + pos / g.page_size;
+        slot[i] = pos % g.page_size;
+    }
+    long long page[NP];
+    #pragma unroll
+    for (int i = 0; i < NP; i++) page[i] = g.page_table[pidx[i]];   // 3. the page table, then the copies
+    #pragma unroll
+    for (int i = 0; i < NP; i++) {
+        const int r = C::row() + i * C::ROWS_PER_PASS;
+        const long long row = (page[i] * g.hkv + h) * g.page_size + slot[i];
+        tkp::cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&sm.k[r][col])), g.k + row * D + col, r < n);
+        tkp::cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&sm.v[r][col])), g.v + row * D + col, r < n);
     }
 }
 

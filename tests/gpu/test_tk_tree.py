@@ -32,6 +32,7 @@ from test_tree_attention import DECODE_ALL, GENERATED_SPECS, SPLIT_HARD, leaf_pa
 from tkprefix import CostModel, PagedTree, tk_tree, tree_attention
 from tkprefix.bench.trees import generate
 from tkprefix.reference import attention_with_lse
+from tkprefix.tree_attention import gather_plan_kv
 
 TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}  # relative Frobenius error of o
 
@@ -75,9 +76,38 @@ def oracle(parents, ks, vs, q):
     return torch.stack(outs), torch.stack(lses)
 
 
-def run_checked(parents, lengths, cost=None, consumers=None, max_blocks=0, overlap=True, **kw):
+def check_partials(tree, plan, q, consumers=None):
+    """Every (partial row, q-head) the kernels write against float64 attention over its item's tokens, row by row: a
+    wrong partial shows here even where its weight in the merged output (a 1-token leaf under 400 tokens) is too
+    small for run_checked's whole-tensor error."""
+    hq, d = q.shape[1], q.shape[2]
+    part_o = torch.full((plan.n_partials, hq, d), float("nan"), dtype=q.dtype, device=q.device)
+    part_lse = torch.full((plan.n_partials, hq), float("nan"), dtype=torch.float32, device=q.device)
+    pass_rows = 1 if plan.max_decode_rows * plan.group <= 1 else 2
+    tk_tree.ops().tree_attend(q, tree.k_pool, tree.v_pool, plan.item_row_start, plan.item_row_end,
+                              plan.item_seg_offset, plan.item_partial_offset, plan.seg_page, plan.seg_slot,
+                              plan.seg_len, plan.page_table, part_o, part_lse, plan.n_mma_items, pass_rows,
+                              consumers or tk_tree.consumers_for(plan), torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    k, v = gather_plan_kv(tree, plan)  # the owned slots only: no NaN
+    h = plan.host
+    seg_tok = np.concatenate([[0], np.cumsum(h["seg_len"])])
+    for i in range(plan.n_items):
+        r0, r1, p0 = int(h["item_row_start"][i]), int(h["item_row_end"][i]), int(h["item_partial_offset"][i])
+        t0, t1 = int(seg_tok[h["item_seg_offset"][i]]), int(seg_tok[h["item_seg_offset"][i + 1]])
+        ref_o, ref_lse = attention_with_lse(q[r0:r1].double()[None], k[t0:t1].double()[None], v[t0:t1].double()[None])
+        o, lse = part_o[p0:p0 + r1 - r0].double(), part_lse[p0:p0 + r1 - r0].double()
+        row_err = ((o - ref_o[0]).norm(dim=-1) / ref_o[0].norm(dim=-1)).max().item()
+        lse_err = (lse - ref_lse[0]).abs().max().item()
+        assert row_err < TOL[q.dtype] and lse_err < 1e-2, f"item {i} (rows {r0}-{r1}, tokens {t1 - t0}): " \
+            f"worst partial row o rel err {row_err}, lse err {lse_err}"
+
+
+def run_checked(parents, lengths, cost=None, consumers=None, max_blocks=0, overlap=True, partials=False, **kw):
     tree, ks, vs, q = make(parents, lengths, **kw)
     plan = tree.plan(q.shape[1], cost)
+    if partials:
+        check_partials(tree, plan, q, consumers)
     o, lse = tk_tree.tree_attention(q, tree, plan, return_lse=True, consumers=consumers, max_blocks=max_blocks,
                                     poison=float("nan"), overlap=overlap)
     torch.cuda.synchronize()
@@ -154,7 +184,8 @@ def test_decode_kernel_row_groups_and_odd_lengths(rows, dim, dtype):
     parents = preorder_parents([0, 1, 2, 2, 1, 2] + [1] * rows)  # = [-1, 0, 1, 1, 0, 4] + [0] * rows
     lengths = [131, 1, 7, 64, 3, 257] + [1 + 2 * i for i in range(rows)]
     _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL,
-                                kv_heads=2, group=1 + rows % 3, page_size=3, dtype=dtype, dim=dim, seed=rows)
+                                kv_heads=2, group=1 + rows % 3, page_size=3, dtype=dtype, dim=dim, seed=rows,
+                                partials=True)
     assert plan.n_mma_items == 0 and plan.n_items > len(parents)
 
 
@@ -170,7 +201,7 @@ def test_short_items_hold_their_kv_in_registers(dim, dtype, group):
     parents = [-1, 0, 1, 2, 3, 3, 3, 3, 3, 2, 9, 9, 9, 9, 2, 14, 14, 14]
     lengths = [1, 2, held - 4, held, 1, 2, 3, 4, 5, held + 1, 1, 1, 1, 1, 1, 2, 3, 7]
     _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL, kv_heads=2, group=group, page_size=3,
-                                dtype=dtype, dim=dim, seed=29)
+                                dtype=dtype, dim=dim, seed=29, partials=True)
     assert plan.n_mma_items == 0 and plan.max_decode_rows * group == 12 * group
 
 
@@ -186,8 +217,13 @@ def test_decode_items_longer_than_one_tile(dim, dtype, group):
     lengths = [300, 130, 1, 64, 129, 200, 65, 7, 66, 2]
     cost = CostModel(decode_rows=1 << 20, decode_piece_tokens=200)
     _, plan, _, _ = run_checked(parents, lengths, cost=cost, kv_heads=2, group=group, page_size=5, dtype=dtype,
-                                dim=dim, seed=37)
+                                dim=dim, seed=37, partials=True)
     assert plan.n_mma_items == 0 and plan.max_item_tokens > 64 and plan.max_decode_rows * group >= 7
+    # a chain (3 + 70 + 61 tokens: three segments, the second tile starting inside the second) over 6 leaves:
+    # the segment walk past t0 > 0 (every item above has one segment); 18 stacked rows at group 3
+    _, plan, _, _ = run_checked([-1, 0, 1, 2, 2, 2, 2, 2, 2], [3, 70, 61, 5, 130, 1, 2, 64, 9], cost=cost,
+                                kv_heads=2, group=group, page_size=5, dtype=dtype, dim=dim, seed=41, partials=True)
+    assert plan.n_mma_items == 0 and plan.max_item_tokens == 134 and np.diff(plan.host["item_seg_offset"]).max() == 3
 
 
 @gpu
