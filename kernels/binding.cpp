@@ -131,7 +131,7 @@ void prefix_set_trace(int64_t buffer) { raise_if(tkp_prefix_set_trace(reinterpre
 void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
                       const c10::optional<at::Tensor> &seq_len, const at::Tensor &o, const at::Tensor &lse,
                       int64_t n_splits, int64_t split_keys, const c10::optional<at::Tensor> &merge_o,
-                      const c10::optional<at::Tensor> &merge_lse, int64_t stream) {
+                      const c10::optional<at::Tensor> &merge_lse, int64_t stream, bool pdl) {
     TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
     const int64_t D = q.size(-1);
     check_bhsd(q, "q", D); check_bhsd(k, "k", D); check_bhsd(v, "v", D);
@@ -166,13 +166,13 @@ void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor
                                   k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
                                   v.data_ptr(), v.stride(0), v.stride(1), v.stride(2), sl,
                                   (int)q.size(0), (int)q.size(1), (int)q.size(2), (int)k.size(1), (int)k.size(2),
-                                  (int)n_splits, (int)split_keys, pre.n_slots > 0 ? &pre : nullptr, out,
+                                  (int)n_splits, (int)split_keys, pre.n_slots > 0 ? &pre : nullptr, out, (int)pdl,
                                   reinterpret_cast<void *>(stream)));
 }
 
 // segments: list of (o, lse) where o is (rows..., D) [1 slot] or (S, rows..., D) [S slots] and lse drops D.
 void merge_slots(const std::vector<std::pair<at::Tensor, at::Tensor>> &segments, const at::Tensor &o_out,
-                 const at::Tensor &lse_out, int64_t stream) {
+                 const at::Tensor &lse_out, int64_t stream, bool pdl) {
     TORCH_CHECK(o_out.is_cuda() && o_out.is_contiguous() && lse_out.is_contiguous(), "o_out/lse_out: contiguous CUDA tensors");
     TORCH_CHECK(lse_out.scalar_type() == at::kFloat, "lse_out must be float32");
     TORCH_CHECK(!segments.empty() && segments.size() <= TKP_MAX_SEGMENTS, "merge: 1..", TKP_MAX_SEGMENTS, " segments");
@@ -195,7 +195,7 @@ void merge_slots(const std::vector<std::pair<at::Tensor, at::Tensor>> &segments,
         segs.push_back(s);
     }
     raise_if(tkp_merge_slots(dtype_code(o_out, "o_out"), (int)D, rows, segs.data(), (int)segs.size(), o_out.data_ptr(),
-                             lse_out.data_ptr<float>(), reinterpret_cast<void *>(stream)));
+                             lse_out.data_ptr<float>(), (int)pdl, reinterpret_cast<void *>(stream)));
 }
 
 #endif  // TKP_FAMILY_HYDRAGEN
@@ -323,9 +323,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           "diagnostic: per-item timestamps of the prefix kernel into a CUDA buffer (0: off)", py::arg("buffer"));
     m.def("decode_attention", &decode_attention, "per-sequence decode attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("seq_len"), py::arg("o"), py::arg("lse"),
-          py::arg("n_splits"), py::arg("split_keys"), py::arg("merge_o"), py::arg("merge_lse"), py::arg("stream"));
+          py::arg("n_splits"), py::arg("split_keys"), py::arg("merge_o"), py::arg("merge_lse"), py::arg("stream"),
+          py::arg("pdl") = false);
     m.def("merge_slots", &merge_slots, "exact LSE merge of partial (o, lse) slots",
-          py::arg("segments"), py::arg("o_out"), py::arg("lse_out"), py::arg("stream"));
+          py::arg("segments"), py::arg("o_out"), py::arg("lse_out"), py::arg("stream"), py::arg("pdl") = false);
     m.def("num_sms", &tkp_num_sms, "multiprocessor count of the current device");
     m.attr("has_hydragen_ops") = py::bool_(true);
 #else

@@ -66,21 +66,25 @@ const char *tkp_prefix_attention(int dtype, int D,
 // are clamped to [0, S]). The key range [0, S) is cut into n_splits parts of split_keys keys (a multiple of 64).
 // merge_with (nullptr = none; needs n_splits == 1 and a final output): fp32 partial slots (e.g. the prefix levels'),
 // merged by LSE into this kernel's result before it is written -- the fused last step of a Hydragen decode.
+// pdl != 0: programmatic dependent launch (kernels/common/tkp_common.cuh): the kernel may start while the kernel
+// before it on the stream runs, and waits for it before it reads merge_with or writes; only for a kernel before it that
+// allows that early start, i.e. this extension's prefix or decode kernel (tkprefix.tk_hydragen.PDL).
 const char *tkp_decode_attention(int dtype, int D,
                                  const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                                  const void *k, int64_t k_sb, int64_t k_ss, int64_t k_sh,
                                  const void *v, int64_t v_sb, int64_t v_ss, int64_t v_sh,
                                  const int32_t *seq_len,
                                  int B, int Nq, int Hq, int S, int Hkv, int n_splits, int split_keys,
-                                 const tkp_segment *merge_with, tkp_out out, void *stream);
+                                 const tkp_segment *merge_with, tkp_out out, int pdl, void *stream);
 
 // Exact merge of partial states by their LSE (kernels/hydragen/merge.cu): for each row r in [0, rows),
 //   lse = log(sum_s exp(lse_s)),  o = sum_s exp(lse_s - lse) * o_s      (all -inf: o = 0, lse = -inf)
 // over up to TKP_MAX_SEGMENTS segments of slots; segment i holds n_slots slots laid out as in tkp_out
 // (o_dtype TKP_FP32 or the output dtype). The result goes to o_out (dtype out_dtype, (rows, D)) and lse_out (rows,).
+// pdl: as for tkp_decode_attention (the merge waits for the kernel before it before it reads anything).
 const char *tkp_merge_slots(int out_dtype, int D, int64_t rows,
                             const tkp_segment *segments, int n_segments,
-                            void *o_out, float *lse_out, void *stream);
+                            void *o_out, float *lse_out, int pdl, void *stream);
 
 // Number of SMs of the current device (cached), for the split heuristics on the Python side.
 int tkp_num_sms(void);

@@ -6,6 +6,7 @@
 //   to_float / from_float    : bf16 / half / float element conversions
 //   fast_divmod              : n / d and n % d by multiply-high for a divisor set at launch
 //   lse_state                : an online-softmax state (running max m, running sum l) in base 2, merged exactly
+//   launch_pdl / wait_for_prior_grid / allow_dependents : programmatic dependent launch (Hopper), see below
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -92,6 +93,28 @@ struct lse_state {
 // partial weighs 0, and an all-empty total gives 0 everywhere).
 __device__ __forceinline__ float merge_weight(float lse_s, float lse_total) {
     return (lse_s == -INFINITY) ? 0.f : __expf(lse_s - lse_total);
+}
+
+// ------------------------------------------------------------------------------------------------ dependent launch
+// Programmatic dependent launch (Hopper; CUDA programming guide, "Programmatic Dependent Launch"): a kernel launched
+// by launch_pdl(..., pdl = true) may be scheduled while the kernel before it on the stream still runs, once every
+// block of that kernel has called allow_dependents() or exited; its blocks then fill the SMs the earlier kernel's
+// blocks leave. Such a kernel must call wait_for_prior_grid() in every thread before it reads the earlier kernel's
+// outputs and before its first global write; that also orders its completion after the earlier kernel's, so a third
+// kernel that waits on it sees both. Both instructions are no-ops in a kernel launched without the attribute.
+// Only the wrappers set pdl, and only where the kernel before is their own: the decode reads q, k and v before its
+// wait, so the kernel before it must not be one that writes them (a caller's).
+__device__ __forceinline__ void wait_for_prior_grid() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void allow_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
+template<typename... Params, typename... Args>
+inline cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                              bool pdl, const Args &...args) {
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = pdl ? 1 : 0;
+    cudaLaunchConfig_t cfg{grid, block, smem, stream, &attr, 1};
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 }  // namespace tkp

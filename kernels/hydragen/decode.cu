@@ -214,6 +214,7 @@ void decode_kernel(const __grid_constant__ globals g) {
     static_assert(WARPS * 16 * (OP + 2) * sizeof(float) <= 2 * STAGES * TILE_KEYS * LD * sizeof(T),
                   "merge scratch > K/V buffers");
 
+    allow_dependents();   // the merge after a split decode may be scheduled (tkp_common.cuh)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
     const int rt = warp / KG, kg = warp % KG;   // this warp's row tile and key group
@@ -337,6 +338,7 @@ void decode_kernel(const __grid_constant__ globals g) {
     }
     cp_async_wait<0>();
     __syncthreads();
+    wait_for_prior_grid();   // launched with PDL after the prefix: its slots (g.pre) are written, o may be written
 
     // ---- merge the key groups' states of each row tile (through the K buffers) and write
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
@@ -388,6 +390,7 @@ void decode_one_tile_kernel(const __grid_constant__ globals g) {
     constexpr int FPW = D / WARPS;   // features of O a warp
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const tile16::smem<T, D> sm(smem_raw);
+    allow_dependents();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
     int b, h;
@@ -411,6 +414,7 @@ void decode_one_tile_kernel(const __grid_constant__ globals g) {
     const int lim1 = r1 < g.rows ? min(limit(g, r1), key_hi) : 0;
     tile16::state<D> st;
     tile16::step<T, D, true>(sm, st, key_lo, key_hi, lim0, lim1);
+    wait_for_prior_grid();   // as in decode_kernel
 
     // ---- each lane writes its pairs of features (f0 + 8 nt + 2 tig, +1) of its two rows; warp 0 the rows' lse
     float o0[FPW / 4], o1[FPW / 4];
@@ -426,7 +430,7 @@ void decode_one_tile_kernel(const __grid_constant__ globals g) {
 }
 
 template<typename KERNEL>
-const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, size_t smem, int n_splits,
+const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, size_t smem, int n_splits, bool pdl,
                           cudaStream_t stream, bool &attribute_set) {
     const int row_groups = (g.rows + rows_per_block - 1) / rows_per_block;
     globals ga = g;
@@ -437,34 +441,34 @@ const char *launch_kernel(KERNEL kernel, const globals &g, int rows_per_block, s
         TKP_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attribute_set = true;
     }
-    kernel<<<dim3((unsigned)blocks_x, (unsigned)n_splits), THREADS, smem, stream>>>(ga);
+    TKP_TRY(launch_pdl(kernel, dim3((unsigned)blocks_x, (unsigned)n_splits), dim3(THREADS), smem, stream, pdl, ga));
     return launch_error("tkp decode kernel launch");
 }
 
 template<typename T, int D, int RT, int STAGES>
-const char *launch(const globals &g, int n_splits, cudaStream_t stream) {
+const char *launch(const globals &g, int n_splits, bool pdl, cudaStream_t stream) {
     static bool attribute_set = false;   // per instantiation
-    return launch_kernel(decode_kernel<T, D, RT, STAGES>, g, 16 * RT, smem_bytes<T, D, RT, STAGES>(), n_splits, stream,
-                         attribute_set);
+    return launch_kernel(decode_kernel<T, D, RT, STAGES>, g, 16 * RT, smem_bytes<T, D, RT, STAGES>(), n_splits, pdl,
+                         stream, attribute_set);
 }
 template<typename T, int D, int RT>
-const char *launch_stages(const globals &g, int n_splits, cudaStream_t stream) {
-    if (g.split_keys != TILE_KEYS) return launch<T, D, RT, 2>(g, n_splits, stream);
+const char *launch_stages(const globals &g, int n_splits, bool pdl, cudaStream_t stream) {
+    if (g.split_keys != TILE_KEYS) return launch<T, D, RT, 2>(g, n_splits, pdl, stream);
     if constexpr (RT == 1) {
         static bool attribute_set = false;
-        return launch_kernel(decode_one_tile_kernel<T, D>, g, 16, tile16::layout<T, D>::BYTES, n_splits, stream,
+        return launch_kernel(decode_one_tile_kernel<T, D>, g, 16, tile16::layout<T, D>::BYTES, n_splits, pdl, stream,
                              attribute_set);
     } else {
-        return launch<T, D, RT, 1>(g, n_splits, stream);
+        return launch<T, D, RT, 1>(g, n_splits, pdl, stream);
     }
 }
 
 // rows per block 16 / 32 / 64 (tkprefix.tk_hydragen._decode_blocks mirrors this)
 template<typename T, int D>
-const char *launch_rows(const globals &g, int n_splits, cudaStream_t stream) {
-    if (g.rows <= 16) return launch_stages<T, D, 1>(g, n_splits, stream);
-    if (g.rows <= 32) return launch_stages<T, D, 2>(g, n_splits, stream);
-    return launch_stages<T, D, 4>(g, n_splits, stream);   // more rows: several row groups (each reads the keys)
+const char *launch_rows(const globals &g, int n_splits, bool pdl, cudaStream_t stream) {
+    if (g.rows <= 16) return launch_stages<T, D, 1>(g, n_splits, pdl, stream);
+    if (g.rows <= 32) return launch_stages<T, D, 2>(g, n_splits, pdl, stream);
+    return launch_stages<T, D, 4>(g, n_splits, pdl, stream);   // more rows: several row groups (each reads the keys)
 }
 
 }  // namespace decode
@@ -476,7 +480,7 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
                                             const void *v, int64_t v_sb, int64_t v_ss, int64_t v_sh,
                                             const int32_t *seq_len,
                                             int B, int Nq, int Hq, int S, int Hkv, int n_splits, int split_keys,
-                                            const tkp_segment *merge_with, tkp_out out, void *stream) {
+                                            const tkp_segment *merge_with, tkp_out out, int pdl, void *stream) {
     using namespace tkp;
     if (B <= 0 || Nq <= 0 || Hq <= 0 || Hkv <= 0 || S < 0) return arg_error("decode: B, Nq, Hq, Hkv must be positive, S >= 0");
     if (Hq % Hkv != 0) return arg_error("decode: Hkv must divide Hq");
@@ -510,9 +514,9 @@ extern "C" const char *tkp_decode_attention(int dtype, int D,
     g.by_r = fast_divmod(g.R);
     g.split_keys = split_keys;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (dtype == TKP_BF16 && D == 64)  return decode::launch_rows<__nv_bfloat16, 64>(g, n_splits, s);
-    if (dtype == TKP_BF16 && D == 128) return decode::launch_rows<__nv_bfloat16, 128>(g, n_splits, s);
-    if (dtype == TKP_FP16 && D == 64)  return decode::launch_rows<__half, 64>(g, n_splits, s);
-    if (dtype == TKP_FP16 && D == 128) return decode::launch_rows<__half, 128>(g, n_splits, s);
+    if (dtype == TKP_BF16 && D == 64)  return decode::launch_rows<__nv_bfloat16, 64>(g, n_splits, pdl != 0, s);
+    if (dtype == TKP_BF16 && D == 128) return decode::launch_rows<__nv_bfloat16, 128>(g, n_splits, pdl != 0, s);
+    if (dtype == TKP_FP16 && D == 64)  return decode::launch_rows<__half, 64>(g, n_splits, pdl != 0, s);
+    if (dtype == TKP_FP16 && D == 128) return decode::launch_rows<__half, 128>(g, n_splits, pdl != 0, s);
     return arg_error("decode: unsupported dtype/head_dim (bf16 or fp16, D 64 or 128)");
 }

@@ -31,6 +31,7 @@ template<typename TO, int D>
 __global__ __launch_bounds__(WARPS * 32)
 void merge_kernel(const __grid_constant__ args a) {
     constexpr int DPL = D / 32;
+    wait_for_prior_grid();   // launched with PDL after the kernel that wrote the slots (tkp_common.cuh)
     const int lane = threadIdx.x % 32;
     const int64_t r = (int64_t)blockIdx.x * WARPS + threadIdx.x / 32;
     if (r >= a.rows) return;
@@ -70,11 +71,11 @@ void merge_kernel(const __grid_constant__ args a) {
 }
 
 template<typename TO, int D>
-const char *launch(const args &a, cudaStream_t stream) {
+const char *launch(const args &a, bool pdl, cudaStream_t stream) {
     const int64_t blocks = (a.rows + WARPS - 1) / WARPS;
     if (blocks >= (1ll << 31)) return arg_error("merge: too many rows");
     if (blocks == 0) return nullptr;
-    merge_kernel<TO, D><<<(unsigned)blocks, WARPS * 32, 0, stream>>>(a);
+    TKP_TRY(launch_pdl(merge_kernel<TO, D>, dim3((unsigned)blocks), dim3(WARPS * 32), 0, stream, pdl, a));
     return launch_error("tkp merge_kernel launch");
 }
 
@@ -82,7 +83,7 @@ const char *launch(const args &a, cudaStream_t stream) {
 }  // namespace tkp
 
 extern "C" const char *tkp_merge_slots(int out_dtype, int D, int64_t rows, const tkp_segment *segments, int n_segments,
-                                       void *o_out, float *lse_out, void *stream) {
+                                       void *o_out, float *lse_out, int pdl, void *stream) {
     using namespace tkp;
     if (n_segments < 1 || n_segments > TKP_MAX_SEGMENTS) return arg_error("merge: 1..TKP_MAX_SEGMENTS segments");
     if (rows < 0) return arg_error("merge: rows must be >= 0");
@@ -95,12 +96,12 @@ extern "C" const char *tkp_merge_slots(int out_dtype, int D, int64_t rows, const
     }
     a.n_seg = n_segments; a.o_out = o_out; a.lse_out = lse_out; a.rows = rows;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (out_dtype == TKP_BF16 && D == 64)  return merge::launch<__nv_bfloat16, 64>(a, s);
-    if (out_dtype == TKP_BF16 && D == 128) return merge::launch<__nv_bfloat16, 128>(a, s);
-    if (out_dtype == TKP_FP16 && D == 64)  return merge::launch<__half, 64>(a, s);
-    if (out_dtype == TKP_FP16 && D == 128) return merge::launch<__half, 128>(a, s);
-    if (out_dtype == TKP_FP32 && D == 64)  return merge::launch<float, 64>(a, s);
-    if (out_dtype == TKP_FP32 && D == 128) return merge::launch<float, 128>(a, s);
+    if (out_dtype == TKP_BF16 && D == 64)  return merge::launch<__nv_bfloat16, 64>(a, pdl != 0, s);
+    if (out_dtype == TKP_BF16 && D == 128) return merge::launch<__nv_bfloat16, 128>(a, pdl != 0, s);
+    if (out_dtype == TKP_FP16 && D == 64)  return merge::launch<__half, 64>(a, pdl != 0, s);
+    if (out_dtype == TKP_FP16 && D == 128) return merge::launch<__half, 128>(a, pdl != 0, s);
+    if (out_dtype == TKP_FP32 && D == 64)  return merge::launch<float, 64>(a, pdl != 0, s);
+    if (out_dtype == TKP_FP32 && D == 128) return merge::launch<float, 128>(a, pdl != 0, s);
     return arg_error("merge: unsupported dtype/head_dim (bf16, fp16 or fp32 out; D 64 or 128)");
 }
 

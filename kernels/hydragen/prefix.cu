@@ -210,6 +210,9 @@ void prefix_kernel(const __grid_constant__ globals g) {
     static_assert(!OVERLAP || CW == 2, "the overlapped loop needs CW = 2's registers");
     static_assert(KV == KV_ROWS || (CW == 2 && !OVERLAP), "wide tiles: the serial loop of 2-consumer blocks");
     constexpr float SCALE = softmax_scale_log2<D>();   // 1/sqrt(D) * log2(e): scores in base 2
+    // The decode (or merge) after this kernel may be scheduled now: its blocks take the SMs this grid's blocks leave
+    // (a prefix block holds an SM's registers) and wait for this grid before they read its slots (tkp_common.cuh).
+    allow_dependents();
 
     extern __shared__ int __shm[];
     tma_swizzle_allocator al((int *)&__shm[0]);

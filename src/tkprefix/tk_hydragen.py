@@ -146,6 +146,11 @@ PREFIX_WIDE_TILE_KEYS = 176
 PREFIX_WIDE_MIN_ROWS = 256
 PREFIX_PERSISTENT = True   # at most one block per SM, each looping over work items, the next item's Q loaded under
                            # the last tile (per item: block launch, Q gather and pipeline fill no longer exposed)
+# Programmatic dependent launch (Hopper; kernels/common/tkp_common.cuh): a decode or merge launched right after this
+# module's own prefix or decode kernel may be scheduled before that kernel ends (its blocks fill the SMs the earlier
+# blocks leave, without a launch gap) and waits for it only before it reads the slots or writes. Never for a call's
+# first kernel: the kernel before that is the caller's. False: every launch waits for the one before it.
+PDL = True
 
 
 def _stacked_rows(q: torch.Tensor, k: torch.Tensor) -> int:
@@ -360,7 +365,7 @@ def prefix_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, n_spl
         ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
         ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
         ext.prefix_attention(q, k, v, ws_o, ws_lse, s, cw, sched, cap, _stream(q))
-        ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
+        ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q), pdl=PDL)
     return o, lse
 
 
@@ -391,7 +396,7 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_len:
         ws_o = torch.empty((s, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
         ws_lse = torch.empty((s, B, Nq, Hq), device=q.device, dtype=torch.float32)
         ext.decode_attention(q, k, v, seq_len, ws_o, ws_lse, s, split_keys, None, None, _stream(q))
-        ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
+        ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q), pdl=PDL)
     return o, lse
 
 
@@ -539,10 +544,12 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         ext.prefix_attention(q, sk, sv, ws_o[slot:slot + s], ws_lse[slot:slot + s], s, cw,
                              *_prefix_schedule(q, sk, cw, PREFIX_PINGPONG, s), stream)
         slot += s
+    pdl = PDL and n_prefix > 0   # the decode after this call's own prefix kernel
     if fused:
         pre = (ws_o, ws_lse) if n_prefix else (None, None)
-        ext.decode_attention(q, k, v, seq_len, o, lse, 1, d_keys, pre[0], pre[1], stream)
+        ext.decode_attention(q, k, v, seq_len, o, lse, 1, d_keys, pre[0], pre[1], stream, pdl=pdl)
     else:
-        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream)
-        ext.merge_slots([(ws_o, ws_lse)], o, lse, stream)
+        ext.decode_attention(q, k, v, seq_len, ws_o[slot:], ws_lse[slot:], d_splits, d_keys, None, None, stream,
+                             pdl=pdl)
+        ext.merge_slots([(ws_o, ws_lse)], o, lse, stream, pdl=PDL)
     return (o, lse) if return_lse else o

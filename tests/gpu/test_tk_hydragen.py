@@ -486,6 +486,38 @@ def test_cuda_graph_capture_of_a_decode_step(requires_tk, overlap):
         assert rel_err(out, o_ref) < TOL[dtype]
 
 
+@pytest.mark.parametrize("path", ["fused", "split", "prefix_split"])
+def test_pdl_launches_wait_for_the_kernel_before(requires_tk, path):
+    """Programmatic dependent launch (tk_hydragen.PDL): a decode or merge scheduled before the prefix kernel ends must
+    not read its slots (or write) before that kernel is done. A slow prefix (32 blocks of 32 tiles, a block per item,
+    so 100 SMs stay free) before a short decode (16 blocks, one tile each), its slots NaN-filled just before: a read
+    before griddepcontrol.wait gives NaN or a wrong row. Fresh inputs every trial (a moving error is a race)."""
+    from tkprefix import tk_hydragen as tkh
+
+    ext, dtype, D, B, Hq, Hkv, P, S = tkh._ext(), torch.bfloat16, 128, 2, 8, 8, 16384, 128
+    n_pre = 4
+    for trial in range(5):
+        q = rnd(B, 1, Hq, D, dtype=dtype)
+        pk, pv = rnd(1, P, Hkv, D, dtype=dtype, scale=1.3), rnd(1, P, Hkv, D, dtype=dtype)
+        k, v = rnd(B, S, Hkv, D, dtype=dtype, scale=1.3), rnd(B, S, Hkv, D, dtype=dtype)
+        ws_o = torch.full((n_pre + 2, B, 1, Hq, D), float("nan"), device="cuda")
+        ws_lse = torch.full((n_pre + 2, B, 1, Hq), float("nan"), device="cuda")
+        o, lse = poisoned(q)
+        stream = tkh._stream(q)
+        ext.prefix_attention(q, pk, pv, ws_o[:n_pre], ws_lse[:n_pre], n_pre, 2, 0, 0, stream)
+        if path == "fused":     # the decode merges the prefix slots as it writes o
+            ext.decode_attention(q, k, v, None, o, lse, 1, S, ws_o[:n_pre], ws_lse[:n_pre], stream, pdl=True)
+        elif path == "split":   # two decode splits into slots, then one merge of all six
+            ext.decode_attention(q, k, v, None, ws_o[n_pre:], ws_lse[n_pre:], 2, 64, None, None, stream, pdl=True)
+            ext.merge_slots([(ws_o, ws_lse)], o, lse, stream, pdl=True)
+        else:                   # the prefix alone, its splits merged
+            ext.merge_slots([(ws_o[:n_pre], ws_lse[:n_pre])], o, lse, stream, pdl=True)
+        keys = pk.expand(B, -1, -1, -1) if path == "prefix_split" else torch.cat([pk.expand(B, -1, -1, -1), k], 1)
+        vals = pv.expand(B, -1, -1, -1) if path == "prefix_split" else torch.cat([pv.expand(B, -1, -1, -1), v], 1)
+        o_ref, lse_ref = ref_attention(q, keys, vals, torch.ones(B, 1, keys.shape[1], dtype=torch.bool, device="cuda"))
+        check(o, lse, o_ref, lse_ref, dtype, f"PDL {path}, trial {trial}")
+
+
 def test_corun_at_the_rules_pick_for_a_compute_bound_prefix_beside_a_large_decode(requires_tk):
     """A c3-like step (32/8 heads, 512 sequences, odd prefix, seq_len given): the prefix grid is compute-bound and the
     decode large, so `_corun_sms` co-runs them (the prefix on a share of the SMs, on a side stream)."""
