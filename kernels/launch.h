@@ -67,8 +67,10 @@ const char *tkp_prefix_attention(int dtype, int D,
 // merge_with (nullptr = none; needs n_splits == 1 and a final output): fp32 partial slots (e.g. the prefix levels'),
 // merged by LSE into this kernel's result before it is written -- the fused last step of a Hydragen decode.
 // pdl != 0: programmatic dependent launch (kernels/common/tkp_common.cuh): the kernel may start while the kernel
-// before it on the stream runs, and waits for it before it reads merge_with or writes; only for a kernel before it that
-// allows that early start, i.e. this extension's prefix or decode kernel (tkprefix.tk_hydragen.PDL).
+// before it on the stream runs, and waits for it before it reads merge_with or writes. It reads q, k, v and seq_len
+// before that wait, so the kernel before it must not write them and must itself start after their writers (as this
+// extension's prefix kernel, launched plainly, does: tkprefix.tk_hydragen.PDL). The prefix and decode kernels let
+// the next kernel start early: a caller's own PDL kernel after them must wait before it reads o.
 const char *tkp_decode_attention(int dtype, int D,
                                  const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                                  const void *k, int64_t k_sb, int64_t k_ss, int64_t k_sh,

@@ -338,7 +338,6 @@ void decode_kernel(const __grid_constant__ globals g) {
     }
     cp_async_wait<0>();
     __syncthreads();
-    wait_for_prior_grid();   // launched with PDL after the prefix: its slots (g.pre) are written, o may be written
 
     // ---- merge the key groups' states of each row tile (through the K buffers) and write
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
@@ -355,6 +354,9 @@ void decode_kernel(const __grid_constant__ globals g) {
         l_part[warp][gid] = l0; l_part[warp][gid + 8] = l1;
     }
     __syncthreads();
+    // Launched with PDL after the prefix: its slots (g.pre) are written, and o may be written. Every thread waits, after
+    // the block's shared-memory merge (no global access), so that merge too overlaps the prefix's last blocks.
+    wait_for_prior_grid();
     for (int r = warp; r < BLOCK_ROWS; r += WARPS) {
         const int row = row_base + r;
         if (row >= g.rows) continue;

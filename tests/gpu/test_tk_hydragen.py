@@ -490,8 +490,10 @@ def test_cuda_graph_capture_of_a_decode_step(requires_tk, overlap):
 def test_pdl_launches_wait_for_the_kernel_before(requires_tk, path):
     """Programmatic dependent launch (tk_hydragen.PDL): a decode or merge scheduled before the prefix kernel ends must
     not read its slots (or write) before that kernel is done. A slow prefix (32 blocks of 32 tiles, a block per item,
-    so 100 SMs stay free) before a short decode (16 blocks, one tile each), its slots NaN-filled just before: a read
-    before griddepcontrol.wait gives NaN or a wrong row. Fresh inputs every trial (a moving error is a race)."""
+    so 100 SMs stay free) before a short decode (fused: decode_kernel, 16 blocks of two tiles; split:
+    decode_one_tile_kernel, 32 blocks of one tile), its slots NaN-filled just before: a read before
+    griddepcontrol.wait gives NaN or a wrong row. Fresh inputs every trial (a moving error is a race). The other
+    decode_kernel builds (17-64 rows, one stage) wait at the same source line."""
     from tkprefix import tk_hydragen as tkh
 
     ext, dtype, D, B, Hq, Hkv, P, S = tkh._ext(), torch.bfloat16, 128, 2, 8, 8, 16384, 128
