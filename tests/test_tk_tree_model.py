@@ -8,7 +8,7 @@ lengths, page table, first slots), not from the plan's own formulas: per (leaf r
 lists were each written exactly once, by the right query, and together read exactly the leaf's root-to-leaf tokens,
 each once, in tree order within a partial; every tile's padding is masked; every address is in bounds.
 
-Plans here put every item on the wgmma kernel (`decode_rows=0`); the decode kernel (kernels/tree/tree_tile.cuh,
+Plans here put every item on the wgmma kernel (`decode_rows=0`); the decode kernel (kernels/tree/tree_decode.cuh,
 the items of a few stacked rows) is not modelled. It proves the index math of the kernel as transcribed here, not the
 kernel: a transcription slip, wgmma, the swizzled
 shared-memory layout and the barriers are only checked by tests/gpu/test_tk_tree.py on a GPU.

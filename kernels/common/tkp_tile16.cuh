@@ -1,6 +1,6 @@
 // 16 query rows x one 64-key tile on the tensor cores (mma.sync m16n8k16, fp32 accumulate), four warps a block:
-// the helpers and the tile step shared by the Hydragen decode's one-tile kernel (kernels/hydragen/decode.cu) and the
-// tree's decode items (kernels/tree/tree_tile.cuh).
+// the helpers and the tile step of the Hydragen decode's one-tile kernel (kernels/hydragen/decode.cu). (A tree decode
+// on it, branch s26-tree-tile, measured 1.12x slower on c8: data/h200/dev/s28_verify.)
 //
 // tile16_step: the warps split the tile's keys for S = Q K^T (16 each), exchange the rows' maxima, write P (16 x 64
 // in T) and the rows' sums through shared memory, then split the features for O = P V (D/4 each), so no 16 x D

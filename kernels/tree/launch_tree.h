@@ -7,8 +7,8 @@
 // Pool: k_pool, v_pool (n_pages, n_kv_heads, page_size, d_head) of dtype, contiguous; q (n_rows, n_q_heads, d_head).
 // Work: unit u = (item u / n_kv_heads, kv-head h = u % n_kv_heads), items in the plan's order: items
 //   [0, n_mma_items) run on the persistent wgmma kernel (descending cost), items [n_mma_items, n_items) on the decode
-//   kernel (a block per unit, for items of a few stacked rows; any row and token count is correct: 16-row groups,
-//   64-token tiles; decode_pass_rows, 1 or 2, is checked and otherwise unused).
+//   kernel (a warp per unit, for items of a few stacked rows; any row count is correct, in groups of
+//   decode_pass_rows = 1 or 2 rows: 1 unrolls deeper, for plans whose decode items all have one stacked row).
 //   item i: leaf rows [item_row_start[i], item_row_end[i]); its stacked query rows are e = 0 .. (rows * G) - 1,
 //           e -> (leaf row item_row_start[i] + e / G, q-head h * G + e % G), G = n_q_heads / n_kv_heads;
 //           its keys are the tokens of segments item_seg_offset[i] .. item_seg_offset[i + 1] - 1 in order;

@@ -263,7 +263,7 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
 
 }  // namespace tkprefix_tree
 
-#include "tree_tile.cuh"
+#include "tree_decode.cuh"
 
 namespace tkprefix_tree {
 
@@ -296,25 +296,21 @@ static const char *launch_attend(const void *q, const void *k_pool, const void *
     return tkp::launch_error("tree_attend_kernel");
 }
 
-template<typename T, int D>
+template<typename T, int D, int ROWS>
 static const char *launch_decode(const void *q, const void *k_pool, const void *v_pool, int hkv, int page_size,
                                  int hq, const int32_t *row_start, const int32_t *row_end, const int32_t *seg_offset,
                                  const int32_t *partial_offset, int item0, int n_items, const int32_t *seg_page,
                                  const int32_t *seg_slot, const int32_t *seg_len, const int32_t *page_table,
                                  void *po, float *pl, cudaStream_t stream) {
+    using L = decode_layout<T, D, ROWS>;
     typename tree_layout<T, D, 1>::globals g{(const T*)q, (const T*)k_pool, (const T*)v_pool, row_start, row_end,
                                              seg_offset, partial_offset, seg_page, seg_slot, seg_len, page_table,
                                              (T*)po, pl, hq, hq / hkv, hkv, page_size, n_items};
-    const long long units = (long long)(n_items - item0) * hkv;   // a block each
-    if (units > 0x7fffffffLL) return tkp::arg_error("tkp_tree: too many decode units for one grid");
-    constexpr size_t smem = tkp::tile16::layout<T, D>::BYTES;
-    static bool attribute_set = false;   // per instantiation
-    if (!attribute_set) {
-        TKP_TRY(cudaFuncSetAttribute(tree_tile_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        attribute_set = true;
-    }
-    tree_tile_kernel<T, D><<<dim3((unsigned)units), tkp::tile16::THREADS, smem, stream>>>(g, item0);
-    return tkp::launch_error("tree_tile_kernel");
+    const long long units = (long long)(n_items - item0) * hkv;
+    const long long blocks = (units + L::WARPS - 1) / L::WARPS;
+    if (blocks > 0x7fffffffLL) return tkp::arg_error("tkp_tree: too many decode units for one grid");
+    tree_decode_kernel<T, D, ROWS><<<dim3((unsigned)blocks), L::THREADS, 0, stream>>>(g, item0);
+    return tkp::launch_error("tree_decode_kernel");
 }
 
 }  // namespace tkprefix_tree
@@ -348,7 +344,7 @@ extern "C" const char *tkp_tree_attend(int dtype, int d_head, int consumers,
     #define TKP_ATTEND(TT, DD, NN) launch_attend<TT, DD, NN>(q, k_pool, v_pool, n_kv_heads, page_size, n_q_heads, \
         item_row_start, item_row_end, item_seg_offset, item_partial_offset, n_mma_items, seg_page, seg_slot, seg_len, \
         page_table, part_o, part_lse, max_blocks, s)
-    #define TKP_DECODE(TT, DD) launch_decode<TT, DD>(q, k_pool, v_pool, n_kv_heads, page_size, n_q_heads, \
+    #define TKP_DECODE(TT, DD, RR) launch_decode<TT, DD, RR>(q, k_pool, v_pool, n_kv_heads, page_size, n_q_heads, \
         item_row_start, item_row_end, item_seg_offset, item_partial_offset, n_mma_items, n_items, seg_page, seg_slot, \
         seg_len, page_table, part_o, part_lse, s)
     const char *err = nullptr;
@@ -359,9 +355,11 @@ extern "C" const char *tkp_tree_attend(int dtype, int d_head, int consumers,
                                   : (b ? TKP_ATTEND(bf16, 64, 2) : TKP_ATTEND(half, 64, 2));
         if (err) return err;
     }
-    if (n_mma_items < n_items) {  // decode items [n_mma_items, n_items): a block per unit (decode_pass_rows unused)
-        if (d_head == 128) err = b ? TKP_DECODE(bf16, 128) : TKP_DECODE(half, 128);
-        else err = b ? TKP_DECODE(bf16, 64) : TKP_DECODE(half, 64);
+    if (n_mma_items < n_items) {  // decode items [n_mma_items, n_items): a warp per unit
+        if (d_head == 128) err = decode_pass_rows == 1 ? (b ? TKP_DECODE(bf16, 128, 1) : TKP_DECODE(half, 128, 1))
+                                                       : (b ? TKP_DECODE(bf16, 128, 2) : TKP_DECODE(half, 128, 2));
+        else err = decode_pass_rows == 1 ? (b ? TKP_DECODE(bf16, 64, 1) : TKP_DECODE(half, 64, 1))
+                                         : (b ? TKP_DECODE(bf16, 64, 2) : TKP_DECODE(half, 64, 2));
     }
     return err;
     #undef TKP_ATTEND

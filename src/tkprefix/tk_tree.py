@@ -2,7 +2,7 @@
 
 One decode step is three launches and no host sync: ``tree_attend`` runs the plan's MMA items (a persistent wgmma
 grid over (item, kv-head) units, in the plan's cost order) and, concurrently on a second stream, its decode items (a
-block per unit: leaves and nodes of a few stacked rows); each unit's stacked query rows against its KV segments, read
+warp per unit: leaves and nodes of a few stacked rows); each unit's stacked query rows against its KV segments, read
 in place through the page table, into (o, lse) partial rows (o in q's dtype, lse float32); then ``tree_merge`` (the LSE merge of each leaf
 row's partials, written in q's dtype). The plan's int32 tensors are passed as they are (sliced views): nothing is
 derived per step.
@@ -119,7 +119,7 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
                 t.fill_(poison)
     main = torch.cuda.current_stream(q.device)
     ext = ops()
-    pass_rows = 1 if plan.max_decode_rows * plan.group <= 1 else 2  # unused by the block-per-unit decode kernel
+    pass_rows = 1 if plan.max_decode_rows * plan.group <= 1 else 2  # 1: the decode kernel unrolls deeper
 
     def attend(lo: int, hi: int, n_mma: int, stream) -> None:  # items [lo, hi), the first n_mma on the wgmma kernel
         ext.tree_attend(q, tree.k_pool, tree.v_pool, plan.item_row_start[lo:hi], plan.item_row_end[lo:hi],

@@ -32,7 +32,6 @@ from test_tree_attention import DECODE_ALL, GENERATED_SPECS, SPLIT_HARD, leaf_pa
 from tkprefix import CostModel, PagedTree, tk_tree, tree_attention
 from tkprefix.bench.trees import generate
 from tkprefix.reference import attention_with_lse
-from tkprefix.tree_attention import gather_plan_kv
 
 TOL = {torch.bfloat16: 2e-2, torch.float16: 4e-3}  # relative Frobenius error of o
 
@@ -76,38 +75,9 @@ def oracle(parents, ks, vs, q):
     return torch.stack(outs), torch.stack(lses)
 
 
-def check_partials(tree, plan, q, consumers=None):
-    """Every (partial row, q-head) the kernels write against float64 attention over its item's tokens, row by row: a
-    wrong partial shows here even where its weight in the merged output (a 1-token leaf under 400 tokens) is too
-    small for run_checked's whole-tensor error."""
-    hq, d = q.shape[1], q.shape[2]
-    part_o = torch.full((plan.n_partials, hq, d), float("nan"), dtype=q.dtype, device=q.device)
-    part_lse = torch.full((plan.n_partials, hq), float("nan"), dtype=torch.float32, device=q.device)
-    pass_rows = 1 if plan.max_decode_rows * plan.group <= 1 else 2
-    tk_tree.ops().tree_attend(q, tree.k_pool, tree.v_pool, plan.item_row_start, plan.item_row_end,
-                              plan.item_seg_offset, plan.item_partial_offset, plan.seg_page, plan.seg_slot,
-                              plan.seg_len, plan.page_table, part_o, part_lse, plan.n_mma_items, pass_rows,
-                              consumers or tk_tree.consumers_for(plan), torch.cuda.current_stream().cuda_stream)
-    torch.cuda.synchronize()
-    k, v = gather_plan_kv(tree, plan)  # the owned slots only: no NaN
-    h = plan.host
-    seg_tok = np.concatenate([[0], np.cumsum(h["seg_len"])])
-    for i in range(plan.n_items):
-        r0, r1, p0 = int(h["item_row_start"][i]), int(h["item_row_end"][i]), int(h["item_partial_offset"][i])
-        t0, t1 = int(seg_tok[h["item_seg_offset"][i]]), int(seg_tok[h["item_seg_offset"][i + 1]])
-        ref_o, ref_lse = attention_with_lse(q[r0:r1].double()[None], k[t0:t1].double()[None], v[t0:t1].double()[None])
-        o, lse = part_o[p0:p0 + r1 - r0].double(), part_lse[p0:p0 + r1 - r0].double()
-        row_err = ((o - ref_o[0]).norm(dim=-1) / ref_o[0].norm(dim=-1)).max().item()
-        lse_err = (lse - ref_lse[0]).abs().max().item()
-        assert row_err < TOL[q.dtype] and lse_err < 1e-2, f"item {i} (rows {r0}-{r1}, tokens {t1 - t0}): " \
-            f"worst partial row o rel err {row_err}, lse err {lse_err}"
-
-
-def run_checked(parents, lengths, cost=None, consumers=None, max_blocks=0, overlap=True, partials=False, **kw):
+def run_checked(parents, lengths, cost=None, consumers=None, max_blocks=0, overlap=True, **kw):
     tree, ks, vs, q = make(parents, lengths, **kw)
     plan = tree.plan(q.shape[1], cost)
-    if partials:
-        check_partials(tree, plan, q, consumers)
     o, lse = tk_tree.tree_attention(q, tree, plan, return_lse=True, consumers=consumers, max_blocks=max_blocks,
                                     poison=float("nan"), overlap=overlap)
     torch.cuda.synchronize()
@@ -179,13 +149,12 @@ def test_issue_extremes_fanout_1024_under_an_8191_token_node(dtype):
 @pytest.mark.parametrize("dim", [128, 64])
 @pytest.mark.parametrize("rows", [1, 2, 3, 5, 9])
 def test_decode_kernel_row_groups_and_odd_lengths(rows, dim, dtype):
-    """Every item on the decode kernel (DECODE_ALL): 1-9 stacked rows per item (one 16-row group, partly filled),
-    token counts 1 and odd, pieces of 64 tokens crossing node and page borders, page size 3."""
+    """Every item on the decode kernel (DECODE_ALL): 1-9 stacked rows per item (row groups of 2, the last one
+    partial), token counts 1 and odd, pieces of 64 tokens crossing node and page borders, page size 3."""
     parents = preorder_parents([0, 1, 2, 2, 1, 2] + [1] * rows)  # = [-1, 0, 1, 1, 0, 4] + [0] * rows
     lengths = [131, 1, 7, 64, 3, 257] + [1 + 2 * i for i in range(rows)]
     _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL,
-                                kv_heads=2, group=1 + rows % 3, page_size=3, dtype=dtype, dim=dim, seed=rows,
-                                partials=True)
+                                kv_heads=2, group=1 + rows % 3, page_size=3, dtype=dtype, dim=dim, seed=rows)
     assert plan.n_mma_items == 0 and plan.n_items > len(parents)
 
 
@@ -194,36 +163,16 @@ def test_decode_kernel_row_groups_and_odd_lengths(rows, dim, dtype):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("dim", [128, 64])
 def test_short_items_hold_their_kv_in_registers(dim, dtype, group):
-    """Short decode items over many stacked rows (12 leaves x group at the root: one or three 16-row groups on the
-    same gathered tile, tree_tile.cuh): a chain of 1 + 2 + (16 or 32 - 4) tokens (three segments) over every leaf,
-    nodes of 16 or 32 tokens and one more, a 1-token node, leaves of 1-7 tokens; page size 3, so tokens cross pages."""
+    """Decode items of at most 16 (D 128) or 32 (D 64) tokens over more than 2 stacked rows load their KV once and
+    loop over the rows (tree_decode.cuh, decode_rows_over_held_kv): a chain of 1 + 2 + (limit - 4) tokens (three
+    segments) over every leaf, nodes of exactly the limit and one more, a 1-token node, leaves of 1-7 tokens; page
+    size 3, so tokens cross pages; 12 leaves x group stacked rows at the root."""
     held = 16 if dim == 128 else 32
     parents = [-1, 0, 1, 2, 3, 3, 3, 3, 3, 2, 9, 9, 9, 9, 2, 14, 14, 14]
     lengths = [1, 2, held - 4, held, 1, 2, 3, 4, 5, held + 1, 1, 1, 1, 1, 1, 2, 3, 7]
     _, plan, _, _ = run_checked(parents, lengths, cost=DECODE_ALL, kv_heads=2, group=group, page_size=3,
-                                dtype=dtype, dim=dim, seed=29, partials=True)
+                                dtype=dtype, dim=dim, seed=29)
     assert plan.n_mma_items == 0 and plan.max_decode_rows * group == 12 * group
-
-
-@gpu
-@pytest.mark.parametrize("group", [1, 3])
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("dim", [128, 64])
-def test_decode_items_longer_than_one_tile(dim, dtype, group):
-    """Decode items of more than 64 tokens (a cost model with pieces of up to 200: tree_tile.cuh runs tile after
-    tile with the online softmax, and past 16 stacked rows gathers each tile again for every row group): a 300-token
-    root over 7 leaves (7 x group stacked rows), inner nodes of 130 and 65 tokens, leaves of 1-200; page size 5."""
-    parents = [-1, 0, 1, 1, 1, 1, 0, 6, 6, 6]
-    lengths = [300, 130, 1, 64, 129, 200, 65, 7, 66, 2]
-    cost = CostModel(decode_rows=1 << 20, decode_piece_tokens=200)
-    _, plan, _, _ = run_checked(parents, lengths, cost=cost, kv_heads=2, group=group, page_size=5, dtype=dtype,
-                                dim=dim, seed=37, partials=True)
-    assert plan.n_mma_items == 0 and plan.max_item_tokens > 64 and plan.max_decode_rows * group >= 7
-    # a chain (3 + 70 + 61 tokens: three segments, the second tile starting inside the second) over 6 leaves:
-    # the segment walk past t0 > 0 (every item above has one segment); 18 stacked rows at group 3
-    _, plan, _, _ = run_checked([-1, 0, 1, 2, 2, 2, 2, 2, 2], [3, 70, 61, 5, 130, 1, 2, 64, 9], cost=cost,
-                                kv_heads=2, group=group, page_size=5, dtype=dtype, dim=dim, seed=41, partials=True)
-    assert plan.n_mma_items == 0 and plan.max_item_tokens == 134 and np.diff(plan.host["item_seg_offset"]).max() == 3
 
 
 @gpu
@@ -242,7 +191,7 @@ def test_decode_and_mma_items_in_one_launch(overlap, group):
 @pytest.mark.parametrize("group", [1, 3])
 def test_short_nodes_over_many_leaves_on_the_decode_kernel(group):
     """The default cost model on a binary tree of 16-token nodes (as c8's binary10): the short inner nodes over up to
-    32 stacked rows are decode items (CostModel.decode_short_work, row groups of 16); the upper ones MMA items."""
+    32 stacked rows are decode items (CostModel.decode_short_work), read in row passes of 2; the upper ones MMA items."""
     t = generate({"fanout": [2] * 6, "lengths": [64, 16, 16, 16, 16, 16, 15], "seed": 3})
     _, plan, _, _ = run_checked(list(t.parents), list(t.lengths), kv_heads=2, group=group, page_size=16, seed=23)
     assert plan.n_mma_items > 0 and plan.max_decode_rows * group > CostModel().decode_rows
@@ -275,9 +224,6 @@ def test_sanitizer_small_cases():
     run_checked(list(range(-1, 5)), [17, 1, 64, 3, 130, 9], cost=SPLIT_HARD, kv_heads=2, group=2, page_size=3,
                 consumers=2, max_blocks=3, seed=3)
     run_checked([-1, 0, 0, 2, 2], [70, 1, 9, 3, 130], cost=DECODE_ALL, kv_heads=2, group=3, page_size=3, seed=4)
-    # decode items of several tiles and row groups (21 stacked rows over 192 tokens at the root)
-    run_checked([-1, 0, 1, 1, 1, 1, 0, 6, 6, 6], [300, 130, 1, 64, 129, 200, 65, 7, 66, 2],
-                cost=CostModel(decode_rows=1 << 20, decode_piece_tokens=200), kv_heads=1, group=3, page_size=5, seed=5)
     # the KV pipeline's hand-overs on one block: a 5-tile item (the 2- and 3-stage rings wrap) of 160 stacked rows
     # (3 row blocks of 1 warpgroup; 2 of 2, the second with an idle warpgroup), then 40 one-tile items (all on the
     # wgmma kernel: decode_rows=0)
