@@ -1,4 +1,5 @@
-# Sourced by the prepared calls of sessions 26-27 (call_ab.sh in s26_decode_one_tile, s26_tree_tile, s27_pdl), run
+# Sourced by the device calls of session 28 (s28_verify/call.sh, s28_prefix_plan/call.sh; before them sessions 26-27's
+# call_ab.sh, in git history), run
 # from the repository root of the branch's checkout on the GPU machine: the deadline helpers, third_party, the
 # environment, and
 # kenv FAMILY VARIANT (the build of one kernel family from this tree's kernels/, VARIANT "this", or $V/v/VARIANT,
@@ -12,7 +13,9 @@ kdir() { [ "$1" = this ] && echo "$PWD/kernels" || echo "$PWD/$V/v/$1"; }
 # a variant's own Python package where $V/r_VARIANT holds its src/ and config/ (head's binding lacks later keyword
 # arguments)
 kpy() { [ -d $V/r_$1/src ] && echo "$PWD/$V/r_$1/src" || echo "$PWD/src"; }
-kenv() { echo "TKPREFIX_FAMILIES=$1 TKPREFIX_KERNELS_DIR=$(kdir $2) TKPREFIX_BUILD_DIR=/tmp/b_$1_$2 PYTHONPATH=$(kpy $2)"; }
+kenv() {
+  echo "TKPREFIX_FAMILIES=$1 TKPREFIX_KERNELS_DIR=$(kdir $2) TKPREFIX_BUILD_DIR=/tmp/b_$1_$2 PYTHONPATH=$(kpy $2)"
+}
 # kbuild FAMILY JOBS TIMEOUT VARIANT...: build the family for each variant at once (MAX_JOBS JOBS each), then wait
 kbuild() {
   local fam=$1 jobs=$2 limit=$3 v; shift 3
