@@ -17,4 +17,5 @@ q = torch.randn(t.n_leaves, H, D, device="cuda", dtype=dt)   # leaf b in preorde
 for _ in range(3):
     o = tk.tree_attention(q, tree, backend="tk")
 torch.cuda.synchronize()
-print(f"{t.name}: {len(t.parents)} nodes, {t.n_leaves} leaves, {sum(t.lengths)} tokens, o finite: {bool(o.isfinite().all())}")
+print(f"{t.name}: {len(t.parents)} nodes, {t.n_leaves} leaves, {sum(t.lengths)} tokens, "
+      f"o finite: {bool(o.isfinite().all())}")
