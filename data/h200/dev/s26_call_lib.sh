@@ -1,5 +1,5 @@
-# Sourced by the device calls of session 28 (s28_verify/call.sh, s28_prefix_plan/call.sh; before them sessions 26-27's
-# call_ab.sh, in git history), run
+# Sourced by the device calls of sessions 28-29 (s28_verify/call.sh, s28_prefix_plan/call.sh, s29_tree_ncu/call.sh and,
+# on branch s28-prefix-fixup, s28_prefix_fixup/call.sh; before them sessions 26-27's call_ab.sh, in git history), run
 # from the repository root of the branch's checkout on the GPU machine: the deadline helpers, third_party, the
 # environment, and
 # kenv FAMILY VARIANT (the build of one kernel family from this tree's kernels/, VARIANT "this", or $V/v/VARIANT,
