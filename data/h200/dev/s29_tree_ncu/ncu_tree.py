@@ -1,5 +1,6 @@
-"""tk_tree on one c8 tree, three eager calls (ncu profiles the decode kernel of the third). Env: TREE=wide4096 or
-binary10 (config/sweeps/c8_trees.yaml's specs), bf16, 32/32 heads, D 128, page size 16 (the harness's TreeAttn)."""
+"""tk_tree on one c8 tree, three eager calls (ncu profiles the third call's wgmma and decode kernels). Env:
+TREE=wide4096 or binary10 (config/sweeps/c8_trees.yaml's specs), bf16, 32/32 heads, D 128, page size 16 (as the
+harness's TreeAttn)."""
 import os
 
 import torch
