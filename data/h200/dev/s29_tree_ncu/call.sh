@@ -12,6 +12,8 @@ L=$OUT/call.log
 rm -rf $V/v/tile && mkdir -p $V/v/tile && cp -r kernels/. $V/v/tile/ && cp $V/tile_tree/* $V/v/tile/tree/
 SEC="--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats"
 SEC="$SEC --section MemoryWorkloadAnalysis --section SourceCounters"
+HEADLINES="^  [a-z_]+_kernel|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per"
+HEADLINES="$HEADLINES|Issued Warp Per|No Eligible|leaves"   # the lines of each report call.log keeps
 mkdir -p /tmp/ncu
 (
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv
@@ -22,8 +24,7 @@ for tree in wide4096 binary10; do
     env $(kenv tree $v) TREE=$tree timeout $(( $(left) - 20 )) ncu -k "regex:tree_(attend|decode|tile)_kernel" \
       -s 4 -c 2 --clock-control none $SEC python3 $HERE/ncu_tree.py > /tmp/ncu/${v}_$tree.txt 2>&1
     echo "== ncu $v $tree rc=$? at $(el) s"
-    grep -E "^  [a-z_]+_kernel|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Issued Warp \
-Per|No Eligible|leaves" /tmp/ncu/${v}_$tree.txt | head -14
+    grep -E "$HEADLINES" /tmp/ncu/${v}_$tree.txt | head -14
   done
 done
 tar czf $OUT/ncu.tgz -C /tmp ncu

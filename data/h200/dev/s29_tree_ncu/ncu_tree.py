@@ -1,20 +1,21 @@
 """tk_tree on one c8 tree, three eager calls (ncu profiles the third call's wgmma and decode kernels). Env:
-TREE=wide4096 or binary10 (config/sweeps/c8_trees.yaml's specs), bf16, 32/32 heads, D 128, page size 16 (as the
+TREE=wide4096 or binary10: the bf16 case of config/sweeps/c8_trees.yaml (the harness's loader), page size 16 (as the
 harness's TreeAttn)."""
 import os
 
 import torch
-import yaml
 
 import tkprefix as tk
-from tkprefix.bench import trees
+from tkprefix.bench.cases import load_sweep
 
-specs = {s["name"]: s for s in yaml.safe_load(open("config/sweeps/c8_trees.yaml"))["grid"]["trees"]}
-t = trees.generate(specs[os.environ.get("TREE", "wide4096")])
-H, D, dt = 32, 128, torch.bfloat16
-node_ks, node_vs = ([torch.randn(n, H, D, device="cuda", dtype=dt) for n in t.lengths] for _ in range(2))
+name = os.environ.get("TREE", "wide4096")
+case = next(c for c in load_sweep("config/sweeps/c8_trees.yaml").cases
+            if c.tree.name == name and c.dtype == "bfloat16")
+t, dt = case.tree, torch.bfloat16
+node_ks, node_vs = ([torch.randn(n, case.kv_heads, case.head_dim, device="cuda", dtype=dt) for n in t.lengths]
+                    for _ in range(2))
 tree = tk.PagedTree.from_nodes(list(t.parents), node_ks, node_vs, page_size=16)
-q = torch.randn(t.n_leaves, H, D, device="cuda", dtype=dt)   # leaf b in preorder, as the harness
+q = torch.randn(t.n_leaves, case.q_heads, case.head_dim, device="cuda", dtype=dt)   # leaf b in preorder
 for _ in range(3):
     o = tk.tree_attention(q, tree, backend="tk")
 torch.cuda.synchronize()
