@@ -82,6 +82,8 @@ def supervise(cmd: list[str], progress_path: str | Path, hang_s: float, *, poll_
         if size != last_size:
             last_size, last_change = size, now
         elif now - last_change > hang_s:
+            if progress_path.exists() and progress_path.stat().st_size != size:
+                continue  # a step landed since the size was read: not hung (checked again at once)
             recs = read_jsonl(progress_path)
             last = recs[-1] if recs else None
             log(f"[supervise] no progress for {hang_s:.0f} s (last: {last}); killing pid {proc.pid}")
