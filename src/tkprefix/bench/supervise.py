@@ -69,6 +69,7 @@ def supervise(cmd: list[str], progress_path: str | Path, hang_s: float, *, poll_
     write_text(progress_path, "")
     proc = subprocess.Popen(cmd)
     last_size, last_change = 0, time.time()
+    size_now = lambda: progress_path.stat().st_size if progress_path.exists() else 0  # noqa: E731
     while True:
         rc = proc.poll()
         if rc == EXIT_OUTPUT:  # the child could not write its rows or progress: a full disk is not a peer's fault
@@ -77,12 +78,12 @@ def supervise(cmd: list[str], progress_path: str | Path, hang_s: float, *, poll_
         if rc is not None:
             recs = read_jsonl(progress_path)
             return rc, (recs[-1] if recs else None)
-        size = progress_path.stat().st_size if progress_path.exists() else 0
+        size = size_now()
         now = time.time()
         if size != last_size:
             last_size, last_change = size, now
         elif now - last_change > hang_s:
-            if progress_path.exists() and progress_path.stat().st_size != size:
+            if size_now() != size:
                 continue  # a step landed since the size was read: not hung (checked again at once)
             recs = read_jsonl(progress_path)
             last = recs[-1] if recs else None
