@@ -69,7 +69,10 @@ def supervise(cmd: list[str], progress_path: str | Path, hang_s: float, *, poll_
     write_text(progress_path, "")
     proc = subprocess.Popen(cmd)
     last_size, last_change = 0, time.time()
-    size_now = lambda: progress_path.stat().st_size if progress_path.exists() else 0  # noqa: E731
+
+    def size_now() -> int:
+        return progress_path.stat().st_size if progress_path.exists() else 0
+
     while True:
         rc = proc.poll()
         if rc == EXIT_OUTPUT:  # the child could not write its rows or progress: a full disk is not a peer's fault
