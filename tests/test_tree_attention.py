@@ -3,6 +3,7 @@ root-to-leaf attention, ideal sharing of the work list, poisoned partials, bad i
 import dataclasses
 import doctest
 import importlib
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -199,8 +200,18 @@ def test_plan_reads_every_token_once_per_kv_head(case):
     dec = slice(plan.n_mma_items, plan.n_items)
     assert (stacked[mma] > model.decode_rows).all() and model.is_decode(tokens[dec], stacked[dec]).all()
     assert (tokens[dec] <= model.decode_piece_tokens).all() or model.decode_piece_tokens % model.kv_tile
-    for part in (mma, dec):
-        assert (np.diff(model.cost(tokens[part], stacked[part])) <= 0).all(), "items in descending cost"
+    unit_rows = np.minimum(stacked[mma], model.rows_per_pass)  # an MMA item's cost: its row pass's, a unit's
+    assert (np.diff(model.cost(tokens[mma], unit_rows)) <= 0).all(), "MMA items in descending cost of a row pass"
+    assert (np.diff(model.cost(tokens[dec], stacked[dec])) <= 0).all(), "decode items in descending cost"
+    # the wgmma kernel's units: every (MMA item, kv-head, stacked row) once, in passes of at most rows_per_pass rows,
+    # by item, then kv-head, then rows
+    units = h["mma_units"]
+    assert units.shape == (plan.n_mma_units, 4) and plan.mma_units.dtype == torch.int32
+    assert (units[:, 2] < units[:, 3]).all() and (units[:, 3] - units[:, 2] <= model.rows_per_pass).all()
+    assert [tuple(u[:3]) for u in units] == sorted(tuple(u[:3]) for u in units)
+    covered = Counter((i, kvh, e) for i, kvh, r0, r1 in units.tolist() for e in range(r0, r1))
+    want = {(i, kvh, e) for i in range(plan.n_mma_items) for kvh in range(tree.kv_heads) for e in range(stacked[i])}
+    assert set(covered) == want and set(covered.values()) <= {1}
     assert plan.max_mma_rows == (int((h["item_row_end"] - h["item_row_start"])[mma].max()) if plan.n_mma_items else 0)
     assert all(t.dtype == torch.int32 for t in (plan.seg_page, plan.leaf_partial_index, plan.item_seg_offset))
 

@@ -1,11 +1,11 @@
 """`backend="tk"` tree attention: the ThunderKittens kernels of kernels/tree/ executing a `TreePlan` over a `PagedTree`.
 
-One decode step is three launches and no host sync: ``tree_attend`` runs the plan's MMA items (a persistent wgmma
-grid over (item, kv-head) units, in the plan's cost order) and, concurrently on a second stream, its decode items (a
-warp per unit: leaves and nodes of a few stacked rows); each unit's stacked query rows against its KV segments, read
-in place through the page table, into (o, lse) partial rows (o in q's dtype, lse float32); then ``tree_merge`` (the LSE merge of each leaf
-row's partials, written in q's dtype). The plan's int32 tensors are passed as they are (sliced views): nothing is
-derived per step.
+One decode step is three launches and no host sync: ``tree_attend`` runs the plan's MMA items (a persistent wgmma grid
+over its (item, kv-head, row pass) units, in the plan's cost order) and, concurrently on a second stream, its decode
+items (a warp per unit: leaves and nodes of a few stacked rows); each unit's stacked query rows against its KV
+segments, read in place through the page table, into (o, lse) partial rows (o in q's dtype, lse float32); then
+``tree_merge`` (the LSE merge of each leaf row's partials, written in q's dtype). The plan's int32 tensors are passed
+as they are (sliced views): nothing is derived per step.
 
 Checked on the H200 by tests/gpu/test_tk_tree.py (float64 oracle, NaN poison, compute-sanitizer); design and
 measurements: docs/design.md, "Tree attention".
@@ -123,9 +123,9 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
 
     def attend(lo: int, hi: int, n_mma: int, stream) -> None:  # items [lo, hi), the first n_mma on the wgmma kernel
         ext.tree_attend(q, tree.k_pool, tree.v_pool, plan.item_row_start[lo:hi], plan.item_row_end[lo:hi],
-                        plan.item_seg_offset[lo:hi + 1], plan.item_partial_offset[lo:hi], plan.seg_page,
-                        plan.seg_slot, plan.seg_len, plan.page_table, part_o, part_lse, n_mma, pass_rows, consumers,
-                        stream.cuda_stream, max_blocks)
+                        plan.item_seg_offset[lo:hi + 1], plan.item_partial_offset[lo:hi], plan.mma_units,
+                        plan.seg_page, plan.seg_slot, plan.seg_len, plan.page_table, part_o, part_lse, n_mma,
+                        pass_rows, consumers, stream.cuda_stream, max_blocks)
 
     n, n_mma = plan.n_items, plan.n_mma_items
     if overlap and 0 < n_mma < n:
