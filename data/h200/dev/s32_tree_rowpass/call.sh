@@ -5,7 +5,8 @@
 # family for each; the GPU tree tests on this; the c8 harness on tk_tree (head, select, this) with `tkprefix compare`
 # against head; ncu metrics of wide4096's tree_attend_kernel (DRAM bytes: the L2 re-reads the new order should
 # remove) on head and this; racecheck and memcheck of the tree's small cases on this; a second c8 round.
-# Returns $OUT/call.log and $OUT/results.tgz. Stops itself at $DL s. From the repository root:
+# Returns $OUT/call.log and $OUT/results.tgz. Stops itself at $DL s. From the repository root ($V/r_head and
+# $V/r_select hold main's src/ and config/; STEP=c8: the builds and the c8 rounds only):
 #   DL=420 V=.dev/s32 bash data/h200/dev/s32_tree_rowpass/call.sh
 set -u
 HERE=$(dirname "$0"); source $HERE/../s26_call_lib.sh
@@ -49,6 +50,9 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu 
 git log --oneline -1; diff -rq kernels $V/v/head | head -8
 kbuild tree 8 240 $VARS
 cp /tmp/build_tree_*.log $R/ 2>/dev/null
+if [ "${STEP:-all}" = c8 ]; then
+  for r in 1 2; do for v in $VARS; do c8 $v $r; done; cmp8 $r this; cmp8 $r select; done
+else
 env $(kenv tree this) timeout 150 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_tk_tree.py \
   > $R/pytest_this.log 2>&1
 echo "pytest this rc=$? at $(el) s: $(tail -1 $R/pytest_this.log 2>&1)"
@@ -57,6 +61,7 @@ for v in $VARS; do c8 $v 1; done; cmp8 1 this; cmp8 1 select
 ncu8 head wide4096; ncu8 this wide4096
 san racecheck; san memcheck
 for v in $VARS; do c8 $v 2; done; cmp8 2 this; cmp8 2 select
+fi
 ) >> $L 2>&1
 echo "done at $(el) s" >> $L
 tar czf $OUT/results.tgz -C /tmp s32_rowpass 2>> $L
