@@ -162,6 +162,22 @@ def test_split_fills_one_wave_of_resident_blocks():
         CostModel(small_blocks_per_sm=0)
 
 
+def test_wgmma_grid_is_capped_beside_the_decode_kernel():
+    """Two waves of MMA units with decode items beside them: the wgmma grid takes CostModel.mma_share of the resident
+    blocks (4 SMs here: 3); not without decode items, with less than two waves, or with mma_share 1."""
+    ks = [torch.randn(n, 2, 8) for n in [300] + [40] * 300]  # a root over 300 leaves: 3 passes x 2 kv-heads
+    tree = PagedTree.from_nodes([-1] + [0] * 300, ks, ks, page_size=16)
+    plan = tree.plan(2, CostModel(n_sm=2))
+    assert 0 < plan.n_mma_items < plan.n_items and plan.n_mma_units == 6 and plan.mma_blocks == 1
+    assert tree.plan(2, CostModel(n_sm=3)).mma_blocks == 2, "round(3 x 0.73)"
+    assert tree.plan(2, CostModel(n_sm=4)).mma_blocks == 0, "6 units < two waves of 4"
+    assert tree.plan(2, CostModel(n_sm=2, decode_rows=0)).mma_blocks == 0, "no decode kernel beside it"
+    assert tree.plan(2, CostModel(n_sm=2, mma_share=1.0)).mma_blocks == 0
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=r"CostModel.mma_share must be in \(0, 1\]"):
+            CostModel(mma_share=bad)
+
+
 def address_sets(tree, plan):
     """Per item, the physical (page, slot) of every token it reads (from the work list alone)."""
     h, P = plan.host, tree.page_size

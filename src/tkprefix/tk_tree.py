@@ -93,8 +93,8 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
     o (n_leaves, Hq, D) in q's dtype (and lse (n_leaves, Hq) float32, natural log, if return_lse). bf16 or fp16,
     D 64 or 128, any page size, any GQA ratio.
 
-    consumers: 1 or 2 consumer warpgroups (None: `consumers_for(plan)`); max_blocks: grid cap (0: persistent, as many
-    blocks as fit). overlap: run the wgmma items and the decode items on two streams at once (False: one after the
+    consumers: 1 or 2 consumer warpgroups (None: `consumers_for(plan)`); max_blocks: the wgmma kernel's grid (0: the
+    plan's, `plan.mma_blocks`, when the decode kernel runs beside it, else as many blocks as fit). overlap: run the wgmma items and the decode items on two streams at once (False: one after the
     other on the current stream). poison: tests only -- fill the partial and output buffers with this value first, so that an
     unwritten row shows."""
     _check_plan(q, tree, plan)
@@ -129,8 +129,10 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
 
     n, n_mma = plan.n_items, plan.n_mma_items
     if overlap and 0 < n_mma < n:
+        max_blocks = max_blocks or plan.mma_blocks
         # the wgmma kernel (one big block per SM) and the decode kernel (small blocks, memory-bound) run concurrently:
-        # decode blocks fill what the wgmma blocks leave of each SM. Fork/join by events, so a CUDA graph captures it.
+        # decode blocks fill what the wgmma blocks leave of each SM, and the SMs a capped wgmma grid leaves them.
+        # Fork/join by events, so a CUDA graph captures it.
         side = _side_stream(q.device)
         side.wait_stream(main)
         attend(0, n_mma, n_mma, main)

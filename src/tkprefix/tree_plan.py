@@ -237,7 +237,12 @@ class CostModel:
     work on it, ``ceil(stacked_rows / 2) * tokens`` (it reads the KV once per 2 stacked rows), is at most
     ``decode_short_work``: a 16-token node over 32 leaves is one partly filled tile on the MMA kernel, all per-item
     overhead. ``decode_rows = 0``: every item is an MMA item. The defaults are tuned on the H200 (132 SMs) by a sweep
-    over the c8 trees (docs/design.md, "Tree attention")."""
+    over the c8 trees (docs/design.md, "Tree attention").
+
+    ``mma_share``: when the decode kernel runs beside the wgmma kernel and the MMA units fill at least two waves of
+    the resident blocks, the wgmma kernel's grid is capped at this share of them (``TreePlan.mma_blocks``), so that
+    the decode kernel's warps get SMs of their own instead of the registers a persistent wgmma block leaves (on an
+    H100, wide4096 0.88x and wide1024 0.89x at 96 of 132 blocks: data/h200/dev/s32_tree_rowpass)."""
 
     n_sm: int = 132
     kv_tile: int = 64
@@ -249,6 +254,7 @@ class CostModel:
     decode_rows: int = 8
     decode_piece_tokens: int = 64
     decode_short_work: int = 256
+    mma_share: float = 0.73
 
     def __post_init__(self) -> None:
         for name in ("decode_rows", "decode_short_work"):
@@ -260,6 +266,8 @@ class CostModel:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"CostModel.{name} must be a positive int, got {value!r}")
+        if not 0 < float(self.mma_share) <= 1:
+            raise ValueError(f"CostModel.mma_share must be in (0, 1], got {self.mma_share!r}")
         for name in ("item_overhead", "partial_cost"):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"CostModel.{name} must be a number >= 0, got {getattr(self, name)!r}")
@@ -293,6 +301,8 @@ class TreePlan:
         mma_units[u] = (item, kv-head h, row_begin, row_end)   stacked rows [row_begin, row_end) of an MMA item: its
                                              rows in passes of CostModel.rows_per_pass, each kv-head, so that an item
                                              of many rows spreads over the GPU; by item, then kv-head, then pass
+        mma_blocks                           the wgmma kernel's grid when the decode kernel runs beside it
+                                             (CostModel.mma_share; 0: as many blocks as fit)
     segment s (n_segs; the segments of all items hold every token of the tree exactly once)
         seg_page[s]   index into page_table of the page holding its first token
         seg_slot[s]   slot of that token in the page (0 <= slot < page_size)
@@ -322,6 +332,7 @@ class TreePlan:
     n_items: int
     n_mma_items: int
     n_mma_units: int
+    mma_blocks: int
     n_segs: int
     n_partials: int
     n_rows: int
@@ -421,7 +432,11 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     host["mma_units"] = np.stack([unit_item, k // n_pass[unit_item], row_begin,
                                   np.minimum(row_begin + cost.rows_per_pass, stacked[unit_item])], 1).reshape(-1, 4)
     tensors["mma_units"] = torch.from_numpy(host["mma_units"].astype(np.int32)).to(dev)
+    # its grid beside the decode kernel (CostModel.mma_share); 0: as many blocks as fit
+    capped = n_mma < len(order) and len(unit_item) >= 2 * blocks
+    mma_blocks = max(1, round(blocks * cost.mma_share)) if capped and cost.mma_share < 1 else 0
     return TreePlan(**tensors, group=G, n_items=len(order), n_mma_items=n_mma, n_mma_units=len(unit_item),
+                    mma_blocks=mma_blocks,
                     n_segs=len(cuts),
                     n_partials=n_partials, n_rows=n_rows, max_item_rows=int(n_item_rows.max()),
                     max_mma_rows=int(n_item_rows[:n_mma].max()) if n_mma else 0,

@@ -3,8 +3,8 @@
 # item, kv-head, 128-row pass) against main's kernels + Python ("head": $V/v/head, $V/r_head/src) and main with the
 # tree decode's select ("select": $V/v/select, $V/r_select/src; this branch is select + row passes). Builds the tree
 # family for each; the GPU tree tests on this; the c8 harness on tk_tree (head, select, this) with `tkprefix compare`
-# against head; ncu metrics of wide4096's tree_attend_kernel (DRAM bytes: the L2 re-reads the new order should
-# remove) on head and this; racecheck and memcheck of the tree's small cases on this; a second c8 round.
+# against head; with STEP=ncu, ncu metrics of wide4096's tree_attend_kernel (DRAM bytes: the L2 re-reads the new
+# order should remove) on head and this; racecheck and memcheck of the tree's small cases on this; a second c8 round.
 # Returns $OUT/call.log and $OUT/results.tgz. Stops itself at $DL s. From the repository root ($V/r_head and
 # $V/r_select hold main's src/ and config/; STEP=c8: the builds and the c8 rounds only; STEP=grid: the builds and
 # grid_sweep.py into $OUT/grid.csv):
@@ -64,7 +64,7 @@ env $(kenv tree this) timeout 150 python3 -m pytest -q -p no:cacheprovider tests
 echo "pytest this rc=$? at $(el) s: $(tail -1 $R/pytest_this.log 2>&1)"
 grep -m8 -E "^FAILED|^ERROR|Error" $R/pytest_this.log
 for v in $VARS; do c8 $v 1; done; cmp8 1 this; cmp8 1 select
-ncu8 head wide4096; ncu8 this wide4096
+[ "${STEP:-all}" = ncu ] && { ncu8 head wide4096; ncu8 this wide4096; }
 san racecheck; san memcheck
 for v in $VARS; do c8 $v 2; done; cmp8 2 this; cmp8 2 select
 fi

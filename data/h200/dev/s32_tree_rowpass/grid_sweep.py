@@ -1,7 +1,7 @@
 """tk_tree on c8 trees (bf16, page size 16, as the harness) with the wgmma kernel's grid capped (max_blocks) and with
 the two kernels serial (overlap=False): does the decode kernel, which runs beside the wgmma kernel's persistent blocks
 on a second stream, get too little of each SM? Each setting a CUDA graph, replayed after the L2 flush, interleaved,
-median of 15. Run once per build (TKPREFIX_KERNELS_DIR); argv[1] names it. Prints CSV rows:
+median of 15 ("default": max_blocks 0, the plan's grid). Run once per build (TKPREFIX_KERNELS_DIR); argv[1] names it. Prints CSV rows:
 build,tree,setting,max_blocks,overlap,median_us,rel_err (rel_err: the first 8 leaves against float64)."""
 import statistics
 import sys
@@ -17,7 +17,7 @@ from tkprefix.reference import attention_with_lse
 build = sys.argv[1]
 flusher = L2Flusher(device="cuda")
 cases = {c.tree.name: c for c in load_sweep("config/sweeps/c8_trees.yaml").cases if c.dtype == "bfloat16"}
-SETTINGS = [("persistent", 0, True), ("serial", 0, False)] + [(f"cap{b}", b, True) for b in (112, 96, 80, 64)]
+SETTINGS = [("default", 0, True), ("serial", 0, False)] + [(f"cap{b}", b, True) for b in (112, 96, 80, 64)]
 if build == "head":
     print("build,tree,setting,max_blocks,overlap,median_us,rel_err", flush=True)
 torch.manual_seed(0)
