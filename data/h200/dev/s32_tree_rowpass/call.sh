@@ -6,7 +6,7 @@
 # against head; with STEP=ncu, ncu metrics of wide4096's tree_attend_kernel (DRAM bytes: the L2 re-reads the new
 # order should remove) on head and this; racecheck and memcheck of the tree's small cases on this; a second c8 round.
 # Returns $OUT/call.log and $OUT/results.tgz. Stops itself at $DL s. From the repository root ($V/r_head and
-# $V/r_select hold main's src/ and config/; STEP=c8: the builds and the c8 rounds only; STEP=grid: the builds and
+# $V/r_select hold main's src/ and config/; STEP=c8: the builds and the c8 rounds only; STEP=grid (nc1): the builds and
 # grid_sweep.py into $OUT/grid.csv):
 #   DL=420 V=.dev/s32 bash data/h200/dev/s32_tree_rowpass/call.sh
 set -u
@@ -51,9 +51,10 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu 
 git log --oneline -1; diff -rq kernels $V/v/head | head -8
 kbuild tree 8 240 $VARS
 cp /tmp/build_tree_*.log $R/ 2>/dev/null
-if [ "${STEP:-all}" = grid ]; then  # grid_sweep.py: the wgmma grid capped, the two kernels serial
+if [ "${STEP:-all}" = grid ] || [ "${STEP:-all}" = nc1 ]; then  # grid_sweep.py (nc1: one warpgroup a block)
+  [ $STEP = nc1 ] && VARS="head this"
   for v in $VARS; do
-    env $(kenv tree $v) timeout 90 python3 $HERE/grid_sweep.py $v >> $OUT/grid.csv 2> $R/grid_$v.err
+    env $(kenv tree $v) timeout 90 python3 $HERE/grid_sweep.py $v ${STEP#grid} >> $OUT/$STEP.csv 2> $R/grid_$v.err
     echo "grid $v rc=$? at $(el) s"; tail -3 $R/grid_$v.err
   done
 elif [ "${STEP:-all}" = c8 ]; then
