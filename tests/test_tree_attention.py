@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tkprefix import CostModel, PagedTree, plan_tree, tree_attention
 from tkprefix.bench.trees import Tree, generate
 from tkprefix.reference import naive_attention
+from tkprefix.tk_tree import consumers_for
 from tkprefix.tree_attention import tree_attention_torch
 from tkprefix.tree_plan import tree_shape
 
@@ -163,19 +164,38 @@ def test_split_fills_one_wave_of_resident_blocks():
 
 
 def test_wgmma_grid_is_capped_beside_the_decode_kernel():
-    """Two waves of MMA units with decode items beside them: the wgmma grid takes CostModel.mma_share of the resident
-    blocks (4 SMs here: 3); not without decode items, with less than two waves, or with mma_share 1."""
+    """Two waves of MMA units (of two warpgroups) with decode items beside them: the wgmma grid takes
+    CostModel.mma_share of the resident blocks (2 SMs here: 1); not without decode items, with less than two waves,
+    with mma_share 1, or with one-warpgroup blocks."""
     ks = [torch.randn(n, 2, 8) for n in [300] + [40] * 300]  # a root over 300 leaves: 3 passes x 2 kv-heads
     tree = PagedTree.from_nodes([-1] + [0] * 300, ks, ks, page_size=16)
-    plan = tree.plan(2, CostModel(n_sm=2))
+    long = dict(short_unit_tiles=0)  # the root's 5 KV tiles count as long units: two warpgroups a block
+    plan = tree.plan(2, CostModel(n_sm=2, **long))
     assert 0 < plan.n_mma_items < plan.n_items and plan.n_mma_units == 6 and plan.mma_blocks == 1
-    assert tree.plan(2, CostModel(n_sm=3)).mma_blocks == 2, "round(3 x 0.73)"
-    assert tree.plan(2, CostModel(n_sm=4)).mma_blocks == 0, "6 units < two waves of 4"
-    assert tree.plan(2, CostModel(n_sm=2, decode_rows=0)).mma_blocks == 0, "no decode kernel beside it"
-    assert tree.plan(2, CostModel(n_sm=2, mma_share=1.0)).mma_blocks == 0
+    assert plan.consumers == 2
+    assert tree.plan(2, CostModel(n_sm=3, **long)).mma_blocks == 2, "round(3 x 0.73)"
+    assert tree.plan(2, CostModel(n_sm=4, **long)).mma_blocks == 0, "6 units < two waves of 4"
+    assert tree.plan(2, CostModel(n_sm=2, decode_rows=0, **long)).mma_blocks == 0, "no decode kernel beside it"
+    assert tree.plan(2, CostModel(n_sm=2, mma_share=1.0, **long)).mma_blocks == 0
+    assert tree.plan(2, CostModel(n_sm=2)).mma_blocks == 0, "5 tiles: short units, one warpgroup a block"
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match=r"CostModel.mma_share must be in \(0, 1\]"):
             CostModel(mma_share=bad)
+
+
+def test_short_units_run_one_warpgroup_a_block():
+    """A root over 300 leaves (300 stacked rows: more than one 64-row tile): one warpgroup a block (two an SM) while
+    the cost-weighted mean KV tiles of the MMA chains is at most short_unit_tiles, else two; a plan of only
+    64-row items always one."""
+    for root, want in ((16 * 64, 1), (17 * 64, 2)):  # 16 and 17 tiles
+        ks = [torch.randn(n, 1, 8) for n in [root] + [40] * 300]
+        tree = PagedTree.from_nodes([-1] + [0] * 300, ks, ks, page_size=16)
+        assert tree.plan(1).consumers == want
+        assert consumers_for(tree.plan(1)) == want
+    ks = [torch.randn(n, 1, 8) for n in [5000, 40, 40]]
+    assert PagedTree.from_nodes([-1, 0, 0], ks, ks).plan(8).consumers == 1, "16 stacked rows: one tile"
+    with pytest.raises(ValueError, match=r"CostModel.short_unit_tiles must be an int >= 0"):
+        CostModel(short_unit_tiles=-1)
 
 
 def address_sets(tree, plan):

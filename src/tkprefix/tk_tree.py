@@ -23,7 +23,6 @@ from .tree_plan import PagedTree, TreePlan
 
 HEAD_DIMS = (64, 128)
 DTYPES = (torch.bfloat16, torch.float16)
-ROWS_PER_CONSUMER = 64
 
 _OPS = None
 
@@ -71,9 +70,9 @@ def _check_plan(q: torch.Tensor, tree: PagedTree, plan: TreePlan) -> None:
 
 
 def consumers_for(plan: TreePlan) -> int:
-    """Consumer warpgroups per block of the MMA kernel: 2 (128 stacked rows per pass) when some MMA item has more than
-    64 stacked rows, else 1 (64 rows, two blocks per SM)."""
-    return 2 if plan.max_mma_rows * plan.group > ROWS_PER_CONSUMER else 1
+    """Consumer warpgroups per block of the MMA kernel, as the plan chose them (`TreePlan.consumers`): 1 (64 stacked
+    rows, two blocks per SM) when every MMA item fits 64 rows or its units are mostly short, else 2 (128 rows)."""
+    return plan.consumers
 
 
 _SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}

@@ -226,8 +226,12 @@ class CostModel:
     written, then read by the merge, against ``2 * kv_tile * D * 2`` bytes of a KV tile: 1/64. The wgmma kernel runs
     a chain's stacked rows in passes of ``rows_per_pass`` (``TreePlan.mma_units``), so a chain is split into KV pieces
     when one pass costs more than a balanced share of the wgmma kernel's resident blocks: ``n_sm`` of them, or
-    ``n_sm * small_blocks_per_sm`` when every MMA item fits one 64-row warpgroup tile (``rows_per_pass / 2`` stacked
-    rows), and its piece count is rounded down, so that the (item, kv-head) units of one chain fill one wave at most
+    ``n_sm * small_blocks_per_sm`` when the plan runs one 64-row warpgroup a block (``TreePlan.consumers``: every MMA
+    item fits one such tile, or the MMA work is mostly short: the cost-weighted mean KV tiles of the MMA chains is at
+    most ``short_unit_tiles``, so that two blocks an SM overlap each unit's fixed latency, the q gather, the pipeline
+    fill and the partial write, while long units keep two warpgroups sharing each KV tile; on an H100 binary10 and
+    pruned6 ran 0.95x so, wide1024 and wide4096 1.02-1.03x: data/h200/dev/s32_h100), and its piece count is rounded
+    down, so that the (item, kv-head) units of one chain fill one wave at most
     (pieces of at least ``min_piece_tiles`` tiles).
 
     A chain of at most ``decode_rows`` stacked rows (a leaf, a node over a few leaves: no rows worth a 64-row MMA
@@ -255,9 +259,10 @@ class CostModel:
     decode_piece_tokens: int = 64
     decode_short_work: int = 256
     mma_share: float = 0.73
+    short_unit_tiles: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("decode_rows", "decode_short_work"):
+        for name in ("decode_rows", "decode_short_work", "short_unit_tiles"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"CostModel.{name} must be an int >= 0, got {value!r}")
@@ -303,6 +308,8 @@ class TreePlan:
                                              of many rows spreads over the GPU; by item, then kv-head, then pass
         mma_blocks                           the wgmma kernel's grid when the decode kernel runs beside it
                                              (CostModel.mma_share; 0: as many blocks as fit)
+        consumers                            its consumer warpgroups a block: 1 (64 stacked rows, two blocks an SM)
+                                             or 2 (CostModel, "one 64-row warpgroup a block")
     segment s (n_segs; the segments of all items hold every token of the tree exactly once)
         seg_page[s]   index into page_table of the page holding its first token
         seg_slot[s]   slot of that token in the page (0 <= slot < page_size)
@@ -333,6 +340,7 @@ class TreePlan:
     n_mma_items: int
     n_mma_units: int
     mma_blocks: int
+    consumers: int
     n_segs: int
     n_partials: int
     n_rows: int
@@ -375,10 +383,12 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     # 2. KV pieces: a chain whose row pass (the wgmma kernel's unit) costs more than the share
     whole = cost.cost(chain_len, chain_rows * G)
     decode = cost.is_decode(chain_len, chain_rows * G)
-    one_warpgroup = not (chain_rows[~decode] * G > cost.rows_per_pass // 2).any()
-    blocks = cost.n_sm * (cost.small_blocks_per_sm if one_warpgroup else 1)  # the wgmma kernel's resident blocks
-    share = max(tree.kv_heads * whole[~decode].sum() / blocks, 1e-9)
     tiles = -(-chain_len // cost.kv_tile)
+    mma = ~decode
+    short = mma.any() and (whole[mma] * tiles[mma]).sum() <= cost.short_unit_tiles * whole[mma].sum()
+    one_warpgroup = bool(short) or not (chain_rows[mma] * G > cost.rows_per_pass // 2).any()
+    blocks = cost.n_sm * (cost.small_blocks_per_sm if one_warpgroup else 1)  # the wgmma kernel's resident blocks
+    share = max(tree.kv_heads * whole[mma].sum() / blocks, 1e-9)
     row_pass = cost.cost(chain_len, np.minimum(chain_rows * G, cost.rows_per_pass))
     pieces = np.clip(np.floor(row_pass / share).astype(np.int64), 1, np.maximum(1, tiles // cost.min_piece_tiles))
     pieces = np.where(decode, -(-chain_len // cost.decode_piece_tokens), pieces)
@@ -432,11 +442,12 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     host["mma_units"] = np.stack([unit_item, k // n_pass[unit_item], row_begin,
                                   np.minimum(row_begin + cost.rows_per_pass, stacked[unit_item])], 1).reshape(-1, 4)
     tensors["mma_units"] = torch.from_numpy(host["mma_units"].astype(np.int32)).to(dev)
-    # its grid beside the decode kernel (CostModel.mma_share); 0: as many blocks as fit
-    capped = n_mma < len(order) and len(unit_item) >= 2 * blocks
+    # its grid beside the decode kernel (CostModel.mma_share; two warpgroups a block: one-warpgroup blocks are small
+    # enough to leave the decode kernel room); 0: as many blocks as fit
+    capped = not one_warpgroup and n_mma < len(order) and len(unit_item) >= 2 * blocks
     mma_blocks = max(1, round(blocks * cost.mma_share)) if capped and cost.mma_share < 1 else 0
     return TreePlan(**tensors, group=G, n_items=len(order), n_mma_items=n_mma, n_mma_units=len(unit_item),
-                    mma_blocks=mma_blocks,
+                    mma_blocks=mma_blocks, consumers=1 if one_warpgroup else 2,
                     n_segs=len(cuts),
                     n_partials=n_partials, n_rows=n_rows, max_item_rows=int(n_item_rows.max()),
                     max_mma_rows=int(n_item_rows[:n_mma].max()) if n_mma else 0,

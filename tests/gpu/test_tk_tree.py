@@ -189,16 +189,21 @@ def test_decode_and_mma_items_in_one_launch(overlap, group):
 
 
 @gpu
+@pytest.mark.parametrize("short_unit_tiles", [0, 16])
 @pytest.mark.parametrize("group", [1, 3])
-def test_row_pass_units_on_a_capped_grid(group):
+def test_row_pass_units_on_a_capped_grid(group, short_unit_tiles):
     """A root over 300 leaves (300 x group stacked rows: 3 or 8 row passes, the last partial) beside leaf decode items:
-    the wgmma kernel's units on the plan's capped grid (CostModel(n_sm=3): 2 blocks, `plan.mma_blocks`), each block
-    taking several units of one item's rows; odd leaf lengths, page size 16."""
+    the wgmma kernel's units on the plan's capped grid (CostModel(n_sm=3), short_unit_tiles 0: two warpgroups a block,
+    2 blocks, `plan.mma_blocks`), each block taking several units of one item's rows; or, the root's 6 KV tiles being
+    short units (16), one warpgroup a block looping over a unit's two 64-row blocks, uncapped; odd leaf lengths,
+    page size 16."""
     parents = [-1] + [0] * 300
     lengths = [333] + [1 + i % 37 for i in range(300)]
-    _, plan, _, _ = run_checked(parents, lengths, cost=CostModel(n_sm=3), kv_heads=2, group=group, page_size=16,
-                                seed=31)
-    assert plan.mma_blocks == 2 and plan.n_mma_units >= 6 and 0 < plan.n_mma_items < plan.n_items
+    cost = CostModel(n_sm=3, short_unit_tiles=short_unit_tiles)
+    _, plan, _, _ = run_checked(parents, lengths, cost=cost, kv_heads=2, group=group, page_size=16, seed=31)
+    want = (2, 2) if short_unit_tiles == 0 else (1, 0)
+    assert (plan.consumers, plan.mma_blocks) == want and plan.n_mma_units >= 6
+    assert 0 < plan.n_mma_items < plan.n_items
 
 
 @gpu
