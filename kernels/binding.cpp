@@ -248,14 +248,16 @@ void chunk_merge(const at::Tensor &part_o, const at::Tensor &part_lse, const at:
 
 // ============================================================================================ [tree]
 // Shapes and meaning: kernels/tree/launch_tree.h; the plan tensors are a TreePlan's (src/tkprefix/tree_plan.py).
-//   tree_attend(q, k_pool, v_pool, item_row_start, item_row_end, item_seg_offset, item_partial_offset, seg_page,
-//               seg_slot, seg_len, page_table, part_o, part_lse, n_mma_items, decode_pass_rows, consumers, stream,
-//               max_blocks=0) -> None   (items [0, n_mma_items) on the wgmma kernel, the rest on the decode kernel)
+//   tree_attend(q, k_pool, v_pool, item_row_start, item_row_end, item_seg_offset, item_partial_offset, mma_units,
+//               seg_page, seg_slot, seg_len, page_table, part_o, part_lse, n_mma_items, decode_pass_rows, consumers,
+//               stream, max_blocks=0) -> None   (items [0, n_mma_items) on the wgmma kernel as the units of
+//               mma_units, the rest on the decode kernel)
 //   tree_merge(part_o, part_lse, leaf_partial_offset, leaf_partial_index, o, lse, stream) -> None   (lse may be None)
 #ifdef TKP_FAMILY_TREE
 void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor &v_pool,
                  const at::Tensor &item_row_start, const at::Tensor &item_row_end, const at::Tensor &item_seg_offset,
-                 const at::Tensor &item_partial_offset, const at::Tensor &seg_page, const at::Tensor &seg_slot,
+                 const at::Tensor &item_partial_offset, const at::Tensor &mma_units, const at::Tensor &seg_page,
+                 const at::Tensor &seg_slot,
                  const at::Tensor &seg_len, const at::Tensor &page_table, const at::Tensor &part_o,
                  const at::Tensor &part_lse, int64_t n_mma_items, int64_t decode_pass_rows, int64_t consumers,
                  int64_t stream,
@@ -279,8 +281,10 @@ void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor
     check(part_lse, "part_lse", at::kFloat, 2);
     TORCH_CHECK(part_o.size(1) == hq && part_o.size(2) == d, "part_o must be (n_partials, ", hq, ", ", d, ")");
     TORCH_CHECK(part_lse.size(0) == part_o.size(0) && part_lse.size(1) == hq, "part_lse must be (n_partials, ", hq, ")");
-    for (const at::Tensor *t : {&item_row_start, &item_row_end, &item_seg_offset, &item_partial_offset, &seg_page,
-                                &seg_slot, &seg_len, &page_table, &part_o, &part_lse})
+    check(mma_units, "mma_units", at::kInt, 2);
+    TORCH_CHECK(mma_units.size(1) == 4, "mma_units must be (n_mma_units, 4): item, kv-head, row_begin, row_end");
+    for (const at::Tensor *t : {&item_row_start, &item_row_end, &item_seg_offset, &item_partial_offset, &mma_units,
+                                &seg_page, &seg_slot, &seg_len, &page_table, &part_o, &part_lse})
         TORCH_CHECK(t->device() == q.device(), "the plan tensors and part_o/part_lse must be on q's device");
     TORCH_CHECK(n_mma_items >= 0 && n_mma_items <= n_items, "n_mma_items must be in [0, n_items = ", n_items,
                 "], got ", n_mma_items);
@@ -288,7 +292,9 @@ void tree_attend(const at::Tensor &q, const at::Tensor &k_pool, const at::Tensor
                              (int)k_pool.size(0), (int)hkv, (int)k_pool.size(2), (int)hq,
                              ids_ptr(item_row_start, "item_row_start"), ids_ptr(item_row_end, "item_row_end"),
                              ids_ptr(item_seg_offset, "item_seg_offset"),
-                             ids_ptr(item_partial_offset, "item_partial_offset"), (int)n_items, (int)n_mma_items, (int)decode_pass_rows,
+                             ids_ptr(item_partial_offset, "item_partial_offset"), (int)n_items, (int)n_mma_items,
+                             mma_units.numel() ? mma_units.data_ptr<int32_t>() : nullptr, (int)mma_units.size(0),
+                             (int)decode_pass_rows,
                              ids_ptr(seg_page, "seg_page"), ids_ptr(seg_slot, "seg_slot"), ids_ptr(seg_len, "seg_len"),
                              ids_ptr(page_table, "page_table"), part_o.data_ptr(), part_lse.data_ptr<float>(),
                              (int)max_blocks, reinterpret_cast<void *>(stream)));
@@ -347,7 +353,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #ifdef TKP_FAMILY_TREE
     m.def("tree_attend", &tree_attend, "tree attention: (o, lse) partials of a TreePlan's work list",
           py::arg("q"), py::arg("k_pool"), py::arg("v_pool"), py::arg("item_row_start"), py::arg("item_row_end"),
-          py::arg("item_seg_offset"), py::arg("item_partial_offset"), py::arg("seg_page"), py::arg("seg_slot"),
+          py::arg("item_seg_offset"), py::arg("item_partial_offset"), py::arg("mma_units"), py::arg("seg_page"),
+          py::arg("seg_slot"),
           py::arg("seg_len"), py::arg("page_table"), py::arg("part_o"), py::arg("part_lse"), py::arg("n_mma_items"),
           py::arg("decode_pass_rows"), py::arg("consumers"),
           py::arg("stream"), py::arg("max_blocks") = 0);

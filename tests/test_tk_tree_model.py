@@ -1,12 +1,13 @@
 """A CPU model of the TK tree kernel's addressing (kernels/tree/tree.cu), checked against the TreePlan's meaning.
 
-`kernel_model` runs the same loops as `tree_attend_kernel` -- units (item, kv-head) dealt to persistent blocks, row
-blocks of NC * 64 stacked rows, 64-token KV tiles filled by walking the item's segments with a cursor, the pool row of
-each tile token, the query row each stacked row gathers, and the (partial row, q-head, columns) each lane writes from
-its wgmma fragment -- as plain Python. The tests then check what the plan promises, from the tree itself (node
-lengths, page table, first slots), not from the plan's own formulas: per (leaf row, q-head), the partials the merge
-lists were each written exactly once, by the right query, and together read exactly the leaf's root-to-leaf tokens,
-each once, in tree order within a partial; every tile's padding is masked; every address is in bounds.
+`kernel_model` runs the same loops as `tree_attend_kernel` -- the plan's MMA units (item, kv-head, stacked rows
+[row_begin, row_end)) dealt to persistent blocks, row blocks of NC * 64 stacked rows, 64-token KV tiles filled by
+walking the item's segments with a cursor, the pool row of each tile token, the query row each stacked row gathers,
+and the (partial row, q-head, columns) each lane writes from its wgmma fragment -- as plain Python. The tests then
+check what the plan promises, from the tree itself (node lengths, page table, first slots), not from the plan's own
+formulas: per (leaf row, q-head), the partials the merge lists were each written exactly once, by the right query,
+and together read exactly the leaf's root-to-leaf tokens, each once, in tree order within a partial; every tile's
+padding is masked; every address is in bounds.
 
 Plans here put every item on the wgmma kernel (`decode_rows=0`); the decode kernel (kernels/tree/tree_decode.cuh,
 the items of a few stacked rows) is not modelled. It proves the index math of the kernel as transcribed here, not the
@@ -35,7 +36,8 @@ WARPGROUP_WARPS, WARP_THREADS = 4, 32
 
 
 def kernel_model(plan, hkv, page_size, hq, nc, grid, d=64):
-    """The memory traffic of tree_attend_kernel<T, d, nc> on a grid of `grid` blocks, per unit u:
+    """The memory traffic of tree_attend_kernel<T, d, nc> on a grid of `grid` blocks, per (item, kv-head)
+    u = item * hkv + h (the rows of all its MMA units):
     reads[u] = [(row block, wg, [pool row or -1 for each of the 64 tile slots], filled), ...] per KV tile,
     q_rows[u] = {stacked row e: (leaf row, q-head)} gathered into the q tile, and
     writes = [(u, e, partial row, q-head, column)] for every float of part_o (lse: the lane % 4 == 0 lanes)."""
@@ -44,20 +46,19 @@ def kernel_model(plan, hkv, page_size, hq, nc, grid, d=64):
     partial_offset, seg_page, seg_slot, seg_len = (h_["item_partial_offset"], h_["seg_page"], h_["seg_slot"],
                                                    h_["seg_len"])
     page_table, group = h_["page_table"], hq // hkv
-    n_units = plan.n_items * hkv
     reads, q_rows, writes, lse_writes = defaultdict(list), defaultdict(dict), [], []
     for block in range(grid):
-        for u in range(block, n_units, grid):
-            item, h = u // hkv, u % hkv
-            row0, n_leaf_rows = int(row_start[item]), int(row_end[item] - row_start[item])
+        for unit in range(block, plan.n_mma_units, grid):
+            item, h, unit_row_begin, unit_row_end = (int(x) for x in h_["mma_units"][unit])
+            u = item * hkv + h
+            row0 = int(row_start[item])
             s_begin, s_end = int(seg_offset[item]), int(seg_offset[item + 1])
             part0 = int(partial_offset[item])
-            n_stacked = n_leaf_rows * group
-            for rb in range(0, n_stacked, nc * ROWS_PER_CONSUMER):
+            for rb in range(unit_row_begin, unit_row_end, nc * ROWS_PER_CONSUMER):
                 active = {}
                 for wg in range(nc):
                     tile_row0 = rb + wg * ROWS_PER_CONSUMER
-                    my_rows = min(ROWS_PER_CONSUMER, n_stacked - tile_row0)
+                    my_rows = min(ROWS_PER_CONSUMER, unit_row_end - tile_row0)
                     active[wg] = (tile_row0, my_rows > 0)
                     for r in range(max(my_rows, 0)):  # the q gather
                         e = tile_row0 + r
@@ -91,7 +92,7 @@ def kernel_model(plan, hkv, page_size, hq, nc, grid, d=64):
                         for lane in range(WARP_THREADS):
                             for half in range(2):
                                 e = warp_row0 + lane // 4 + 8 * half
-                                if e >= n_stacked:
+                                if e >= unit_row_end:
                                     continue
                                 prow, qh = part0 + e // group, h * group + e % group
                                 for j in range(d // 16):

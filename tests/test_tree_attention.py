@@ -3,6 +3,7 @@ root-to-leaf attention, ideal sharing of the work list, poisoned partials, bad i
 import dataclasses
 import doctest
 import importlib
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from tkprefix import CostModel, PagedTree, plan_tree, tree_attention
 from tkprefix.bench.trees import Tree, generate
 from tkprefix.reference import naive_attention
+from tkprefix.tk_tree import consumers_for
 from tkprefix.tree_attention import tree_attention_torch
 from tkprefix.tree_plan import tree_shape
 
@@ -161,6 +163,41 @@ def test_split_fills_one_wave_of_resident_blocks():
         CostModel(small_blocks_per_sm=0)
 
 
+def test_wgmma_grid_is_capped_beside_the_decode_kernel():
+    """Two waves of MMA units (of two warpgroups) with decode items beside them: the wgmma grid takes
+    CostModel.mma_share of the resident blocks (2 SMs here: 1); not without decode items, with less than two waves,
+    with mma_share 1, or with one-warpgroup blocks."""
+    ks = [torch.randn(n, 2, 8) for n in [300] + [40] * 300]  # a root over 300 leaves: 3 passes x 2 kv-heads
+    tree = PagedTree.from_nodes([-1] + [0] * 300, ks, ks, page_size=16)
+    long = dict(short_unit_tiles=0)  # the root's 5 KV tiles count as long units: two warpgroups a block
+    plan = tree.plan(2, CostModel(n_sm=2, **long))
+    assert 0 < plan.n_mma_items < plan.n_items and plan.n_mma_units == 6 and plan.mma_blocks == 1
+    assert plan.consumers == 2
+    assert tree.plan(2, CostModel(n_sm=3, **long)).mma_blocks == 2, "round(3 x 0.73)"
+    assert tree.plan(2, CostModel(n_sm=4, **long)).mma_blocks == 0, "6 units < two waves of 4"
+    assert tree.plan(2, CostModel(n_sm=2, decode_rows=0, **long)).mma_blocks == 0, "no decode kernel beside it"
+    assert tree.plan(2, CostModel(n_sm=2, mma_share=1.0, **long)).mma_blocks == 0
+    assert tree.plan(2, CostModel(n_sm=2)).mma_blocks == 0, "5 tiles: short units, one warpgroup a block"
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=r"CostModel.mma_share must be in \(0, 1\]"):
+            CostModel(mma_share=bad)
+
+
+def test_short_units_run_one_warpgroup_a_block():
+    """A root over 300 leaves (300 stacked rows: more than one 64-row tile): one warpgroup a block (two an SM) while
+    the cost-weighted mean KV tiles of the MMA chains is at most short_unit_tiles, else two; a plan of only
+    64-row items always one."""
+    for root, want in ((16 * 64, 1), (17 * 64, 2)):  # 16 and 17 tiles
+        ks = [torch.randn(n, 1, 8) for n in [root] + [40] * 300]
+        tree = PagedTree.from_nodes([-1] + [0] * 300, ks, ks, page_size=16)
+        assert tree.plan(1).consumers == want
+        assert consumers_for(tree.plan(1)) == want
+    ks = [torch.randn(n, 1, 8) for n in [5000, 40, 40]]
+    assert PagedTree.from_nodes([-1, 0, 0], ks, ks).plan(8).consumers == 1, "16 stacked rows: one tile"
+    with pytest.raises(ValueError, match=r"CostModel.short_unit_tiles must be an int >= 0"):
+        CostModel(short_unit_tiles=-1)
+
+
 def address_sets(tree, plan):
     """Per item, the physical (page, slot) of every token it reads (from the work list alone)."""
     h, P = plan.host, tree.page_size
@@ -199,8 +236,18 @@ def test_plan_reads_every_token_once_per_kv_head(case):
     dec = slice(plan.n_mma_items, plan.n_items)
     assert (stacked[mma] > model.decode_rows).all() and model.is_decode(tokens[dec], stacked[dec]).all()
     assert (tokens[dec] <= model.decode_piece_tokens).all() or model.decode_piece_tokens % model.kv_tile
-    for part in (mma, dec):
-        assert (np.diff(model.cost(tokens[part], stacked[part])) <= 0).all(), "items in descending cost"
+    unit_rows = np.minimum(stacked[mma], model.rows_per_pass)  # an MMA item's cost: its row pass's, a unit's
+    assert (np.diff(model.cost(tokens[mma], unit_rows)) <= 0).all(), "MMA items in descending cost of a row pass"
+    assert (np.diff(model.cost(tokens[dec], stacked[dec])) <= 0).all(), "decode items in descending cost"
+    # the wgmma kernel's units: every (MMA item, kv-head, stacked row) once, in passes of at most rows_per_pass rows,
+    # by item, then kv-head, then rows
+    units = h["mma_units"]
+    assert units.shape == (plan.n_mma_units, 4) and plan.mma_units.dtype == torch.int32
+    assert (units[:, 2] < units[:, 3]).all() and (units[:, 3] - units[:, 2] <= model.rows_per_pass).all()
+    assert [tuple(u[:3]) for u in units] == sorted(tuple(u[:3]) for u in units)
+    covered = Counter((i, kvh, e) for i, kvh, r0, r1 in units.tolist() for e in range(r0, r1))
+    want = {(i, kvh, e) for i in range(plan.n_mma_items) for kvh in range(tree.kv_heads) for e in range(stacked[i])}
+    assert set(covered) == want and set(covered.values()) <= {1}
     assert plan.max_mma_rows == (int((h["item_row_end"] - h["item_row_start"])[mma].max()) if plan.n_mma_items else 0)
     assert all(t.dtype == torch.int32 for t in (plan.seg_page, plan.leaf_partial_index, plan.item_seg_offset))
 

@@ -5,10 +5,12 @@
 // (kernels/binding.cpp) passes the TreePlan's int32 tensors as they are (src/tkprefix/tk_tree.py).
 //
 // Pool: k_pool, v_pool (n_pages, n_kv_heads, page_size, d_head) of dtype, contiguous; q (n_rows, n_q_heads, d_head).
-// Work: unit u = (item u / n_kv_heads, kv-head h = u % n_kv_heads), items in the plan's order: items
-//   [0, n_mma_items) run on the persistent wgmma kernel (descending cost), items [n_mma_items, n_items) on the decode
-//   kernel (a warp per unit, for items of a few stacked rows; any row count is correct, in groups of
-//   decode_pass_rows = 1 or 2 rows: 1 unrolls deeper, for plans whose decode items all have one stacked row).
+// Work: items [0, n_mma_items) run on the persistent wgmma kernel, as the units of mma_units ((n_mma_units, 4) int32,
+//   16-byte aligned: item, kv-head h, stacked rows [row_begin, row_end) of the item), taken in that order (the plan's:
+//   descending cost); together they cover every (item, kv-head, stacked row) of those items once. Items
+//   [n_mma_items, n_items) run on the decode kernel, a unit u = (item n_mma_items + u / n_kv_heads, kv-head
+//   u % n_kv_heads) a warp (items of a few stacked rows; any row count is correct, in groups of decode_pass_rows = 1
+//   or 2 rows: 1 unrolls deeper, for plans whose decode items all have one stacked row).
 //   item i: leaf rows [item_row_start[i], item_row_end[i]); its stacked query rows are e = 0 .. (rows * G) - 1,
 //           e -> (leaf row item_row_start[i] + e / G, q-head h * G + e % G), G = n_q_heads / n_kv_heads;
 //           its keys are the tokens of segments item_seg_offset[i] .. item_seg_offset[i + 1] - 1 in order;
@@ -28,7 +30,7 @@ extern "C" {
 #endif
 
 // (o, lse) partials of every unit. dtype: TKP_BF16 or TKP_FP16 (kernels/launch.h); d_head 64 or 128; consumers 1 or
-// 2 (64 or 128 stacked rows per pass; an item with more rows loops over row blocks, re-reading its KV); any
+// 2 (64 or 128 stacked rows per pass; a unit with more rows loops over row blocks, re-reading its KV); any
 // page_size >= 1 (keys are gathered token by token through the page table). max_blocks <= 0: a persistent grid of
 // as many blocks as fit on the GPU; > 0 caps the grid.
 const char *tkp_tree_attend(int dtype, int d_head, int consumers,
@@ -36,7 +38,7 @@ const char *tkp_tree_attend(int dtype, int d_head, int consumers,
                             int n_pages, int n_kv_heads, int page_size, int n_q_heads,
                             const int32_t *item_row_start, const int32_t *item_row_end,
                             const int32_t *item_seg_offset, const int32_t *item_partial_offset, int n_items,
-                            int n_mma_items, int decode_pass_rows, const int32_t *seg_page, const int32_t *seg_slot, const int32_t *seg_len,
+                            int n_mma_items, const int32_t *mma_units, int n_mma_units, int decode_pass_rows, const int32_t *seg_page, const int32_t *seg_slot, const int32_t *seg_len,
                             const int32_t *page_table, void *part_o, float *part_lse, int max_blocks,
                             void *stream);
 

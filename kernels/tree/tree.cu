@@ -1,8 +1,10 @@
 // Tree attention at node granularity in ThunderKittens (H100/H200, wgmma): executes a TreePlan's work list
 // (src/tkprefix/tree_plan.py; docs/design.md, "Tree attention"; the contract is kernels/tree/launch_tree.h).
 //
-// attend: a persistent grid over units (item, kv-head) in the plan's order. A unit's stacked query rows (its leaf rows
-// x the G q-heads of the kv-head) are taken NC * 64 at a time (NC consumer warpgroups of 64 rows, one wgmma M tile
+// attend: a persistent grid over the plan's MMA units (item, kv-head, stacked rows [row_begin, row_end)), in the plan's
+// order (TreePlan.mma_units: an item of many rows is several units, so its row passes spread over the GPU, and a
+// kv-head's units are adjacent, so they read its KV from L2). A unit's stacked query rows (of its item's leaf rows x
+// the G q-heads of the kv-head) are taken NC * 64 at a time (NC consumer warpgroups of 64 rows, one wgmma M tile
 // each); for each such row block the item's KV segments are streamed in 64-token tiles with an online softmax, and
 // each stacked row writes one (o, lse) partial row: o in q's dtype (half the bytes of fp32; the merge accumulates in
 // fp32), lse fp32.
@@ -62,6 +64,8 @@ template<typename T, int D, int NC> struct tree_layout {
         T *part_o;                         // (n_partials, hq, D), in q's dtype
         float *part_lse;                   // (n_partials, hq)
         int hq, group, hkv, page_size, n_items;
+        const int32_t *mma_units;          // (n_mma_units, 4): item, kv-head, first and end stacked row (wgmma kernel)
+        int n_mma_units;
     };
 };
 
@@ -104,20 +108,19 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
     const int warpid = kittens::warpid(), wg = warpid / WARPGROUP_WARPS, lane = laneid();
     const int tid = threadIdx.x % WARPGROUP_THREADS;  // thread within the warpgroup
     const uint32_t q_base = static_cast<uint32_t>(__cvta_generic_to_shared(&q_smem[wg].data[0]));
-    const int n_units = g.n_items * g.hkv;
 
     // Every loop bound below depends only on the unit and the plan, so all threads of the block run the same
     // iterations and reach every __syncthreads.
-    for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
-        const int item = u / g.hkv, h = u % g.hkv;
-        const int row0 = g.item_row_start[item], n_leaf_rows = g.item_row_end[item] - row0;
+    for (int u = blockIdx.x; u < g.n_mma_units; u += gridDim.x) {
+        const int4 unit = reinterpret_cast<const int4 *>(g.mma_units)[u];  // item, kv-head, stacked rows [z, w)
+        const int item = unit.x, h = unit.y, row_end = unit.w;
+        const int row0 = g.item_row_start[item];
         const int s_begin = g.item_seg_offset[item], s_end = g.item_seg_offset[item + 1];
         const int part0 = g.item_partial_offset[item];
-        const int n_stacked = n_leaf_rows * g.group;
 
-        for (int rb = 0; rb < n_stacked; rb += NC * ROWS_PER_CONSUMER) {
+        for (int rb = unit.z; rb < row_end; rb += NC * ROWS_PER_CONSUMER) {
             const int tile_row0 = rb + wg * ROWS_PER_CONSUMER;  // first stacked row of this warpgroup's tile
-            const int my_rows = min(ROWS_PER_CONSUMER, n_stacked - tile_row0);  // <= 0: idle in this row block
+            const int my_rows = min(ROWS_PER_CONSUMER, row_end - tile_row0);  // <= 0: idle in this row block
             const bool active = my_rows > 0;
 
             // gather this warpgroup's query rows (rows past my_rows are zero: finite, and never written back). Only
@@ -244,7 +247,7 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
             #pragma unroll
             for (int half_ = 0; half_ < 2; half_++) {  // rows lane/4 and lane/4 + 8 of the warp's 16
                 const int e = warp_row0 + lane / 4 + 8 * half_;
-                if (e >= n_stacked) continue;
+                if (e >= row_end) continue;  // another unit's row, or none
                 const int prow = part0 + e / g.group, qh = h * g.group + e % g.group;
                 T *dst = g.part_o + ((size_t)prow * g.hq + qh) * D;
                 #pragma unroll
@@ -271,13 +274,14 @@ namespace tkprefix_tree {
 template<typename T, int D, int NC>
 static const char *launch_attend(const void *q, const void *k_pool, const void *v_pool, int hkv, int page_size,
                                  int hq, const int32_t *row_start, const int32_t *row_end, const int32_t *seg_offset,
-                                 const int32_t *partial_offset, int n_items, const int32_t *seg_page,
+                                 const int32_t *partial_offset, int n_items, const int32_t *mma_units,
+                                 int n_mma_units, const int32_t *seg_page,
                                  const int32_t *seg_slot, const int32_t *seg_len, const int32_t *page_table,
                                  void *po, float *pl, int max_blocks, cudaStream_t stream) {
     using L = tree_layout<T, D, NC>;
     typename L::globals g{(const T*)q, (const T*)k_pool, (const T*)v_pool, row_start, row_end, seg_offset,
                           partial_offset, seg_page, seg_slot, seg_len, page_table, (T*)po, pl, hq, hq / hkv, hkv,
-                          page_size, n_items};
+                          page_size, n_items, mma_units, n_mma_units};
     auto kernel = tree_attend_kernel<T, D, NC>;
     static int resident = 0;  // blocks of this instantiation that fit on the whole GPU (computed once)
     if (resident == 0) {
@@ -289,9 +293,8 @@ static const char *launch_attend(const void *q, const void *k_pool, const void *
         if (per_sm < 1) return tkp::arg_error("tkp_tree: tree_attend_kernel does not fit on an SM");
         resident = sms * per_sm;
     }
-    const long long units = (long long)n_items * hkv;
     long long blocks = max_blocks > 0 ? (long long)max_blocks : (long long)resident;
-    if (blocks > units) blocks = units;
+    if (blocks > n_mma_units) blocks = n_mma_units;
     kernel<<<dim3((unsigned)blocks), L::THREADS, L::SMEM, stream>>>(g);
     return tkp::launch_error("tree_attend_kernel");
 }
@@ -305,7 +308,7 @@ static const char *launch_decode(const void *q, const void *k_pool, const void *
     using L = decode_layout<T, D, ROWS>;
     typename tree_layout<T, D, 1>::globals g{(const T*)q, (const T*)k_pool, (const T*)v_pool, row_start, row_end,
                                              seg_offset, partial_offset, seg_page, seg_slot, seg_len, page_table,
-                                             (T*)po, pl, hq, hq / hkv, hkv, page_size, n_items};
+                                             (T*)po, pl, hq, hq / hkv, hkv, page_size, n_items, nullptr, 0};
     const long long units = (long long)(n_items - item0) * hkv;
     const long long blocks = (units + L::WARPS - 1) / L::WARPS;
     if (blocks > 0x7fffffffLL) return tkp::arg_error("tkp_tree: too many decode units for one grid");
@@ -322,7 +325,8 @@ extern "C" const char *tkp_tree_attend(int dtype, int d_head, int consumers,
                                        int n_pages, int n_kv_heads, int page_size, int n_q_heads,
                                        const int32_t *item_row_start, const int32_t *item_row_end,
                                        const int32_t *item_seg_offset, const int32_t *item_partial_offset,
-                                       int n_items, int n_mma_items, int decode_pass_rows, const int32_t *seg_page,
+                                       int n_items, int n_mma_items, const int32_t *mma_units, int n_mma_units,
+                                       int decode_pass_rows, const int32_t *seg_page,
                                        const int32_t *seg_slot, const int32_t *seg_len, const int32_t *page_table,
                                        void *part_o, float *part_lse, int max_blocks, void *stream) {
     if (d_head != 64 && d_head != 128) return "tkp_tree: d_head must be 64 or 128";
@@ -334,6 +338,9 @@ extern "C" const char *tkp_tree_attend(int dtype, int d_head, int consumers,
     if (n_items < 0) return "tkp_tree: n_items must be >= 0";
     if ((long long)n_items * n_kv_heads > 0x7fffffffLL) return "tkp_tree: n_items * n_kv_heads must fit in int32";
     if (n_mma_items < 0 || n_mma_items > n_items) return "tkp_tree: n_mma_items must be in [0, n_items]";
+    if (n_mma_items > 0 && (n_mma_units < n_mma_items * n_kv_heads || !mma_units))
+        return "tkp_tree: n_mma_units must be >= n_mma_items * n_kv_heads (a unit per item row pass and kv-head)";
+    if (reinterpret_cast<uintptr_t>(mma_units) % 16) return "tkp_tree: mma_units must be 16-byte aligned";
     if (decode_pass_rows != 1 && decode_pass_rows != 2) return "tkp_tree: decode_pass_rows must be 1 or 2";
     if (n_items == 0) return nullptr;
     if (!q || !k_pool || !v_pool || !item_row_start || !item_row_end || !item_seg_offset || !item_partial_offset ||
@@ -342,8 +349,8 @@ extern "C" const char *tkp_tree_attend(int dtype, int d_head, int consumers,
     cudaStream_t s = (cudaStream_t)stream;
     const bool b = dtype == TKP_BF16;
     #define TKP_ATTEND(TT, DD, NN) launch_attend<TT, DD, NN>(q, k_pool, v_pool, n_kv_heads, page_size, n_q_heads, \
-        item_row_start, item_row_end, item_seg_offset, item_partial_offset, n_mma_items, seg_page, seg_slot, seg_len, \
-        page_table, part_o, part_lse, max_blocks, s)
+        item_row_start, item_row_end, item_seg_offset, item_partial_offset, n_mma_items, mma_units, n_mma_units, \
+        seg_page, seg_slot, seg_len, page_table, part_o, part_lse, max_blocks, s)
     #define TKP_DECODE(TT, DD, RR) launch_decode<TT, DD, RR>(q, k_pool, v_pool, n_kv_heads, page_size, n_q_heads, \
         item_row_start, item_row_end, item_seg_offset, item_partial_offset, n_mma_items, n_items, seg_page, seg_slot, \
         seg_len, page_table, part_o, part_lse, s)

@@ -200,14 +200,19 @@ void tree_decode_kernel(const __grid_constant__ typename tree_layout<T, D, 1>::g
                         sc[j] = ok[j] ? d : -INFINITY;
                         mx = fmaxf(mx, sc[j]);
                     }
-                    if (mx == -INFINITY) continue;  // this lane group has seen no token yet
-                    const float corr = exp2f(m[r] - mx);
+                    // This lane group has seen no token yet (mx = -inf): at ROWS 1 no branch, since one let the
+                    // compiler sink the V loads behind the scores (a third round trip a round); the update is then a
+                    // no-op by select (corr 1, p 0; exp2f(-inf - -inf) would be NaN). ROWS 2 keeps the branch (the
+                    // select spills there, and its V loads are not sunk).
+                    if constexpr (R > 1) if (mx == -INFINITY) continue;
+                    const bool none = R == 1 && mx == -INFINITY;
+                    const float corr = none ? 1.f : exp2f(m[r] - mx), base = none ? 0.f : mx;
                     l[r] *= corr;
                     #pragma unroll
                     for (int i = 0; i < 8; i++) acc[r][i] *= corr;
                     #pragma unroll
                     for (int j = 0; j < U; j++) {
-                        const float p = exp2f(sc[j] - mx);  // 0 for a missing token
+                        const float p = exp2f(sc[j] - base);  // 0 for a missing token
                         l[r] += p;
                         #pragma unroll
                         for (int i = 0; i < 8; i++) acc[r][i] += p * elem<T>(vr[j], i);

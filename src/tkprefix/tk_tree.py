@@ -1,11 +1,11 @@
 """`backend="tk"` tree attention: the ThunderKittens kernels of kernels/tree/ executing a `TreePlan` over a `PagedTree`.
 
-One decode step is three launches and no host sync: ``tree_attend`` runs the plan's MMA items (a persistent wgmma
-grid over (item, kv-head) units, in the plan's cost order) and, concurrently on a second stream, its decode items (a
-warp per unit: leaves and nodes of a few stacked rows); each unit's stacked query rows against its KV segments, read
-in place through the page table, into (o, lse) partial rows (o in q's dtype, lse float32); then ``tree_merge`` (the LSE merge of each leaf
-row's partials, written in q's dtype). The plan's int32 tensors are passed as they are (sliced views): nothing is
-derived per step.
+One decode step is three launches and no host sync: ``tree_attend`` runs the plan's MMA items (a persistent wgmma grid
+over its (item, kv-head, row pass) units, in the plan's cost order) and, concurrently on a second stream, its decode
+items (a warp per unit: leaves and nodes of a few stacked rows); each unit's stacked query rows against its KV
+segments, read in place through the page table, into (o, lse) partial rows (o in q's dtype, lse float32); then
+``tree_merge`` (the LSE merge of each leaf row's partials, written in q's dtype). The plan's int32 tensors are passed
+as they are (sliced views): nothing is derived per step.
 
 Checked on the H200 by tests/gpu/test_tk_tree.py (float64 oracle, NaN poison, compute-sanitizer); design and
 measurements: docs/design.md, "Tree attention".
@@ -23,7 +23,6 @@ from .tree_plan import PagedTree, TreePlan
 
 HEAD_DIMS = (64, 128)
 DTYPES = (torch.bfloat16, torch.float16)
-ROWS_PER_CONSUMER = 64
 
 _OPS = None
 
@@ -71,9 +70,9 @@ def _check_plan(q: torch.Tensor, tree: PagedTree, plan: TreePlan) -> None:
 
 
 def consumers_for(plan: TreePlan) -> int:
-    """Consumer warpgroups per block of the MMA kernel: 2 (128 stacked rows per pass) when some MMA item has more than
-    64 stacked rows, else 1 (64 rows, two blocks per SM)."""
-    return 2 if plan.max_mma_rows * plan.group > ROWS_PER_CONSUMER else 1
+    """Consumer warpgroups per block of the MMA kernel, as the plan chose them (`TreePlan.consumers`): 1 (64 stacked
+    rows, two blocks per SM) when every MMA item fits 64 rows or its units are mostly short, else 2 (128 rows)."""
+    return plan.consumers
 
 
 _SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
@@ -93,8 +92,8 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
     o (n_leaves, Hq, D) in q's dtype (and lse (n_leaves, Hq) float32, natural log, if return_lse). bf16 or fp16,
     D 64 or 128, any page size, any GQA ratio.
 
-    consumers: 1 or 2 consumer warpgroups (None: `consumers_for(plan)`); max_blocks: grid cap (0: persistent, as many
-    blocks as fit). overlap: run the wgmma items and the decode items on two streams at once (False: one after the
+    consumers: 1 or 2 consumer warpgroups (None: `consumers_for(plan)`); max_blocks: the wgmma kernel's grid (0: the
+    plan's, `plan.mma_blocks`, when the decode kernel runs beside it, else as many blocks as fit). overlap: run the wgmma items and the decode items on two streams at once (False: one after the
     other on the current stream). poison: tests only -- fill the partial and output buffers with this value first, so that an
     unwritten row shows."""
     _check_plan(q, tree, plan)
@@ -123,14 +122,16 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
 
     def attend(lo: int, hi: int, n_mma: int, stream) -> None:  # items [lo, hi), the first n_mma on the wgmma kernel
         ext.tree_attend(q, tree.k_pool, tree.v_pool, plan.item_row_start[lo:hi], plan.item_row_end[lo:hi],
-                        plan.item_seg_offset[lo:hi + 1], plan.item_partial_offset[lo:hi], plan.seg_page,
-                        plan.seg_slot, plan.seg_len, plan.page_table, part_o, part_lse, n_mma, pass_rows, consumers,
-                        stream.cuda_stream, max_blocks)
+                        plan.item_seg_offset[lo:hi + 1], plan.item_partial_offset[lo:hi], plan.mma_units,
+                        plan.seg_page, plan.seg_slot, plan.seg_len, plan.page_table, part_o, part_lse, n_mma,
+                        pass_rows, consumers, stream.cuda_stream, max_blocks)
 
     n, n_mma = plan.n_items, plan.n_mma_items
     if overlap and 0 < n_mma < n:
+        max_blocks = max_blocks or plan.mma_blocks
         # the wgmma kernel (one big block per SM) and the decode kernel (small blocks, memory-bound) run concurrently:
-        # decode blocks fill what the wgmma blocks leave of each SM. Fork/join by events, so a CUDA graph captures it.
+        # decode blocks fill what the wgmma blocks leave of each SM, and the SMs a capped wgmma grid leaves them.
+        # Fork/join by events, so a CUDA graph captures it.
         side = _side_stream(q.device)
         side.wait_stream(main)
         attend(0, n_mma, n_mma, main)

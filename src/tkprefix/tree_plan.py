@@ -223,10 +223,15 @@ class CostModel:
     """What one work item costs, in passes of one KV tile (``kv_tile`` tokens of one kv-head) over one block of
     ``rows_per_pass`` stacked query rows (a CTA's consumer warpgroups): ``item_overhead + kv_tiles * row_passes +
     partial_cost * stacked_rows``. A stacked row's partial (``D * 2`` bytes: the TK kernels store it in q's dtype) is
-    written, then read by the merge, against ``2 * kv_tile * D * 2`` bytes of a KV tile: 1/64. A node chain is split
-    into KV pieces when its cost exceeds a balanced share of the wgmma kernel's resident blocks: ``n_sm`` of them, or
-    ``n_sm * small_blocks_per_sm`` when every MMA item fits one 64-row warpgroup tile (``rows_per_pass / 2`` stacked
-    rows), and its piece count is rounded down, so that the (item, kv-head) units of one chain fill one wave at most
+    written, then read by the merge, against ``2 * kv_tile * D * 2`` bytes of a KV tile: 1/64. The wgmma kernel runs
+    a chain's stacked rows in passes of ``rows_per_pass`` (``TreePlan.mma_units``), so a chain is split into KV pieces
+    when one pass costs more than a balanced share of the wgmma kernel's resident blocks: ``n_sm`` of them, or
+    ``n_sm * small_blocks_per_sm`` when the plan runs one 64-row warpgroup a block (``TreePlan.consumers``: every MMA
+    item fits one such tile, or the MMA work is mostly short: the cost-weighted mean KV tiles of the MMA chains is at
+    most ``short_unit_tiles``, so that two blocks an SM overlap each unit's fixed latency, the q gather, the pipeline
+    fill and the partial write, while long units keep two warpgroups sharing each KV tile; on an H100 binary10 and
+    pruned6 ran 0.95x so, wide1024 and wide4096 1.02-1.03x: data/h200/dev/s32_h100), and its piece count is rounded
+    down, so that the (item, kv-head) units of one chain fill one wave at most
     (pieces of at least ``min_piece_tiles`` tiles).
 
     A chain of at most ``decode_rows`` stacked rows (a leaf, a node over a few leaves: no rows worth a 64-row MMA
@@ -236,7 +241,12 @@ class CostModel:
     work on it, ``ceil(stacked_rows / 2) * tokens`` (it reads the KV once per 2 stacked rows), is at most
     ``decode_short_work``: a 16-token node over 32 leaves is one partly filled tile on the MMA kernel, all per-item
     overhead. ``decode_rows = 0``: every item is an MMA item. The defaults are tuned on the H200 (132 SMs) by a sweep
-    over the c8 trees (docs/design.md, "Tree attention")."""
+    over the c8 trees (docs/design.md, "Tree attention").
+
+    ``mma_share``: when the decode kernel runs beside the wgmma kernel and the MMA units fill at least two waves of
+    the resident blocks, the wgmma kernel's grid is capped at this share of them (``TreePlan.mma_blocks``), so that
+    the decode kernel's warps get SMs of their own instead of the registers a persistent wgmma block leaves (on an
+    H100, wide4096 0.88x and wide1024 0.89x at 96 of 132 blocks: data/h200/dev/s32_tree_rowpass)."""
 
     n_sm: int = 132
     kv_tile: int = 64
@@ -248,9 +258,11 @@ class CostModel:
     decode_rows: int = 8
     decode_piece_tokens: int = 64
     decode_short_work: int = 256
+    mma_share: float = 0.73
+    short_unit_tiles: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("decode_rows", "decode_short_work"):
+        for name in ("decode_rows", "decode_short_work", "short_unit_tiles"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"CostModel.{name} must be an int >= 0, got {value!r}")
@@ -259,6 +271,8 @@ class CostModel:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"CostModel.{name} must be a positive int, got {value!r}")
+        if not 0 < float(self.mma_share) <= 1:
+            raise ValueError(f"CostModel.mma_share must be in (0, 1], got {self.mma_share!r}")
         for name in ("item_overhead", "partial_cost"):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"CostModel.{name} must be a number >= 0, got {getattr(self, name)!r}")
@@ -288,6 +302,14 @@ class TreePlan:
         item_partial_offset[i]               leaf row r of the item writes partial row
                                              item_partial_offset[i] + r - start
         item_node[i]                         the first node it reads (diagnostics)
+    MMA unit u (n_mma_units; the wgmma kernel's work, in this order)
+        mma_units[u] = (item, kv-head h, row_begin, row_end)   stacked rows [row_begin, row_end) of an MMA item: its
+                                             rows in passes of CostModel.rows_per_pass, each kv-head, so that an item
+                                             of many rows spreads over the GPU; by item, then kv-head, then pass
+        mma_blocks                           the wgmma kernel's grid when the decode kernel runs beside it
+                                             (CostModel.mma_share; 0: as many blocks as fit)
+        consumers                            its consumer warpgroups a block: 1 (64 stacked rows, two blocks an SM)
+                                             or 2 (CostModel, "one 64-row warpgroup a block")
     segment s (n_segs; the segments of all items hold every token of the tree exactly once)
         seg_page[s]   index into page_table of the page holding its first token
         seg_slot[s]   slot of that token in the page (0 <= slot < page_size)
@@ -306,6 +328,7 @@ class TreePlan:
     item_seg_offset: torch.Tensor
     item_partial_offset: torch.Tensor
     item_node: torch.Tensor
+    mma_units: torch.Tensor
     seg_page: torch.Tensor
     seg_slot: torch.Tensor
     seg_len: torch.Tensor
@@ -315,6 +338,9 @@ class TreePlan:
     group: int
     n_items: int
     n_mma_items: int
+    n_mma_units: int
+    mma_blocks: int
+    consumers: int
     n_segs: int
     n_partials: int
     n_rows: int
@@ -332,10 +358,12 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
 
     1. chains: a node whose parent has one child has its parent's rows, so a maximal run of such nodes (consecutive
        ids in preorder) is one chain, read by the same stacked rows;
-    2. each chain becomes floor(cost / balanced share) KV pieces (``CostModel``), cut at kv-tile multiples; a chain
-       the decode kernel takes (``cost.is_decode``) is a decode item, cut into pieces of ``cost.decode_piece_tokens``;
+    2. each chain becomes floor(cost of a row pass / balanced share) KV pieces (``CostModel``), cut at kv-tile
+       multiples; a chain the decode kernel takes (``cost.is_decode``) is a decode item, cut into pieces of
+       ``cost.decode_piece_tokens``;
     3. pieces are cut at node boundaries into segments and addressed as (page-table index, slot, length);
-    4. leaf row r merges one partial per item on its path.
+    4. leaf row r merges one partial per item on its path;
+    5. the wgmma kernel's units: each MMA item's stacked rows in passes of ``cost.rows_per_pass``, per kv-head.
     """
     if not isinstance(tree, PagedTree):
         raise TypeError(f"tree must be a PagedTree, got {type(tree).__name__}")
@@ -352,14 +380,17 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     head = np.flatnonzero(chain_head)
     chain_t0, chain_len = node_start[head], np.add.reduceat(lengths, head)
     chain_rows = sh["leaf_hi"][head] - sh["leaf_lo"][head]
-    # 2. KV pieces
+    # 2. KV pieces: a chain whose row pass (the wgmma kernel's unit) costs more than the share
     whole = cost.cost(chain_len, chain_rows * G)
     decode = cost.is_decode(chain_len, chain_rows * G)
-    one_warpgroup = not (chain_rows[~decode] * G > cost.rows_per_pass // 2).any()
-    blocks = cost.n_sm * (cost.small_blocks_per_sm if one_warpgroup else 1)  # the wgmma kernel's resident blocks
-    share = max(tree.kv_heads * whole[~decode].sum() / blocks, 1e-9)
     tiles = -(-chain_len // cost.kv_tile)
-    pieces = np.clip(np.floor(whole / share).astype(np.int64), 1, np.maximum(1, tiles // cost.min_piece_tiles))
+    mma = ~decode
+    short = mma.any() and (whole[mma] * tiles[mma]).sum() <= cost.short_unit_tiles * whole[mma].sum()
+    one_warpgroup = bool(short) or not (chain_rows[mma] * G > cost.rows_per_pass // 2).any()
+    blocks = cost.n_sm * (cost.small_blocks_per_sm if one_warpgroup else 1)  # the wgmma kernel's resident blocks
+    share = max(tree.kv_heads * whole[mma].sum() / blocks, 1e-9)
+    row_pass = cost.cost(chain_len, np.minimum(chain_rows * G, cost.rows_per_pass))
+    pieces = np.clip(np.floor(row_pass / share).astype(np.int64), 1, np.maximum(1, tiles // cost.min_piece_tiles))
     pieces = np.where(decode, -(-chain_len // cost.decode_piece_tokens), pieces)
     piece_len = -(-tiles // pieces) * cost.kv_tile
     pieces = -(-chain_len // piece_len)
@@ -368,9 +399,11 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     t0 = chain_t0[chain_of] + k * piece_len[chain_of]  # increasing: chains are in node order
     t1 = np.minimum(t0 + piece_len[chain_of], chain_t0[chain_of] + chain_len[chain_of])
     rows = chain_rows[chain_of]
-    # order: MMA items, then decode items, each by descending cost (stable: ties keep tree order)
+    # order: MMA items by descending cost of a row pass (their units' cost), then decode items by descending cost
+    # (stable: ties keep tree order)
     item_decode = decode[chain_of]
-    order = np.lexsort((-cost.cost(t1 - t0, rows * G), item_decode))
+    unit_rows = np.where(item_decode, rows * G, np.minimum(rows * G, cost.rows_per_pass))
+    order = np.lexsort((-cost.cost(t1 - t0, unit_rows), item_decode))
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     # 3. segments: cut every piece at node starts
@@ -399,7 +432,23 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     tensors = {name: torch.from_numpy(a.astype(np.int32)).to(dev) for name, a in host.items()}
     item_tokens = np.add.reduceat(seg["seg_len"], item_seg_offset[:-1])  # every tree has a node, so an item
     n_mma = int((~item_decode).sum())
-    return TreePlan(**tensors, group=G, n_items=len(order), n_mma_items=n_mma, n_segs=len(cuts),
+    # 5. the wgmma kernel's units: each MMA item's stacked rows in passes of rows_per_pass, per kv-head; by item (so
+    # by descending cost), then kv-head, then pass, so that the blocks running at once share few kv-heads' KV in L2
+    stacked = n_item_rows[:n_mma] * G
+    n_pass = -(-stacked // cost.rows_per_pass)
+    unit_item = np.repeat(np.arange(n_mma), n_pass * tree.kv_heads)
+    k = np.arange(len(unit_item)) - np.repeat(_excl_cumsum(n_pass * tree.kv_heads)[:-1], n_pass * tree.kv_heads)
+    row_begin = (k % n_pass[unit_item]) * cost.rows_per_pass
+    host["mma_units"] = np.stack([unit_item, k // n_pass[unit_item], row_begin,
+                                  np.minimum(row_begin + cost.rows_per_pass, stacked[unit_item])], 1).reshape(-1, 4)
+    tensors["mma_units"] = torch.from_numpy(host["mma_units"].astype(np.int32)).to(dev)
+    # its grid beside the decode kernel (CostModel.mma_share; two warpgroups a block: one-warpgroup blocks are small
+    # enough to leave the decode kernel room); 0: as many blocks as fit
+    capped = not one_warpgroup and n_mma < len(order) and len(unit_item) >= 2 * blocks
+    mma_blocks = max(1, round(blocks * cost.mma_share)) if capped and cost.mma_share < 1 else 0
+    return TreePlan(**tensors, group=G, n_items=len(order), n_mma_items=n_mma, n_mma_units=len(unit_item),
+                    mma_blocks=mma_blocks, consumers=1 if one_warpgroup else 2,
+                    n_segs=len(cuts),
                     n_partials=n_partials, n_rows=n_rows, max_item_rows=int(n_item_rows.max()),
                     max_mma_rows=int(n_item_rows[:n_mma].max()) if n_mma else 0,
                     max_decode_rows=int(n_item_rows[n_mma:].max()) if n_mma < len(order) else 0,

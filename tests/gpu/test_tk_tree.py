@@ -137,7 +137,8 @@ def test_wide_item_loops_over_row_blocks(consumers):
 def test_issue_extremes_fanout_1024_under_an_8191_token_node(dtype):
     """The largest fan-out and node length issue 13 names: 1,024 leaves (odd lengths 1-13) under one 8,191-token
     root (odd, so it ends inside a page), GQA 1 at D 64 (keeps the float64 oracle's 1,024 paths small): the root is
-    split into KV pieces on the wgmma kernel over 1,024 stacked rows (16 row blocks), the leaves are decode items."""
+    split into 16 KV pieces on the wgmma kernel, each over 1,024 stacked rows (8 row-pass units), the leaves are decode
+    items."""
     parents = [-1] + [0] * 1024
     lengths = [8191] + [1 + i % 13 for i in range(1024)]
     _, plan, _, _ = run_checked(parents, lengths, kv_heads=1, group=1, page_size=16, dtype=dtype, dim=64, seed=13)
@@ -184,6 +185,24 @@ def test_decode_and_mma_items_in_one_launch(overlap, group):
     parents = [-1] + [0] * 12
     lengths = [1000] + [1, 2, 63, 64, 65, 129, 300, 511, 5, 17, 33, 2]
     _, plan, _, _ = run_checked(parents, lengths, kv_heads=2, group=group, page_size=16, seed=21, overlap=overlap)
+    assert 0 < plan.n_mma_items < plan.n_items
+
+
+@gpu
+@pytest.mark.parametrize("short_unit_tiles", [0, 16])
+@pytest.mark.parametrize("group", [1, 3])
+def test_row_pass_units_on_a_capped_grid(group, short_unit_tiles):
+    """A root over 300 leaves (300 x group stacked rows: 3 or 8 row passes, the last partial) beside leaf decode items:
+    the wgmma kernel's units on the plan's capped grid (CostModel(n_sm=3), short_unit_tiles 0: two warpgroups a block,
+    2 blocks, `plan.mma_blocks`), each block taking several units of one item's rows; or, the root's 6 KV tiles being
+    short units (16), one warpgroup a block looping over a unit's two 64-row blocks, uncapped; odd leaf lengths,
+    page size 16."""
+    parents = [-1] + [0] * 300
+    lengths = [333] + [1 + i % 37 for i in range(300)]
+    cost = CostModel(n_sm=3, short_unit_tiles=short_unit_tiles)
+    _, plan, _, _ = run_checked(parents, lengths, cost=cost, kv_heads=2, group=group, page_size=16, seed=31)
+    want = (2, 2) if short_unit_tiles == 0 else (1, 0)
+    assert (plan.consumers, plan.mma_blocks) == want and plan.n_mma_units >= 6
     assert 0 < plan.n_mma_items < plan.n_items
 
 
