@@ -133,6 +133,19 @@ else:
                  f"is faster on {both} in {len(hold)}, slower on {both} in {len(slower)} ({slower_list}), and the "
                  f"verdict differs between the GPUs in {len(differ)} ({differ_list})")
 macros.add("CrossSummary", summary_text, raw=True)
+
+
+def run_commit(g: str) -> str:
+    return str((gpus[g]["prov"].get("project") or {}).get("commit") or "")[:7]
+
+
+# Each recorded run names the project commit it measured: runs of different commits compare code as well as GPUs.
+commits = {g: run_commit(g) for g in order}
+runs_text = "; ".join(f"the {g} run measured commit {tp.tt(c) if c else tp.NOT_RECORDED}" for g, c in commits.items())
+if len(set(commits.values())) > 1:
+    runs_text += (" (different commits: where a kernel changed between them, a difference between the GPUs is the "
+                  "code's as well as the GPU's)")
+macros.add("CrossRuns", (runs_text[0].upper() + runs_text[1:]) if order else tp.NOT_RECORDED, raw=True)
 macros.add("CrossHoldText", hold_text, raw=True)
 
 # %% [markdown]
