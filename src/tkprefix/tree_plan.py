@@ -428,9 +428,6 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
             "item_partial_offset": partial_offset[:-1], "item_node": head[chain_of][order], **seg,
             "leaf_partial_offset": _excl_cumsum(per_leaf),
             "leaf_partial_index": np.argsort(partial_row, kind="stable"), "page_table": tree.page_table}
-    dev = tree.k_pool.device
-    tensors = {name: torch.from_numpy(a.astype(np.int32)).to(dev) for name, a in host.items()}
-    item_tokens = np.add.reduceat(seg["seg_len"], item_seg_offset[:-1])  # every tree has a node, so an item
     n_mma = int((~item_decode).sum())
     # 5. the wgmma kernel's units: each MMA item's stacked rows in passes of rows_per_pass, per kv-head; by item (so
     # by descending cost), then kv-head, then pass, so that the blocks running at once share few kv-heads' KV in L2
@@ -441,14 +438,15 @@ def plan_tree(tree: PagedTree, q_heads: int, cost: CostModel | None = None) -> T
     row_begin = (k % n_pass[unit_item]) * cost.rows_per_pass
     host["mma_units"] = np.stack([unit_item, k // n_pass[unit_item], row_begin,
                                   np.minimum(row_begin + cost.rows_per_pass, stacked[unit_item])], 1).reshape(-1, 4)
-    tensors["mma_units"] = torch.from_numpy(host["mma_units"].astype(np.int32)).to(dev)
-    # its grid beside the decode kernel (CostModel.mma_share; two warpgroups a block: one-warpgroup blocks are small
-    # enough to leave the decode kernel room); 0: as many blocks as fit
+    dev = tree.k_pool.device
+    tensors = {name: torch.from_numpy(a.astype(np.int32)).to(dev) for name, a in host.items()}
+    item_tokens = np.add.reduceat(seg["seg_len"], item_seg_offset[:-1])  # every tree has a node, so an item
+    # the wgmma grid beside the decode kernel (CostModel.mma_share; two warpgroups a block: one-warpgroup blocks are
+    # small enough to leave the decode kernel room); 0: as many blocks as fit
     capped = not one_warpgroup and n_mma < len(order) and len(unit_item) >= 2 * blocks
     mma_blocks = max(1, round(blocks * cost.mma_share)) if capped and cost.mma_share < 1 else 0
     return TreePlan(**tensors, group=G, n_items=len(order), n_mma_items=n_mma, n_mma_units=len(unit_item),
-                    mma_blocks=mma_blocks, consumers=1 if one_warpgroup else 2,
-                    n_segs=len(cuts),
+                    mma_blocks=mma_blocks, consumers=1 if one_warpgroup else 2, n_segs=len(cuts),
                     n_partials=n_partials, n_rows=n_rows, max_item_rows=int(n_item_rows.max()),
                     max_mma_rows=int(n_item_rows[:n_mma].max()) if n_mma else 0,
                     max_decode_rows=int(n_item_rows[n_mma:].max()) if n_mma < len(order) else 0,
