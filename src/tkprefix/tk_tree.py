@@ -93,9 +93,10 @@ def tree_attention(q: torch.Tensor, tree: PagedTree, plan: TreePlan, return_lse:
     D 64 or 128, any page size, any GQA ratio.
 
     consumers: 1 or 2 consumer warpgroups (None: `consumers_for(plan)`); max_blocks: the wgmma kernel's grid (0: the
-    plan's, `plan.mma_blocks`, when the decode kernel runs beside it, else as many blocks as fit). overlap: run the wgmma items and the decode items on two streams at once (False: one after the
-    other on the current stream). poison: tests only -- fill the partial and output buffers with this value first, so that an
-    unwritten row shows."""
+    plan's, `plan.mma_blocks`, when the decode kernel runs beside it, else as many blocks as fit). overlap: run the
+    wgmma items and the decode items on two streams at once (False: one after the other on the current stream).
+    poison: tests only -- fill the partial and output buffers with this value first, so that an unwritten row
+    shows."""
     _check_plan(q, tree, plan)
     _check(q, tree)
     if consumers is None:
