@@ -9,15 +9,15 @@
 // each stacked row writes one (o, lse) partial row: o in q's dtype (half the bytes of fp32; the merge accumulates in
 // fp32), lse fp32.
 //
-// A producer warp gathers the KV tiles; the consumer warpgroups compute. No TMA: each KV tile is GATHERED token by
+// Producer warps gather the KV tiles; the consumer warpgroups compute. No TMA: each KV tile is GATHERED token by
 // token through the page table with 16-byte cp.async copies, so a node may start and end anywhere inside a page of
 // any size and a tile may span several segments and pages. The tiles run through a ring of STAGES shared K/V buffers
 // (2 or 3), handed over by mbarriers, never by a block barrier:
-//   producer (the block's last warp): for every unit, row block and tile, in the consumers' order, waits until the
-//            consumers released the stage (empty[stage]), resolves the tile's 64 pool rows (a cursor over the item's
-//            segments), starts the cp.async copies (rows without a token: src_bytes = 0 zero-fills them), and posts
-//            the tile's token count to full[stage]: each lane's copies arrive on it when they land
-//            (cp.async.mbarrier.arrive), lane 0 once more after writing tile_info (release);
+//   producer (the warps after the consumers): for every unit, row block and tile, in the consumers' order, waits
+//            until the consumers released the stage (empty[stage]), resolves the tile's 64 pool rows (a cursor over
+//            the item's segments), starts the cp.async copies (rows without a token: src_bytes = 0 zero-fills them),
+//            and posts the tile to full[stage]: each producer thread's copies arrive on it when they land
+//            (cp.async.mbarrier.arrive), its first thread once more after writing tile_info (release);
 //   consumers: each warpgroup waits for full[stage], fences the generic-proxy copies before its wgmmas (async
 //            proxy), runs Q K^T, the softmax step and P V, and each warp arrives on empty[stage] after its wgmmas.
 // The producer runs up to STAGES tiles ahead, across row blocks and units, and the two warpgroups drift apart by
@@ -50,8 +50,11 @@ template<typename T, int D, int NC> struct tree_layout {
     using o_fl    = rt_fl<16, D>;
     using row_vec = typename att_fl::col_vec;  // one value per stacked row
     static constexpr int CONSUMER_THREADS = NC * WARPGROUP_THREADS;
-    static constexpr int PRODUCER_WARP = NC * WARPGROUP_WARPS;  // the block's last warp
-    static constexpr int THREADS = CONSUMER_THREADS + WARP_THREADS;
+    // producer warps after the consumers: a warpgroup beside two consumer warpgroups (384 threads: 168 registers
+    // a thread, the consumers need 164); one warp beside one, whose two blocks an SM leave 204 registers a thread
+    static constexpr int PRODUCER_WARPS = NC == 2 ? WARPGROUP_WARPS : 1;
+    static constexpr int PRODUCER_THREADS = PRODUCER_WARPS * WARP_THREADS;
+    static constexpr int THREADS = CONSUMER_THREADS + PRODUCER_THREADS;
     static constexpr int MIN_BLOCKS = (NC == 1) ? 2 : 1;
     // K/V buffer pairs in the ring: tiles t + 1 .. t + STAGES - 1 load while t computes. Three, except one warpgroup
     // at D = 128, where three (~113 KB) would leave room for only one block per SM instead of MIN_BLOCKS = 2.
@@ -103,6 +106,10 @@ __device__ static inline void cp_async_arrive_noinc(semaphore &bar) {
 __device__ static inline void warpgroup_sync(int wg) {
     asm volatile("bar.sync %0, %1;\n" :: "r"(1 + wg), "n"(WARPGROUP_THREADS) : "memory");
 }
+// the producer warps (named barrier 3)
+template<int THREADS> __device__ static inline void producer_sync() {
+    asm volatile("bar.sync 3, %0;\n" :: "n"(THREADS) : "memory");
+}
 constexpr int LAST_TILE = 1 << 16;  // tile_info: token count | LAST_TILE on a row block's last tile
 
 template<typename T, int D, int NC>
@@ -126,7 +133,7 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
     if (threadIdx.x == 0) {
         #pragma unroll
         for (int i = 0; i < S; i++) {
-            init_semaphore(full[i], WARP_THREADS + 1);         // each producer lane's copies, then lane 0's post
+            init_semaphore(full[i], L::PRODUCER_THREADS + 1);  // each producer thread's copies, then one post
             init_semaphore(empty[i], NC * WARPGROUP_WARPS);    // every consumer warp, after its wgmmas
         }
     }
@@ -134,7 +141,8 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
 
     // Producer and consumers walk the same units, row blocks and tiles (every bound depends only on the unit and
     // the plan); tile n of the walk uses stage n % S, in that stage's fill n / S (the mbarriers' phase parity).
-    if (warpid == L::PRODUCER_WARP) {
+    if (threadIdx.x >= L::CONSUMER_THREADS) {
+        const int pt = threadIdx.x - L::CONSUMER_THREADS;  // producer thread
         int n = 0;
         for (int u = blockIdx.x; u < g.n_mma_units; u += gridDim.x) {
             const int4 unit = reinterpret_cast<const int4 *>(g.mma_units)[u];  // item, kv-head, stacked rows [z, w)
@@ -146,12 +154,12 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
                 for (; !last; n++) {
                     const int stage = n % S;
                     if (n >= S) kittens::wait(empty[stage], (n / S - 1) & 1);
-                    int filled = 0;  // resolve: the tile's pool rows into tok_row
+                    int filled = 0;  // resolve: the tile's pool rows into tok_row (every producer thread walks)
                     while (filled < KV_TILE && seg < s_end) {
                         const int len = g.seg_len[seg];
                         const int cnt = min(len - seg_off, KV_TILE - filled);
                         const int page0 = g.seg_page[seg], pos0 = g.seg_slot[seg] + seg_off;
-                        for (int j = lane; j < cnt; j += WARP_THREADS) {
+                        for (int j = pt; j < cnt; j += L::PRODUCER_THREADS) {
                             const int pos = pos0 + j;
                             const long long page = g.page_table[page0 + pos / g.page_size];
                             tok_row[filled + j] = (page * g.hkv + h) * g.page_size + pos % g.page_size;
@@ -160,14 +168,14 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
                         seg_off += cnt;
                         if (seg_off == len) { seg++; seg_off = 0; }
                     }
-                    for (int j = filled + lane; j < KV_TILE; j += WARP_THREADS) tok_row[j] = -1;
+                    for (int j = filled + pt; j < KV_TILE; j += L::PRODUCER_THREADS) tok_row[j] = -1;
                     last = seg >= s_end;
-                    __syncwarp();
-                    // issue: copies of the K and V rows into the stage's swizzled tiles, 16 lanes a 256-byte row
+                    producer_sync<L::PRODUCER_THREADS>();
+                    // issue: copies of the K and V rows into the stage's swizzled tiles, 16 threads a 256-byte row
                     const uint32_t k_base = static_cast<uint32_t>(__cvta_generic_to_shared(&k_smem[stage].data[0]));
                     const uint32_t v_base = static_cast<uint32_t>(__cvta_generic_to_shared(&v_smem[stage].data[0]));
                     #pragma unroll 4
-                    for (int v = lane; v < KV_TILE * VECS_PER_ROW; v += WARP_THREADS) {
+                    for (int v = pt; v < KV_TILE * VECS_PER_ROW; v += L::PRODUCER_THREADS) {
                         const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
                         const long long row = tok_row[r];
                         const long long off = row >= 0 ? row * D + c : 0;  // no token: a valid address, nothing read
@@ -176,11 +184,11 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
                         cp_async_16(L::kv_tile::idx(v_base, {r, c}), g.v + off, bytes);
                     }
                     cp_async_arrive_noinc(full[stage]);
-                    if (lane == 0) {
+                    if (pt == 0) {
                         tile_info[stage] = filled | (last ? LAST_TILE : 0);
                         arrive(full[stage]);  // release: tile_info
                     }
-                    __syncwarp();  // every lane read tok_row before the next tile's resolve rewrites it
+                    producer_sync<L::PRODUCER_THREADS>();  // tok_row read by all before the next resolve
                 }
             }
         }

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Session 33: the tree's wgmma kernel with a producer warp and mbarriers (branch s33-tree-producer, "this") against
-# main's kernels ("head": $V/v/head, main at ca37e5d) and "s4" ($V/v/s4: this with 4 stages where it had 3). Builds
-# the tree family for each; the GPU tree tests on this and s4; the c8 harness on tk_tree (head, this, s4), two
-# rounds, with `tkprefix compare` against head; ncu metrics of wide4096's and binary10's tree_attend_kernel on head
-# and this; racecheck and memcheck of the tree's small cases on this. Returns $OUT/call.log and $OUT/results.tgz.
+# Session 33: the tree's wgmma kernel with producer warps and mbarriers (branch s33-tree-producer, "this": a producer
+# warpgroup beside two consumer warpgroups, one warp beside one) against main's kernels ("head": $V/v/head, main at
+# ca37e5d) and "p1" ($V/v/p1: one producer warp always; call 1 ran it as "this", with "s4", 4 stages). Builds the tree
+# family for each; mbar_probe.cu under racecheck (does the tool follow mbarrier hand-offs?); the GPU tree tests on
+# this; the c8 harness on tk_tree (head, p1, this; then head, this), with `tkprefix compare` against head; racecheck
+# and memcheck of the tree's small cases on this; ncu metrics of wide4096's tree_attend_kernel on this.
+# Returns $OUT/call.log and $OUT/results.tgz.
 # Stops itself at $DL s. From the repository root of a checkout of the branch, with $V carried:
-#   DL=300 V=.dev/s33 bash data/h200/dev/s33_tree_producer/call.sh
+#   DL=260 V=.dev/s33 bash data/h200/dev/s33_tree_producer/call.sh
 set -u
 HERE=$(dirname "$0"); source $HERE/../s26_call_lib.sh
 L=$OUT/call.log R=/tmp/s33_producer
 rm -rf $R && mkdir -p $R
-VARS="head this s4"
+VARS="head p1 this"
 c8() {  # c8 VARIANT ROUND: the harness on c8, tk_tree only
   [ $(left) -gt 40 ] || { echo "bench c8 $1 $2: skipped at $(el) s (deadline)"; return; }
   env $(kenv tree $1) timeout 100 python3 -m tkprefix.cli bench --only c8 --impls tk_tree --out $R/c8_$1_$2 \
@@ -51,16 +53,18 @@ ncu8() {  # ncu8 VARIANT TREE: metrics of the third eager call's tree_attend_ker
 }
 (
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
-diff -rq kernels $V/v/head | head -8; diff -rq kernels $V/v/s4 | head -8
+diff -rq kernels $V/v/head | head -8; diff -rq kernels $V/v/p1 | head -8
 kbuild tree 5 200 $VARS
 cp /tmp/build_tree_*.log $R/ 2>/dev/null
 grep -h "spill" /tmp/build_tree_*.log | sort | uniq -c | head -5
+nvcc -arch=sm_90a -o $R/mbar_probe $HERE/mbar_probe.cu > $R/probe_build.log 2>&1
+timeout 60 $CS --tool racecheck $R/mbar_probe > $R/probe_racecheck.log 2>&1
+echo "probe racecheck rc=$?: $(grep -E 'mbar_probe|RACECHECK SUMMARY' $R/probe_racecheck.log)"
 tests this
-for v in $VARS; do c8 $v 1; done; cmp8 1 this; cmp8 1 s4
-tests s4
+for v in $VARS; do c8 $v 1; done; cmp8 1 this; cmp8 1 p1
 san racecheck; san memcheck
-for v in $VARS; do c8 $v 2; done; cmp8 2 this; cmp8 2 s4
-ncu8 head wide4096; ncu8 this wide4096; ncu8 head binary10; ncu8 this binary10
+for v in head this; do c8 $v 2; done; cmp8 2 this
+ncu8 this wide4096; ncu8 this binary10
 ) >> $L 2>&1
 echo "done at $(el) s" >> $L
 tar czf $OUT/results.tgz -C /tmp s33_producer 2>> $L
