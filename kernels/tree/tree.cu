@@ -51,8 +51,8 @@ template<typename T, int D, int NC> struct tree_layout {
     using row_vec = typename att_fl::col_vec;  // one value per stacked row
     static constexpr int CONSUMER_THREADS = NC * WARPGROUP_THREADS;
     // producer warps after the consumers: a warpgroup beside two consumer warpgroups (384 threads: 168 registers
-    // a thread, the consumers need 164); one warp beside one, whose two blocks an SM leave 204 registers a thread
-    static constexpr int PRODUCER_WARPS = NC == 2 ? WARPGROUP_WARPS : 1;
+    // a thread, the consumers need 164); two warps beside one, whose two blocks an SM (384 threads) leave 168
+    static constexpr int PRODUCER_WARPS = NC == 2 ? WARPGROUP_WARPS : 2;
     static constexpr int PRODUCER_THREADS = PRODUCER_WARPS * WARP_THREADS;
     static constexpr int THREADS = CONSUMER_THREADS + PRODUCER_THREADS;
     static constexpr int MIN_BLOCKS = (NC == 1) ? 2 : 1;
