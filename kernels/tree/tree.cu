@@ -9,19 +9,21 @@
 // each stacked row writes one (o, lse) partial row: o in q's dtype (half the bytes of fp32; the merge accumulates in
 // fp32), lse fp32.
 //
-// No producer warp and no TMA: every thread of the block is a consumer, and each KV tile is GATHERED token by token
-// through the page table with 16-byte cp.async copies, so a node may start and end anywhere inside a page of any size
-// and a tile may span several segments and pages. The tiles run through a ring of STAGES shared K/V buffers (2 or 3):
-//   resolve: every thread walks the segment cursor; warp 0 writes the tile's 64 pool rows (tok_row) into shared
-//            memory, STAGES tiles ahead of the one computed;
-//   issue:   every thread starts cp.async copies of K and V rows into the swizzled buffer of tile t + STAGES - 1
-//            (rows without a token: src_bytes = 0 zero-fills them, and their scores are set to -inf);
-//   compute: the active warpgroups run Q K^T, the softmax step and P V on tile t while those copies fly (warp 0
-//            first resolves tile t + STAGES: its page-table lookups delay its own warpgroup's wgmmas, not the copies).
-// One block barrier per tile (plus one per row block, once its first tiles are resolved), after cp.async.wait_group
-// + fence.proxy.async (the copies write through the generic proxy, wgmma reads through the async one); it also orders
-// every wgmma of tile t - 1 before its buffer is refilled, and warp 0's tok_row writes before they are read.
-// Checked on the H200 by tests/gpu/test_tk_tree.py and compute-sanitizer (docs/design.md, "The TK kernels as written").
+// Producer warps gather the KV tiles; the consumer warpgroups compute. No TMA: each KV tile is GATHERED token by
+// token through the page table with 16-byte cp.async copies, so a node may start and end anywhere inside a page of
+// any size and a tile may span several segments and pages. The tiles run through a ring of STAGES shared K/V buffers
+// (2 or 3), handed over by mbarriers, never by a block barrier:
+//   producer (the warps after the consumers): for every unit, row block and tile, in the consumers' order, waits
+//            until the consumers released the stage (empty[stage]), resolves the tile's 64 pool rows (a cursor over
+//            the item's segments), starts the cp.async copies (rows without a token: src_bytes = 0 zero-fills them),
+//            and posts the tile to full[stage]: each producer thread's copies arrive on it when they land
+//            (cp.async.mbarrier.arrive), its first thread once more after writing tile_info (release);
+//   consumers: each warpgroup waits for full[stage], fences the generic-proxy copies before its wgmmas (async
+//            proxy), runs Q K^T, the softmax step and P V, and each warp arrives on empty[stage] after its wgmmas.
+// The producer runs up to STAGES tiles ahead, across row blocks and units, and the two warpgroups drift apart by
+// up to STAGES - 1 tiles, so one's softmax overlaps the other's wgmmas (before, a block barrier a tile kept them in
+// step and the page-table lookups on warp 0's path).
+// Checked on the GPU by tests/gpu/test_tk_tree.py and compute-sanitizer (docs/design.md, "The TK kernels as written").
 //
 // merge: kernels/common/tkp_merge_rows.cuh over the plan's per-leaf CSR (leaf_partial_offset / leaf_partial_index).
 #include "kittens.cuh"
@@ -47,13 +49,19 @@ template<typename T, int D, int NC> struct tree_layout {
     using att_mma = rt<T, 16, KV_TILE>;
     using o_fl    = rt_fl<16, D>;
     using row_vec = typename att_fl::col_vec;  // one value per stacked row
-    static constexpr int THREADS = NC * WARPGROUP_THREADS;
+    static constexpr int CONSUMER_THREADS = NC * WARPGROUP_THREADS;
+    // producer warps after the consumers: a warpgroup beside two consumer warpgroups (384 threads: 168 registers
+    // a thread, the consumers need 164); two warps beside one, whose two blocks an SM (384 threads) leave 168
+    static constexpr int PRODUCER_WARPS = NC == 2 ? WARPGROUP_WARPS : 2;
+    static constexpr int PRODUCER_THREADS = PRODUCER_WARPS * WARP_THREADS;
+    static constexpr int THREADS = CONSUMER_THREADS + PRODUCER_THREADS;
     static constexpr int MIN_BLOCKS = (NC == 1) ? 2 : 1;
     // K/V buffer pairs in the ring: tiles t + 1 .. t + STAGES - 1 load while t computes. Three, except one warpgroup
     // at D = 128, where three (~113 KB) would leave room for only one block per SM instead of MIN_BLOCKS = 2.
     static constexpr int STAGES = (NC == 1 && D == 128) ? 2 : 3;
     // q tiles + STAGES (K, V) tile pairs + swizzle alignment; D = 128: NC = 1 ~81 KB (2 blocks fit in 227 KB),
-    // NC = 2 ~129 KB (one block: its registers allow no second); the static tok_row ring adds STAGES * 512 bytes
+    // NC = 2 ~129 KB (one block: its registers allow no second); the static tok_row, tile_info and mbarriers add
+    // ~0.6 KB
     static constexpr size_t SMEM = NC * sizeof(q_tile) + 2 * STAGES * sizeof(kv_tile) + 1024;
 
     struct globals {
@@ -87,8 +95,22 @@ __device__ static inline void st_shared_v4(uint32_t dst, uint4 v) {
 __device__ static inline void cp_async_16(uint32_t dst, const void *src, uint32_t src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
-__device__ static inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template<int N> __device__ static inline void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory"); }
+
+// Arrives on the mbarrier once every cp.async this thread started before has landed (noinc: the barrier's expected
+// count includes this arrival)
+__device__ static inline void cp_async_arrive_noinc(semaphore &bar) {
+    const uint32_t b = static_cast<uint32_t>(__cvta_generic_to_shared(&bar));
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" :: "r"(b) : "memory");
+}
+// the warpgroup's 128 threads (named barrier 1 + wg; 0 is __syncthreads')
+__device__ static inline void warpgroup_sync(int wg) {
+    asm volatile("bar.sync %0, %1;\n" :: "r"(1 + wg), "n"(WARPGROUP_THREADS) : "memory");
+}
+// the producer warps (named barrier 3)
+template<int THREADS> __device__ static inline void producer_sync() {
+    asm volatile("bar.sync 3, %0;\n" :: "n"(THREADS) : "memory");
+}
+constexpr int LAST_TILE = 1 << 16;  // tile_info: token count | LAST_TILE on a row block's last tile
 
 template<typename T, int D, int NC>
 __global__ __launch_bounds__(tree_layout<T, D, NC>::THREADS, tree_layout<T, D, NC>::MIN_BLOCKS)
@@ -100,22 +122,88 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
     typename L::q_tile  (&q_smem)[NC] = al.allocate<typename L::q_tile, NC>();
     typename L::kv_tile (&k_smem)[S]  = al.allocate<typename L::kv_tile, S>();
     typename L::kv_tile (&v_smem)[S]  = al.allocate<typename L::kv_tile, S>();
-    __shared__ long long tok_row[S][KV_TILE];  // per stage: pool row ((page * hkv + h) * page_size + slot) of each
-                                               // tile token; -1: none
+    __shared__ semaphore full[S], empty[S];  // stage holds a tile / stage may be refilled
+    __shared__ int tile_info[S];             // per stage: token count | LAST_TILE
+    __shared__ long long tok_row[KV_TILE];   // the producer's tile: pool row ((page * hkv + h) * page_size + slot)
+                                             // of each token; -1: none
 
     constexpr int VECS_PER_ROW = D / 8;     // 16-byte vectors per row
     constexpr float SCALE = tkp::softmax_scale_log2<D>();
-    const int warpid = kittens::warpid(), wg = warpid / WARPGROUP_WARPS, lane = laneid();
+    const int warpid = kittens::warpid(), lane = laneid();
+    if (threadIdx.x == 0) {
+        #pragma unroll
+        for (int i = 0; i < S; i++) {
+            init_semaphore(full[i], L::PRODUCER_THREADS + 1);  // each producer thread's copies, then one post
+            init_semaphore(empty[i], NC * WARPGROUP_WARPS);    // every consumer warp, after its wgmmas
+        }
+    }
+    __syncthreads();  // the only block barrier: from here the roles meet on the mbarriers alone
+
+    // Producer and consumers walk the same units, row blocks and tiles (every bound depends only on the unit and
+    // the plan); tile n of the walk uses stage n % S, in that stage's fill n / S (the mbarriers' phase parity).
+    if (threadIdx.x >= L::CONSUMER_THREADS) {
+        const int pt = threadIdx.x - L::CONSUMER_THREADS;  // producer thread
+        int n = 0;
+        for (int u = blockIdx.x; u < g.n_mma_units; u += gridDim.x) {
+            const int4 unit = reinterpret_cast<const int4 *>(g.mma_units)[u];  // item, kv-head, stacked rows [z, w)
+            const int item = unit.x, h = unit.y;
+            const int s_begin = g.item_seg_offset[item], s_end = g.item_seg_offset[item + 1];
+            for (int rb = unit.z; rb < unit.w; rb += NC * ROWS_PER_CONSUMER) {
+                int seg = s_begin, seg_off = 0;  // cursor: next token is token seg_off of segment seg
+                bool last = false;
+                for (; !last; n++) {
+                    const int stage = n % S;
+                    if (n >= S) kittens::wait(empty[stage], (n / S - 1) & 1);
+                    int filled = 0;  // resolve: the tile's pool rows into tok_row (every producer thread walks)
+                    while (filled < KV_TILE && seg < s_end) {
+                        const int len = g.seg_len[seg];
+                        const int cnt = min(len - seg_off, KV_TILE - filled);
+                        const int page0 = g.seg_page[seg], pos0 = g.seg_slot[seg] + seg_off;
+                        for (int j = pt; j < cnt; j += L::PRODUCER_THREADS) {
+                            const int pos = pos0 + j;
+                            const long long page = g.page_table[page0 + pos / g.page_size];
+                            tok_row[filled + j] = (page * g.hkv + h) * g.page_size + pos % g.page_size;
+                        }
+                        filled += cnt;
+                        seg_off += cnt;
+                        if (seg_off == len) { seg++; seg_off = 0; }
+                    }
+                    for (int j = filled + pt; j < KV_TILE; j += L::PRODUCER_THREADS) tok_row[j] = -1;
+                    last = seg >= s_end;
+                    producer_sync<L::PRODUCER_THREADS>();
+                    // issue: copies of the K and V rows into the stage's swizzled tiles, 16 threads a 256-byte row
+                    const uint32_t k_base = static_cast<uint32_t>(__cvta_generic_to_shared(&k_smem[stage].data[0]));
+                    const uint32_t v_base = static_cast<uint32_t>(__cvta_generic_to_shared(&v_smem[stage].data[0]));
+                    #pragma unroll 4
+                    for (int v = pt; v < KV_TILE * VECS_PER_ROW; v += L::PRODUCER_THREADS) {
+                        const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
+                        const long long row = tok_row[r];
+                        const long long off = row >= 0 ? row * D + c : 0;  // no token: a valid address, nothing read
+                        const uint32_t bytes = row >= 0 ? 16 : 0;
+                        cp_async_16(L::kv_tile::idx(k_base, {r, c}), g.k + off, bytes);
+                        cp_async_16(L::kv_tile::idx(v_base, {r, c}), g.v + off, bytes);
+                    }
+                    cp_async_arrive_noinc(full[stage]);
+                    if (pt == 0) {
+                        tile_info[stage] = filled | (last ? LAST_TILE : 0);
+                        arrive(full[stage]);  // release: tile_info
+                    }
+                    producer_sync<L::PRODUCER_THREADS>();  // tok_row read by all before the next resolve
+                }
+            }
+        }
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        return;
+    }
+
+    const int wg = warpid / WARPGROUP_WARPS;
     const int tid = threadIdx.x % WARPGROUP_THREADS;  // thread within the warpgroup
     const uint32_t q_base = static_cast<uint32_t>(__cvta_generic_to_shared(&q_smem[wg].data[0]));
-
-    // Every loop bound below depends only on the unit and the plan, so all threads of the block run the same
-    // iterations and reach every __syncthreads.
+    int n = 0;
     for (int u = blockIdx.x; u < g.n_mma_units; u += gridDim.x) {
         const int4 unit = reinterpret_cast<const int4 *>(g.mma_units)[u];  // item, kv-head, stacked rows [z, w)
         const int item = unit.x, h = unit.y, row_end = unit.w;
         const int row0 = g.item_row_start[item];
-        const int s_begin = g.item_seg_offset[item], s_end = g.item_seg_offset[item + 1];
         const int part0 = g.item_partial_offset[item];
 
         for (int rb = unit.z; rb < row_end; rb += NC * ROWS_PER_CONSUMER) {
@@ -124,7 +212,9 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
             const bool active = my_rows > 0;
 
             // gather this warpgroup's query rows (rows past my_rows are zero: finite, and never written back). Only
-            // this warpgroup's wgmmas read q_smem[wg], and its threads waited for them (mma_async_wait).
+            // this warpgroup's wgmmas read q_smem[wg]; the barrier orders them (each thread waited for its own)
+            // before the rewrite, the fence and the second barrier the rewrite before the next wgmma.
+            warpgroup_sync(wg);
             if (active) {
                 for (int v = tid; v < ROWS_PER_CONSUMER * VECS_PER_ROW; v += WARPGROUP_THREADS) {
                     const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
@@ -137,46 +227,8 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
                     st_shared_v4(L::q_tile::idx(q_base, {r, c}), val);
                 }
             }
-            // (made visible to wgmma by the fence + barrier before the first KV tile's wgmma)
-
-            // resolve: the next tile's token addresses into tok_row[stage]; returns its token count (0: no tile
-            // left). Every thread advances the cursor (same values everywhere), warp 0 writes.
-            int seg = s_begin, seg_off = 0;  // cursor: next token is token seg_off of segment seg
-            auto resolve = [&](int stage) -> int {
-                int filled = 0;
-                while (filled < KV_TILE && seg < s_end) {
-                    const int len = g.seg_len[seg];
-                    const int n = min(len - seg_off, KV_TILE - filled);
-                    if (warpid == 0) {
-                        const int page0 = g.seg_page[seg], pos0 = g.seg_slot[seg] + seg_off;
-                        for (int j = lane; j < n; j += WARP_THREADS) {
-                            const int pos = pos0 + j;
-                            const long long page = g.page_table[page0 + pos / g.page_size];
-                            tok_row[stage][filled + j] = (page * g.hkv + h) * g.page_size + pos % g.page_size;
-                        }
-                    }
-                    filled += n;
-                    seg_off += n;
-                    if (seg_off == len) { seg++; seg_off = 0; }
-                }
-                if (warpid == 0) {
-                    for (int j = filled + lane; j < KV_TILE; j += WARP_THREADS) tok_row[stage][j] = -1;
-                }
-                return filled;
-            };
-            // issue: cp.async copies of the K and V rows listed in tok_row[stage] into the stage's swizzled tiles
-            auto issue = [&](int stage) {
-                const uint32_t k_base = static_cast<uint32_t>(__cvta_generic_to_shared(&k_smem[stage].data[0]));
-                const uint32_t v_base = static_cast<uint32_t>(__cvta_generic_to_shared(&v_smem[stage].data[0]));
-                for (int v = threadIdx.x; v < KV_TILE * VECS_PER_ROW; v += L::THREADS) {
-                    const int r = v / VECS_PER_ROW, c = (v % VECS_PER_ROW) * 8;
-                    const long long row = tok_row[stage][r];
-                    const long long off = row >= 0 ? row * D + c : 0;  // no token: a valid address, nothing read
-                    const uint32_t bytes = row >= 0 ? 16 : 0;
-                    cp_async_16(L::kv_tile::idx(k_base, {r, c}), g.k + off, bytes);
-                    cp_async_16(L::kv_tile::idx(v_base, {r, c}), g.v + off, bytes);
-                }
-            };
+            fence_async_shared();
+            warpgroup_sync(wg);
 
             typename L::att_fl  att;
             typename L::att_mma att_mma;
@@ -186,54 +238,30 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
             warp::zero(norm_vec);
             warp::zero(o_reg);
 
-            // Pipeline over the tiles t = 0, 1, ...: tile t lives in stage t % S; filled[i] is the token count of
-            // tile t + i (0: past the item's end), resolved S tiles ahead of the computed one, copied S - 1 ahead.
-            int filled[S];
-            #pragma unroll
-            for (int i = 0; i < S; i++) filled[i] = resolve(i);
-            // tok_row[0 .. S-1] written; every wgmma of the previous row block is done (each thread waited for its
-            // warpgroup's before arriving), so every K/V stage may be refilled
-            __syncthreads();
-            #pragma unroll
-            for (int i = 0; i < S - 1; i++) {
-                if (filled[i] > 0) issue(i);
-                cp_async_commit();  // one group per tile, empty past the end, so wait_group<S - 2> always means tile t
-            }
-
-            int stage = 0;  // stage of tile t
-            while (filled[0] > 0) {  // same value in every thread
-                cp_async_wait<S - 2>();  // this thread's copies of tile t landed (tiles t+1 .. t+S-2 may fly)
-                fence_async_shared();    // its cp.async (and q) writes -> wgmma (async proxy)
-                // every thread's copies of tile t landed; every wgmma of tile t - 1 is done, so its stage
-                // (t + S - 1) % S may be refilled; warp 0's tok_row writes for tile t + S - 1 are visible
-                __syncthreads();
-                const int fill_stage = stage == 0 ? S - 1 : stage - 1;  // (t + S - 1) % S
-                if (filled[S - 1] > 0) issue(fill_stage);
-                cp_async_commit();
-
-                // tile t + S into tok_row[stage] (tok_row[stage] was last read by tile t's issue, before the barrier
-                // above, and is next read by its issue after the next barrier). Here, not inside the Q K^T wgmma:
-                // warp 0's divergent lookups there make ptxas serialize the wgmmas (C7518). With NC = 2 the other
-                // warpgroup's wgmmas overlap them.
-                const int next_filled = resolve(stage);
-                const int cur_filled = filled[0];
-                if (active) {
+            // the row block's tiles, as the producer posts them; an idle warpgroup still takes each tile's turn
+            // (its arrivals on empty[] belong to that tile's phase)
+            for (bool last = false; !last; n++) {
+                const int stage = n % S;
+                kittens::wait(full[stage], (n / S) & 1);
+                const int info = tile_info[stage];
+                const int filled = info & (LAST_TILE - 1);
+                last = info & LAST_TILE;
+                fence_async_shared();  // the producer's cp.async writes (generic proxy) -> this thread's wgmmas
+                if (active && filled > 0) {
                     warpgroup::mm_ABt(att, q_smem[wg], k_smem[stage]);
                     warp::mul(max_last_scaled, max_vec, SCALE);
                     warpgroup::mma_async_wait();
-                    if (cur_filled < KV_TILE) warp::right_fill(att, att, cur_filled, base_types::constants<float>::neg_infty());
+                    if (filled < KV_TILE) warp::right_fill(att, att, filled, base_types::constants<float>::neg_infty());
 
                     tkp::online_softmax_step(att, max_vec, norm_vec, max_last_scaled, max_scaled, SCALE);
                     warp::copy(att_mma, att);
                     warp::mul_row(o_reg, o_reg, max_last_scaled);
 
                     warpgroup::mma_AB(o_reg, att_mma, v_smem[stage]);
-                    warpgroup::mma_async_wait();  // before the next barrier: the stage may then be refilled
+                    warpgroup::mma_async_wait();  // before this warp releases the stage
                 }
-                #pragma unroll
-                for (int i = 0; i < S - 1; i++) filled[i] = filled[i + 1];
-                filled[S - 1] = next_filled;
-                stage = stage == S - 1 ? 0 : stage + 1;
+                __syncwarp();
+                if (lane == 0) arrive(empty[stage]);
             }
 
             if (!active) continue;
@@ -263,7 +291,6 @@ void tree_attend_kernel(const __grid_constant__ typename tree_layout<T, D, NC>::
         }
     }
 }
-
 }  // namespace tkprefix_tree
 
 #include "tree_decode.cuh"
