@@ -6,9 +6,11 @@
 # tarball's times), check with a dry run that only c3, c2 and what follows remain, then the README's live command
 # (device_run.sh). On another GPU: no resume (rows of two GPUs do not mix); the merged tree kernel against main's
 # previous kernels (.dev/s33/v/head) on c8 instead. Both: the tree GPU tests and both sanitizers on this tree.
-#   TKPREFIX_GIT_COMMIT=<sha> DL=<s> V=.dev/s34 bash data/h200/dev/s34_resume/call.sh
+#   TKPREFIX_GIT_COMMIT=<sha> DL=<s> V=.dev/s34x bash data/h200/dev/s34_resume/call.sh
 set -u
-V0=${V:-.dev/s34}; V=.dev/s33; HERE=$(dirname "$0"); source $HERE/../s26_call_lib.sh
+V0=${V:-.dev/s34x}; V=.dev/s33; HERE=$(dirname "$0")
+tar xJf $V0/third_party.txz  # xz, not gzip: the call's 64 MiB carry limit
+source $HERE/../s26_call_lib.sh
 L=$OUT/call.log; R=/tmp/s34; mkdir -p $R
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader)
 tree_checks() {
@@ -23,7 +25,7 @@ tree_checks() {
 (
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
 if [[ $GPU == *H100* ]]; then
-  tar xzf $V0/chunk_attn_lib.tgz -C third_party/chunk-attention/src/chunk_attn
+  tar xJf $V0/chunk_attn_lib.txz -C third_party/chunk-attention/src/chunk_attn
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PYTHONPATH PATH=/tmp/site/bin:$PATH
   python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
