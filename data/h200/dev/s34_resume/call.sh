@@ -10,6 +10,9 @@
 set -u
 V0=${V:-.dev/s34x}; V=.dev/s33; HERE=$(dirname "$0")
 tar xJf $V0/third_party.txz  # xz, not gzip: the call's 64 MiB carry limit
+# the wheels less the notebooks' (the same limit): the notebooks run here at replay, not on the device
+mkdir -p .whl && mv .dev/whl34/*.whl .whl/
+OMIT="--omit-from paper macros notebook_correctness notebook_performance notebook_peers notebook_e2e notebook_crossgpu"
 source $HERE/../s26_call_lib.sh
 L=$OUT/call.log; R=/tmp/s34; mkdir -p $R
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader)
@@ -35,13 +38,13 @@ if [[ $GPU == *H100* ]]; then
   tar xzf $V0/results.tgz
   for f in provenance.json build.done check.csv build_peers.done bench_c8_trees.csv bench_c7_forest.csv e2e.csv \
       bench_c4_chunk_first.csv bench_c5_two_level_tree.csv bench_c1_system_prompt.csv; do touch results/live/$f; done
-  snakemake -n --workflow-profile workflow/profiles/local --config mode=live --omit-from paper > $R/dry.log 2>&1
+  snakemake -n --workflow-profile workflow/profiles/local --config mode=live $OMIT > $R/dry.log 2>&1
   sed -n '/^job /,/^total/p' $R/dry.log
   if grep -qE "output: results/live/(bench_c[1578]|e2e|check|build)" $R/dry.log; then
     echo "dry run plans finished jobs again: not resumed"
   else
     TKPREFIX_GIT_DIRTY=0 TKPREFIX_RUN_DEADLINE_S=$(( DL - $(el) - 25 )) bash scripts/bench/device_run.sh \
-      --omit-from paper > $R/device_run.log 2>&1
+      $OMIT > $R/device_run.log 2>&1
     echo "device_run rc=$? at $(el) s"; grep -E "steps .* done|Error in rule" $R/device_run.log | tail -4
   fi
 else
