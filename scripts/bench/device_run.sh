@@ -2,7 +2,8 @@
 # The GPU machine's side of a recorded run: what that machine (no network, Python 3.12 with torch) needs before the
 # README's live command, then that command, unchanged. Carried beside the working tree: third_party/ThunderKittens
 # (TK at the pinned commit) and .whl/ (made with network by scripts/bench/fetch_peer_wheels.sh).
-#   TKPREFIX_GIT_COMMIT=<sha> TKPREFIX_GIT_DIRTY=0 [TKPREFIX_RUN_DEADLINE_S=550] bash scripts/bench/device_run.sh [extra snakemake args]
+#   TKPREFIX_GIT_COMMIT=<sha> TKPREFIX_GIT_DIRTY=0 [TKPREFIX_RUN_DEADLINE_S=550] [TKPREFIX_RESUME_FROM=results.tgz] \
+#       bash scripts/bench/device_run.sh [extra snakemake args]
 # e.g. `--omit-from paper` where the machine has no TeX: the run is then recorded and its paper built elsewhere
 # (`tkprefix record`, then the README's main command). With $OUT set, results/ is packed into $OUT/results.tgz.
 set -euo pipefail
@@ -18,6 +19,18 @@ export THUNDERKITTENS_ROOT=${THUNDERKITTENS_ROOT:-$PWD/third_party/ThunderKitten
 if ! tkprefix build-peers --check-sources && [ -z "${TKPREFIX_ALLOW_MISSING_PEERS:-}" ]; then
     echo "device_run: carry the sources above (TKPREFIX_ALLOW_MISSING_PEERS=1 records without them)" >&2
     exit 2
+fi
+if [ -n "${TKPREFIX_RESUME_FROM:-}" ]; then
+    # A fresh machine taking over a run whose machine left after a deadline stop: build this commit's kernels and
+    # peers (what the done build and build_peers jobs left on the old machine), then unpack that call's results.tgz
+    # as it is. tar keeps the files' times, so Snakemake (no metadata needed) runs only the jobs left. Touching them
+    # breaks that: a job's benchmark file counts as its output, and an input newer than it reruns the job.
+    mkdir -p results/logs/live
+    tkprefix build --verbose > /tmp/resume_build.log 2>&1
+    tkprefix build-peers > /tmp/resume_build_peers.log 2>&1
+    tar xzf "$TKPREFIX_RESUME_FROM"
+    echo "$(date -u +%FT%TZ) resumed from $TKPREFIX_RESUME_FROM on $(nvidia-smi --query-gpu=name,driver_version \
+        --format=csv,noheader 2>&1 | head -1) after rebuilding kernels and peers" >> results/logs/live/resume.log
 fi
 status=0
 if [ -n "${TKPREFIX_RUN_DEADLINE_S:-}" ]; then
