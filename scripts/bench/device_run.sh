@@ -24,13 +24,19 @@ if [ -n "${TKPREFIX_RESUME_FROM:-}" ]; then
     # A fresh machine taking over a run whose machine left after a deadline stop: build this commit's kernels and
     # peers (what the done build and build_peers jobs left on the old machine), then unpack that call's results.tgz
     # as it is. tar keeps the files' times, so Snakemake (no metadata needed) runs only the jobs left. Touching them
-    # breaks that: a job's benchmark file counts as its output, and an input newer than it reruns the job.
-    mkdir -p results/logs/live
+    # breaks that: a job's benchmark file counts as its output, and an input newer than it reruns the job. The
+    # machine must have the GPU the run began on.
+    tar xzf "$TKPREFIX_RESUME_FROM"
+    gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+    was=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["gpu"]["name"])' results/live/provenance.json)
+    if [ "$gpu" != "$was" ]; then   # one run, one GPU
+        echo "device_run: $TKPREFIX_RESUME_FROM was recorded on $was, this machine has $gpu; record anew" >&2
+        exit 2
+    fi
     tkprefix build --verbose > /tmp/resume_build.log 2>&1
     tkprefix build-peers > /tmp/resume_build_peers.log 2>&1
-    tar xzf "$TKPREFIX_RESUME_FROM"
-    echo "$(date -u +%FT%TZ) resumed from $TKPREFIX_RESUME_FROM on $(nvidia-smi --query-gpu=name,driver_version \
-        --format=csv,noheader 2>&1 | head -1) after rebuilding kernels and peers" >> results/logs/live/resume.log
+    echo "$(date -u +%FT%TZ) resumed from $TKPREFIX_RESUME_FROM on $gpu after rebuilding kernels and peers" \
+        >> results/logs/live/resume.log
 fi
 status=0
 if [ -n "${TKPREFIX_RUN_DEADLINE_S:-}" ]; then
