@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Session 35 (prepared, not run: no device machine was lent): the decode inside the prefix kernel
+# (prefix_decode=True), built and checked on the GPU machine. From the repository root of main, with
+# third_party/ThunderKittens carried (TK at the pinned commit, 1.9 MB):
+#   DL=<s> bash data/h200/dev/s35_prefix_decode/call.sh
+# 0. applies prefix_decode.patch (this folder) unless the tree has it, 1. builds the Hydragen family, 2. runs its new GPU
+# tests (test_prefix_decode*), 3. the A/B (ab.py), 4. compute-sanitizer memcheck and racecheck of
+# scripts/device/sanitize_small.py (which runs the new path), 5. the whole Hydragen GPU test file.
+# Logs into $OUT/s35.tgz; a summary on stdout. ~480 s with DL=470, plus the machine's start.
+set -u
+T0=$(date +%s); DL=${DL:-480}
+el() { echo $(( $(date +%s) - T0 )); }
+left() { echo $(( DL - $(el) )); }
+HERE=$(dirname "$0"); R=/tmp/s35; mkdir -p $R
+[ -f third_party/ThunderKittens/include/kittens.cuh ] || { echo "carry third_party/ThunderKittens"; exit 2; }
+if [ ! -f kernels/hydragen/prefix_decode.cuh ]; then
+  git apply $HERE/prefix_decode.patch || { echo "prefix_decode.patch does not apply to this tree"; exit 2; }
+fi
+export PYTHONUNBUFFERED=1 THUNDERKITTENS_ROOT=$PWD/third_party/ThunderKittens TORCH_CUDA_ARCH_LIST=9.0a
+export PYTHONPATH=$PWD/src TKPREFIX_FAMILIES=hydragen MAX_JOBS=8
+CS=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer | head -1)
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
+python3 -m tkprefix.build --verbose > $R/build.log 2>&1; echo "build rc=$? at $(el) s"
+grep -E "spill|error" $R/build.log | grep -v " 0 bytes spill" | head -8
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_tk_hydragen.py -k prefix_decode > $R/pytest_pd.log 2>&1
+echo "pytest prefix_decode rc=$? at $(el) s: $(tail -1 $R/pytest_pd.log)"
+grep -E "^FAILED|Error|assert" $R/pytest_pd.log | head -12
+timeout $(( $(left) - 200 > 60 ? $(left) - 200 : 60 )) python3 $HERE/ab.py $R/ab.csv 30 > $R/ab.log 2>&1
+echo "ab rc=$? at $(el) s"; tail -30 $R/ab.log
+for t in memcheck racecheck; do
+  timeout 120 $CS --tool $t --print-limit 20 python3 scripts/device/sanitize_small.py > $R/san_$t.log 2>&1 &
+done
+wait
+for t in memcheck racecheck; do
+  echo "$t at $(el) s: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' $R/san_$t.log) $(grep -c 'max err' $R/san_$t.log) cases"
+  grep -E "prefix_decode|done" $R/san_$t.log | head -3
+done
+timeout $(( $(left) > 30 ? $(left) : 30 )) python3 -m pytest -q -p no:cacheprovider -x tests/gpu/test_tk_hydragen.py \
+  > $R/pytest_all.log 2>&1
+echo "pytest hydragen rc=$? at $(el) s: $(tail -1 $R/pytest_all.log)"
+grep -E "^FAILED" $R/pytest_all.log | head -5
+tar czf $OUT/s35.tgz -C /tmp s35
