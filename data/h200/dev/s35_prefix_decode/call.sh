@@ -6,7 +6,7 @@
 # 0. applies prefix_decode.patch (this folder) unless the tree has it, 1. builds the Hydragen family, 2. runs its new GPU
 # tests (test_prefix_decode*), 3. the A/B (ab.py), 4. compute-sanitizer memcheck and racecheck of
 # scripts/device/sanitize_small.py (which runs the new path), 5. where time is left, ncu of one fused launch (c3 B2048
-# 32/8 P4096 S64, ncu_one.py), 6. the whole Hydragen GPU test file.
+# 32/8 P4096 S64, ncu_one.py), 6. the whole Hydragen GPU test file. Also layout_probe.py (c1 P0 S512, ~15 s).
 # Logs into $OUT/s35.tgz; a summary on stdout. ~480 s with DL=470, plus the machine's start.
 set -u
 T0=$(date +%s); DL=${DL:-480}
@@ -36,6 +36,8 @@ for t in memcheck racecheck; do
   echo "$t at $(el) s: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' $R/san_$t.log) $(grep -c 'max err' $R/san_$t.log) cases"
   grep -E "prefix_decode|done" $R/san_$t.log | head -3
 done
+timeout 40 python3 $HERE/layout_probe.py $R/layout.csv > $R/layout.log 2>&1   # c1 P0 S512: the ties' cause?
+echo "layout probe rc=$? at $(el) s"; cat $R/layout.log | tail -4
 if [ $(left) -gt 200 ]; then   # where the fused kernel's time goes (tensor pipe, DRAM), one launch
   timeout 60 ncu --kernel-name regex:prefix_kernel --launch-skip 1 --launch-count 1 --section SpeedOfLight \
     --metrics sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,dram__throughput.avg.pct_of_peak_sustained_elapsed \
