@@ -9,17 +9,14 @@
 # 32/8 P4096 S64, ncu_one.py), 6. the whole Hydragen GPU test file. Also layout_probe.py (c1 P0 S512, ~15 s).
 # Logs into $OUT/s35.tgz; a summary on stdout. ~480 s with DL=470, plus the machine's start.
 set -u
-T0=$(date +%s); DL=${DL:-480}
-el() { echo $(( $(date +%s) - T0 )); }
-left() { echo $(( DL - $(el) )); }
+DL=${DL:-480}
 HERE=$(dirname "$0"); R=/tmp/s35; mkdir -p $R
 [ -f third_party/ThunderKittens/include/kittens.cuh ] || { echo "carry third_party/ThunderKittens"; exit 2; }
+source $HERE/../s26_call_lib.sh   # el, left (against DL), the build environment, CS (compute-sanitizer)
 if [ ! -f kernels/hydragen/prefix_decode.cuh ]; then
   git apply $HERE/prefix_decode.patch || { echo "prefix_decode.patch does not apply to this tree"; exit 2; }
 fi
-export PYTHONUNBUFFERED=1 THUNDERKITTENS_ROOT=$PWD/third_party/ThunderKittens TORCH_CUDA_ARCH_LIST=9.0a
-export PYTHONPATH=$PWD/src TKPREFIX_FAMILIES=hydragen MAX_JOBS=8
-CS=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer | head -1)
+export TKPREFIX_FAMILIES=hydragen MAX_JOBS=8
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
 python3 -m tkprefix.build --verbose > $R/build.log 2>&1; echo "build rc=$? at $(el) s"
 grep -E "spill|error" $R/build.log | grep -v " 0 bytes spill" | head -8
