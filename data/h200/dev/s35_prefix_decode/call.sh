@@ -7,7 +7,9 @@
 # tests (test_prefix_decode*), 3. the A/B (ab.py), 4. compute-sanitizer memcheck and racecheck of
 # scripts/device/sanitize_small.py (which runs the new path), 5. where time is left, ncu of one fused launch (c3 B2048
 # 32/8 P4096 S64, ncu_one.py), 6. the whole Hydragen GPU test file. Also layout_probe.py (c1 P0 S512, ~15 s).
-# Logs into $OUT/s35.tgz; a summary on stdout. ~480 s with DL=470, plus the machine's start.
+# Logs into $OUT/s35.tgz; a summary on stdout. ~480 s with DL=470, plus the machine's start. With
+# third_party/chunk-attention carried too (scripts/peers/fetch_chunk_attn_upstream.sh), upstream ChunkAttention's
+# module builds beside it for the recording that follows ($OUT/chunk_attn_lib.tgz).
 set -u
 DL=${DL:-480}
 HERE=$(dirname "$0"); R=/tmp/s35; mkdir -p $R
@@ -16,7 +18,17 @@ source $HERE/../s26_call_lib.sh   # el, left (against DL), the build environment
 if [ ! -f kernels/hydragen/prefix_decode.cuh ]; then
   git apply $HERE/prefix_decode.patch || { echo "prefix_decode.patch does not apply to this tree"; exit 2; }
 fi
-export TKPREFIX_FAMILIES=hydragen MAX_JOBS=8
+# Upstream ChunkAttention's module for the recording after this call (its CMake build is build_peers' longest step,
+# ~5-8 min, and makes a recording three calls instead of two): where third_party/chunk-attention is carried, it
+# builds in the background, niced and in its own process group, while the GPU work runs, and comes back as
+# chunk_attn_lib.tgz (unpack it into third_party/chunk-attention/src/chunk_attn: build_peers then reuses it).
+CA_PG=
+if [ -f third_party/chunk-attention/CMakeLists.txt ]; then
+  setsid bash -c "JOBS=10 nice -n 15 bash scripts/peers/build_chunk_attn_upstream.sh > $R/chunk_attn_build.log 2>&1; \
+    echo \"rc=\$? at \$(( \$(date +%s) - $T0 )) s\" >> $R/chunk_attn_build.log" &
+  CA_PG=$!
+fi
+export TKPREFIX_FAMILIES=hydragen MAX_JOBS=6
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
 python3 -m tkprefix.build --verbose > $R/build.log 2>&1; echo "build rc=$? at $(el) s"
 grep -E "spill|error" $R/build.log | grep -v " 0 bytes spill" | head -8
@@ -45,4 +57,11 @@ timeout $(( $(left) > 30 ? $(left) : 30 )) python3 -m pytest -q -p no:cacheprovi
   > $R/pytest_all.log 2>&1
 echo "pytest hydragen rc=$? at $(el) s: $(tail -1 $R/pytest_all.log)"
 grep -E "^FAILED" $R/pytest_all.log | head -5
+if [ -n "$CA_PG" ]; then   # wait for the module while the call has time, else stop its build
+  while kill -0 $CA_PG 2>/dev/null && [ $(left) -gt 10 ]; do sleep 5; done
+  kill -0 $CA_PG 2>/dev/null && kill -- -$CA_PG 2>/dev/null
+  echo "upstream ChunkAttention: $(tail -2 $R/chunk_attn_build.log | tr '\n' ' ')"
+  lib=third_party/chunk-attention/src/chunk_attn/lib
+  [ -f $lib/BUILD_STAMP ] && tar czf $OUT/chunk_attn_lib.tgz -C third_party/chunk-attention/src/chunk_attn lib
+fi
 tar czf $OUT/s35.tgz -C /tmp s35
