@@ -106,24 +106,64 @@ float *check_merge(const at::Tensor &part_o, at::ScalarType part_dtype, const at
 
 // ============================================================================================ [hydragen]
 #ifdef TKP_FAMILY_HYDRAGEN
-void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &o,
-                      const at::Tensor &lse, int64_t n_splits, int64_t consumer_warpgroups, int64_t schedule,
-                      int64_t max_blocks, int64_t stream) {
+// q, k, v (B or Bp, tokens, heads, D) of one dtype and device; k and v of one shape
+void check_qkv(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const char *k_name, const char *v_name) {
     TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
     const int64_t D = q.size(-1);
-    check_bhsd(q, "q", D); check_bhsd(k, "k", D); check_bhsd(v, "v", D);
-    check_cuda(k, "k", q); check_cuda(v, "v", q);
-    TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(), "q, k, v must share a dtype");
-    TORCH_CHECK(k.sizes() == v.sizes(), "k and v must have the same shape");
-    const tkp_out out = make_out(o, lse, q, n_splits);
-    raise_if(tkp_prefix_attention(dtype_code(q, "q"), (int)D,
+    check_bhsd(q, "q", D); check_bhsd(k, k_name, D); check_bhsd(v, v_name, D);
+    check_cuda(k, k_name, q); check_cuda(v, v_name, q);
+    TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(), "q, ", k_name, ", ", v_name,
+                " must share a dtype");
+    TORCH_CHECK(k.sizes() == v.sizes(), k_name, " and ", v_name, " must have the same shape");
+}
+
+// seq_len: None, or contiguous int32 (B,) on q's device
+const int32_t *seq_len_ptr(const c10::optional<at::Tensor> &seq_len, const at::Tensor &q) {
+    if (!seq_len.has_value()) return nullptr;
+    check_cuda(*seq_len, "seq_len", q);
+    TORCH_CHECK(seq_len->scalar_type() == at::kInt && seq_len->dim() == 1 && seq_len->size(0) == q.size(0) &&
+                    seq_len->is_contiguous(), "seq_len must be a contiguous int32 tensor of shape (B,)");
+    return seq_len->data_ptr<int32_t>();
+}
+
+void prefix_launch(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const tkp_out &out,
+                   int64_t n_splits, int64_t consumer_warpgroups, int64_t schedule, int64_t max_blocks,
+                   const tkp_unique *unique, int64_t stream) {
+    raise_if(tkp_prefix_attention(dtype_code(q, "q"), (int)q.size(3),
                                   q.data_ptr(), q.stride(0), q.stride(1), q.stride(2),
                                   k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
                                   v.data_ptr(), v.stride(0), v.stride(1), v.stride(2),
                                   (int)q.size(0), (int)q.size(1), (int)q.size(2), (int)k.size(0), (int)k.size(1),
                                   (int)k.size(2), (int)n_splits, (int)consumer_warpgroups, (int)schedule,
-                                  (int)max_blocks, out,
-                                  reinterpret_cast<void *>(stream)));
+                                  (int)max_blocks, out, unique, reinterpret_cast<void *>(stream)));
+}
+
+void prefix_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &o,
+                      const at::Tensor &lse, int64_t n_splits, int64_t consumer_warpgroups, int64_t schedule,
+                      int64_t max_blocks, int64_t stream) {
+    check_qkv(q, k, v, "k", "v");
+    prefix_launch(q, k, v, make_out(o, lse, q, n_splits), n_splits, consumer_warpgroups, schedule, max_blocks, nullptr,
+                  stream);
+}
+
+// The prefix (k, v) and the unique part (uk, uv: (B, S, Hkv, D), seq_len) in one kernel: fp32 slots o/lse for the
+// prefix's n_splits, u_o/u_lse (one slot) for the unique part.
+void prefix_decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &o,
+                             const at::Tensor &lse, int64_t n_splits, int64_t schedule, int64_t max_blocks,
+                             const at::Tensor &uk, const at::Tensor &uv, const c10::optional<at::Tensor> &seq_len,
+                             const at::Tensor &u_o, const at::Tensor &u_lse, int64_t stream) {
+    check_qkv(q, k, v, "k", "v");
+    check_qkv(q, uk, uv, "uk", "uv");
+    TORCH_CHECK(uk.size(0) == q.size(0), "uk: batch must match q's");
+    TORCH_CHECK(uk.size(2) == k.size(2), "uk: kv heads must match k's");
+    tkp_unique unique{};
+    unique.k = uk.data_ptr(); unique.v = uv.data_ptr();
+    unique.k_sb = uk.stride(0); unique.k_ss = uk.stride(1); unique.k_sh = uk.stride(2);
+    unique.v_sb = uv.stride(0); unique.v_ss = uv.stride(1); unique.v_sh = uv.stride(2);
+    unique.seq_len = seq_len_ptr(seq_len, q);
+    unique.S = (int)uk.size(1);
+    unique.out = make_out(u_o, u_lse, q, 1);
+    prefix_launch(q, k, v, make_out(o, lse, q, n_splits), n_splits, 2, schedule, max_blocks, &unique, stream);
 }
 
 void prefix_set_trace(int64_t buffer) { raise_if(tkp_prefix_set_trace(reinterpret_cast<void *>(buffer))); }
@@ -132,20 +172,10 @@ void decode_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor
                       const c10::optional<at::Tensor> &seq_len, const at::Tensor &o, const at::Tensor &lse,
                       int64_t n_splits, int64_t split_keys, const c10::optional<at::Tensor> &merge_o,
                       const c10::optional<at::Tensor> &merge_lse, int64_t stream, bool pdl) {
-    TORCH_CHECK(q.is_cuda(), "q must be a CUDA tensor");
+    check_qkv(q, k, v, "k", "v");
     const int64_t D = q.size(-1);
-    check_bhsd(q, "q", D); check_bhsd(k, "k", D); check_bhsd(v, "v", D);
-    check_cuda(k, "k", q); check_cuda(v, "v", q);
-    TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(), "q, k, v must share a dtype");
-    TORCH_CHECK(k.sizes() == v.sizes(), "k and v must have the same shape");
     TORCH_CHECK(k.size(0) == q.size(0), "k: batch must match q's");
-    const int32_t *sl = nullptr;
-    if (seq_len.has_value()) {
-        check_cuda(*seq_len, "seq_len", q);
-        TORCH_CHECK(seq_len->scalar_type() == at::kInt && seq_len->dim() == 1 && seq_len->size(0) == q.size(0) &&
-                        seq_len->is_contiguous(), "seq_len must be a contiguous int32 tensor of shape (B,)");
-        sl = seq_len->data_ptr<int32_t>();
-    }
+    const int32_t *sl = seq_len_ptr(seq_len, q);
     const tkp_out out = make_out(o, lse, q, n_splits);
     tkp_segment pre{};   // fp32 slots (S, B, Nq, Hq, D) / (S, B, Nq, Hq) merged in before the write
     TORCH_CHECK(merge_o.has_value() == merge_lse.has_value(), "merge_o and merge_lse go together");
@@ -325,6 +355,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("prefix_attention", &prefix_attention, "Hydragen prefix attention into o/lse slots",
           py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("lse"), py::arg("n_splits"),
           py::arg("consumer_warpgroups"), py::arg("schedule"), py::arg("max_blocks"), py::arg("stream"));
+    m.def("prefix_decode_attention", &prefix_decode_attention,
+          "Hydragen prefix attention with the suffix decode in the same kernel, both into fp32 slots",
+          py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"), py::arg("lse"), py::arg("n_splits"),
+          py::arg("schedule"), py::arg("max_blocks"), py::arg("uk"), py::arg("uv"), py::arg("seq_len"),
+          py::arg("u_o"), py::arg("u_lse"), py::arg("stream"));
     m.def("prefix_set_trace", &prefix_set_trace,
           "diagnostic: per-item timestamps of the prefix kernel into a CUDA buffer (0: off)", py::arg("buffer"));
     m.def("decode_attention", &decode_attention, "per-sequence decode attention into o/lse slots",

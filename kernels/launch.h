@@ -52,13 +52,25 @@ typedef struct {
 // sets the query rows per block (128 or 192). schedule (2 only): bit 0 ping-pong (the two warpgroups alternate their
 // Q K^T issue), bit 1 the overlapped loop (Q K^T of tile t with P V of tile t-1). max_blocks > 0 caps the grid: each
 // block then loops over (row block, prefix row, kv-head, split) work items. o 16-byte aligned, lse 4-byte aligned.
+// unique (nullptr: none): the suffix decode run by a fourth warpgroup of the same blocks (prefix_decode.cuh), for
+// D 128, consumer_warpgroups 2, schedule 0 or 1 and Nq * Hq/Hkv <= 16; both parts then write fp32 slots (a merge
+// joins them): the unique part slot 0 of its `out` (o_slot_stride unused), over per-sequence caches k, v (B, S, Hkv, D)
+// by strides, with seq_len as for tkp_decode_attention.
+typedef struct {
+    const void    *k, *v;
+    int64_t        k_sb, k_ss, k_sh, v_sb, v_ss, v_sh;
+    const int32_t *seq_len;
+    int            S;
+    tkp_out        out;
+} tkp_unique;
 const char *tkp_prefix_set_trace(void *buffer);   // diagnostic: per-item timestamps into buffer (nullptr: off)
 const char *tkp_prefix_attention(int dtype, int D,
                                  const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                                  const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                                  const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                                  int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits,
-                                 int consumer_warpgroups, int schedule, int max_blocks, tkp_out out, void *stream);
+                                 int consumer_warpgroups, int schedule, int max_blocks, tkp_out out,
+                                 const tkp_unique *unique, void *stream);
 
 // Per-sequence attention over the unique caches (kernels/hydragen/decode.cu). q (B, Nq, Hq, D); k, v (B, S, Hkv, D)
 // by strides in elements (D stride 1, 16-byte aligned rows). seq_len == nullptr: causal, bottom-right aligned (query n

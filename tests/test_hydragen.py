@@ -175,6 +175,49 @@ def test_decode_split_rule_is_within_6_5_percent_of_the_best_measured_split():
         assert 1 <= n <= math.ceil(keys / 64) and n * split_keys >= keys
 
 
+def test_prefix_decode_rule_on_its_measured_ab():
+    """tk_hydragen._prefix_decode_auto against its A/B (data/h200/dev/s36_prefix_decode/ab.csv, an H100: every c3 case
+    with a suffix and three of c1's, the default step against prefix_decode=True): every shape it picks was faster
+    fused, every shape it leaves was no more than 3 % faster fused, and the picks gain in geometric mean. It never picks
+    a memory-bound level, a caller's overlap, prefix_sms or decode splits, or a shape the kernel cannot run."""
+    import csv
+    import math
+    from pathlib import Path
+
+    from tkprefix.tk_hydragen import _prefix_decode_auto
+
+    def shapes(B, Hq, Hkv, P, S, Nq=1, D=128, Bp=1):
+        m = lambda *sh: torch.empty(*sh, dtype=torch.bfloat16, device="meta")
+        return m(B, Nq, Hq, D), m(B, S, Hkv, D), [(m(Bp, P, Hkv, D), m(Bp, P, Hkv, D))]
+
+    path = Path(__file__).parents[1] / "data/h200/dev/s36_prefix_decode/ab.csv"
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 27
+    picked = []
+    for r in rows:
+        B, Hq, Hkv, P, S = (int(r[c]) for c in ("B", "Hq", "Hkv", "P", "S"))
+        q, k, levels = shapes(B, Hq, Hkv, P, S)
+        ratio = float(r["fused_over_step"])
+        if _prefix_decode_auto(q, k, levels, None, None, None):
+            assert ratio < 1.0, (B, Hq, Hkv, P, S, ratio)
+            picked.append(ratio)
+        else:
+            assert ratio > 0.97, (B, Hq, Hkv, P, S, ratio)
+        if Hq == Hkv:   # c1: one row a kv-head, a memory-bound prefix
+            assert not _prefix_decode_auto(q, k, levels, None, None, None)
+    assert len(picked) >= 6 and math.exp(sum(map(math.log, picked)) / len(picked)) < 0.95
+    q, k, levels = shapes(2048, 8, 1, 4096, 64)   # a pick (0.86x), unless the caller or the shape rules it out
+    assert _prefix_decode_auto(q, k, levels, None, None, None)
+    assert not _prefix_decode_auto(q, k, levels, True, None, None)
+    assert not _prefix_decode_auto(q, k, levels, None, 66, None)
+    assert not _prefix_decode_auto(q, k, levels, None, None, 2)
+    assert not _prefix_decode_auto(q, k, levels + levels, None, None, None)   # two levels
+    assert not _prefix_decode_auto(*shapes(2048, 8, 1, 4096, 64, D=64), None, None, None)
+    assert not _prefix_decode_auto(*shapes(2048, 8, 1, 4096, 64, Nq=3), None, None, None)   # 24 rows a kv-head
+    assert not _prefix_decode_auto(*shapes(2048, 8, 1, 4096, 0), None, None, None)         # no unique part
+    assert not _prefix_decode_auto(*shapes(16, 8, 1, 65536, 64), None, None, None)          # 128 stacked rows
+
+
 def test_corun_rule_never_loses_on_the_measured_sweep():
     """tk_hydragen._corun_sms against its H200 sweep (data/h200/dev/s12_corun/corun_call1.csv: the c3 shapes with a
     suffix, the serial step and the co-run with the prefix on 44-120 SMs): the rule's pick, timed at the nearest

@@ -38,8 +38,77 @@ template<int D> struct tile_chunks {
     static constexpr int CHUNKS_PER_ROW = D / 8;                        // 16-byte chunks per key row
     static constexpr int ROWS_PER_PASS  = tile16::THREADS / CHUNKS_PER_ROW;
     static constexpr int PASSES         = tile16::KEYS / ROWS_PER_PASS;
-    static __device__ __forceinline__ int row() { return threadIdx.x / CHUNKS_PER_ROW; }
-    static __device__ __forceinline__ int col() { return threadIdx.x % CHUNKS_PER_ROW * 8; }
+    // the thread's index within its four warps (a decode warpgroup of the prefix kernel has threads 384..511)
+    static __device__ __forceinline__ int tid() { return threadIdx.x % tile16::THREADS; }
+    static __device__ __forceinline__ int row() { return tid() / CHUNKS_PER_ROW; }
+    static __device__ __forceinline__ int col() { return tid() % CHUNKS_PER_ROW * 8; }
+};
+
+// The loads and key visibility of a decode over (B, S, Hkv, D) caches, shared by the Hydragen decode kernels
+// (kernels/hydragen/decode.cu) and the decode warpgroup of the prefix kernel (kernels/hydragen/prefix_decode.cuh).
+// G: their globals, with q_sn, q_sh, R (q-heads a kv-head), rows (Nq * R), by_r (divides by R), seq_len, S, Nq.
+
+// The block's query rows [row_base, row_base + ROWS) into q_s (rows past g.rows as zeros); no commit: they join the
+// K/V tile's group.
+template<typename T, int D, int ROWS, typename G>
+__device__ __forceinline__ void load_q_rows(T (*q_s)[D + tile16::PAD], const G &g, const T *q, int h, int row_base) {
+    using C = tile_chunks<D>;
+    static_assert(ROWS % C::ROWS_PER_PASS == 0, "whole passes");
+    #pragma unroll
+    for (int i = 0; i < ROWS / C::ROWS_PER_PASS; i++) {
+        const int r = C::row() + i * C::ROWS_PER_PASS, row = row_base + r;
+        int n, j;
+        g.by_r.divmod(row, n, j);
+        const bool ok = row < g.rows;
+        const T *src = ok ? q + n * g.q_sn + (h * g.R + j) * g.q_sh + C::col() : q;
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&q_s[r][C::col()])), src, ok);
+    }
+}
+// Keys [key0, key0 + 64) of K and V into stage `stage` (keys >= key_hi as zeros, so no stale value enters P V);
+// commits one cp.async group.
+template<typename T, int D>
+__device__ __forceinline__ void load_kv_tile(T (*k_s)[tile16::KEYS][D + tile16::PAD],
+                                             T (*v_s)[tile16::KEYS][D + tile16::PAD], int stage,
+                                             const T *kbase, int64_t k_ss, const T *vbase, int64_t v_ss,
+                                             int key0, int key_hi) {
+    using C = tile_chunks<D>;
+    const int kr0 = C::row(), col = C::col();
+    const T *kp = kbase + (int64_t)(key0 + kr0) * k_ss + col, *vp = vbase + (int64_t)(key0 + kr0) * v_ss + col;
+    #pragma unroll
+    for (int i = 0; i < C::PASSES; i++) {
+        const int kr = kr0 + i * C::ROWS_PER_PASS;
+        const bool ok = key0 + kr < key_hi;   // else a zero fill (src-size 0, nothing read)
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[stage][kr][col])), ok ? kp : kbase, ok);
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[stage][kr][col])), ok ? vp : vbase, ok);
+        kp += C::ROWS_PER_PASS * k_ss;
+        vp += C::ROWS_PER_PASS * v_ss;
+    }
+    cp_async_commit();
+}
+// The same for one matrix (K or V) of one 64-key tile, no commit: the caller groups it.
+template<typename T, int D>
+__device__ __forceinline__ void load_key_rows(T (*dst)[D + tile16::PAD], const T *base, int64_t ss, int key0,
+                                              int key_hi) {
+    using C = tile_chunks<D>;
+    const int kr0 = C::row(), col = C::col();
+    const T *p = base + (int64_t)(key0 + kr0) * ss + col;
+    #pragma unroll
+    for (int i = 0; i < C::PASSES; i++) {
+        const int kr = kr0 + i * C::ROWS_PER_PASS;
+        const bool ok = key0 + kr < key_hi;
+        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&dst[kr][col])), ok ? p : base, ok);
+        p += C::ROWS_PER_PASS * ss;
+    }
+}
+
+// Keys [0, limit) are visible to stacked row `row` (n = row / R) of sequence b; limits grow with the row index.
+template<typename G> struct key_limits {
+    int seq_limit;   // seq_len[b] clamped to [0, S], or -1: causal
+    __device__ __forceinline__ key_limits(const G &g, int b)
+        : seq_limit(g.seq_len ? min(max(g.seq_len[b], 0), g.S) : -1) {}
+    __device__ __forceinline__ int operator()(const G &g, int row) const {
+        return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + g.by_r.div(row) + 1);
+    }
 };
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *smem) {
@@ -138,15 +207,26 @@ template<int D> struct state {
     float acc[NT][4] = {};
 };
 
+// The barrier of the tile's four warps: BAR 0 = the block's (__syncthreads; a block of these four warps only), else
+// named barrier BAR of 128 threads (the four warps of a warpgroup inside a larger block).
+template<int BAR> __device__ __forceinline__ void sync() {
+    if constexpr (BAR == 0) __syncthreads();
+    else asm volatile("bar.sync %0, %1;\n" ::"n"(BAR), "n"(THREADS) : "memory");
+}
+struct no_hook { __device__ __forceinline__ void operator()() const {} };
+
 // One tile: keys [key0, key0 + 64) in sm.k / sm.v (keys >= key_hi zero-filled), the 16 rows in sm.q; keys at or past
-// a row's limit (lim0: row gid, lim1: gid + 8; absolute key indices) are masked. Two block barriers inside; the
-// caller puts one between two steps (they reuse the buffers) and one between the tile's loads and the step.
+// a row's limit (lim0: row gid, lim1: gid + 8; absolute key indices) are masked. Two barriers (sync<BAR>) inside;
+// the caller puts one between two steps (they reuse the buffers) and one between the tile's loads and the step.
 // FIRST: st is the empty state (a single tile, or the first): nothing to rescale.
-template<typename T, int D, bool FIRST = false>
-__device__ __forceinline__ void step(const smem<T, D> &sm, state<D> &st, int key0, int key_hi, int lim0, int lim1) {
+// Hooks, for a caller that streams the next tile in during this one: after_scores() runs once every warp has read Q
+// and K (sm.q and sm.k may be refilled), before_pv() just before the barrier after which V is read (wait for it).
+template<typename T, int D, bool FIRST = false, int BAR = 0, typename AfterScores = no_hook, typename BeforePV = no_hook>
+__device__ __forceinline__ void step(const smem<T, D> &sm, state<D> &st, int key0, int key_hi, int lim0, int lim1,
+                                     AfterScores after_scores = {}, BeforePV before_pv = {}) {
     constexpr int FPW = D / WARPS;   // features of O a warp
     static_assert(FPW % 16 == 0, "D 64 or 128");
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32 % WARPS, lane = threadIdx.x % 32;
     const int gid = lane / 4, tig = lane % 4;
 
     // ---- S (16 rows x this warp's 16 keys) = Q K^T, into base 2 and masked; the rows' maxima over the tile
@@ -174,7 +254,8 @@ __device__ __forceinline__ void step(const smem<T, D> &sm, state<D> &st, int key
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
     if (tig == 0) { sm.m_part[warp][gid] = mx0; sm.m_part[warp][gid + 8] = mx1; }
-    __syncthreads();
+    sync<BAR>();
+    after_scores();
     float m0 = st.m0, m1 = st.m1;
     #pragma unroll
     for (int w = 0; w < WARPS; w++) { m0 = fmaxf(m0, sm.m_part[w][gid]); m1 = fmaxf(m1, sm.m_part[w][gid + 8]); }
@@ -195,7 +276,8 @@ __device__ __forceinline__ void step(const smem<T, D> &sm, state<D> &st, int key
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     if (tig == 0) { sm.l_part[warp][gid] = l0; sm.l_part[warp][gid + 8] = l1; }
-    __syncthreads();
+    before_pv();
+    sync<BAR>();
     l0 = l1 = 0.f;
     #pragma unroll
     for (int w = 0; w < WARPS; w++) { l0 += sm.l_part[w][gid]; l1 += sm.l_part[w][gid + 8]; }

@@ -69,43 +69,6 @@ template<typename T, int N> __device__ __forceinline__ void load_vec(const T *p,
     for (int i = 0; i < N; i++) x[i] = to_float(e[i]);
 }
 
-// The block's query rows [row_base, row_base + ROWS) into q_s (rows past g.rows as zeros); no commit: they join the
-// K/V tile's group.
-template<typename T, int D, int ROWS>
-__device__ __forceinline__ void load_q_rows(T (*q_s)[D + PAD], const globals &g, const T *q, int h, int row_base) {
-    using C = tile_chunks<D>;
-    static_assert(ROWS % C::ROWS_PER_PASS == 0, "whole passes");
-    #pragma unroll
-    for (int i = 0; i < ROWS / C::ROWS_PER_PASS; i++) {
-        const int r = C::row() + i * C::ROWS_PER_PASS, row = row_base + r;
-        int n, j;
-        g.by_r.divmod(row, n, j);
-        const bool ok = row < g.rows;
-        const T *src = ok ? q + n * g.q_sn + (h * g.R + j) * g.q_sh + C::col() : q;
-        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&q_s[r][C::col()])), src, ok);
-    }
-}
-// Keys [key0, key0 + 64) of K and V into stage `stage` (keys >= key_hi as zeros, so no stale value enters P V);
-// commits one cp.async group.
-template<typename T, int D>
-__device__ __forceinline__ void load_kv_tile(T (*k_s)[TILE_KEYS][D + PAD], T (*v_s)[TILE_KEYS][D + PAD], int stage,
-                                             const T *kbase, int64_t k_ss, const T *vbase, int64_t v_ss,
-                                             int key0, int key_hi) {
-    using C = tile_chunks<D>;
-    const int kr0 = C::row(), col = C::col();
-    const T *kp = kbase + (int64_t)(key0 + kr0) * k_ss + col, *vp = vbase + (int64_t)(key0 + kr0) * v_ss + col;
-    #pragma unroll
-    for (int i = 0; i < C::PASSES; i++) {
-        const int kr = kr0 + i * C::ROWS_PER_PASS;
-        const bool ok = key0 + kr < key_hi;   // else a zero fill (src-size 0, nothing read)
-        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&k_s[stage][kr][col])), ok ? kp : kbase, ok);
-        cp_async_16(static_cast<uint32_t>(__cvta_generic_to_shared(&v_s[stage][kr][col])), ok ? vp : vbase, ok);
-        kp += C::ROWS_PER_PASS * k_ss;
-        vp += C::ROWS_PER_PASS * v_ss;
-    }
-    cp_async_commit();
-}
-
 // The end of one query row: un-normalised o (this lane's N features, in groups of G adjacent columns, group i at
 // column col0 + i * STEP), base-2 state (m_all, l_all) -> optional fused merge with the prefix slots g.pre -> o (final
 // dtype or fp32 slot `split`) and, where write_lse, lse.
@@ -165,16 +128,6 @@ __device__ __forceinline__ void write_row(const globals &g, int b, int h, int sp
     }
     if (write_lse) g.out.lse[split * g.out.lse_slot_stride + ro] = lse;
 }
-
-// Keys [0, limit) are visible to stacked row `row` (n = row / R) of sequence b; limits grow with the row index.
-struct key_limits {
-    int seq_limit;   // seq_len[b] clamped to [0, S], or -1: causal
-    __device__ __forceinline__ key_limits(const globals &g, int b)
-        : seq_limit(g.seq_len ? min(max(g.seq_len[b], 0), g.S) : -1) {}
-    __device__ __forceinline__ int operator()(const globals &g, int row) const {
-        return seq_limit >= 0 ? seq_limit : max(0, g.S - g.Nq + g.by_r.div(row) + 1);
-    }
-};
 
 // The one-stage kernel takes Q through shared memory (Q_SMEM): two 16-byte cp.async a thread in the K/V tile's group
 // and one ldmatrix a fragment, instead of 4 * D/16 four-byte loads a lane, each of the four warps its own; the

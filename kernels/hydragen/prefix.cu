@@ -16,11 +16,13 @@
 //     per-step transpose); query rows are gathered by address (q may have any Hq/Hkv ratio, any strides).
 //   * LSE is the natural-log log-sum-exp (TK's kernel stores -sqrt(D)*LSE).
 //   * the output is either the final o (input dtype) or, when the key range is split, fp32 partial slots.
+//   * DEC: a fourth warpgroup runs the suffix decode in the same blocks (prefix_decode.cuh), both into fp32 slots.
 #include "kittens.cuh"
 #include <cuda.h>
 #include "../launch.h"
 #include "../common/tkp_common.cuh"
 #include "../common/tkp_softmax.cuh"
+#include "prefix_decode.cuh"
 
 using namespace kittens;
 
@@ -29,12 +31,16 @@ namespace prefix {
 
 // CW = consumer warpgroups per block (3 like TK's mha_h100, or 2: 128-row blocks fill the 132 SMs in fewer,
 // fuller waves for some shapes; the host picks per shape).
-template<int CW> constexpr int NUM_THREADS = (CW + 1) * WARPGROUP_THREADS;   // + the producer warpgroup
+// + the producer warpgroup (+ DEC: the decode warpgroup)
+template<int CW, bool DEC = false> constexpr int NUM_THREADS = (CW + 1 + DEC) * WARPGROUP_THREADS;
 // setmaxnreg only moves registers inside the block's allocation (NUM_THREADS x the compiled count, which
 // __launch_bounds__(.., 1) caps at 128 for CW=3 and 168 for CW=2): (CW*CONSUMER + PRODUCER) * 128 must fit in it, or
 // the consumers' increase waits forever. The launcher checks this against the compiled count.
-template<int CW> constexpr int CONSUMER_REGS = CW == 3 ? 160 : 240;
+// DEC (512 threads, 128 registers each): 2 x 200 + 24 + 88 = 4 x 128; the decode warpgroup's code needs 86 (its
+// SASS under nvcc 13.0), the consumers' serial loop 181 of 184 at a first try.
+template<int CW, bool DEC = false> constexpr int CONSUMER_REGS = DEC ? 200 : CW == 3 ? 160 : 240;
 constexpr int PRODUCER_REGS = 24;
+constexpr int DECODE_REGS = 88;
 constexpr int Q_ROWS  = 64;                                                  // query rows per consumer warpgroup
 constexpr int KV_ROWS = 128;                                                 // keys per pipeline stage
 // Short compute-bound items (fewer than 12 tiles of 128, so the serial loop) take 176-key tiles, FlashAttention-3's:
@@ -44,10 +50,11 @@ constexpr int KV_ROWS_WIDE = 176;
 // K/V pipeline depth. The serial loop, which also streams memory-bound prefixes, goes as deep as 227 KB of shared
 // memory allows (D=128, CW=2: 32 KB of q + 3 x 64 KB of K/V; 2 x 88 KB with 176-key tiles). The overlapped loop
 // (compute-bound items) runs 2: it measured 2-4 % faster than 3 on c3's suffix-0 shapes (s18_prefix_stages).
-template<int D, int CW, bool OVERLAP, int KV>
-constexpr int STAGES = (D == 64) ? 4 : (CW == 2 && !OVERLAP && KV == KV_ROWS ? 3 : 2);
+// DEC: 2, to leave room for the decode warpgroup's 41 KB.
+template<int D, int CW, bool OVERLAP, int KV, bool DEC = false>
+constexpr int STAGES = DEC ? 2 : (D == 64) ? 4 : (CW == 2 && !OVERLAP && KV == KV_ROWS ? 3 : 2);
 
-template<typename T, int D, int CW, bool OVERLAP, int KV> struct layout {
+template<typename T, int D, int CW, bool OVERLAP, int KV, bool DEC = false> struct layout {
     static constexpr int BLOCK_ROWS = CW * Q_ROWS;        // query rows per block
     using q_tile     = st<T, Q_ROWS, D>;                  // one consumer warpgroup's queries
     using kv_tile    = st<T, KV, D>;                      // KV keys (or values)
@@ -59,9 +66,11 @@ template<typename T, int D, int CW, bool OVERLAP, int KV> struct layout {
     // The overlapped loop double-buffers q: the next item's rows load from this item's start, not in its last tile
     // (1-2 % faster, data/h200/dev/s20_softmax_overlap). The serial loop, 3 K/V stages deep, has no room for it.
     static constexpr int Q_BUFS = OVERLAP ? 2 : 1;
+    struct decode_smem { alignas(16) unsigned char bytes[tile16::layout<T, D>::BYTES]; };   // DEC only
     static constexpr size_t smem_bytes =
         1024 /* alignment slack */ + Q_BUFS * CW * sizeof(q_tile) +
-        2 * STAGES<D, CW, OVERLAP, KV> * sizeof(kv_tile) + 1024 /* the lse vectors, 1024-aligned */;
+        2 * STAGES<D, CW, OVERLAP, KV, DEC> * sizeof(kv_tile) + 1024 /* the lse vectors, 1024-aligned */ +
+        (DEC ? (sizeof(decode_smem) + 1023) / 1024 * 1024 : 0);
 };
 
 struct globals {
@@ -79,6 +88,7 @@ struct globals {
     int groups;                   // Bp * Hkv
     int n_splits;
     int pingpong;                 // CW = 2 only: alternate the warpgroups' Q K^T issue
+    prefix_decode::unique_part u; // DEC only: the suffix decode's part
 };
 
 // Stacked row m of (prefix row bp, kv-head h) -> sequence b, position n, q-head hq.
@@ -200,15 +210,16 @@ __device__ __forceinline__ work_item item_of(const globals &g, int w) {
 // The key mask runs in a separate last step: with its branch in the loop, ptxas waited for P V right after S_t;
 // without it, after most of t's row max. Turns and mask step together are 2-3 % faster on c3's compute-bound
 // prefixes; either alone, or masking by selects, is slower (data/h200/dev/s21_overlap_pingpong).
-template<typename T, int D, int CW, bool OVERLAP, int KV>
-__global__ __launch_bounds__(NUM_THREADS<CW>, 1)
+template<typename T, int D, int CW, bool OVERLAP, int KV, bool DEC = false>
+__global__ __launch_bounds__(NUM_THREADS<CW, DEC>, 1)
 void prefix_kernel(const __grid_constant__ globals g) {
-    using L = layout<T, D, CW, OVERLAP, KV>;
-    constexpr int CONSUMER_WARPGROUPS = CW, NUM_WARPGROUPS = CW + 1;
-    constexpr int S = STAGES<D, CW, OVERLAP, KV>;
+    using L = layout<T, D, CW, OVERLAP, KV, DEC>;
+    constexpr int CONSUMER_WARPGROUPS = CW, PRODUCER_WG = CW, DECODE_WG = CW + 1;
+    constexpr int S = STAGES<D, CW, OVERLAP, KV, DEC>;
     static_assert(L::smem_bytes + 4 * S * sizeof(semaphore) <= MAX_SHARED_MEMORY, "shared memory");
     static_assert(!OVERLAP || CW == 2, "the overlapped loop needs CW = 2's registers");
     static_assert(KV == KV_ROWS || (CW == 2 && !OVERLAP), "wide tiles: the serial loop of 2-consumer blocks");
+    static_assert(!DEC || (CW == 2 && !OVERLAP && KV == KV_ROWS), "DEC: the serial loop of 2-consumer blocks");
     constexpr float SCALE = softmax_scale_log2<D>();   // 1/sqrt(D) * log2(e): scores in base 2
     // The decode (or merge) after this kernel may be scheduled now: its blocks take the SMs this grid's blocks leave
     // (a prefix block holds an SM's registers) and wait for this grid before they read its slots (tkp_common.cuh).
@@ -221,6 +232,8 @@ void prefix_kernel(const __grid_constant__ globals g) {
     typename L::kv_tile (&k_smem)[S]                     = al.allocate<typename L::kv_tile, S>();
     typename L::kv_tile (&v_smem)[S]                     = al.allocate<typename L::kv_tile, S>();
     typename L::lse_vec (&lse_smem)[CONSUMER_WARPGROUPS] = al.allocate<typename L::lse_vec, CONSUMER_WARPGROUPS>();
+    unsigned char *decode_smem = nullptr;
+    if constexpr (DEC) decode_smem = al.allocate<typename L::decode_smem>().bytes;
     __shared__ semaphore k_arrived[S], v_arrived[S], k_free[S], v_free[S];
     const int wg = warpgroup::groupid();
     const int n_items = g.m_blocks * g.groups * g.n_splits;
@@ -236,7 +249,13 @@ void prefix_kernel(const __grid_constant__ globals g) {
     }
     __syncthreads();
 
-    if (wg == NUM_WARPGROUPS - 1) {
+    if (wg == DECODE_WG) {
+        // ================================================================ DEC: the suffix decode (prefix_decode.cuh)
+        if constexpr (DEC) {
+            warpgroup::decrease_registers<DECODE_REGS>();
+            prefix_decode::run<T, D>(g.u, g.q, decode_smem);
+        }
+    } else if (wg == PRODUCER_WG) {
         // ================================================================ producer: K/V tiles through TMA
         warpgroup::decrease_registers<PRODUCER_REGS>();
         if (warpgroup::laneid() == 0) {
@@ -257,7 +276,7 @@ void prefix_kernel(const __grid_constant__ globals g) {
         }
     } else {
         // ================================================================ consumers: online softmax with wgmma
-        warpgroup::increase_registers<CONSUMER_REGS<CW>>();
+        warpgroup::increase_registers<CONSUMER_REGS<CW, DEC>>();
         typename L::att_tile att;
         typename L::att_mma  att_mma;
         typename L::o_tile   o_reg;
@@ -452,13 +471,14 @@ const char *make_kv_map(CUtensorMap *map, const void *base, int Bp, int P, int H
     return nullptr;
 }
 
-template<typename T, int D, int CW, bool OVERLAP, int KV = KV_ROWS>
+template<typename T, int D, int CW, bool OVERLAP, int KV = KV_ROWS, bool DEC = false>
 const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
                    const void *k, int64_t k_sb, int64_t k_sp, int64_t k_sh,
                    const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                    int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits, int pingpong, int max_blocks,
-                   tkp_out out, cudaStream_t stream) {
-    using L = layout<T, D, CW, OVERLAP, KV>;
+                   tkp_out out, const tkp_unique *unique, cudaStream_t stream) {
+    using L = layout<T, D, CW, OVERLAP, KV, DEC>;
+    constexpr auto kernel = prefix_kernel<T, D, CW, OVERLAP, KV, DEC>;
     globals g{};
     if (const char *e = make_kv_map<T, D, KV>(&g.k_map, k, Bp, P, Hkv, k_sb, k_sp, k_sh)) return e;
     if (const char *e = make_kv_map<T, D, KV>(&g.v_map, v, Bp, P, Hkv, v_sb, v_sp, v_sh)) return e;
@@ -477,14 +497,28 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
     g.groups = Bp * Hkv; g.n_splits = n_splits;
     const int64_t n_items = (int64_t)g.m_blocks * Bp * Hkv * n_splits;
     if (n_items >= (1ll << 31)) return arg_error("prefix: grid too large");
+    int64_t units = 0;
+    if constexpr (DEC) {
+        prefix_decode::unique_part &u = g.u;
+        u.k = unique->k; u.v = unique->v;
+        u.q_sb = q_sb; u.q_sn = q_sn; u.q_sh = q_sh;
+        u.k_sb = unique->k_sb; u.k_ss = unique->k_ss; u.k_sh = unique->k_sh;
+        u.v_sb = unique->v_sb; u.v_ss = unique->v_ss; u.v_sh = unique->v_sh;
+        u.seq_len = unique->seq_len; u.out = unique->out;
+        u.S = unique->S; u.Nq = Nq; u.Hq = Hq; u.R = g.R; u.rows = Nq * g.R;
+        units = (int64_t)B * Hkv;
+        if (units >= (1ll << 31)) return arg_error("prefix: too many decode units (B * Hkv)");
+        u.units = (int)units;
+        u.by_r = fast_divmod(g.R); u.by_hkv = fast_divmod(Hkv);
+    }
 
     static bool attribute_set = false;   // per instantiation
     if (!attribute_set) {
-        TKP_TRY(cudaFuncSetAttribute(prefix_kernel<T, D, CW, OVERLAP, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
+        TKP_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::smem_bytes));
         cudaFuncAttributes attr;
-        TKP_TRY(cudaFuncGetAttributes(&attr, prefix_kernel<T, D, CW, OVERLAP, KV>));
-        const int pool = ((attr.numRegs + 7) / 8 * 8) * NUM_THREADS<CW>;
-        const int need = (CW * CONSUMER_REGS<CW> + PRODUCER_REGS) * WARPGROUP_THREADS;
+        TKP_TRY(cudaFuncGetAttributes(&attr, kernel));
+        const int pool = ((attr.numRegs + 7) / 8 * 8) * NUM_THREADS<CW, DEC>;
+        const int need = (CW * CONSUMER_REGS<CW, DEC> + PRODUCER_REGS + (DEC ? DECODE_REGS : 0)) * WARPGROUP_THREADS;
         if (need > pool) {
             static thread_local char buf[200];
             snprintf(buf, sizeof(buf), "prefix kernel (CW=%d) compiled to %d registers/thread: setmaxnreg needs %d of %d "
@@ -493,8 +527,11 @@ const char *launch(const void *q, int64_t q_sb, int64_t q_sn, int64_t q_sh,
         }
         attribute_set = true;
     }
-    const int grid = max_blocks > 0 && max_blocks < n_items ? max_blocks : (int)n_items;
-    prefix_kernel<T, D, CW, OVERLAP, KV><<<grid, NUM_THREADS<CW>, L::smem_bytes, stream>>>(g);
+    // DEC: a persistent grid of one wave at most (a block an SM), over the prefix items and the decode units
+    const int64_t work = DEC ? std::max(n_items, units) : n_items;
+    const int64_t cap = max_blocks > 0 ? max_blocks : DEC ? tkp_num_sms() : work;
+    const int grid = (int)std::min(cap, work);
+    kernel<<<grid, NUM_THREADS<CW, DEC>, L::smem_bytes, stream>>>(g);
     return launch_error("tkp prefix_kernel launch");
 }
 
@@ -513,7 +550,7 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
                                             const void *v, int64_t v_sb, int64_t v_sp, int64_t v_sh,
                                             int B, int Nq, int Hq, int Bp, int P, int Hkv, int n_splits,
                                             int consumer_warpgroups, int schedule, int max_blocks, tkp_out out,
-                                            void *stream) {
+                                            const tkp_unique *unique, void *stream) {
     using namespace tkp;
     if (B <= 0 || Nq <= 0 || Hq <= 0 || Bp <= 0 || Hkv <= 0) return arg_error("prefix: B, Nq, Hq, Bp, Hkv must be positive");
     if (B % Bp != 0) return arg_error("prefix: the prefix batch Bp must divide the batch B");
@@ -528,6 +565,32 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
     if ((reinterpret_cast<uintptr_t>(out.o) & 15) || (reinterpret_cast<uintptr_t>(out.lse) & 3))
         return arg_error("prefix: o must be 16-byte aligned and lse 4-byte aligned");
     cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (unique) {   // DEC: the suffix decode in a fourth warpgroup (prefix_decode.cuh)
+        if (D != 128 || consumer_warpgroups != 2 || (schedule & ~1))
+            return arg_error("prefix: the decode inside the prefix kernel needs D 128, 2 consumer warpgroups and the "
+                             "serial loop (schedule 0 or 1)");
+        if ((int64_t)Nq * (Hq / Hkv) > 16) return arg_error("prefix: the decode inside needs Nq * Hq/Hkv <= 16 rows");
+        if (out.o_dtype != TKP_FP32 || unique->out.o_dtype != TKP_FP32)
+            return arg_error("prefix: with the decode inside, both parts write fp32 slots");
+        if (unique->S < 0) return arg_error("prefix: the unique part's S must be >= 0");
+        const int64_t strides[6] = {unique->k_sb, unique->k_ss, unique->k_sh, unique->v_sb, unique->v_ss, unique->v_sh};
+        for (int64_t st : strides)
+            if (st % 8 != 0) return arg_error("prefix: unique k/v strides must be multiples of 8 elements");
+        if ((reinterpret_cast<uintptr_t>(unique->k) | reinterpret_cast<uintptr_t>(unique->v) |
+             reinterpret_cast<uintptr_t>(unique->out.o)) & 15)
+            return arg_error("prefix: unique k/v and their o slot must be 16-byte aligned");
+        if (!unique->out.lse || (reinterpret_cast<uintptr_t>(unique->out.lse) & 3))
+            return arg_error("prefix: the unique part's lse must be a 4-byte aligned float buffer");
+#define TKP_PREFIX_DEC(TT)                                                                                        \
+        return prefix::launch<TT, 128, 2, false, prefix::KV_ROWS, true>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, \
+                                                                        v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, Hkv,     \
+                                                                        n_splits, schedule & 1, max_blocks, out,    \
+                                                                        unique, s)
+        if (dtype == TKP_BF16) TKP_PREFIX_DEC(kittens::bf16);
+        if (dtype == TKP_FP16) TKP_PREFIX_DEC(half);
+#undef TKP_PREFIX_DEC
+        return arg_error("prefix: unsupported dtype (bf16 or fp16)");
+    }
     if (schedule & 4) {   // bit 2: 176-key tiles (KV_ROWS_WIDE)
         if (D != 128 || consumer_warpgroups != 2 || (schedule & 3) || n_splits != 1)
             return arg_error("prefix: 176-key tiles (schedule bit 2) need D 128, 2 consumer warpgroups, one split and "
@@ -535,7 +598,7 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
 #define TKP_PREFIX_WIDE(TT)                                                                                       \
         return prefix::launch<TT, 128, 2, false, prefix::KV_ROWS_WIDE>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v,  \
                                                                        v_sb, v_sp, v_sh, B, Nq, Hq, Bp, P, Hkv, 1, 0, \
-                                                                       max_blocks, out, s)
+                                                                       max_blocks, out, nullptr, s)
         if (dtype == TKP_BF16) TKP_PREFIX_WIDE(kittens::bf16);
         if (dtype == TKP_FP16) TKP_PREFIX_WIDE(half);
 #undef TKP_PREFIX_WIDE
@@ -543,12 +606,12 @@ extern "C" const char *tkp_prefix_attention(int dtype, int D,
 #define TKP_PREFIX_CASE(TT, DD)                                                                               \
     return consumer_warpgroups == 3                                                                               \
         ? prefix::launch<TT, DD, 3, false>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, \
-                                           Bp, P, Hkv, n_splits, 0, max_blocks, out, s)                          \
+                                           Bp, P, Hkv, n_splits, 0, max_blocks, out, nullptr, s)                          \
         : (schedule & 2)                                                                                          \
         ? prefix::launch<TT, DD, 2, true>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, \
-                                          Bp, P, Hkv, n_splits, 0, max_blocks, out, s)                           \
+                                          Bp, P, Hkv, n_splits, 0, max_blocks, out, nullptr, s)                           \
         : prefix::launch<TT, DD, 2, false>(q, q_sb, q_sn, q_sh, k, k_sb, k_sp, k_sh, v, v_sb, v_sp, v_sh, B, Nq, Hq, \
-                                           Bp, P, Hkv, n_splits, schedule & 1, max_blocks, out, s)
+                                           Bp, P, Hkv, n_splits, schedule & 1, max_blocks, out, nullptr, s)
     if (dtype == TKP_BF16 && D == 64)  TKP_PREFIX_CASE(kittens::bf16, 64);
     if (dtype == TKP_BF16 && D == 128) TKP_PREFIX_CASE(kittens::bf16, 128);
     if (dtype == TKP_FP16 && D == 64)  TKP_PREFIX_CASE(half, 64);

@@ -4,7 +4,8 @@ Usage: compute-sanitizer --tool memcheck python scripts/device/sanitize_small.py
 Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4; the overlapped loop on a persistent grid; 176-key
 tiles), decode (causal + seq_len with an empty sequence; 2 and 3 splits: two-tile splits, and one-tile splits on the
 one-stage kernel; 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800 blocks, more than fit at once,
-with a prefix merged in, co-run with the prefix on 3 SMs, and on 64-key caches), merge. Prints the max error of each
+with a prefix merged in, co-run with the prefix on 3 SMs, and on 64-key caches), the decode inside the prefix kernel
+(prefix_decode), merge. Prints the max error of each
 against a float64 reference.
 """
 import math
@@ -79,6 +80,9 @@ for D in (64, 128):
     # the same step co-run: the prefix's persistent grid on 3 SMs beside the decode (side stream), then the merge
     o = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], sl, prefix_sms=3)
     print(f"co-run D{D} prefix on 3 SMs: max err {(o.double() - r).abs().max().item():.3e}")
+    if D == 128:   # the decode inside the prefix kernel: 800 units over a one-wave grid beside 26 prefix items
+        o = tkh.hydragen_attention_nopad(q, k, v, [pk], [pv], sl, prefix_decode=True)
+        print(f"prefix_decode D{D}: max err {(o.double() - r).abs().max().item():.3e}, NaN {int(o.isnan().sum())}")
     # 64-key caches read in place from the 100-key ones (one tile a block: the one-stage kernel), prefix merged in
     sl64 = sl.clamp(max=64)
     o = tkh.hydragen_attention_nopad(q, k[:, :64], v[:, :64], [pk], [pv], sl64, overlap=False)

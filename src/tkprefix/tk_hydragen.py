@@ -431,11 +431,52 @@ def merge_states(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
     return o, lse
 
 
+PREFIX_DECODE_AUTO = True      # prefix_decode=None takes the fused kernel where _prefix_decode_auto says so
+PREFIX_DECODE_MAX_RATIO = 0.7  # the decode's time over the prefix's (both estimated as in _corun_sms) at most this
+
+
+def _prefix_decode_auto(q, k, levels, overlap, prefix_sms, decode_n_splits) -> bool:
+    """Whether prefix_decode=None runs the decode inside the prefix kernel. Measured on an H100
+    (data/h200/dev/s36_prefix_decode/ab.csv: every c3 case with a suffix and three of c1's): the fused step is
+    0.86-0.99x the default step's time wherever the decode's estimated time is at most 0.49x the prefix's (7 shapes:
+    c3 at suffix 64 from B1024 8/1 and B2048 32/8, and 8/1 B4096 at suffix 256), and 1.05-1.27x where it is 0.98x or
+    more (but for 0.98x on 8/1 B2048 S256); the threshold sits between the two. The one decode warpgroup an SM keeps
+    about one tile in flight, so a larger decode outlasts the prefix it hides under. Only for compute-bound levels (CORUN_MIN_ROWS
+    stacked rows; none with fewer was measured) and where the kernel applies; never where the caller asks for the
+    overlap, prefix_sms or decode splits."""
+    if not PREFIX_DECODE_AUTO or len(levels) != 1 or k.shape[1] == 0:
+        return False
+    if overlap or prefix_sms is not None or decode_n_splits not in (None, 1):
+        return False
+    B, Nq, Hq, D = q.shape
+    (sk, _), = levels
+    if D != 128 or Nq * (Hq // k.shape[2]) > 16 or _stacked_rows(q, sk) < CORUN_MIN_ROWS:
+        return False
+    t_p = 4 * B * Nq * Hq * sk.shape[1] * D / CORUN_PREFIX_FLOPS
+    t_d = 2 * B * k.shape[1] * k.shape[2] * D * k.element_size() / CORUN_DECODE_BYTES
+    return t_d <= PREFIX_DECODE_MAX_RATIO * t_p
+
+
+def _check_prefix_decode(q, k, levels, overlap, prefix_sms, decode_n_splits):
+    """What prefix_decode=True needs (the kernel's limits: tkp_prefix_attention's `unique`)."""
+    B, Nq, Hq, D = q.shape
+    if len(levels) != 1 or k.shape[1] == 0:
+        raise ValueError(f"prefix_decode: needs exactly one non-empty shared level and a unique part (k.shape[1] > 0), "
+                         f"got {len(levels)} non-empty levels and k.shape[1] = {k.shape[1]}")
+    if D != 128:
+        raise ValueError(f"prefix_decode: needs head_dim 128, got {D}")
+    if Nq * (Hq // k.shape[2]) > 16:
+        raise ValueError(f"prefix_decode: needs Nq * Hq/Hkv <= 16 query rows a kv-head, got {Nq * (Hq // k.shape[2])}")
+    if overlap or prefix_sms is not None or decode_n_splits not in (None, 1):
+        raise ValueError("prefix_decode: the decode runs inside the prefix kernel, unsplit; overlap, prefix_sms and "
+                         "decode_n_splits do not apply")
+
+
 def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared_ks, shared_vs,
                              seq_len: torch.Tensor | None = None, *, return_lse: bool = False,
                              prefix_n_splits: int | None = None, decode_n_splits: int | None = None,
                              fuse_merge: bool = True, overlap: bool | None = None, prefix_sms: int | None = None,
-                             out: torch.Tensor | None = None):
+                             prefix_decode: bool | None = None, out: torch.Tensor | None = None):
     """Hydragen attention (upstream's signature): shared prefix levels, then the unique part, merged by LSE.
 
     q: (B, Nq, Hq, D); k, v: (B, S, Hkv, D) unique caches with seq_len (B,) used lengths (None: causal, see
@@ -447,7 +488,11 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     persistent grid capped there; then the prefix goes on the caller's stream and the decode on the side stream,
     so that the prefix takes its SMs first); None = automatic: on when every level is memory-bound (its unsplit grid
     fills less than half the SMs); with CORUN_AUTO also for compute-bound levels beside a large decode, on the SMs
-    `_corun_sms` picks.
+    `_corun_sms` picks. prefix_decode: True runs the unique part inside the prefix kernel, in a fourth warpgroup of
+    its blocks (kernels/hydragen/prefix_decode.cuh), then a merge kernel; for one shared level, a unique part,
+    head_dim 128 and Nq * Hq/Hkv <= 16 query rows a kv-head (else a ValueError), without overlap, prefix_sms or decode
+    splits; None = automatic (`_prefix_decode_auto`: where it applies, the prefix is compute-bound and the decode's
+    estimated time at most the prefix's); False: never.
     Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
     if len(shared_ks) != len(shared_vs):
@@ -466,6 +511,10 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         if sk.shape[1] > 0:
             levels.append((_prep(sk), _prep(sv)))
     seq_len = _seq_len_arg(seq_len, q)
+    if prefix_decode is None:
+        prefix_decode = _prefix_decode_auto(q, k, levels, overlap, prefix_sms, decode_n_splits)
+    elif prefix_decode:
+        _check_prefix_decode(q, k, levels, overlap, prefix_sms, decode_n_splits)
     if prefix_sms is not None:
         n_sm = _num_sms(q.device.index or 0)
         if isinstance(prefix_sms, bool) or not isinstance(prefix_sms, int) or not 1 <= prefix_sms <= n_sm:
@@ -492,6 +541,16 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         return (o, lse) if return_lse else o
     q, k, v = _prep(q), _prep(k), _prep(v)
     ext = _ext()
+    if prefix_decode:
+        (sk, sv), = levels
+        _, s = _plan_prefix(q, sk, prefix_n_splits, 2)
+        pingpong = _prefix_schedule(q, sk, 2, PREFIX_PINGPONG, s)[0] & 1
+        ws_o = torch.empty((s + 1, B, Nq, Hq, D), device=q.device, dtype=torch.float32)
+        ws_lse = torch.empty((s + 1, B, Nq, Hq), device=q.device, dtype=torch.float32)
+        ext.prefix_decode_attention(q, sk, sv, ws_o[:s], ws_lse[:s], s, pingpong, 0, k, v, seq_len, ws_o[s], ws_lse[s],
+                                    _stream(q))
+        ext.merge_slots([(ws_o, ws_lse)], o, lse, _stream(q))
+        return (o, lse) if return_lse else o
     n_sm = _num_sms(q.device.index or 0)
     if overlap is None:   # measured (scripts/device/NOTES.md, call 4): B32 P4096 S512 32/32 step 140 -> 136 us
         # only where the prefix can hide behind the decode: few prefix blocks (memory-bound) and prefix bytes well

@@ -406,6 +406,79 @@ def test_hydragen_attention_nopad(requires_tk, dtype, D, case, path):
     assert rel_err(o2, o_ref) < TOL[dtype]
 
 
+PREFIX_DECODE_CASES = [  # (B, Nq, Hq, Hkv, Bp, P, S, mode): the decode inside the prefix kernel (<= 16 rows a kv-head)
+    (1, 1, 8, 1, 1, 300, 50, "seq_len"),       # batch 1, 8 rows a kv-head
+    (4, 1, 32, 8, 1, 1000, 64, "causal"),      # c3's 32/8 heads
+    (7, 2, 16, 2, 7, 129, 130, "seq_len"),     # Nq 2 x 8 = 16 rows, a prefix row a sequence, 3 key tiles
+    (5, 3, 15, 3, 1, 77, 200, "causal"),       # 15 rows (R 5), odd sizes
+    (600, 1, 8, 2, 1, 100, 64, "seq_len"),     # 1,200 decode units: more than one a block
+    (64, 1, 32, 32, 2, 2000, 513, "seq_len"),  # one row a kv-head, 9 key tiles, two prefix rows
+    (256, 1, 8, 1, 1, 4096, 1, "causal"),      # one key: 256 units beside 16 row blocks x 32 tiles
+    (33, 1, 64, 4, 1, 256, 37, "seq_len"),     # 16 rows a kv-head
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("case", PREFIX_DECODE_CASES, ids=lambda c: "B{}_N{}_H{}-{}_Bp{}_P{}_S{}_{}".format(*c))
+@pytest.mark.parametrize("layout", ["contiguous", "strided_splits"])
+def test_prefix_decode(requires_tk, poison_allocator, dtype, case, layout):
+    """prefix_decode=True against float64, outputs NaN-poisoned (o, and the allocator's free memory, where the fp32
+    slots come from); strided_splits: q, k, v, the prefix as views of wider tensors (read in place) and the prefix key
+    range split into its most slots; run twice, bit-identical."""
+    from tkprefix import tk_hydragen as tkh
+
+    B, Nq, Hq, Hkv, Bp, P, S, mode = case
+    D = 128
+    wide = 64 if layout == "strided_splits" else 0   # extra features: row strides of D + 64 elements
+    q = rnd(B, Nq, Hq, D + wide, dtype=dtype)[..., :D]
+    k, v = rnd(B, S, Hkv, D + wide, dtype=dtype)[..., :D], rnd(B, S, Hkv, D + wide, dtype=dtype)[..., :D]
+    sk = rnd(Bp, P, Hkv, D + wide, dtype=dtype, scale=1.3)[..., :D]
+    sv = rnd(Bp, P, Hkv, D + wide, dtype=dtype)[..., :D]
+    seq_len = None
+    if mode == "seq_len":
+        seq_len = torch.randint(0, S + 1, (B,), device="cuda", dtype=torch.int32)
+        if B > 1:
+            seq_len[-1] = 0
+    splits = math.ceil(P / 128) if layout == "strided_splits" else None
+    outs = []
+    for _ in range(2):
+        out = torch.full((B, Nq, Hq, D), float("nan"), device="cuda", dtype=dtype)
+        poison_allocator()          # the large pool (slots over 1 MB)
+        poison_allocator(1 << 20)   # the small pool
+        o, lse = tkh.hydragen_attention_nopad(q, k, v, [sk], [sv], seq_len, return_lse=True, out=out,
+                                              prefix_n_splits=splits, prefix_decode=True)
+        outs.append((o.clone(), lse.clone()))
+    keys = torch.cat([sk.repeat_interleave(B // Bp, 0), k], dim=1)
+    vals = torch.cat([sv.repeat_interleave(B // Bp, 0), v], dim=1)
+    vis = torch.cat([torch.ones(B, Nq, P, dtype=torch.bool, device="cuda"), visibility(B, Nq, S, seq_len, "cuda")], -1)
+    o_ref, lse_ref = ref_attention(q, keys, vals, vis)
+    check(outs[0][0], outs[0][1], o_ref, lse_ref, dtype, f"prefix_decode {case} {layout}")
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]), "two runs differ: a race?"
+
+
+def test_prefix_decode_limits_name_the_argument(requires_tk):
+    from tkprefix import tk_hydragen as tkh
+
+    bf = torch.bfloat16
+    q, k, sk = rnd(4, 1, 8, 128, dtype=bf), rnd(4, 20, 2, 128, dtype=bf), rnd(1, 100, 2, 128, dtype=bf)
+    bad = [
+        (dict(q=rnd(4, 1, 8, 64, dtype=bf), k=rnd(4, 20, 2, 64, dtype=bf), sk=rnd(1, 100, 2, 64, dtype=bf)),
+         "head_dim 128"),
+        (dict(q=rnd(4, 1, 64, 128, dtype=bf)), "<= 16 query rows"),          # 32 rows a kv-head
+        (dict(q=rnd(4, 3, 16, 128, dtype=bf)), "<= 16 query rows"),          # Nq 3 x 8 = 24 rows
+        (dict(k=rnd(4, 0, 2, 128, dtype=bf)), "one non-empty shared level"),
+        (dict(levels=2), "one non-empty shared level"),
+        (dict(overlap=True), "do not apply"),
+        (dict(prefix_sms=4), "do not apply"),
+        (dict(decode_n_splits=2), "do not apply"),
+    ]
+    for change, words in bad:
+        qq, kk, ss = change.pop("q", q), change.pop("k", k), change.pop("sk", sk)
+        levels = [ss] * change.pop("levels", 1)
+        with pytest.raises(ValueError, match=f"prefix_decode: .*{words}"):
+            tkh.hydragen_attention_nopad(qq, kk, kk, levels, levels, prefix_decode=True, **change)
+
+
 AUTO_CASES = [  # (B, Nq, Hq, Hkv, levels [(Bp, P)], S, seq_len given): where nothing is shared auto may run SDPA
     (16, 1, 32, 32, [], 512, False),     # c1 P0 S512: SDPA by the rule
     (1, 1, 8, 8, [(1, 0)], 1001, False),  # batch 1, an empty level, odd length: SDPA
