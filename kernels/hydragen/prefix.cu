@@ -249,7 +249,7 @@ void prefix_kernel(const __grid_constant__ globals g) {
     }
     __syncthreads();
 
-    if (wg == DECODE_WG) {
+    if (DEC && wg == DECODE_WG) {   // (DEC a constant: without it the branch and its test compile away)
         // ================================================================ DEC: the suffix decode (prefix_decode.cuh)
         if constexpr (DEC) {
             warpgroup::decrease_registers<DECODE_REGS>();
