@@ -441,9 +441,9 @@ def _prefix_decode_auto(q, k, levels, overlap, prefix_sms, decode_n_splits) -> b
     0.86-0.99x the default step's time wherever the decode's estimated time is at most 0.49x the prefix's (7 shapes:
     c3 at suffix 64 from B1024 8/1 and B2048 32/8, and 8/1 B4096 at suffix 256), and 1.05-1.27x where it is 0.98x or
     more (but for 0.98x on 8/1 B2048 S256); the threshold sits between the two. The one decode warpgroup an SM keeps
-    about one tile in flight, so a larger decode outlasts the prefix it hides under. Only for compute-bound levels (CORUN_MIN_ROWS
-    stacked rows; none with fewer was measured) and where the kernel applies; never where the caller asks for the
-    overlap, prefix_sms or decode splits."""
+    about one tile in flight, so a larger decode outlasts the prefix it hides under. Only for compute-bound levels
+    (CORUN_MIN_ROWS stacked rows; none with fewer was measured) and where the kernel applies; never where the caller
+    asks for the overlap, prefix_sms or decode splits."""
     if not PREFIX_DECODE_AUTO or len(levels) != 1 or k.shape[1] == 0:
         return False
     if overlap or prefix_sms is not None or decode_n_splits not in (None, 1):
@@ -492,7 +492,7 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     its blocks (kernels/hydragen/prefix_decode.cuh), then a merge kernel; for one shared level, a unique part,
     head_dim 128 and Nq * Hq/Hkv <= 16 query rows a kv-head (else a ValueError), without overlap, prefix_sms or decode
     splits; None = automatic (`_prefix_decode_auto`: where it applies, the prefix is compute-bound and the decode's
-    estimated time at most the prefix's); False: never.
+    estimated time at most 0.7x the prefix's); False: never.
     Returns o (B, Nq, Hq, D) (and lse if return_lse).
     """
     if len(shared_ks) != len(shared_vs):
