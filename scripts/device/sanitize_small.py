@@ -5,8 +5,7 @@ Covers: prefix (partial row block, tail keys, 2 key splits, GQA 4; the overlappe
 tiles), decode (causal + seq_len with an empty sequence; 2 and 3 splits: two-tile splits, and one-tile splits on the
 one-stage kernel; 8, 24 and 48 rows per kv-head: 1, 2 and 4 row tiles a block; 800 blocks, more than fit at once,
 with a prefix merged in, co-run with the prefix on 3 SMs, and on 64-key caches), the decode inside the prefix kernel
-(prefix_decode), merge. Prints the max error of each
-against a float64 reference.
+(prefix_decode), merge. Prints the max error of each against a float64 reference.
 """
 import math
 

@@ -284,15 +284,22 @@ CORUN_MIN_ROWS = 256       # stacked query rows per kv-head of every level: a le
                            # the decode for bandwidth (c7 forests, 16-32 rows: 1.26-1.45x slower co-run at 44772a2)
 
 
+def _part_times(q, k, levels) -> tuple[float, float]:
+    """Estimated seconds of the prefix levels (their FLOPs at CORUN_PREFIX_FLOPS) and of the decode (the unique K/V
+    bytes at CORUN_DECODE_BYTES)."""
+    B, Nq, Hq, D = q.shape
+    t_p = sum(4 * B * Nq * Hq * sk.shape[1] * D for sk, _ in levels) / CORUN_PREFIX_FLOPS
+    t_d = 2 * B * k.shape[1] * k.shape[2] * D * k.element_size() / CORUN_DECODE_BYTES
+    return t_p, t_d
+
+
 def _corun_sms(q, k, levels, n_sm: int) -> int:
     """SMs for the prefix levels co-running with the decode (0: run them one after the other). Measured on the c3
     shapes with a suffix (24): 1.00-1.12x the serial step's speed, 1.03x in geometric mean; the gains where the two
     parts take similar times (8/1 B4096 P8192 S512: 518 -> 466 us)."""
-    B, Nq, Hq, D = q.shape
     if any(_stacked_rows(q, sk) < CORUN_MIN_ROWS for sk, _ in levels):
         return 0
-    t_p = sum(4 * B * Nq * Hq * sk.shape[1] * D for sk, _ in levels) / CORUN_PREFIX_FLOPS
-    t_d = 2 * B * k.shape[1] * k.shape[2] * D * k.element_size() / CORUN_DECODE_BYTES
+    t_p, t_d = _part_times(q, k, levels)
     if t_d * 1e6 < CORUN_MIN_DECODE_US:
         return 0
     n_p = max(n_sm // 3, round(CORUN_SHARE * n_sm * t_p / (t_p + t_d)))
@@ -432,7 +439,22 @@ def merge_states(o_a: torch.Tensor, lse_a: torch.Tensor, o_b: torch.Tensor,
 
 
 PREFIX_DECODE_AUTO = True      # prefix_decode=None takes the fused kernel where _prefix_decode_auto says so
-PREFIX_DECODE_MAX_RATIO = 0.7  # the decode's time over the prefix's (both estimated as in _corun_sms) at most this
+PREFIX_DECODE_MAX_RATIO = 0.7  # the decode's time over the prefix's (both by _part_times) at most this
+
+
+def _prefix_decode_unfit(q, k, levels, overlap, prefix_sms, decode_n_splits) -> str | None:
+    """Why prefix_decode=True cannot run here (the kernel's limits: tkp_prefix_attention's `unique`), or None."""
+    B, Nq, Hq, D = q.shape
+    if len(levels) != 1 or k.shape[1] == 0:
+        return (f"needs exactly one non-empty shared level and a unique part (k.shape[1] > 0), got {len(levels)} "
+                f"non-empty levels and k.shape[1] = {k.shape[1]}")
+    if D != 128:
+        return f"needs head_dim 128, got {D}"
+    if Nq * (Hq // k.shape[2]) > 16:
+        return f"needs Nq * Hq/Hkv <= 16 query rows a kv-head, got {Nq * (Hq // k.shape[2])}"
+    if overlap or prefix_sms is not None or decode_n_splits not in (None, 1):
+        return "the decode runs inside the prefix kernel, unsplit; overlap, prefix_sms and decode_n_splits do not apply"
+    return None
 
 
 def _prefix_decode_auto(q, k, levels, overlap, prefix_sms, decode_n_splits) -> bool:
@@ -444,32 +466,12 @@ def _prefix_decode_auto(q, k, levels, overlap, prefix_sms, decode_n_splits) -> b
     about one tile in flight, so a larger decode outlasts the prefix it hides under. Only for compute-bound levels
     (CORUN_MIN_ROWS stacked rows; none with fewer was measured) and where the kernel applies; never where the caller
     asks for the overlap, prefix_sms or decode splits."""
-    if not PREFIX_DECODE_AUTO or len(levels) != 1 or k.shape[1] == 0:
+    if not PREFIX_DECODE_AUTO or _prefix_decode_unfit(q, k, levels, overlap, prefix_sms, decode_n_splits):
         return False
-    if overlap or prefix_sms is not None or decode_n_splits not in (None, 1):
+    if _stacked_rows(q, levels[0][0]) < CORUN_MIN_ROWS:
         return False
-    B, Nq, Hq, D = q.shape
-    (sk, _), = levels
-    if D != 128 or Nq * (Hq // k.shape[2]) > 16 or _stacked_rows(q, sk) < CORUN_MIN_ROWS:
-        return False
-    t_p = 4 * B * Nq * Hq * sk.shape[1] * D / CORUN_PREFIX_FLOPS
-    t_d = 2 * B * k.shape[1] * k.shape[2] * D * k.element_size() / CORUN_DECODE_BYTES
+    t_p, t_d = _part_times(q, k, levels)
     return t_d <= PREFIX_DECODE_MAX_RATIO * t_p
-
-
-def _check_prefix_decode(q, k, levels, overlap, prefix_sms, decode_n_splits):
-    """What prefix_decode=True needs (the kernel's limits: tkp_prefix_attention's `unique`)."""
-    B, Nq, Hq, D = q.shape
-    if len(levels) != 1 or k.shape[1] == 0:
-        raise ValueError(f"prefix_decode: needs exactly one non-empty shared level and a unique part (k.shape[1] > 0), "
-                         f"got {len(levels)} non-empty levels and k.shape[1] = {k.shape[1]}")
-    if D != 128:
-        raise ValueError(f"prefix_decode: needs head_dim 128, got {D}")
-    if Nq * (Hq // k.shape[2]) > 16:
-        raise ValueError(f"prefix_decode: needs Nq * Hq/Hkv <= 16 query rows a kv-head, got {Nq * (Hq // k.shape[2])}")
-    if overlap or prefix_sms is not None or decode_n_splits not in (None, 1):
-        raise ValueError("prefix_decode: the decode runs inside the prefix kernel, unsplit; overlap, prefix_sms and "
-                         "decode_n_splits do not apply")
 
 
 def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shared_ks, shared_vs,
@@ -513,8 +515,8 @@ def hydragen_attention_nopad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     seq_len = _seq_len_arg(seq_len, q)
     if prefix_decode is None:
         prefix_decode = _prefix_decode_auto(q, k, levels, overlap, prefix_sms, decode_n_splits)
-    elif prefix_decode:
-        _check_prefix_decode(q, k, levels, overlap, prefix_sms, decode_n_splits)
+    elif prefix_decode and (why := _prefix_decode_unfit(q, k, levels, overlap, prefix_sms, decode_n_splits)):
+        raise ValueError(f"prefix_decode: {why}")
     if prefix_sms is not None:
         n_sm = _num_sms(q.device.index or 0)
         if isinstance(prefix_sms, bool) or not isinstance(prefix_sms, int) or not 1 <= prefix_sms <= n_sm:
