@@ -4,11 +4,11 @@
 # at 444c4fd, whose kernels differ from main's only in bd9e14c's code layout) it runs the diagnostic instead:
 # fused_trace.py under rec (main's decode warpgroup) and ring (decode_ring.patch), both with the decode's trace stamps,
 # and main's prefix_decode GPU tests. From the repository root, .whl, .dev/s36 and .dev/s37 carried:
-#   TKPREFIX_GIT_COMMIT=<sha> bash data/h200/dev/s37_decode_ring/call_either.sh
+#   TKPREFIX_GIT_COMMIT=<sha> bash data/h200/dev/s37_decode_ring/call_either.sh   (RECORD=0: the diagnostic on any GPU)
 set -u
 HERE=$(dirname "$0")
 [ -f third_party/chunk-attention/CMakeLists.txt ] || tar xJf .dev/s36/third_party.txz
-if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
+if [ "${RECORD:-1}" = 1 ] && nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
   DL=${DL:-525} bash $HERE/../s36_record/call.sh
   exit
 fi
