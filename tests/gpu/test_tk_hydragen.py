@@ -415,7 +415,7 @@ PREFIX_DECODE_CASES = [  # (B, Nq, Hq, Hkv, Bp, P, S, mode): the decode inside t
     (64, 1, 32, 32, 2, 2000, 513, "seq_len"),  # one row a kv-head, 9 key tiles, two prefix rows
     (256, 1, 8, 1, 1, 4096, 1, "causal"),      # one key: 256 units beside 16 row blocks x 32 tiles
     (33, 1, 64, 4, 1, 256, 37, "seq_len"),     # 16 rows a kv-head
-    (300, 2, 16, 2, 1, 64, 150, "seq_len"),    # 600 units of 16 rows, 0-3 tiles each: the K/V ring and two Q buffers
+    (300, 2, 16, 2, 1, 64, 150, "seq_len"),    # 600 units of 16 rows, 0-3 tiles each: ~4.5 a block, new Q rows every unit
 ]
 
 
