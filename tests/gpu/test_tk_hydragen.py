@@ -457,6 +457,31 @@ def test_prefix_decode(requires_tk, poison_allocator, dtype, case, layout):
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]), "two runs differ: a race?"
 
 
+@pytest.mark.parametrize("S", [64, 150])
+def test_prefix_decode_ignores_the_cache_past_seq_len(requires_tk, S):
+    """The decode inside the prefix kernel, as test_decode_ignores_the_cache_past_seq_len: NaN and inf in the unique
+    cache past each sequence's length (lengths inside a 16-key chunk, on a tile edge, 0 and S) must not reach the
+    result; 4 rows a kv-head (c3's 32/8)."""
+    from tkprefix import tk_hydragen as tkh
+
+    B, Hq, Hkv, P, D, dt = 6, 32, 8, 300, 128, torch.bfloat16
+    q = rnd(B, 1, Hq, D, dtype=dt)
+    k, v = rnd(B, S, Hkv, D, dtype=dt, scale=1.5), rnd(B, S, Hkv, D, dtype=dt)
+    sk, sv = rnd(1, P, Hkv, D, dtype=dt), rnd(1, P, Hkv, D, dtype=dt)
+    seq_len = torch.tensor([0, 1, 37, 64, S - 1, S], device="cuda", dtype=torch.int32)
+    past = torch.arange(S, device="cuda")[None, :] >= seq_len[:, None].long()   # (B, S)
+    k_bad, v_bad = k.clone(), v.clone()
+    k_bad[past] = float("nan")
+    v_bad[past] = float("inf")
+    v_bad[past.nonzero()[::2].unbind(1)] = float("nan")
+    keys, vals = torch.cat([sk.expand(B, -1, -1, -1), k], 1), torch.cat([sv.expand(B, -1, -1, -1), v], 1)
+    vis = torch.cat([torch.ones(B, 1, P, dtype=torch.bool, device="cuda"), visibility(B, 1, S, seq_len, "cuda")], -1)
+    o_ref, lse_ref = ref_attention(q, keys, vals, vis)
+    o, lse = tkh.hydragen_attention_nopad(q, k_bad, v_bad, [sk], [sv], seq_len, return_lse=True, out=poisoned(q),
+                                          prefix_decode=True)
+    check(o, lse, o_ref, lse_ref, dt, f"prefix_decode S{S}, NaN/inf past seq_len")
+
+
 def test_prefix_decode_limits_name_the_argument(requires_tk):
     from tkprefix import tk_hydragen as tkh
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Session 38, one device call on any GPU. From the repository root, with third_party/ThunderKittens and .dev/s38
+# carried (.dev/s38/v/*: `git archive 1e47063 kernels` with s37's trace_stamps.patch; idle and idle3 also with the
+# edits in README; bulk also with decode_bulk.patch; `this` = the working tree, decode_bulk.patch applied):
+#   DL=<s> V=.dev/s38 bash data/h200/dev/s38_decode_bulk/call.sh
+# 1. builds; 2. the prefix_decode GPU tests under this; 3. fused_trace.py under rec/idle/idle3/bulk, twice;
+# 4. s35's ab.py, rec against this, alternated; 5. memcheck and racecheck of sanitize_small.py under this;
+# 6. the whole Hydragen GPU test file under this. Logs in $OUT; summaries on stdout.
+set -u
+HERE=$(dirname "$0"); AB=$HERE/../s35_prefix_decode
+source $HERE/../s26_call_lib.sh   # el, left (against DL), kenv/kbuild, the build environment, CS
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
+kbuild hydragen 6 240 rec idle idle3 bulk this
+grep -hE "spill" /tmp/build_hydragen_this.log | grep -v " 0 bytes spill" | head -4
+env $(kenv hydragen this) timeout 150 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_tk_hydragen.py \
+  -k prefix_decode > $OUT/pytest_pd.log 2>&1
+echo "pytest prefix_decode rc=$? at $(el) s: $(tail -1 $OUT/pytest_pd.log)"
+grep -E "^FAILED|Error|assert" $OUT/pytest_pd.log | head -12
+for i in 1 2; do for v in rec idle idle3 bulk; do
+  [ $(left) -gt 200 ] || break 2
+  env $(kenv hydragen $v) timeout 60 python3 $HERE/fused_trace.py $v >> $OUT/trace.csv 2> $OUT/trace_$v.err
+  echo "trace $v $i rc=$? at $(el) s"
+done; done
+cat $OUT/trace.csv
+for i in 1 2; do for v in rec this; do
+  [ $(left) -gt 150 ] || break 2
+  env $(kenv hydragen $v) timeout 90 python3 $AB/ab.py $OUT/ab_${v}_$i.csv 30 > $OUT/ab_${v}_$i.log 2>&1
+  echo "ab $v $i rc=$? at $(el) s: $(tail -1 $OUT/ab_${v}_$i.log)"
+done; done
+python3 - $OUT <<'PY'
+import csv, glob, statistics, sys
+t = {}
+for f in sorted(glob.glob(sys.argv[1] + "/ab_*_*.csv")):
+    v = f.split("/")[-1].split("_")[1]
+    for r in csv.DictReader(open(f)):
+        t.setdefault(tuple(r[c] for c in ("B", "Hq", "Hkv", "P", "S")), {}).setdefault(v, []).append(r)
+print("B Hq Hkv P S | step fused_rec fused_this prefix decode | this/rec this/step")
+ratios = []
+for key, by in t.items():
+    med = lambda v, c: statistics.median(float(r[c]) for r in by.get(v, [])) if by.get(v) else float("nan")
+    step = statistics.median([float(r["step_us"]) for v in by for r in by[v]])
+    fr, ft = med("rec", "fused_us"), med("this", "fused_us")
+    ratios.append(ft / fr)
+    print(*key, "|", round(step, 1), round(fr, 1), round(ft, 1), round(med("this", "prefix_us"), 1),
+          round(med("this", "decode_us"), 1), "|", round(ft / fr, 3), round(ft / step, 3))
+print("geomean fused this/rec:", round(statistics.geometric_mean(ratios), 4))
+PY
+for t in memcheck racecheck; do
+  env $(kenv hydragen this) timeout 150 $CS --tool $t --print-limit 20 python3 scripts/device/sanitize_small.py \
+    > $OUT/san_$t.log 2>&1 &
+done
+wait
+for t in memcheck racecheck; do
+  echo "$t at $(el) s: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' $OUT/san_$t.log) $(grep -c 'max err' $OUT/san_$t.log) cases"
+done
+env $(kenv hydragen this) timeout $(( $(left) > 30 ? $(left) : 30 )) python3 -m pytest -q -p no:cacheprovider -x \
+  tests/gpu/test_tk_hydragen.py > $OUT/pytest_all.log 2>&1
+echo "pytest hydragen rc=$? at $(el) s: $(tail -1 $OUT/pytest_all.log)"
+grep -E "^FAILED" $OUT/pytest_all.log | head -5
