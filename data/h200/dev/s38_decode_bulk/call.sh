@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Session 38, one device call on any GPU. From the repository root, with third_party/ThunderKittens and .dev/s38
+# Session 38, device calls on any GPU (call 1: bulk; call 2, OVL=1: the overlapped loop beside the decode).
+# From the repository root, with third_party/ThunderKittens and .dev/s38
 # carried (.dev/s38/v/*: `git archive 1e47063 kernels` with s37's trace_stamps.patch; idle and idle3 also with the
 # edits in README; bulk also with decode_bulk.patch; `this` = the working tree, decode_bulk.patch applied):
 #   DL=<s> V=.dev/s38 bash data/h200/dev/s38_decode_bulk/call.sh
@@ -10,13 +11,19 @@ set -u
 HERE=$(dirname "$0"); AB=$HERE/../s35_prefix_decode
 source $HERE/../s26_call_lib.sh   # el, left (against DL), kenv/kbuild, the build environment, CS
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
-kbuild hydragen 6 240 rec idle idle3 bulk this
+ABPY=$AB/ab.py
+if [ "${OVL:-0}" = 1 ]; then TRACE="rec ovl"; ABPY=$HERE/ab_noauto.py; kbuild hydragen 8 240 rec ovl this
+  env $(kenv hydragen rec) timeout 60 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_tk_hydragen.py \
+    -k "prefix_decode_ignores" > $OUT/pytest_past_rec.log 2>&1
+  echo "pytest past seq_len under rec rc=$?: $(tail -1 $OUT/pytest_past_rec.log)"
+  grep -E "^E |^FAILED" $OUT/pytest_past_rec.log | head -20
+else TRACE="rec idle idle3 bulk"; kbuild hydragen 6 240 rec idle idle3 bulk this; fi
 grep -hE "spill" /tmp/build_hydragen_this.log | grep -v " 0 bytes spill" | head -4
 env $(kenv hydragen this) timeout 150 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_tk_hydragen.py \
   -k prefix_decode > $OUT/pytest_pd.log 2>&1
 echo "pytest prefix_decode rc=$? at $(el) s: $(tail -1 $OUT/pytest_pd.log)"
-grep -E "^FAILED|Error|assert" $OUT/pytest_pd.log | head -12
-for i in 1 2; do for v in rec idle idle3 bulk; do
+grep -E "^E |^FAILED" $OUT/pytest_pd.log | head -30
+for i in 1 2; do for v in $TRACE; do
   [ $(left) -gt 200 ] || break 2
   env $(kenv hydragen $v) timeout 60 python3 $HERE/fused_trace.py $v >> $OUT/trace.csv 2> $OUT/trace_$v.err
   echo "trace $v $i rc=$? at $(el) s"
@@ -24,7 +31,7 @@ done; done
 cat $OUT/trace.csv
 for i in 1 2; do for v in rec this; do
   [ $(left) -gt 150 ] || break 2
-  env $(kenv hydragen $v) timeout 90 python3 $AB/ab.py $OUT/ab_${v}_$i.csv 30 > $OUT/ab_${v}_$i.log 2>&1
+  env $(kenv hydragen $v) timeout 90 python3 $ABPY $OUT/ab_${v}_$i.csv 30 > $OUT/ab_${v}_$i.log 2>&1
   echo "ab $v $i rc=$? at $(el) s: $(tail -1 $OUT/ab_${v}_$i.log)"
 done; done
 python3 - $OUT <<'PY'
