@@ -11,8 +11,8 @@ set -u
 HERE=$(dirname "$0"); AB=$HERE/../s35_prefix_decode
 source $HERE/../s26_call_lib.sh   # el, left (against DL), kenv/kbuild, the build environment, CS
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
-ABPY=$AB/ab.py
-if [ "${OVL:-0}" = 1 ]; then TRACE="rec ovl"; ABPY=$HERE/ab_noauto.py; kbuild hydragen 8 240 rec ovl this
+ABPY=$AB/ab.py PASSES="1 2" TRACE_MIN=200 AB_MIN=150
+if [ "${OVL:-0}" = 1 ]; then TRACE="ovl" PASSES=1 TRACE_MIN=120 AB_MIN=90 ABPY=$HERE/ab_noauto.py; kbuild hydragen 8 240 rec ovl this
   env $(kenv hydragen rec) timeout 60 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_tk_hydragen.py \
     -k "prefix_decode_ignores" > $OUT/pytest_past_rec.log 2>&1
   echo "pytest past seq_len under rec rc=$?: $(tail -1 $OUT/pytest_past_rec.log)"
@@ -23,14 +23,14 @@ env $(kenv hydragen this) timeout 150 python3 -m pytest -q -p no:cacheprovider t
   -k prefix_decode > $OUT/pytest_pd.log 2>&1
 echo "pytest prefix_decode rc=$? at $(el) s: $(tail -1 $OUT/pytest_pd.log)"
 grep -E "^E |^FAILED" $OUT/pytest_pd.log | head -30
-for i in 1 2; do for v in $TRACE; do
-  [ $(left) -gt 200 ] || break 2
+for i in $PASSES; do for v in $TRACE; do
+  [ $(left) -gt $TRACE_MIN ] || break 2
   env $(kenv hydragen $v) timeout 60 python3 $HERE/fused_trace.py $v >> $OUT/trace.csv 2> $OUT/trace_$v.err
   echo "trace $v $i rc=$? at $(el) s"
 done; done
 cat $OUT/trace.csv
 for i in 1 2; do for v in rec this; do
-  [ $(left) -gt 150 ] || break 2
+  [ $(left) -gt $AB_MIN ] || break 2
   env $(kenv hydragen $v) timeout 90 python3 $ABPY $OUT/ab_${v}_$i.csv 30 > $OUT/ab_${v}_$i.log 2>&1
   echo "ab $v $i rc=$? at $(el) s: $(tail -1 $OUT/ab_${v}_$i.log)"
 done; done
