@@ -12,7 +12,9 @@ HERE=$(dirname "$0"); AB=$HERE/../s35_prefix_decode
 source $HERE/../s26_call_lib.sh   # el, left (against DL), kenv/kbuild, the build environment, CS
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.draw,temperature.gpu --format=csv
 ABPY=$AB/ab.py PASSES="1 2" TRACE_MIN=200 AB_MIN=150
-if [ "${OVL:-0}" = 1 ]; then TRACE="ovl" PASSES=1 TRACE_MIN=120 AB_MIN=90 ABPY=$HERE/ab_noauto.py; kbuild hydragen 8 240 rec ovl this
+if [ "${OVL:-0}" != 0 ]; then   # OVL=2: no trace (one build less), one A/B pass
+  TRACE="ovl" PASSES=1 TRACE_MIN=120 AB_MIN=90 ABPY=$HERE/ab_noauto.py
+  if [ "$OVL" = 2 ]; then TRACE="" AB_MIN=80; kbuild hydragen 8 240 rec this; else kbuild hydragen 8 240 rec ovl this; fi
   env $(kenv hydragen rec) timeout 60 python3 -m pytest -q -p no:cacheprovider tests/gpu/test_tk_hydragen.py \
     -k "prefix_decode_ignores" > $OUT/pytest_past_rec.log 2>&1
   echo "pytest past seq_len under rec rc=$?: $(tail -1 $OUT/pytest_past_rec.log)"
@@ -31,6 +33,7 @@ done; done
 cat $OUT/trace.csv
 for i in 1 2; do for v in rec this; do
   [ $(left) -gt $AB_MIN ] || break 2
+  [ "${OVL:-0}" = 2 ] && [ $i = 2 ] && break 2
   env $(kenv hydragen $v) timeout 90 python3 $ABPY $OUT/ab_${v}_$i.csv 30 > $OUT/ab_${v}_$i.log 2>&1
   echo "ab $v $i rc=$? at $(el) s: $(tail -1 $OUT/ab_${v}_$i.log)"
 done; done
