@@ -477,8 +477,8 @@ def test_prefix_decode_ignores_the_cache_past_seq_len(requires_tk, S):
     keys, vals = torch.cat([sk.expand(B, -1, -1, -1), k], 1), torch.cat([sv.expand(B, -1, -1, -1), v], 1)
     vis = torch.cat([torch.ones(B, 1, P, dtype=torch.bool, device="cuda"), visibility(B, 1, S, seq_len, "cuda")], -1)
     o_ref, lse_ref = ref_attention(q, keys, vals, vis)
-    o, lse = tkh.hydragen_attention_nopad(q, k_bad, v_bad, [sk], [sv], seq_len, return_lse=True, out=poisoned(q),
-                                          prefix_decode=True)
+    o, lse = tkh.hydragen_attention_nopad(q, k_bad, v_bad, [sk], [sv], seq_len, return_lse=True,
+                                          out=poisoned(q)[0], prefix_decode=True)
     check(o, lse, o_ref, lse_ref, dt, f"prefix_decode S{S}, NaN/inf past seq_len")
 
 
