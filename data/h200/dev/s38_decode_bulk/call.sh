@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Session 38, device calls on any GPU (call 1: bulk; call 2, OVL=1: the overlapped loop beside the decode).
-# From the repository root, with third_party/ThunderKittens and .dev/s38
-# carried (.dev/s38/v/*: `git archive 1e47063 kernels` with s37's trace_stamps.patch; idle and idle3 also with the
-# edits in README; bulk also with decode_bulk.patch; `this` = the working tree, decode_bulk.patch applied):
-#   DL=<s> V=.dev/s38 bash data/h200/dev/s38_decode_bulk/call.sh
-# 1. builds; 2. the prefix_decode GPU tests under this; 3. fused_trace.py under rec/idle/idle3/bulk, twice;
-# 4. s35's ab.py, rec against this, alternated; 5. memcheck and racecheck of sanitize_small.py under this;
-# 6. the whole Hydragen GPU test file under this. Logs in $OUT; summaries on stdout.
+# Session 38, device calls on any GPU. From the repository root, with third_party/ThunderKittens and .dev/s38 carried
+# (.dev/s38/v/*: `git archive 1e47063 kernels` with s37's trace_stamps.patch, each variant as README says):
+#   call 1:          DL=<s> V=.dev/s38 bash data/h200/dev/s38_decode_bulk/call.sh   (`this` = decode_bulk.patch applied)
+#   call 2, OVL=1|2: OVL=1 DL=<s> V=.dev/s38 bash ...                               (`this` = dec_overlap.patch applied)
+# 1. builds (call 2: also the new past-seq_len test under rec); 2. the prefix_decode GPU tests under this;
+# 3. fused_trace.py per variant (call 1: rec/idle/idle3/bulk twice; OVL=1: ovl once; OVL=2: none); 4. the A/B, rec
+# against this, alternated (call 1: s35's ab.py; call 2: ab_noauto.py, one pass at OVL=2); 5. memcheck and racecheck
+# of sanitize_small.py under this; 6. the whole Hydragen GPU test file under this. Logs in $OUT; summaries on stdout.
 set -u
 HERE=$(dirname "$0"); AB=$HERE/../s35_prefix_decode
 source $HERE/../s26_call_lib.sh   # el, left (against DL), kenv/kbuild, the build environment, CS
